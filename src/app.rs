@@ -1,0 +1,145 @@
+//! Wiring: build the hub, the broker and the router from a [`Config`], bind the listener,
+//! and run until the shutdown future resolves, then drain.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::domain::wire::ServerInfo;
+use crate::hub::Hub;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+
+/// After the last `reconnect` hint: how long sockets get to close before the app returns.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub hub: Hub,
+    pub broker: Broker,
+    pub auth: Auth,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+    pub server: ServerInfo,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Shared {
+    /// Every reason this instance should not get new connections now (`/readyz`).
+    pub fn not_ready_reasons(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.lifecycle.is_draining() {
+            reasons.push("draining");
+        }
+        if !self.broker.is_healthy() {
+            reasons.push("broker");
+        }
+        reasons
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    background: CancellationToken,
+}
+
+impl App {
+    /// Validates the configuration, connects the broker and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(&config, metrics.clone());
+        let broker = Broker::connect(&config, hub.sink()).await?;
+        let background = CancellationToken::new();
+        hub.start(broker.clone(), &config, background.clone());
+        broker.spawn_background(background.clone());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen))?;
+        let server = ServerInfo {
+            pod: config.pod_name.clone(),
+            slot: config.slot.as_str().to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        let state = AppState(Arc::new(Shared {
+            auth: Auth::new(&config),
+            lifecycle: Arc::new(Lifecycle::new(config.max_connections)),
+            config,
+            hub,
+            broker,
+            metrics,
+            server,
+        }));
+        Ok(Self { listener, state, background })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` fails and new handshakes
+    /// are refused at once, `reconnect` hints go out spread over `DANMAKU_DRAIN_MS`, what is
+    /// left is closed with 1001, and this returns within the drain time plus a few seconds.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, state, background } = self;
+        let lifecycle = state.lifecycle.clone();
+        let drain = state.config.drain();
+        let router = crate::http::router(state.clone());
+        let stop_http = lifecycle.closing().clone().cancelled_owned();
+        let mut server = tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(stop_http).into_future());
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                background.cancel();
+                return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(e.into()),
+                };
+            }
+        }
+
+        let started = Instant::now();
+        tracing::info!(connections = lifecycle.open_connections(), ?drain, "draining");
+        lifecycle.start_draining();
+        // Done early if every client has already moved on.
+        let _ = tokio::time::timeout(drain, lifecycle.all_connections_ended()).await;
+        tracing::info!(connections = lifecycle.open_connections(), "closing the remaining connections");
+        lifecycle.close_all();
+        if tokio::time::timeout(CLOSE_GRACE, lifecycle.all_connections_ended()).await.is_err() {
+            tracing::warn!(connections = lifecycle.open_connections(), "some sockets did not close in time");
+        }
+        if tokio::time::timeout(CLOSE_GRACE, &mut server).await.is_err() {
+            tracing::warn!("HTTP connections still open at exit");
+            server.abort();
+        }
+        background.cancel();
+        tracing::info!(elapsed = ?started.elapsed(), "stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! Who is calling: viewer JWTs (HS256) on the WebSocket and the moderation endpoints,
+//! bearer service tokens on the service API. Tokens are never logged.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::domain::{StreamId, User, now_ms};
+
+/// The claims danmaku reads from a viewer token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub exp: u64,
+    /// Stream ids this user may moderate.
+    #[serde(default, rename = "mod", skip_serializing_if = "Vec::is_empty")]
+    pub moderates: Vec<String>,
+}
+
+/// A signed-in viewer, from a valid token.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: User,
+    /// Token expiry, epoch seconds: after it the viewer may watch but not post.
+    pub expires_at: u64,
+    pub moderates: Vec<String>,
+}
+
+impl Viewer {
+    pub fn token_expired(&self) -> bool {
+        now_ms() / 1000 >= self.expires_at
+    }
+
+    pub fn moderates(&self, stream: &StreamId) -> bool {
+        self.moderates.iter().any(|s| s == stream.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Anonymous,
+    Viewer(Viewer),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the token is invalid")]
+    InvalidToken,
+    #[error("the token has expired")]
+    ExpiredToken,
+    #[error("anonymous connections are not allowed; send a token")]
+    AnonymousRefused,
+    #[error("this endpoint needs a bearer token")]
+    MissingBearer,
+    #[error("the bearer token is not allowed here")]
+    WrongBearer,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    jwt: Option<Jwt>,
+    allow_anonymous: bool,
+    service_tokens: Vec<Vec<u8>>,
+}
+
+#[derive(Clone)]
+struct Jwt {
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+}
+
+impl Auth {
+    /// Seconds of clock skew tolerated on `exp`.
+    const LEEWAY_SECS: u64 = 5;
+
+    pub fn new(config: &Config) -> Self {
+        let jwt = config.jwt_secret.as_deref().map(|secret| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            validation.leeway = Self::LEEWAY_SECS;
+            Jwt {
+                decoding: DecodingKey::from_secret(secret.as_bytes()),
+                encoding: EncodingKey::from_secret(secret.as_bytes()),
+                validation,
+            }
+        });
+        let service_tokens = config
+            .service_tokens
+            .as_ref()
+            .map(|l| l.0.iter().map(|t| t.as_bytes().to_vec()).collect())
+            .unwrap_or_default();
+        Self { jwt, allow_anonymous: config.allow_anonymous, service_tokens }
+    }
+
+    /// The identity of a WebSocket handshake, from its token (header or `access_token`).
+    pub fn viewer(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        match (&self.jwt, token) {
+            (Some(jwt), Some(token)) => jwt.decode(token).map(Identity::Viewer),
+            // Without a secret no token can be checked: every connection is anonymous.
+            _ if self.allow_anonymous => Ok(Identity::Anonymous),
+            _ => Err(AuthError::AnonymousRefused),
+        }
+    }
+
+    /// The service API: one of `DANMAKU_SERVICE_TOKENS`.
+    pub fn service(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        let bearer = bearer.ok_or(AuthError::MissingBearer)?;
+        if self.is_service_token(bearer) { Ok(()) } else { Err(AuthError::WrongBearer) }
+    }
+
+    /// Moderation: a service token, or a viewer token whose `mod` claim lists the stream.
+    pub fn moderator(&self, bearer: Option<&str>, stream: &StreamId) -> Result<(), AuthError> {
+        let bearer = bearer.ok_or(AuthError::MissingBearer)?;
+        if self.is_service_token(bearer) {
+            return Ok(());
+        }
+        match self.jwt.as_ref().map(|jwt| jwt.decode(bearer)) {
+            Some(Ok(viewer)) if viewer.moderates(stream) => Ok(()),
+            _ => Err(AuthError::WrongBearer),
+        }
+    }
+
+    fn is_service_token(&self, bearer: &str) -> bool {
+        // Check every token without stopping early, each in constant time.
+        self.service_tokens
+            .iter()
+            .fold(false, |found, t| found | bool::from(t.as_slice().ct_eq(bearer.as_bytes())))
+    }
+
+    /// Signs a token with the configured secret (development mode's token endpoint, tests).
+    pub fn mint(&self, claims: &Claims) -> Option<String> {
+        let jwt = self.jwt.as_ref()?;
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &jwt.encoding).ok()
+    }
+}
+
+impl Jwt {
+    fn decode(&self, token: &str) -> Result<Viewer, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
+                _ => AuthError::InvalidToken,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
+            return Err(AuthError::InvalidToken);
+        }
+        let name = claims.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| claims.sub.clone());
+        Ok(Viewer {
+            user: User { id: claims.sub, name },
+            expires_at: claims.exp,
+            moderates: claims.moderates,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(secret: Option<&str>, anonymous: bool) -> Auth {
+        let mut c = Config::defaults();
+        c.jwt_secret = secret.map(String::from);
+        c.allow_anonymous = anonymous;
+        c.service_tokens = Some(crate::config::List(vec!["svc-1".into(), "svc-2".into()]));
+        Auth::new(&c)
+    }
+
+    fn claims(exp_offset: i64, moderates: &[&str]) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            name: Some("Alice".into()),
+            exp: (now_ms() / 1000).saturating_add_signed(exp_offset),
+            moderates: moderates.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_tokens_give_a_viewer() {
+        let a = auth(Some("secret"), false);
+        let token = a.mint(&claims(60, &[])).unwrap();
+        let Identity::Viewer(v) = a.viewer(Some(&token)).unwrap() else { panic!("anonymous") };
+        assert_eq!(v.user, User { id: "u1".into(), name: "Alice".into() });
+        assert!(!v.token_expired());
+    }
+
+    #[test]
+    fn refuses_expired_forged_and_missing_tokens() {
+        let a = auth(Some("secret"), false);
+        let expired = a.mint(&claims(-60, &[])).unwrap();
+        assert_eq!(a.viewer(Some(&expired)).unwrap_err(), AuthError::ExpiredToken);
+        let forged = auth(Some("other"), false).mint(&claims(60, &[])).unwrap();
+        assert_eq!(a.viewer(Some(&forged)).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(a.viewer(Some("garbage")).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(a.viewer(None).unwrap_err(), AuthError::AnonymousRefused);
+    }
+
+    #[test]
+    fn without_a_secret_everyone_is_anonymous() {
+        assert!(matches!(auth(None, true).viewer(Some("anything")), Ok(Identity::Anonymous)));
+        assert_eq!(auth(None, false).viewer(None).unwrap_err(), AuthError::AnonymousRefused);
+    }
+
+    #[test]
+    fn service_and_moderator_tokens() {
+        let a = auth(Some("secret"), true);
+        let s1 = StreamId::parse("s1").unwrap();
+        assert_eq!(a.service(None), Err(AuthError::MissingBearer));
+        assert_eq!(a.service(Some("svc-3")), Err(AuthError::WrongBearer));
+        assert_eq!(a.service(Some("svc-2")), Ok(()));
+        let moderator = a.mint(&claims(60, &["s1"])).unwrap();
+        let viewer = a.mint(&claims(60, &["s2"])).unwrap();
+        assert_eq!(a.moderator(Some(&moderator), &s1), Ok(()));
+        assert_eq!(a.moderator(Some("svc-1"), &s1), Ok(()));
+        assert_eq!(a.moderator(Some(&viewer), &s1), Err(AuthError::WrongBearer));
+        assert_eq!(a.service(Some(&moderator)), Err(AuthError::WrongBearer));
+    }
+}

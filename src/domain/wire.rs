@@ -1,0 +1,170 @@
+//! The JSON frames of PROTOCOL.md sections 2 and 5, `type` first.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Comment, CommentId, StreamId};
+
+/// An encoded server frame: reference-counted, validated UTF-8 that a WebSocket text
+/// message takes without copying. Fan-out encodes a frame once and clones this handle
+/// (a reference-count increment) for every socket.
+pub type SharedFrame = axum::extract::ws::Utf8Bytes;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Init {
+        stream_id: &'a StreamId,
+        comments: &'a [Comment],
+        viewer_count: u64,
+        resumed: bool,
+        server: &'a ServerInfo,
+    },
+    Comments {
+        comments: &'a [Comment],
+    },
+    Deleted {
+        ids: &'a [CommentId],
+    },
+    Viewers {
+        count: u64,
+    },
+    Ack {
+        #[serde(rename = "ref")]
+        reference: Option<&'a str>,
+        id: CommentId,
+    },
+    Error(&'a ErrorBody),
+    Reconnect {
+        after_ms: u64,
+    },
+    Pong,
+}
+
+impl ServerFrame<'_> {
+    pub fn encode(&self) -> SharedFrame {
+        // Serializing these types cannot fail: no maps with non-string keys, no I/O.
+        serde_json::to_string(self).expect("server frames always serialize").into()
+    }
+}
+
+/// Who answered: the `server` block of `init` and the body of `/version`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerInfo {
+    pub pod: String,
+    pub slot: String,
+    pub version: &'static str,
+}
+
+/// The error codes of PROTOCOL.md section 5.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Invalid,
+    TooLong,
+    Unauthorized,
+    Forbidden,
+    Banned,
+    RateLimited,
+    NotFound,
+    Draining,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::TooLong => "too_long",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Banned => "banned",
+            Self::RateLimited => "rate_limited",
+            Self::NotFound => "not_found",
+            Self::Draining => "draining",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Every error body, HTTP or WebSocket: `{"type":"error","code",...}` (serialized with the
+/// `type` tag by [`ServerFrame::Error`] or by [`ErrorBody::to_json`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), reference: None, retry_after_ms: None }
+    }
+
+    pub fn with_ref(mut self, reference: Option<String>) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    pub fn with_retry_after_ms(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&ServerFrame::Error(self)).expect("error bodies always serialize")
+    }
+}
+
+/// Frames a client may send.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Comment {
+        text: String,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    Ping,
+}
+
+impl ClientFrame {
+    /// Longest `ref` a client may attach to a comment, in characters.
+    pub const MAX_REF_CHARS: usize = 64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_put_type_first() {
+        assert_eq!(ServerFrame::Pong.encode().as_str(), r#"{"type":"pong"}"#);
+        assert_eq!(
+            ServerFrame::Viewers { count: 3 }.encode().as_str(),
+            r#"{"type":"viewers","count":3}"#
+        );
+        let err = ErrorBody::new(ErrorCode::RateLimited, "slow down")
+            .with_ref(Some("r1".into()))
+            .with_retry_after_ms(250);
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"rate_limited","message":"slow down","ref":"r1","retry_after_ms":250}"#
+        );
+    }
+
+    #[test]
+    fn parses_client_frames() {
+        let c: ClientFrame = serde_json::from_str(r#"{"type":"comment","text":"hi","ref":"a"}"#).unwrap();
+        assert_eq!(c, ClientFrame::Comment { text: "hi".into(), reference: Some("a".into()) });
+        let p: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(p, ClientFrame::Ping);
+        for bad in [r#"{"type":"nope"}"#, r#"{"text":"hi"}"#, r#"{"type":"comment"}"#, "[]", "{"] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
+    }
+}

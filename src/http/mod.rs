@@ -1,0 +1,126 @@
+//! The HTTP side: the service API (PROTOCOL.md section 4), health, version and metrics, and
+//! the one error type every HTTP answer uses.
+
+mod bans;
+mod comments;
+mod health;
+mod streams;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+
+use crate::app::AppState;
+use crate::auth::AuthError;
+use crate::broker::BrokerError;
+use crate::domain::StreamId;
+use crate::domain::wire::{ErrorBody, ErrorCode};
+
+/// Request bodies are small: 200 characters of text and at most 2 KiB of `data`.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/streams/{stream_id}/ws", get(crate::ws::handshake))
+        .route("/v1/streams/{stream_id}/comments", post(comments::create).get(comments::list))
+        .route("/v1/streams/{stream_id}/comments/{comment_id}", delete(comments::remove))
+        .route("/v1/streams/{stream_id}/bans", post(bans::create))
+        .route("/v1/streams/{stream_id}", get(streams::show))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Invalid, "method not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An HTTP error answer: a status and the error body of PROTOCOL.md section 5.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_status(status_of(code), code, message)
+    }
+
+    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorBody::new(code, message) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Invalid | ErrorCode::TooLong => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::Banned => StatusCode::FORBIDDEN,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Draining | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.to_json()).into_response()
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(error: BrokerError) -> Self {
+        match error {
+            BrokerError::Banned => Self::new(ErrorCode::Banned, "the user is banned from this stream"),
+            BrokerError::NotFound => Self::new(ErrorCode::NotFound, "no such comment"),
+            BrokerError::Unavailable(detail) => {
+                tracing::warn!(%detail, "broker unavailable");
+                Self::new(ErrorCode::Unavailable, "the broker is unavailable; try again")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingBearer | AuthError::AnonymousRefused => Self::new(ErrorCode::Unauthorized, error.to_string()),
+            AuthError::InvalidToken | AuthError::ExpiredToken => Self::new(ErrorCode::Unauthorized, error.to_string()),
+            AuthError::WrongBearer => Self::new(ErrorCode::Forbidden, error.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::with_status(rejection.status(), ErrorCode::Invalid, rejection.body_text())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
+    StreamId::parse(raw).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(t)| t).map_err(ApiError::from)
+}

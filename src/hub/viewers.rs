@@ -1,0 +1,36 @@
+//! Viewer-count pushes: once a second, each local room whose stream's count (across all
+//! instances) changed since its last push gets one `viewers` frame.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Hub;
+use crate::broker::Broker;
+
+const PUSH_EVERY: Duration = Duration::from_secs(1);
+
+pub(super) fn spawn(hub: Hub, broker: Broker, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PUSH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let streams = hub.local_streams();
+            if streams.is_empty() {
+                continue;
+            }
+            match broker.viewer_counts(&streams).await {
+                Ok(counts) => {
+                    for (stream, count) in streams.iter().zip(counts) {
+                        hub.push_viewers(stream, count);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not read viewer counts"),
+            }
+        }
+    });
+}

@@ -1,0 +1,372 @@
+//! One WebSocket connection: `init`, then a loop over the room's events, the client's
+//! frames, the ping/idle timer and the drain signals, in one task.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use rand::Rng;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::sleep_until;
+
+use super::Admitted;
+use super::close::CloseReason;
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::broker::{BrokerError, HistoryQuery, NewComment};
+use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
+use crate::domain::{CommentId, CommentKind, CommentText, TextError};
+use crate::hub::{Membership, RoomEvent};
+use crate::metrics::DropReason;
+
+/// How long a stream's subscription may take before the connection is closed with 1013.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A write the socket does not take within this long marks a slow consumer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most frames written per flush when events queue up.
+const MAX_BATCH: usize = 64;
+/// More malformed frames in a row than this close the connection (PROTOCOL.md section 2).
+const MAX_MALFORMED_IN_A_ROW: u32 = 10;
+/// `reconnect.after_ms` is drawn from `0..RECONNECT_SPREAD_MS` so clients do not all
+/// land on the next instance in the same millisecond.
+const RECONNECT_SPREAD_MS: u64 = 1000;
+
+pub(super) async fn run(mut socket: WebSocket, admitted: Admitted, app: AppState, upgraded_at: Instant) {
+    let Admitted { stream, identity, after, permit } = admitted;
+    let joined = tokio::time::timeout(JOIN_TIMEOUT, app.hub.join(&stream, &app.broker)).await;
+    let membership = match joined {
+        Ok(Ok(membership)) => membership,
+        Ok(Err(error)) => {
+            tracing::warn!(%stream, %error, "could not join stream");
+            return close(&mut socket, CloseReason::TryAgainLater).await;
+        }
+        Err(_) => {
+            tracing::warn!(%stream, "stream subscription timed out");
+            return close(&mut socket, CloseReason::TryAgainLater).await;
+        }
+    };
+    app.metrics.connection_opened();
+    let mut connection = Connection { socket, membership, identity, app: app.clone(), last_id: None, malformed: 0 };
+    let reason = match connection.send_init(&stream, after).await {
+        Ok(()) => {
+            tracing::trace!(%stream, elapsed = ?upgraded_at.elapsed(), "init sent");
+            connection.serve(&stream).await
+        }
+        Err(reason) => reason,
+    };
+    if let Some(reason) = reason {
+        close(&mut connection.socket, reason).await;
+    }
+    app.metrics.connection_closed();
+    drop(connection);
+    drop(permit);
+}
+
+struct Connection {
+    socket: WebSocket,
+    membership: Membership,
+    identity: Identity,
+    app: AppState,
+    /// The newest comment id this socket has been sent; older ones are never sent again.
+    last_id: Option<CommentId>,
+    malformed: u32,
+}
+
+/// How the loop ended: `Some(reason)` to send a close frame, `None` when the peer is gone.
+type End = Option<CloseReason>;
+
+impl Connection {
+    async fn send_init(&mut self, stream: &crate::domain::StreamId, after: Option<CommentId>) -> Result<(), End> {
+        let config = &self.app.config;
+        let broker = &self.app.broker;
+        let unavailable = |error: BrokerError| {
+            tracing::warn!(%stream, %error, "could not read history for init");
+            Some(CloseReason::TryAgainLater)
+        };
+        let resumed = match after {
+            Some(id) => {
+                let page = broker
+                    .history(stream, HistoryQuery::After { id, limit: config.history_len })
+                    .await
+                    .map_err(unavailable)?;
+                page.complete.then_some((id, page.comments))
+            }
+            None => None,
+        };
+        let (comments, resumed) = match resumed {
+            Some((id, comments)) => {
+                self.last_id = Some(id);
+                (comments, true)
+            }
+            None => {
+                let page = broker
+                    .history(stream, HistoryQuery::Latest { limit: config.init_comments })
+                    .await
+                    .map_err(unavailable)?;
+                (page.comments, false)
+            }
+        };
+        if let Some(last) = comments.last() {
+            self.last_id = Some(last.id);
+        }
+        let viewer_count = broker.viewer_counts(std::slice::from_ref(stream)).await.map_err(unavailable)?[0];
+        self.app.hub.viewers_seen(stream, viewer_count);
+        let frame = ServerFrame::Init {
+            stream_id: stream,
+            comments: &comments,
+            viewer_count,
+            resumed,
+            server: &self.app.server,
+        }
+        .encode();
+        self.write_now(Message::Text(frame)).await
+    }
+
+    async fn serve(&mut self, stream: &crate::domain::StreamId) -> End {
+        let idle_timeout = self.app.config.idle_timeout();
+        let ping_every = idle_timeout / 3;
+        let mut last_seen = Instant::now();
+        let timer = sleep_until((last_seen + ping_every).into());
+        tokio::pin!(timer);
+        let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let hint = sleep_until(far_future);
+        tokio::pin!(hint);
+        let mut hint_scheduled = false;
+        let lifecycle = self.app.lifecycle.clone();
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = lifecycle.closing().cancelled() => return Some(CloseReason::GoingAway),
+                _ = lifecycle.draining().cancelled(), if !hint_scheduled => {
+                    hint_scheduled = true;
+                    // Spread the hints over most of the drain time so reconnects arrive at
+                    // the other instances as a stream, not a wave.
+                    let spread = self.app.config.drain().mul_f64(0.9);
+                    let delay = spread.mul_f64(rand::rng().random::<f64>());
+                    hint.as_mut().reset(tokio::time::Instant::now() + delay);
+                }
+                () = &mut hint => {
+                    hint.as_mut().reset(far_future);
+                    let after_ms = rand::rng().random_range(0..RECONNECT_SPREAD_MS);
+                    if let Err(end) = self.write_now(Message::Text(ServerFrame::Reconnect { after_ms }.encode())).await {
+                        return end;
+                    }
+                }
+                event = self.membership.recv() => {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(RecvError::Lagged(missed)) => return self.slow_consumer(stream, missed),
+                        Err(RecvError::Closed) => return Some(CloseReason::Internal),
+                    };
+                    if let Err(end) = self.deliver(stream, event).await {
+                        return end;
+                    }
+                }
+                message = self.socket.recv() => {
+                    last_seen = Instant::now();
+                    match message {
+                        Some(Ok(message)) => {
+                            if let Err(end) = self.on_message(stream, message).await {
+                                return end;
+                            }
+                        }
+                        Some(Err(error)) => return close_reason_for(error),
+                        None => return None,
+                    }
+                }
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now.duration_since(last_seen) >= idle_timeout {
+                        return Some(CloseReason::IdleTimeout);
+                    }
+                    if let Err(end) = self.write_now(Message::Ping(Default::default())).await {
+                        return end;
+                    }
+                    let next = (now + ping_every).min(last_seen + idle_timeout);
+                    timer.as_mut().reset(next.into());
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else the room has queued (up to [`MAX_BATCH`] frames)
+    /// with one flush.
+    async fn deliver(&mut self, stream: &crate::domain::StreamId, first: RoomEvent) -> Result<(), End> {
+        let mut comments = 0u64;
+        let mut frames = 0usize;
+        let mut next = Some(first);
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            while let Some(event) = next.take() {
+                match event {
+                    RoomEvent::Comments(batch) => {
+                        if let Some((frame, n)) = batch.frame_after(self.last_id) {
+                            self.last_id = Some(batch.last);
+                            comments += n as u64;
+                            frames += 1;
+                            self.socket.feed(Message::Text(frame)).await.map_err(|_| None)?;
+                        }
+                    }
+                    RoomEvent::Frame(frame) => {
+                        frames += 1;
+                        self.socket.feed(Message::Text(frame)).await.map_err(|_| None)?;
+                    }
+                    RoomEvent::Banned(user_id) => {
+                        if matches!(&self.identity, Identity::Viewer(v) if *v.user.id == *user_id) {
+                            return Err(Some(CloseReason::Banned));
+                        }
+                    }
+                }
+                if frames >= MAX_BATCH {
+                    break;
+                }
+                next = match self.membership.try_recv() {
+                    Ok(event) => Some(event),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+                    Err(TryRecvError::Lagged(missed)) => return Err(self.slow_consumer(stream, missed)),
+                };
+            }
+            self.socket.flush().await.map_err(|_| None)
+        })
+        .await;
+        self.app.metrics.delivered(comments);
+        match written {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::info!(%stream, "closing a socket whose writes stalled");
+                self.app.metrics.dropped(DropReason::WriteTimeout, comments.max(1));
+                Err(Some(CloseReason::SlowConsumer))
+            }
+        }
+    }
+
+    fn slow_consumer(&self, stream: &crate::domain::StreamId, missed: u64) -> End {
+        tracing::info!(%stream, missed, "closing a slow consumer");
+        self.app.metrics.dropped(DropReason::SlowConsumer, missed);
+        Some(CloseReason::SlowConsumer)
+    }
+
+    async fn on_message(&mut self, stream: &crate::domain::StreamId, message: Message) -> Result<(), End> {
+        match message {
+            Message::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
+                Ok(ClientFrame::Ping) => {
+                    self.malformed = 0;
+                    self.write_now(Message::Text(ServerFrame::Pong.encode())).await
+                }
+                Ok(ClientFrame::Comment { text, reference }) => self.post(stream, text, reference).await,
+                Err(_) => {
+                    let error = ErrorBody::new(ErrorCode::Invalid, "expected a JSON frame of type comment or ping");
+                    self.refuse(error).await
+                }
+            },
+            Message::Binary(_) => Err(Some(CloseReason::Policy)),
+            // tungstenite queues the pong; flush so it leaves now.
+            Message::Ping(_) => self.socket.flush().await.map_err(|_| None),
+            Message::Pong(_) => Ok(()),
+            Message::Close(_) => {
+                // tungstenite queued the close reply; send it and stop.
+                let _ = self.socket.flush().await;
+                Err(None)
+            }
+        }
+    }
+
+    async fn post(&mut self, stream: &crate::domain::StreamId, text: String, reference: Option<String>) -> Result<(), End> {
+        if reference.as_ref().is_some_and(|r| r.chars().count() > ClientFrame::MAX_REF_CHARS) {
+            return self.refuse(ErrorBody::new(ErrorCode::Invalid, "ref must be at most 64 characters")).await;
+        }
+        let error = |code, message: &str| ErrorBody::new(code, message).with_ref(reference.clone());
+        let viewer = match &self.identity {
+            Identity::Viewer(v) if !v.token_expired() => v.clone(),
+            Identity::Viewer(_) => return self.refuse(error(ErrorCode::Unauthorized, "your token has expired")).await,
+            Identity::Anonymous => {
+                return self.refuse(error(ErrorCode::Unauthorized, "sign in to post comments")).await;
+            }
+        };
+        let text = match CommentText::parse(text, self.app.config.max_comment_chars) {
+            Ok(text) => text,
+            Err(e @ TextError::TooLong { .. }) => return self.refuse(error(ErrorCode::TooLong, &e.to_string())).await,
+            Err(e) => return self.refuse(error(ErrorCode::Invalid, &e.to_string())).await,
+        };
+        self.malformed = 0;
+        if let Err(wait) = self.app.hub.rate_limits().check(stream, &viewer.user.id) {
+            let retry_after_ms = wait.as_millis().max(1) as u64;
+            let body = error(ErrorCode::RateLimited, "you are posting too fast").with_retry_after_ms(retry_after_ms);
+            return self.refuse(body).await;
+        }
+        let published = self
+            .app
+            .broker
+            .publish(NewComment {
+                stream: stream.clone(),
+                kind: CommentKind::User,
+                user: Some(viewer.user),
+                text: text.into_string(),
+                data: None,
+                idempotency_key: None,
+            })
+            .await;
+        match published {
+            Ok(published) => {
+                let comment = match published {
+                    crate::broker::Published::New(c) | crate::broker::Published::Duplicate(c) => c,
+                };
+                self.app.metrics.published(CommentKind::User);
+                let ack = ServerFrame::Ack { reference: reference.as_deref(), id: comment.id }.encode();
+                self.write_now(Message::Text(ack)).await
+            }
+            Err(BrokerError::Banned) => self.refuse(error(ErrorCode::Banned, "you are banned from this stream")).await,
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "publish failed");
+                self.refuse(error(ErrorCode::Unavailable, "could not post right now; try again")).await
+            }
+        }
+    }
+
+    /// Sends an `error` frame; `invalid` ones count towards the malformed-in-a-row limit.
+    async fn refuse(&mut self, error: ErrorBody) -> Result<(), End> {
+        self.app.metrics.rejected(error.code);
+        if error.code == ErrorCode::Invalid {
+            self.malformed += 1;
+        }
+        let frame = ServerFrame::Error(&error).encode();
+        self.write_now(Message::Text(frame)).await?;
+        if self.malformed > MAX_MALFORMED_IN_A_ROW {
+            return Err(Some(CloseReason::Policy));
+        }
+        Ok(())
+    }
+
+    async fn write_now(&mut self, message: Message) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => {
+                self.app.metrics.dropped(DropReason::WriteTimeout, 1);
+                Err(Some(CloseReason::SlowConsumer))
+            }
+        }
+    }
+}
+
+/// The close code for a read error: RFC 6455 violations get the RFC's code.
+fn close_reason_for(error: axum::Error) -> End {
+    use tungstenite::error::{CapacityError, Error, ProtocolError};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders)) => {
+            Some(CloseReason::TooBig)
+        }
+        Some(Error::Utf8(_)) => Some(CloseReason::BadData),
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing)) => None,
+        Some(Error::Protocol(_)) => Some(CloseReason::ProtocolError),
+        _ => None,
+    }
+}
+
+async fn close(socket: &mut WebSocket, reason: CloseReason) {
+    let frame = CloseFrame { code: reason.code(), reason: reason.reason().into() };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
