@@ -73,9 +73,9 @@ impl App {
         let background = CancellationToken::new();
         hub.start(broker.clone(), &config, background.clone());
         broker.spawn_background(background.clone());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
+        })?;
         let server = ServerInfo {
             pod: config.pod_name.clone(),
             slot: config.slot.as_str().to_owned(),
@@ -90,11 +90,17 @@ impl App {
             metrics,
             server,
         }));
-        Ok(Self { listener, state, background })
+        Ok(Self {
+            listener,
+            state,
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -104,13 +110,24 @@ impl App {
     /// Serves until `shutdown` resolves, then drains: `/readyz` fails and new handshakes
     /// are refused at once, `reconnect` hints go out spread over `DANMAKU_DRAIN_MS`, what is
     /// left is closed with 1001, and this returns within the drain time plus a few seconds.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state, background } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            background,
+        } = self;
         let lifecycle = state.lifecycle.clone();
         let drain = state.config.drain();
         let router = crate::http::router(state.clone());
         let stop_http = lifecycle.closing().clone().cancelled_owned();
-        let mut server = tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(stop_http).into_future());
+        let mut server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop_http)
+                .into_future(),
+        );
 
         tokio::select! {
             () = shutdown => {}
@@ -125,16 +142,32 @@ impl App {
         }
 
         let started = Instant::now();
-        tracing::info!(connections = lifecycle.open_connections(), ?drain, "draining");
+        tracing::info!(
+            connections = lifecycle.open_connections(),
+            ?drain,
+            "draining"
+        );
         lifecycle.start_draining();
         // Done early if every client has already moved on.
         let _ = tokio::time::timeout(drain, lifecycle.all_connections_ended()).await;
-        tracing::info!(connections = lifecycle.open_connections(), "closing the remaining connections");
+        tracing::info!(
+            connections = lifecycle.open_connections(),
+            "closing the remaining connections"
+        );
         lifecycle.close_all();
-        if tokio::time::timeout(CLOSE_GRACE, lifecycle.all_connections_ended()).await.is_err() {
-            tracing::warn!(connections = lifecycle.open_connections(), "some sockets did not close in time");
+        if tokio::time::timeout(CLOSE_GRACE, lifecycle.all_connections_ended())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = lifecycle.open_connections(),
+                "some sockets did not close in time"
+            );
         }
-        if tokio::time::timeout(CLOSE_GRACE, &mut server).await.is_err() {
+        if tokio::time::timeout(CLOSE_GRACE, &mut server)
+            .await
+            .is_err()
+        {
             tracing::warn!("HTTP connections still open at exit");
             server.abort();
         }

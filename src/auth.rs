@@ -93,7 +93,11 @@ impl Auth {
             .as_ref()
             .map(|l| l.0.iter().map(|t| t.as_bytes().to_vec()).collect())
             .unwrap_or_default();
-        Self { jwt, allow_anonymous: config.allow_anonymous, service_tokens }
+        Self {
+            jwt,
+            allow_anonymous: config.allow_anonymous,
+            service_tokens,
+        }
     }
 
     /// The identity of a WebSocket handshake, from its token (header or `access_token`).
@@ -109,7 +113,11 @@ impl Auth {
     /// The service API: one of `DANMAKU_SERVICE_TOKENS`.
     pub fn service(&self, bearer: Option<&str>) -> Result<(), AuthError> {
         let bearer = bearer.ok_or(AuthError::MissingBearer)?;
-        if self.is_service_token(bearer) { Ok(()) } else { Err(AuthError::WrongBearer) }
+        if self.is_service_token(bearer) {
+            Ok(())
+        } else {
+            Err(AuthError::WrongBearer)
+        }
     }
 
     /// Moderation: a service token, or a viewer token whose `mod` claim lists the stream.
@@ -126,9 +134,9 @@ impl Auth {
 
     fn is_service_token(&self, bearer: &str) -> bool {
         // Check every token without stopping early, each in constant time.
-        self.service_tokens
-            .iter()
-            .fold(false, |found, t| found | bool::from(t.as_slice().ct_eq(bearer.as_bytes())))
+        self.service_tokens.iter().fold(false, |found, t| {
+            found | bool::from(t.as_slice().ct_eq(bearer.as_bytes()))
+        })
     }
 
     /// Signs a token with the configured secret (development mode's token endpoint, tests).
@@ -140,19 +148,24 @@ impl Auth {
 
 impl Jwt {
     fn decode(&self, token: &str) -> Result<Viewer, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
                 _ => AuthError::InvalidToken,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
             return Err(AuthError::InvalidToken);
         }
-        let name = claims.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| claims.sub.clone());
+        let name = claims
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| claims.sub.clone());
         Ok(Viewer {
-            user: User { id: claims.sub, name },
+            user: User {
+                id: claims.sub,
+                name,
+            },
             expires_at: claims.exp,
             moderates: claims.moderates,
         })
@@ -184,8 +197,16 @@ mod tests {
     fn valid_tokens_give_a_viewer() {
         let a = auth(Some("secret"), false);
         let token = a.mint(&claims(60, &[])).unwrap();
-        let Identity::Viewer(v) = a.viewer(Some(&token)).unwrap() else { panic!("anonymous") };
-        assert_eq!(v.user, User { id: "u1".into(), name: "Alice".into() });
+        let Identity::Viewer(v) = a.viewer(Some(&token)).unwrap() else {
+            panic!("anonymous")
+        };
+        assert_eq!(
+            v.user,
+            User {
+                id: "u1".into(),
+                name: "Alice".into()
+            }
+        );
         assert!(!v.token_expired());
     }
 
@@ -193,17 +214,32 @@ mod tests {
     fn refuses_expired_forged_and_missing_tokens() {
         let a = auth(Some("secret"), false);
         let expired = a.mint(&claims(-60, &[])).unwrap();
-        assert_eq!(a.viewer(Some(&expired)).unwrap_err(), AuthError::ExpiredToken);
+        assert_eq!(
+            a.viewer(Some(&expired)).unwrap_err(),
+            AuthError::ExpiredToken
+        );
         let forged = auth(Some("other"), false).mint(&claims(60, &[])).unwrap();
-        assert_eq!(a.viewer(Some(&forged)).unwrap_err(), AuthError::InvalidToken);
-        assert_eq!(a.viewer(Some("garbage")).unwrap_err(), AuthError::InvalidToken);
+        assert_eq!(
+            a.viewer(Some(&forged)).unwrap_err(),
+            AuthError::InvalidToken
+        );
+        assert_eq!(
+            a.viewer(Some("garbage")).unwrap_err(),
+            AuthError::InvalidToken
+        );
         assert_eq!(a.viewer(None).unwrap_err(), AuthError::AnonymousRefused);
     }
 
     #[test]
     fn without_a_secret_everyone_is_anonymous() {
-        assert!(matches!(auth(None, true).viewer(Some("anything")), Ok(Identity::Anonymous)));
-        assert_eq!(auth(None, false).viewer(None).unwrap_err(), AuthError::AnonymousRefused);
+        assert!(matches!(
+            auth(None, true).viewer(Some("anything")),
+            Ok(Identity::Anonymous)
+        ));
+        assert_eq!(
+            auth(None, false).viewer(None).unwrap_err(),
+            AuthError::AnonymousRefused
+        );
     }
 
     #[test]

@@ -9,10 +9,19 @@ use clap::Parser;
 use clap::builder::BoolishValueParser;
 
 #[derive(Clone, Parser)]
-#[command(name = "danmaku", version, about = "Realtime WebSocket comment fan-out for live streams")]
+#[command(
+    name = "danmaku",
+    version,
+    about = "Realtime WebSocket comment fan-out for live streams"
+)]
 pub struct Config {
     /// Address to serve HTTP and WebSocket on (port 0 picks a free port).
-    #[arg(long, env = "DANMAKU_LISTEN", value_name = "DANMAKU_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "DANMAKU_LISTEN",
+        value_name = "DANMAKU_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Unset: the embedded broker. `redis://host:port` or `redis-cluster://h1:p1,h2:p2`.
@@ -20,7 +29,12 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
 
     /// HS256 secret for viewer tokens. Unset: every connection is anonymous.
-    #[arg(long, env = "DANMAKU_JWT_SECRET", value_name = "DANMAKU_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DANMAKU_JWT_SECRET",
+        value_name = "DANMAKU_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// Whether anonymous connections may watch (they never post).
@@ -38,47 +52,102 @@ pub struct Config {
     pub allowed_origins: Option<Origins>,
 
     /// Comments kept per stream for `init`, resume and `GET .../comments`.
-    #[arg(long, env = "DANMAKU_HISTORY_LEN", value_name = "DANMAKU_HISTORY_LEN", default_value_t = 200)]
+    #[arg(
+        long,
+        env = "DANMAKU_HISTORY_LEN",
+        value_name = "DANMAKU_HISTORY_LEN",
+        default_value_t = 200
+    )]
     pub history_len: usize,
 
     /// How many recent comments `init` carries.
-    #[arg(long, env = "DANMAKU_INIT_COMMENTS", value_name = "DANMAKU_INIT_COMMENTS", default_value_t = 50)]
+    #[arg(
+        long,
+        env = "DANMAKU_INIT_COMMENTS",
+        value_name = "DANMAKU_INIT_COMMENTS",
+        default_value_t = 50
+    )]
     pub init_comments: usize,
 
     /// Longest comment text, in Unicode scalar values.
-    #[arg(long, env = "DANMAKU_MAX_COMMENT_CHARS", value_name = "DANMAKU_MAX_COMMENT_CHARS", default_value_t = 200)]
+    #[arg(
+        long,
+        env = "DANMAKU_MAX_COMMENT_CHARS",
+        value_name = "DANMAKU_MAX_COMMENT_CHARS",
+        default_value_t = 200
+    )]
     pub max_comment_chars: usize,
 
     /// Comments a user may post per second on a stream, sustained.
-    #[arg(long, env = "DANMAKU_RATE_PER_SEC", value_name = "DANMAKU_RATE_PER_SEC", default_value_t = 1.0)]
+    #[arg(
+        long,
+        env = "DANMAKU_RATE_PER_SEC",
+        value_name = "DANMAKU_RATE_PER_SEC",
+        default_value_t = 1.0
+    )]
     pub rate_per_sec: f64,
 
     /// The rate limiter's bucket size.
-    #[arg(long, env = "DANMAKU_RATE_BURST", value_name = "DANMAKU_RATE_BURST", default_value_t = 5.0)]
+    #[arg(
+        long,
+        env = "DANMAKU_RATE_BURST",
+        value_name = "DANMAKU_RATE_BURST",
+        default_value_t = 5.0
+    )]
     pub rate_burst: f64,
 
     /// WebSocket connections this instance accepts; 0 is no limit.
-    #[arg(long, env = "DANMAKU_MAX_CONNECTIONS", value_name = "DANMAKU_MAX_CONNECTIONS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "DANMAKU_MAX_CONNECTIONS",
+        value_name = "DANMAKU_MAX_CONNECTIONS",
+        default_value_t = 0
+    )]
     pub max_connections: usize,
 
     /// A connection that sends nothing (not even a pong) for this long is closed.
-    #[arg(long, env = "DANMAKU_IDLE_TIMEOUT_MS", value_name = "DANMAKU_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "DANMAKU_IDLE_TIMEOUT_MS",
+        value_name = "DANMAKU_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub idle_timeout_ms: u64,
 
     /// On SIGTERM: how long `reconnect` hints are spread over before the rest is closed.
-    #[arg(long, env = "DANMAKU_DRAIN_MS", value_name = "DANMAKU_DRAIN_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "DANMAKU_DRAIN_MS",
+        value_name = "DANMAKU_DRAIN_MS",
+        default_value_t = 10_000
+    )]
     pub drain_ms: u64,
 
     /// CPU fraction above which `/readyz` fails.
-    #[arg(long, env = "DANMAKU_CPU_READY_THRESHOLD", value_name = "DANMAKU_CPU_READY_THRESHOLD", default_value_t = 0.80)]
+    #[arg(
+        long,
+        env = "DANMAKU_CPU_READY_THRESHOLD",
+        value_name = "DANMAKU_CPU_READY_THRESHOLD",
+        default_value_t = 0.80
+    )]
     pub cpu_ready_threshold: f64,
 
     /// How long a stream's broker subscription outlives its last local viewer.
-    #[arg(long, env = "DANMAKU_UNSUBSCRIBE_LINGER_MS", value_name = "DANMAKU_UNSUBSCRIBE_LINGER_MS", default_value_t = 2_000)]
+    #[arg(
+        long,
+        env = "DANMAKU_UNSUBSCRIBE_LINGER_MS",
+        value_name = "DANMAKU_UNSUBSCRIBE_LINGER_MS",
+        default_value_t = 2_000
+    )]
     pub unsubscribe_linger_ms: u64,
 
     /// Deployment slot reported in `init` and `/version`.
-    #[arg(long, env = "DANMAKU_SLOT", value_name = "DANMAKU_SLOT", default_value = "blue")]
+    #[arg(
+        long,
+        env = "DANMAKU_SLOT",
+        value_name = "DANMAKU_SLOT",
+        default_value = "blue"
+    )]
     pub slot: Slot,
 
     /// This instance's name; defaults to the host name.
@@ -100,7 +169,10 @@ pub struct ConfigError {
 }
 
 fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { variable, message: message.into() }
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -116,13 +188,22 @@ impl Config {
             return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 100000"));
         }
         if self.init_comments > self.history_len {
-            return Err(bad("DANMAKU_INIT_COMMENTS", "must not exceed DANMAKU_HISTORY_LEN"));
+            return Err(bad(
+                "DANMAKU_INIT_COMMENTS",
+                "must not exceed DANMAKU_HISTORY_LEN",
+            ));
         }
         if !(1..=10_000).contains(&self.max_comment_chars) {
-            return Err(bad("DANMAKU_MAX_COMMENT_CHARS", "must be between 1 and 10000"));
+            return Err(bad(
+                "DANMAKU_MAX_COMMENT_CHARS",
+                "must be between 1 and 10000",
+            ));
         }
         if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
-            return Err(bad("DANMAKU_RATE_PER_SEC", "must be a number greater than 0"));
+            return Err(bad(
+                "DANMAKU_RATE_PER_SEC",
+                "must be a number greater than 0",
+            ));
         }
         if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
             return Err(bad("DANMAKU_RATE_BURST", "must be a number of at least 1"));
@@ -161,9 +242,18 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("redis_url", &self.redis_url)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("allow_anonymous", &self.allow_anonymous)
-            .field("service_tokens", &self.service_tokens.as_ref().map(|t| format!("<{} redacted>", t.0.len())))
+            .field(
+                "service_tokens",
+                &self
+                    .service_tokens
+                    .as_ref()
+                    .map(|t| format!("<{} redacted>", t.0.len())),
+            )
             .field("allowed_origins", &self.allowed_origins)
             .field("history_len", &self.history_len)
             .field("init_comments", &self.init_comments)
@@ -207,14 +297,20 @@ pub enum RedisUrl {
 impl RedisUrl {
     fn parse(s: &str) -> Result<Self, String> {
         let host_port = |hp: &str| -> Result<String, String> {
-            let (host, port) = hp.rsplit_once(':').ok_or_else(|| format!("'{hp}' is not host:port"))?;
+            let (host, port) = hp
+                .rsplit_once(':')
+                .ok_or_else(|| format!("'{hp}' is not host:port"))?;
             if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
                 return Err(format!("'{hp}' is not host:port"));
             }
             Ok(hp.to_owned())
         };
         if let Some(rest) = s.strip_prefix("redis-cluster://") {
-            let nodes = rest.split(',').map(str::trim).map(host_port).collect::<Result<Vec<_>, _>>()?;
+            let nodes = rest
+                .split(',')
+                .map(str::trim)
+                .map(host_port)
+                .collect::<Result<Vec<_>, _>>()?;
             return Ok(Self::Cluster(nodes));
         }
         if let Some(rest) = s.strip_prefix("redis://") {
@@ -229,8 +325,17 @@ impl RedisUrl {
 pub struct List(pub Vec<String>);
 
 fn parse_list(s: &str) -> Result<List, String> {
-    let items: Vec<String> = s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
-    if items.is_empty() { Err("the list is empty".into()) } else { Ok(List(items)) }
+    let items: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    if items.is_empty() {
+        Err("the list is empty".into())
+    } else {
+        Ok(List(items))
+    }
 }
 
 /// Allowed WebSocket origins, compared by scheme, host and port.
@@ -282,20 +387,44 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = Config::defaults();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!((c.history_len, c.init_comments, c.max_comment_chars), (200, 50, 200));
+        assert_eq!(
+            (c.history_len, c.init_comments, c.max_comment_chars),
+            (200, 50, 200)
+        );
         assert_eq!((c.rate_per_sec, c.rate_burst), (1.0, 5.0));
-        assert_eq!((c.idle_timeout_ms, c.drain_ms, c.unsubscribe_linger_ms), (60_000, 10_000, 2_000));
+        assert_eq!(
+            (c.idle_timeout_ms, c.drain_ms, c.unsubscribe_linger_ms),
+            (60_000, 10_000, 2_000)
+        );
         assert!(c.allow_anonymous && !c.dev && c.redis_url.is_none());
         c.validate().unwrap();
     }
 
     #[test]
     fn parses_redis_urls() {
-        let c = parse(&["--redis-url", "redis-cluster://127.0.0.1:7000, 127.0.0.1:7001"]).unwrap();
-        assert_eq!(c.redis_url, Some(RedisUrl::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()])));
+        let c = parse(&[
+            "--redis-url",
+            "redis-cluster://127.0.0.1:7000, 127.0.0.1:7001",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_url,
+            Some(RedisUrl::Cluster(vec![
+                "127.0.0.1:7000".into(),
+                "127.0.0.1:7001".into()
+            ]))
+        );
         let c = parse(&["--redis-url", "redis://localhost:6379"]).unwrap();
-        assert_eq!(c.redis_url, Some(RedisUrl::Standalone("localhost:6379".into())));
-        for bad in ["http://x:1", "redis://nohost", "redis://h:0", "redis-cluster://a:1,b"] {
+        assert_eq!(
+            c.redis_url,
+            Some(RedisUrl::Standalone("localhost:6379".into()))
+        );
+        for bad in [
+            "http://x:1",
+            "redis://nohost",
+            "redis://h:0",
+            "redis-cluster://a:1,b",
+        ] {
             let err = parse(&["--redis-url", bad]).unwrap_err();
             assert!(err.contains("DANMAKU_REDIS_URL"), "{err}");
         }
@@ -304,13 +433,22 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--cpu-ready-threshold", "1.5"], "DANMAKU_CPU_READY_THRESHOLD"),
-            (&["--cpu-ready-threshold", "0"], "DANMAKU_CPU_READY_THRESHOLD"),
+            (
+                &["--cpu-ready-threshold", "1.5"],
+                "DANMAKU_CPU_READY_THRESHOLD",
+            ),
+            (
+                &["--cpu-ready-threshold", "0"],
+                "DANMAKU_CPU_READY_THRESHOLD",
+            ),
             (&["--rate-per-sec", "abc"], "DANMAKU_RATE_PER_SEC"),
             (&["--rate-per-sec", "0"], "DANMAKU_RATE_PER_SEC"),
             (&["--listen", "nope"], "DANMAKU_LISTEN"),
             (&["--init-comments", "300"], "DANMAKU_INIT_COMMENTS"),
-            (&["--allowed-origins", "not a url"], "DANMAKU_ALLOWED_ORIGINS"),
+            (
+                &["--allowed-origins", "not a url"],
+                "DANMAKU_ALLOWED_ORIGINS",
+            ),
             (&["--slot", "red"], "DANMAKU_SLOT"),
             (&["--dev", "maybe"], "DANMAKU_DEV"),
         ];
@@ -322,7 +460,11 @@ mod tests {
 
     #[test]
     fn origins_match_scheme_host_and_port() {
-        let c = parse(&["--allowed-origins", "https://a.example,http://localhost:3000"]).unwrap();
+        let c = parse(&[
+            "--allowed-origins",
+            "https://a.example,http://localhost:3000",
+        ])
+        .unwrap();
         let o = c.allowed_origins.unwrap();
         assert!(o.allows("https://a.example"));
         assert!(o.allows("https://a.example:443"));
@@ -335,7 +477,14 @@ mod tests {
 
     #[test]
     fn fractional_rates_and_flags() {
-        let c = parse(&["--rate-per-sec", "0.5", "--dev", "--allow-anonymous", "false"]).unwrap();
+        let c = parse(&[
+            "--rate-per-sec",
+            "0.5",
+            "--dev",
+            "--allow-anonymous",
+            "false",
+        ])
+        .unwrap();
         assert_eq!(c.rate_per_sec, 0.5);
         assert!(c.dev && !c.allow_anonymous);
     }
@@ -344,6 +493,9 @@ mod tests {
     fn debug_output_redacts_secrets() {
         let c = parse(&["--jwt-secret", "hunter2", "--service-tokens", "tok-a,tok-b"]).unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("tok-a"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok-a"),
+            "{shown}"
+        );
     }
 }

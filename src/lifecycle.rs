@@ -42,11 +42,20 @@ impl Lifecycle {
         if self.is_draining() {
             return Err(AdmitError::Draining);
         }
-        let limit = if self.max_connections == 0 { usize::MAX } else { self.max_connections };
+        let limit = if self.max_connections == 0 {
+            usize::MAX
+        } else {
+            self.max_connections
+        };
         self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .map_err(|_| AdmitError::Full)?;
-        Ok(ConnectionPermit { lifecycle: self.clone(), _task: self.tracker.token() })
+        Ok(ConnectionPermit {
+            lifecycle: self.clone(),
+            _task: self.tracker.token(),
+        })
     }
 
     pub fn open_connections(&self) -> usize {

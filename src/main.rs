@@ -11,10 +11,18 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let config = match Config::try_parse() {
         Ok(config) => config,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
         Err(e) => {
             // One line that names the variable (clap shows it as the value name).
-            let line = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            let line = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
             eprintln!("danmaku: bad configuration: {line}");
             return ExitCode::from(2);
         }
@@ -24,7 +32,9 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     if config.dev {

@@ -30,8 +30,13 @@ impl DropReason {
     }
 }
 
-const KINDS: [CommentKind; 5] =
-    [CommentKind::User, CommentKind::Gift, CommentKind::Follow, CommentKind::Mission, CommentKind::System];
+const KINDS: [CommentKind; 5] = [
+    CommentKind::User,
+    CommentKind::Gift,
+    CommentKind::Follow,
+    CommentKind::Mission,
+    CommentKind::System,
+];
 
 const REJECT_CODES: [ErrorCode; 6] = [
     ErrorCode::Invalid,
@@ -71,7 +76,10 @@ impl Metrics {
     }
 
     pub fn published(&self, kind: CommentKind) {
-        let i = KINDS.iter().position(|k| *k == kind).expect("every kind is listed");
+        let i = KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
         self.published[i].fetch_add(1, Relaxed);
     }
 
@@ -80,7 +88,10 @@ impl Metrics {
     }
 
     pub fn dropped(&self, reason: DropReason, n: u64) {
-        let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
         self.dropped[i].fetch_add(n, Relaxed);
     }
 
@@ -99,7 +110,10 @@ impl Metrics {
     }
 
     pub fn dropped_total(&self, reason: DropReason) -> u64 {
-        let i = DropReason::ALL.iter().position(|r| *r == reason).expect("every reason is listed");
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
         self.dropped[i].load(Relaxed)
     }
 
@@ -113,7 +127,12 @@ impl Metrics {
             }
         };
         let one = |v: String| vec![(String::new(), v)];
-        family("danmaku_ws_connections", "gauge", "Open WebSocket connections.", &one(self.connections.load(Relaxed).to_string()));
+        family(
+            "danmaku_ws_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            &one(self.connections.load(Relaxed).to_string()),
+        );
         family(
             "danmaku_streams_subscribed",
             "gauge",
@@ -128,7 +147,12 @@ impl Metrics {
                 .collect()
         };
         let kinds: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
-        family("danmaku_comments_published_total", "counter", "Comments accepted.", &by("kind", &kinds, &self.published));
+        family(
+            "danmaku_comments_published_total",
+            "counter",
+            "Comments accepted.",
+            &by("kind", &kinds, &self.published),
+        );
         family(
             "danmaku_comments_delivered_total",
             "counter",
@@ -136,16 +160,31 @@ impl Metrics {
             &one(self.delivered.load(Relaxed).to_string()),
         );
         let reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        family("danmaku_comments_dropped_total", "counter", "Deliveries dropped.", &by("reason", &reasons, &self.dropped));
+        family(
+            "danmaku_comments_dropped_total",
+            "counter",
+            "Deliveries dropped.",
+            &by("reason", &reasons, &self.dropped),
+        );
         let codes: Vec<&str> = REJECT_CODES.iter().map(|c| c.as_str()).collect();
-        family("danmaku_comments_rejected_total", "counter", "Client comments refused.", &by("code", &codes, &self.rejected));
+        family(
+            "danmaku_comments_rejected_total",
+            "counter",
+            "Client comments refused.",
+            &by("code", &codes, &self.rejected),
+        );
         family(
             "danmaku_ws_handshakes_refused_total",
             "counter",
             "WebSocket handshakes refused before the upgrade.",
             &one(self.handshakes_refused.load(Relaxed).to_string()),
         );
-        family("danmaku_readiness_state", "gauge", "1 ready, 0 not ready.", &one(u8::from(ready).to_string()));
+        family(
+            "danmaku_readiness_state",
+            "gauge",
+            "1 ready, 0 not ready.",
+            &one(u8::from(ready).to_string()),
+        );
         out
     }
 }

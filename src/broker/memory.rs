@@ -13,8 +13,8 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment, Published,
-    StreamStats,
+    BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment,
+    Published, StreamStats,
 };
 use crate::domain::{Comment, CommentId, StreamId, now_ms};
 
@@ -79,15 +79,27 @@ impl StreamState {
 
 impl MemoryBroker {
     pub fn new(history_len: usize, sink: EventSink) -> Self {
-        Self { history_len, streams: DashMap::new(), subscribed: DashMap::new(), sink }
+        Self {
+            history_len,
+            streams: DashMap::new(),
+            subscribed: DashMap::new(),
+            sink,
+        }
     }
 
     pub(super) fn publish(&self, new: NewComment) -> Result<Published, BrokerError> {
         let now = Instant::now();
-        let mut state = self.streams.entry(new.stream.clone()).or_insert_with(|| StreamState::new(now));
+        let mut state = self
+            .streams
+            .entry(new.stream.clone())
+            .or_insert_with(|| StreamState::new(now));
         state.touched = now;
         state.forget_expired_keys(now);
-        if let Some(first) = new.idempotency_key.as_ref().and_then(|k| state.idempotency.get(k)) {
+        if let Some(first) = new
+            .idempotency_key
+            .as_ref()
+            .and_then(|k| state.idempotency.get(k))
+        {
             return Ok(Published::Duplicate(first.clone()));
         }
         if let Some(user) = &new.user
@@ -115,29 +127,46 @@ impl MemoryBroker {
         }
         if let Some(key) = new.idempotency_key {
             state.idempotency.insert(key.clone(), comment.clone());
-            state.idempotency_expiry.push_back((now + IDEMPOTENCY_TTL, key));
+            state
+                .idempotency_expiry
+                .push_back((now + IDEMPOTENCY_TTL, key));
         }
         // Deliver while the stream's entry is still locked, so concurrent publishes on one
         // stream reach the hub in id order.
         if self.subscribed.contains_key(&new.stream) {
-            (self.sink)(BrokerEvent::Comments { stream: new.stream, comments: vec![comment.clone()] });
+            (self.sink)(BrokerEvent::Comments {
+                stream: new.stream,
+                comments: vec![comment.clone()],
+            });
         }
         Ok(Published::New(comment))
     }
 
     pub(super) fn history(&self, stream: &StreamId, query: HistoryQuery) -> HistoryPage {
         let Some(state) = self.streams.get(stream) else {
-            return HistoryPage { comments: Vec::new(), complete: true };
+            return HistoryPage {
+                comments: Vec::new(),
+                complete: true,
+            };
         };
         match query {
             HistoryQuery::Latest { limit } => {
                 let skip = state.history.len().saturating_sub(limit);
-                HistoryPage { comments: state.history.iter().skip(skip).cloned().collect(), complete: true }
+                HistoryPage {
+                    comments: state.history.iter().skip(skip).cloned().collect(),
+                    complete: true,
+                }
             }
             HistoryQuery::After { id, limit } => {
                 let start = state.history.partition_point(|c| c.id <= id);
                 HistoryPage {
-                    comments: state.history.iter().skip(start).take(limit).cloned().collect(),
+                    comments: state
+                        .history
+                        .iter()
+                        .skip(start)
+                        .take(limit)
+                        .cloned()
+                        .collect(),
                     complete: state.trimmed_upto.is_none_or(|t| id >= t),
                 }
             }
@@ -154,43 +183,62 @@ impl MemoryBroker {
 
     pub(super) fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         let mut state = self.streams.get_mut(stream).ok_or(BrokerError::NotFound)?;
-        let index = state.history.binary_search_by(|c| c.id.cmp(&id)).map_err(|_| BrokerError::NotFound)?;
+        let index = state
+            .history
+            .binary_search_by(|c| c.id.cmp(&id))
+            .map_err(|_| BrokerError::NotFound)?;
         state.history.remove(index);
         if self.subscribed.contains_key(stream) {
-            (self.sink)(BrokerEvent::Deleted { stream: stream.clone(), ids: vec![id] });
+            (self.sink)(BrokerEvent::Deleted {
+                stream: stream.clone(),
+                ids: vec![id],
+            });
         }
         Ok(())
     }
 
     pub(super) fn ban(&self, stream: &StreamId, user_id: &str, duration: Duration) {
         let now = Instant::now();
-        let mut state = self.streams.entry(stream.clone()).or_insert_with(|| StreamState::new(now));
+        let mut state = self
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| StreamState::new(now));
         state.touched = now;
         state.bans.retain(|_, until| *until > now);
         state.bans.insert(user_id.to_owned(), now + duration);
         if self.subscribed.contains_key(stream) {
-            (self.sink)(BrokerEvent::Banned { stream: stream.clone(), user_id: user_id.to_owned() });
+            (self.sink)(BrokerEvent::Banned {
+                stream: stream.clone(),
+                user_id: user_id.to_owned(),
+            });
         }
     }
 
     pub(super) fn is_banned(&self, stream: &StreamId, user_id: &str) -> bool {
-        self.streams.get(stream).is_some_and(|s| s.is_banned(user_id, Instant::now()))
+        self.streams
+            .get(stream)
+            .is_some_and(|s| s.is_banned(user_id, Instant::now()))
     }
 
     pub(super) fn viewers_changed(&self, stream: &StreamId, delta: i64) {
         let now = Instant::now();
-        let mut state = self.streams.entry(stream.clone()).or_insert_with(|| StreamState::new(now));
+        let mut state = self
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| StreamState::new(now));
         state.touched = now;
         state.viewers = state.viewers.saturating_add_signed(delta);
         state.peak_viewers = state.peak_viewers.max(state.viewers);
     }
 
     pub(super) fn stats(&self, stream: &StreamId) -> StreamStats {
-        self.streams.get(stream).map_or_else(StreamStats::default, |s| StreamStats {
-            viewer_count: s.viewers,
-            peak_viewer_count: s.peak_viewers,
-            comment_count: s.comment_count,
-        })
+        self.streams
+            .get(stream)
+            .map_or_else(StreamStats::default, |s| StreamStats {
+                viewer_count: s.viewers,
+                peak_viewer_count: s.peak_viewers,
+                comment_count: s.comment_count,
+            })
     }
 
     /// Forgets streams nobody watched or touched for [`STREAM_IDLE_EXPIRY`].
@@ -248,7 +296,10 @@ mod tests {
         NewComment {
             stream: StreamId::parse(stream).unwrap(),
             kind: CommentKind::User,
-            user: Some(User { id: "u1".into(), name: "U".into() }),
+            user: Some(User {
+                id: "u1".into(),
+                name: "U".into(),
+            }),
             text: text.into(),
             data: None,
             idempotency_key: key.map(String::from),
@@ -266,16 +317,39 @@ mod tests {
     fn ids_increase_and_history_is_capped_and_resumable_only_inside_it() {
         let (b, _) = broker(3);
         let s = StreamId::parse("s").unwrap();
-        let ids: Vec<CommentId> = (0..5).map(|i| published(b.publish(new_comment("s", &i.to_string(), None))).id).collect();
+        let ids: Vec<CommentId> = (0..5)
+            .map(|i| published(b.publish(new_comment("s", &i.to_string(), None))).id)
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         let latest = b.history(&s, HistoryQuery::Latest { limit: 10 });
-        assert_eq!(latest.comments.iter().map(|c| c.id).collect::<Vec<_>>(), ids[2..]);
-        let resume = b.history(&s, HistoryQuery::After { id: ids[1], limit: 10 });
+        assert_eq!(
+            latest.comments.iter().map(|c| c.id).collect::<Vec<_>>(),
+            ids[2..]
+        );
+        let resume = b.history(
+            &s,
+            HistoryQuery::After {
+                id: ids[1],
+                limit: 10,
+            },
+        );
         assert!(resume.complete);
         assert_eq!(resume.comments.len(), 3);
-        let too_old = b.history(&s, HistoryQuery::After { id: ids[0], limit: 10 });
+        let too_old = b.history(
+            &s,
+            HistoryQuery::After {
+                id: ids[0],
+                limit: 10,
+            },
+        );
         assert!(!too_old.complete);
-        let page = b.history(&s, HistoryQuery::After { id: ids[2], limit: 1 });
+        let page = b.history(
+            &s,
+            HistoryQuery::After {
+                id: ids[2],
+                limit: 1,
+            },
+        );
         assert_eq!(page.comments[0].id, ids[3]);
         assert_eq!(b.stats(&s).comment_count, 5);
     }
@@ -291,7 +365,9 @@ mod tests {
         published(b.publish(new_comment("s", "after", None)));
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
-        assert!(matches!(&seen[0], BrokerEvent::Comments { comments, .. } if comments[0].text == "during"));
+        assert!(
+            matches!(&seen[0], BrokerEvent::Comments { comments, .. } if comments[0].text == "during")
+        );
     }
 
     #[test]
@@ -311,7 +387,10 @@ mod tests {
         let s = StreamId::parse("s").unwrap();
         b.ban(&s, "u1", Duration::from_secs(60));
         assert!(b.is_banned(&s, "u1"));
-        assert_eq!(b.publish(new_comment("s", "x", None)).unwrap_err(), BrokerError::Banned);
+        assert_eq!(
+            b.publish(new_comment("s", "x", None)).unwrap_err(),
+            BrokerError::Banned
+        );
         b.ban(&s, "u1", Duration::ZERO);
         assert!(!b.is_banned(&s, "u1"));
     }
@@ -322,7 +401,11 @@ mod tests {
         let s = StreamId::parse("s").unwrap();
         let c = published(b.publish(new_comment("s", "x", None)));
         b.delete(&s, c.id).unwrap();
-        assert!(b.history(&s, HistoryQuery::Latest { limit: 10 }).comments.is_empty());
+        assert!(
+            b.history(&s, HistoryQuery::Latest { limit: 10 })
+                .comments
+                .is_empty()
+        );
         assert_eq!(b.delete(&s, c.id), Err(BrokerError::NotFound));
     }
 
@@ -333,7 +416,14 @@ mod tests {
         b.viewers_changed(&s, 1);
         b.viewers_changed(&s, 1);
         b.viewers_changed(&s, -1);
-        assert_eq!(b.stats(&s), StreamStats { viewer_count: 1, peak_viewer_count: 2, comment_count: 0 });
+        assert_eq!(
+            b.stats(&s),
+            StreamStats {
+                viewer_count: 1,
+                peak_viewer_count: 2,
+                comment_count: 0
+            }
+        );
         let far = Instant::now() + STREAM_IDLE_EXPIRY + Duration::from_secs(1);
         assert_eq!(b.sweep(far), 0, "a watched stream is kept");
         b.viewers_changed(&s, -1);

@@ -22,9 +22,15 @@ pub use memory::MemoryBroker;
 #[derive(Debug, Clone)]
 pub enum BrokerEvent {
     /// New comments, in id order, each newer than any delivered before on this stream.
-    Comments { stream: StreamId, comments: Vec<Comment> },
+    Comments {
+        stream: StreamId,
+        comments: Vec<Comment>,
+    },
     /// Comments removed by moderation.
-    Deleted { stream: StreamId, ids: Vec<CommentId> },
+    Deleted {
+        stream: StreamId,
+        ids: Vec<CommentId>,
+    },
     /// A user was banned from the stream: their open sockets there are closed.
     Banned { stream: StreamId, user_id: String },
 }
@@ -102,7 +108,10 @@ impl Broker {
     /// The broker `config` asks for, delivering into `sink`.
     pub async fn connect(config: &Config, sink: EventSink) -> anyhow::Result<Self> {
         match &config.redis_url {
-            None => Ok(Self::Memory(Arc::new(MemoryBroker::new(config.history_len, sink)))),
+            None => Ok(Self::Memory(Arc::new(MemoryBroker::new(
+                config.history_len,
+                sink,
+            )))),
             Some(_) => anyhow::bail!(
                 "DANMAKU_REDIS_URL: the Redis broker is not part of this build yet; unset it to use the embedded broker"
             ),
@@ -115,7 +124,11 @@ impl Broker {
         }
     }
 
-    pub async fn history(&self, stream: &StreamId, query: HistoryQuery) -> Result<HistoryPage, BrokerError> {
+    pub async fn history(
+        &self,
+        stream: &StreamId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.history(stream, query)),
         }
@@ -147,7 +160,12 @@ impl Broker {
         }
     }
 
-    pub async fn ban(&self, stream: &StreamId, user_id: &str, duration: Duration) -> Result<(), BrokerError> {
+    pub async fn ban(
+        &self,
+        stream: &StreamId,
+        user_id: &str,
+        duration: Duration,
+    ) -> Result<(), BrokerError> {
         match self {
             Self::Memory(m) => {
                 m.ban(stream, user_id, duration);

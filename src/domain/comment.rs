@@ -69,7 +69,9 @@ impl CommentData {
         if compact.len() > Self::MAX_BYTES {
             return Err(DataError::TooLarge);
         }
-        RawValue::from_string(compact).map(Self).map_err(|_| DataError::NotAnObject)
+        RawValue::from_string(compact)
+            .map(Self)
+            .map_err(|_| DataError::NotAnObject)
     }
 
     pub fn get(&self) -> &str {
@@ -101,7 +103,10 @@ mod tests {
             id: CommentId::new(1_732_240_000_000, 0),
             stream_id: StreamId::parse("s1").unwrap(),
             kind: CommentKind::User,
-            user: Some(User { id: "u1".into(), name: "Alice".into() }),
+            user: Some(User {
+                id: "u1".into(),
+                name: "Alice".into(),
+            }),
             text: "hello".into(),
             data: None,
             ts: 1_732_240_000_000,
@@ -117,9 +122,18 @@ mod tests {
     #[test]
     fn data_must_be_a_small_object() {
         assert!(CommentData::from_value(&json!({"item": "rose", "amount": 3})).is_ok());
-        assert_eq!(CommentData::from_value(&json!([1, 2])).unwrap_err(), DataError::NotAnObject);
-        assert_eq!(CommentData::from_value(&json!("x")).unwrap_err(), DataError::NotAnObject);
+        assert_eq!(
+            CommentData::from_value(&json!([1, 2])).unwrap_err(),
+            DataError::NotAnObject
+        );
+        assert_eq!(
+            CommentData::from_value(&json!("x")).unwrap_err(),
+            DataError::NotAnObject
+        );
         let big = json!({ "blob": "x".repeat(2048) });
-        assert_eq!(CommentData::from_value(&big).unwrap_err(), DataError::TooLarge);
+        assert_eq!(
+            CommentData::from_value(&big).unwrap_err(),
+            DataError::TooLarge
+        );
     }
 }

@@ -32,7 +32,8 @@ impl FromStr for CommentId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ms, seq) = s.split_once('-').ok_or(ParseCommentIdError)?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
         if !digits(ms) || !digits(seq) {
             return Err(ParseCommentIdError);
         }
@@ -75,7 +76,18 @@ mod tests {
 
     #[test]
     fn refuses_malformed_ids() {
-        for bad in ["", "1", "1-", "-1", "a-1", "1-b", "1-2-3", " 1-2", "+1-2", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            " 1-2",
+            "+1-2",
+            "99999999999999999999999-0",
+        ] {
             assert!(bad.parse::<CommentId>().is_err(), "{bad:?}");
         }
     }

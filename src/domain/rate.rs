@@ -11,7 +11,10 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn full(burst: f64, now: Instant) -> Self {
-        Self { tokens: burst, updated: now }
+        Self {
+            tokens: burst,
+            updated: now,
+        }
     }
 
     fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
@@ -61,7 +64,9 @@ mod tests {
         b.try_take(t0, 0.5, 2.0).unwrap();
         b.try_take(t0, 0.5, 2.0).unwrap();
         // 0.5 tokens/s: after one second half a token, one more second for the rest.
-        let wait = b.try_take(t0 + Duration::from_secs(1), 0.5, 2.0).unwrap_err();
+        let wait = b
+            .try_take(t0 + Duration::from_secs(1), 0.5, 2.0)
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(1));
         assert!(b.try_take(t0 + Duration::from_secs(2), 0.5, 2.0).is_ok());
         // A long pause refills to the burst, never beyond.

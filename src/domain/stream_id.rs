@@ -17,8 +17,13 @@ impl StreamId {
     pub fn parse(s: &str) -> Result<Self, ParseStreamIdError> {
         let valid = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid { Ok(Self(s.into())) } else { Err(ParseStreamIdError) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(s.into()))
+        } else {
+            Err(ParseStreamIdError)
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -55,19 +55,33 @@ mod tests {
         assert_eq!(kana.len(), 600);
         assert!(CommentText::parse(kana, 200).is_ok());
         let emoji = "🎉".repeat(201);
-        assert_eq!(CommentText::parse(emoji, 200), Err(TextError::TooLong { max: 200 }));
+        assert_eq!(
+            CommentText::parse(emoji, 200),
+            Err(TextError::TooLong { max: 200 })
+        );
     }
 
     #[test]
     fn refuses_blank_text() {
         for blank in ["", " ", "\u{3000}", "   \u{00a0} "] {
-            assert_eq!(CommentText::parse(blank.into(), 200), Err(TextError::Blank), "{blank:?}");
+            assert_eq!(
+                CommentText::parse(blank.into(), 200),
+                Err(TextError::Blank),
+                "{blank:?}"
+            );
         }
     }
 
     #[test]
     fn refuses_control_characters() {
-        for bad in ["a\nb", "bell\u{7}", "esc\u{1b}[31m", "nul\0", "del\u{7f}", "c1\u{85}"] {
+        for bad in [
+            "a\nb",
+            "bell\u{7}",
+            "esc\u{1b}[31m",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
             assert_eq!(
                 CommentText::parse(bad.into(), 200),
                 Err(TextError::ControlCharacters),

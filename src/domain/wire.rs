@@ -43,7 +43,9 @@ pub enum ServerFrame<'a> {
 impl ServerFrame<'_> {
     pub fn encode(&self) -> SharedFrame {
         // Serializing these types cannot fail: no maps with non-string keys, no I/O.
-        serde_json::to_string(self).expect("server frames always serialize").into()
+        serde_json::to_string(self)
+            .expect("server frames always serialize")
+            .into()
     }
 }
 
@@ -102,7 +104,12 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), reference: None, retry_after_ms: None }
+        Self {
+            code,
+            message: message.into(),
+            reference: None,
+            retry_after_ms: None,
+        }
     }
 
     pub fn with_ref(mut self, reference: Option<String>) -> Self {
@@ -159,11 +166,24 @@ mod tests {
 
     #[test]
     fn parses_client_frames() {
-        let c: ClientFrame = serde_json::from_str(r#"{"type":"comment","text":"hi","ref":"a"}"#).unwrap();
-        assert_eq!(c, ClientFrame::Comment { text: "hi".into(), reference: Some("a".into()) });
+        let c: ClientFrame =
+            serde_json::from_str(r#"{"type":"comment","text":"hi","ref":"a"}"#).unwrap();
+        assert_eq!(
+            c,
+            ClientFrame::Comment {
+                text: "hi".into(),
+                reference: Some("a".into())
+            }
+        );
         let p: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
         assert_eq!(p, ClientFrame::Ping);
-        for bad in [r#"{"type":"nope"}"#, r#"{"text":"hi"}"#, r#"{"type":"comment"}"#, "[]", "{"] {
+        for bad in [
+            r#"{"type":"nope"}"#,
+            r#"{"text":"hi"}"#,
+            r#"{"type":"comment"}"#,
+            "[]",
+            "{",
+        ] {
             assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
         }
     }

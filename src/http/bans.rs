@@ -31,12 +31,20 @@ pub(super) async fn create(
     app.auth.moderator(bearer_token(&headers), &stream)?;
     let ban = json_body(body)?;
     if ban.user_id.is_empty() || ban.user_id.chars().count() > 128 {
-        return Err(ApiError::new(ErrorCode::Invalid, "user_id must be 1 to 128 characters"));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "user_id must be 1 to 128 characters",
+        ));
     }
     let duration = match ban.seconds {
         None => MAX_BAN,
         Some(s) if (1..=MAX_BAN.as_secs()).contains(&s) => Duration::from_secs(s),
-        Some(_) => return Err(ApiError::new(ErrorCode::Invalid, "seconds must be between 1 and 2592000 (30 days)")),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "seconds must be between 1 and 2592000 (30 days)",
+            ));
+        }
     };
     app.broker.ban(&stream, &ban.user_id, duration).await?;
     tracing::info!(%stream, seconds = duration.as_secs(), "user banned");

@@ -47,12 +47,17 @@ pub(super) async fn create(
     }
 }
 
-fn validate(app: &AppState, stream: crate::domain::StreamId, body: CreateComment) -> Result<NewComment, ApiError> {
+fn validate(
+    app: &AppState,
+    stream: crate::domain::StreamId,
+    body: CreateComment,
+) -> Result<NewComment, ApiError> {
     let invalid = |message: &str| ApiError::new(ErrorCode::Invalid, message);
-    let text = CommentText::parse(body.text, app.config.max_comment_chars).map_err(|e| match e {
-        TextError::TooLong { .. } => ApiError::new(ErrorCode::TooLong, e.to_string()),
-        _ => ApiError::new(ErrorCode::Invalid, e.to_string()),
-    })?;
+    let text =
+        CommentText::parse(body.text, app.config.max_comment_chars).map_err(|e| match e {
+            TextError::TooLong { .. } => ApiError::new(ErrorCode::TooLong, e.to_string()),
+            _ => ApiError::new(ErrorCode::Invalid, e.to_string()),
+        })?;
     let user = match body.user {
         Some(user) => {
             let fits = |s: &str| !s.trim().is_empty() && s.chars().count() <= MAX_USER_FIELD_CHARS;
@@ -61,12 +66,16 @@ fn validate(app: &AppState, stream: crate::domain::StreamId, body: CreateComment
             }
             Some(user)
         }
-        None if body.kind == CommentKind::User => return Err(invalid("a user comment needs a user")),
+        None if body.kind == CommentKind::User => {
+            return Err(invalid("a user comment needs a user"));
+        }
         None => None,
     };
     let data = match body.data {
         None | Some(Value::Null) => None,
-        Some(_) if body.kind == CommentKind::User => return Err(invalid("user comments carry no data")),
+        Some(_) if body.kind == CommentKind::User => {
+            return Err(invalid("user comments carry no data"));
+        }
         Some(value) => Some(CommentData::from_value(&value).map_err(|e| invalid(&e.to_string()))?),
     };
     if let Some(key) = &body.idempotency_key
@@ -74,7 +83,14 @@ fn validate(app: &AppState, stream: crate::domain::StreamId, body: CreateComment
     {
         return Err(invalid("idempotency_key must be 1 to 128 characters"));
     }
-    Ok(NewComment { stream, kind: body.kind, user, text: text.into_string(), data, idempotency_key: body.idempotency_key })
+    Ok(NewComment {
+        stream,
+        kind: body.kind,
+        user,
+        text: text.into_string(),
+        data,
+        idempotency_key: body.idempotency_key,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +119,9 @@ pub(super) async fn list(
     let history_query = match query.after.as_deref() {
         None => HistoryQuery::Latest { limit },
         Some(after) => {
-            let id: CommentId = after.parse().map_err(|e| ApiError::new(ErrorCode::Invalid, format!("after: {e}")))?;
+            let id: CommentId = after
+                .parse()
+                .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("after: {e}")))?;
             HistoryQuery::After { id, limit }
         }
     };
@@ -118,7 +136,9 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
     app.auth.moderator(bearer_token(&headers), &stream)?;
-    let id: CommentId = comment_id.parse().map_err(|e| ApiError::new(ErrorCode::Invalid, format!("comment id: {e}")))?;
+    let id: CommentId = comment_id
+        .parse()
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("comment id: {e}")))?;
     app.broker.delete(&stream, id).await?;
     tracing::info!(%stream, %id, "comment deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -32,5 +32,11 @@ pub(super) async fn version(State(app): State<AppState>) -> impl IntoResponse {
 
 pub(super) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let body = app.metrics.render(app.not_ready_reasons().is_empty());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }

@@ -26,8 +26,14 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/streams/{stream_id}/ws", get(crate::ws::handshake))
-        .route("/v1/streams/{stream_id}/comments", post(comments::create).get(comments::list))
-        .route("/v1/streams/{stream_id}/comments/{comment_id}", delete(comments::remove))
+        .route(
+            "/v1/streams/{stream_id}/comments",
+            post(comments::create).get(comments::list),
+        )
+        .route(
+            "/v1/streams/{stream_id}/comments/{comment_id}",
+            delete(comments::remove),
+        )
         .route("/v1/streams/{stream_id}/bans", post(bans::create))
         .route("/v1/streams/{stream_id}", get(streams::show))
         .route("/livez", get(health::livez))
@@ -36,7 +42,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Invalid, "method not allowed here")
+            ApiError::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Invalid,
+                "method not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -55,7 +65,10 @@ impl ApiError {
     }
 
     pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody::new(code, message) }
+        Self {
+            status,
+            body: ErrorBody::new(code, message),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -77,18 +90,28 @@ fn status_of(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.to_json()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body.to_json(),
+        )
+            .into_response()
     }
 }
 
 impl From<BrokerError> for ApiError {
     fn from(error: BrokerError) -> Self {
         match error {
-            BrokerError::Banned => Self::new(ErrorCode::Banned, "the user is banned from this stream"),
+            BrokerError::Banned => {
+                Self::new(ErrorCode::Banned, "the user is banned from this stream")
+            }
             BrokerError::NotFound => Self::new(ErrorCode::NotFound, "no such comment"),
             BrokerError::Unavailable(detail) => {
                 tracing::warn!(%detail, "broker unavailable");
-                Self::new(ErrorCode::Unavailable, "the broker is unavailable; try again")
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the broker is unavailable; try again",
+                )
             }
         }
     }
@@ -97,8 +120,12 @@ impl From<BrokerError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::MissingBearer | AuthError::AnonymousRefused => Self::new(ErrorCode::Unauthorized, error.to_string()),
-            AuthError::InvalidToken | AuthError::ExpiredToken => Self::new(ErrorCode::Unauthorized, error.to_string()),
+            AuthError::MissingBearer | AuthError::AnonymousRefused => {
+                Self::new(ErrorCode::Unauthorized, error.to_string())
+            }
+            AuthError::InvalidToken | AuthError::ExpiredToken => {
+                Self::new(ErrorCode::Unauthorized, error.to_string())
+            }
             AuthError::WrongBearer => Self::new(ErrorCode::Forbidden, error.to_string()),
         }
     }
@@ -106,7 +133,11 @@ impl From<AuthError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::with_status(rejection.status(), ErrorCode::Invalid, rejection.body_text())
+        Self::with_status(
+            rejection.status(),
+            ErrorCode::Invalid,
+            rejection.body_text(),
+        )
     }
 }
 
@@ -114,7 +145,10 @@ impl From<JsonRejection> for ApiError {
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, ApiError> {

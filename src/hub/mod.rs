@@ -57,8 +57,16 @@ impl CommentBatch {
     fn new(comments: Vec<Comment>) -> Option<Self> {
         let first = comments.first()?.id;
         let last = comments.last()?.id;
-        let frame = ServerFrame::Comments { comments: &comments }.encode();
-        Some(Self { first, last, frame, comments })
+        let frame = ServerFrame::Comments {
+            comments: &comments,
+        }
+        .encode();
+        Some(Self {
+            first,
+            last,
+            frame,
+            comments,
+        })
     }
 
     /// The frame for a socket that has already seen everything up to `seen`, and how many
@@ -68,8 +76,16 @@ impl CommentBatch {
         match seen {
             Some(seen) if self.last <= seen => None,
             Some(seen) if self.first <= seen => {
-                let newer: Vec<Comment> = self.comments.iter().filter(|c| c.id > seen).cloned().collect();
-                Some((ServerFrame::Comments { comments: &newer }.encode(), newer.len()))
+                let newer: Vec<Comment> = self
+                    .comments
+                    .iter()
+                    .filter(|c| c.id > seen)
+                    .cloned()
+                    .collect();
+                Some((
+                    ServerFrame::Comments { comments: &newer }.encode(),
+                    newer.len(),
+                ))
             }
             _ => Some((self.frame.clone(), self.comments.len())),
         }
@@ -125,7 +141,13 @@ impl Hub {
 
     /// Starts the subscription manager and the periodic work, until `cancel`.
     pub fn start(&self, broker: Broker, config: &Config, cancel: CancellationToken) {
-        let commands = self.inner.commands.lock().expect("not poisoned").take().expect("the hub starts once");
+        let commands = self
+            .inner
+            .commands
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("the hub starts once");
         subscriptions::spawn(
             broker.clone(),
             commands,
@@ -142,20 +164,34 @@ impl Hub {
     /// published from now on reaches the returned membership.
     pub async fn join(&self, stream: &StreamId, broker: &Broker) -> Result<Membership, JoinError> {
         let rx = {
-            let mut room = self.inner.rooms.entry(stream.clone()).or_insert_with(|| Room {
-                tx: broadcast::channel(ROOM_BUFFER).0,
-                local: 0,
-                viewers_pushed: None,
-            });
+            let mut room = self
+                .inner
+                .rooms
+                .entry(stream.clone())
+                .or_insert_with(|| Room {
+                    tx: broadcast::channel(ROOM_BUFFER).0,
+                    local: 0,
+                    viewers_pushed: None,
+                });
             room.local += 1;
             room.tx.subscribe()
         };
-        let membership = Membership { hub: self.clone(), broker: broker.clone(), stream: stream.clone(), rx };
+        let membership = Membership {
+            hub: self.clone(),
+            broker: broker.clone(),
+            stream: stream.clone(),
+            rx,
+        };
         broker.local_viewers_changed(stream, 1);
         let (reply, subscribed) = oneshot::channel();
-        let _ = self.inner.subscriptions.send(Command::Acquire(stream.clone(), reply));
+        let _ = self
+            .inner
+            .subscriptions
+            .send(Command::Acquire(stream.clone(), reply));
         // A dropped reply means the manager stopped (shutdown): the stream is not live.
-        subscribed.await.map_err(|_| BrokerError::Unavailable("shutting down".into()))??;
+        subscribed
+            .await
+            .map_err(|_| BrokerError::Unavailable("shutting down".into()))??;
         Ok(membership)
     }
 
@@ -166,10 +202,15 @@ impl Hub {
             emptied = room.local == 0;
         }
         if emptied {
-            self.inner.rooms.remove_if(stream, |_, room| room.local == 0);
+            self.inner
+                .rooms
+                .remove_if(stream, |_, room| room.local == 0);
         }
         broker.local_viewers_changed(stream, -1);
-        let _ = self.inner.subscriptions.send(Command::Release(stream.clone()));
+        let _ = self
+            .inner
+            .subscriptions
+            .send(Command::Release(stream.clone()));
     }
 
     /// Fans a broker event out to the stream's local sockets, encoding it once.
@@ -179,7 +220,10 @@ impl Hub {
                 Some(batch) => (stream, RoomEvent::Comments(Arc::new(batch))),
                 None => return,
             },
-            BrokerEvent::Deleted { stream, ids } => (stream, RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode())),
+            BrokerEvent::Deleted { stream, ids } => (
+                stream,
+                RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode()),
+            ),
             BrokerEvent::Banned { stream, user_id } => (stream, RoomEvent::Banned(user_id.into())),
         };
         if let Some(room) = self.inner.rooms.get(&stream) {
@@ -207,7 +251,9 @@ impl Hub {
             && room.viewers_pushed != Some(count)
         {
             room.viewers_pushed = Some(count);
-            let _ = room.tx.send(RoomEvent::Frame(ServerFrame::Viewers { count }.encode()));
+            let _ = room
+                .tx
+                .send(RoomEvent::Frame(ServerFrame::Viewers { count }.encode()));
         }
     }
 
@@ -256,7 +302,10 @@ mod tests {
             id: CommentId::new(ms, 0),
             stream_id: StreamId::parse("s").unwrap(),
             kind: CommentKind::User,
-            user: Some(User { id: "u".into(), name: "u".into() }),
+            user: Some(User {
+                id: "u".into(),
+                name: "u".into(),
+            }),
             text: format!("c{ms}"),
             data: None,
             ts: ms,
@@ -267,12 +316,20 @@ mod tests {
     fn batches_skip_what_a_socket_has_seen() {
         let batch = CommentBatch::new(vec![comment(1), comment(2), comment(3)]).unwrap();
         assert_eq!(batch.frame_after(None).unwrap(), (batch.frame.clone(), 3));
-        assert_eq!(batch.frame_after(Some(CommentId::new(0, 5))).unwrap(), (batch.frame.clone(), 3));
+        assert_eq!(
+            batch.frame_after(Some(CommentId::new(0, 5))).unwrap(),
+            (batch.frame.clone(), 3)
+        );
         assert!(batch.frame_after(Some(CommentId::new(3, 0))).is_none());
         let (partial, n) = batch.frame_after(Some(CommentId::new(1, 0))).unwrap();
         assert_eq!(n, 2);
         let v: serde_json::Value = serde_json::from_str(partial.as_str()).unwrap();
-        let ids: Vec<&str> = v["comments"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = v["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["2-0", "3-0"]);
     }
 }

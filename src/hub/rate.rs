@@ -20,7 +20,11 @@ pub struct RateLimits {
 
 impl RateLimits {
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self { buckets: DashMap::new(), rate, burst }
+        Self {
+            buckets: DashMap::new(),
+            rate,
+            burst,
+        }
     }
 
     /// Takes a token for one comment, or says how long to wait.
@@ -34,7 +38,8 @@ impl RateLimits {
     }
 
     fn prune(&self, now: Instant) {
-        self.buckets.retain(|_, b| !b.is_full(now, self.rate, self.burst));
+        self.buckets
+            .retain(|_, b| !b.is_full(now, self.rate, self.burst));
     }
 }
 
@@ -61,8 +66,14 @@ mod tests {
         assert!(r.check(&a, "u").is_ok());
         assert!(r.check(&a, "u").is_ok());
         assert!(r.check(&a, "u").is_err());
-        assert!(r.check(&b, "u").is_ok(), "another stream has its own bucket");
-        assert!(r.check(&a, "v").is_ok(), "another user has their own bucket");
+        assert!(
+            r.check(&b, "u").is_ok(),
+            "another stream has its own bucket"
+        );
+        assert!(
+            r.check(&a, "v").is_ok(),
+            "another user has their own bucket"
+        );
         r.prune(Instant::now() + Duration::from_secs(10));
         assert!(r.buckets.is_empty());
     }

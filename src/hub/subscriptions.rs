@@ -63,7 +63,13 @@ pub(super) fn spawn(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
-    let mut manager = Manager { broker, tx, linger, metrics, entries: HashMap::new() };
+    let mut manager = Manager {
+        broker,
+        tx,
+        linger,
+        metrics,
+        entries: HashMap::new(),
+    };
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -111,7 +117,9 @@ impl Manager {
     }
 
     fn release(&mut self, stream: StreamId) {
-        let Some(entry) = self.entries.get_mut(&stream) else { return };
+        let Some(entry) = self.entries.get_mut(&stream) else {
+            return;
+        };
         entry.refs = entry.refs.saturating_sub(1);
         if entry.refs == 0 && matches!(entry.state, State::Live) {
             entry.generation += 1;
@@ -121,12 +129,16 @@ impl Manager {
     }
 
     fn subscribed(&mut self, stream: StreamId, result: Result<(), BrokerError>) {
-        let Some(entry) = self.entries.get_mut(&stream) else { return };
+        let Some(entry) = self.entries.get_mut(&stream) else {
+            return;
+        };
         match result {
             Ok(()) => {
                 self.metrics.stream_subscribed();
                 entry.attempts = 0;
-                if let State::Subscribing(waiters) = std::mem::replace(&mut entry.state, State::Live) {
+                if let State::Subscribing(waiters) =
+                    std::mem::replace(&mut entry.state, State::Live)
+                {
                     for waiter in waiters {
                         let _ = waiter.send(Ok(()));
                     }
@@ -143,7 +155,9 @@ impl Manager {
             }
             Err(error) => {
                 entry.attempts += 1;
-                let backoff = RETRY_BASE.saturating_mul(1 << entry.attempts.min(6)).min(RETRY_MAX);
+                let backoff = RETRY_BASE
+                    .saturating_mul(1 << entry.attempts.min(6))
+                    .min(RETRY_MAX);
                 tracing::warn!(%stream, %error, attempts = entry.attempts, ?backoff, "subscribe failed; retrying");
                 self.start_subscribe(stream, backoff);
             }
@@ -151,7 +165,9 @@ impl Manager {
     }
 
     fn linger_over(&mut self, stream: StreamId, generation: u64) {
-        let Some(entry) = self.entries.get_mut(&stream) else { return };
+        let Some(entry) = self.entries.get_mut(&stream) else {
+            return;
+        };
         if entry.refs == 0 && entry.generation == generation && matches!(entry.state, State::Live) {
             entry.state = State::Unsubscribing(Vec::new());
             self.start_unsubscribe(stream);
@@ -160,10 +176,14 @@ impl Manager {
 
     fn unsubscribed(&mut self, stream: StreamId) {
         self.metrics.stream_unsubscribed();
-        let Some(entry) = self.entries.get_mut(&stream) else { return };
+        let Some(entry) = self.entries.get_mut(&stream) else {
+            return;
+        };
         if entry.refs == 0 {
             self.entries.remove(&stream);
-        } else if let State::Unsubscribing(waiters) = std::mem::replace(&mut entry.state, State::Live) {
+        } else if let State::Unsubscribing(waiters) =
+            std::mem::replace(&mut entry.state, State::Live)
+        {
             // Someone joined while the unsubscribe ran: subscribe again.
             entry.state = State::Subscribing(waiters);
             self.start_subscribe(stream, Duration::ZERO);

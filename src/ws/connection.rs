@@ -21,8 +21,9 @@ use crate::metrics::DropReason;
 
 /// How long a stream's subscription may take before the connection is closed with 1013.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// A write the socket does not take within this long marks a slow consumer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write the socket does not take within this long (or within the idle timeout, if
+/// shorter: such a socket is as good as silent) marks a slow consumer.
+const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most frames written per flush when events queue up.
@@ -33,8 +34,18 @@ const MAX_MALFORMED_IN_A_ROW: u32 = 10;
 /// land on the next instance in the same millisecond.
 const RECONNECT_SPREAD_MS: u64 = 1000;
 
-pub(super) async fn run(mut socket: WebSocket, admitted: Admitted, app: AppState, upgraded_at: Instant) {
-    let Admitted { stream, identity, after, permit } = admitted;
+pub(super) async fn run(
+    mut socket: WebSocket,
+    admitted: Admitted,
+    app: AppState,
+    upgraded_at: Instant,
+) {
+    let Admitted {
+        stream,
+        identity,
+        after,
+        permit,
+    } = admitted;
     let joined = tokio::time::timeout(JOIN_TIMEOUT, app.hub.join(&stream, &app.broker)).await;
     let membership = match joined {
         Ok(Ok(membership)) => membership,
@@ -48,7 +59,16 @@ pub(super) async fn run(mut socket: WebSocket, admitted: Admitted, app: AppState
         }
     };
     app.metrics.connection_opened();
-    let mut connection = Connection { socket, membership, identity, app: app.clone(), last_id: None, malformed: 0 };
+    let write_timeout = MAX_WRITE_TIMEOUT.min(app.config.idle_timeout());
+    let mut connection = Connection {
+        socket,
+        membership,
+        identity,
+        app: app.clone(),
+        last_id: None,
+        malformed: 0,
+        write_timeout,
+    };
     let reason = match connection.send_init(&stream, after).await {
         Ok(()) => {
             tracing::trace!(%stream, elapsed = ?upgraded_at.elapsed(), "init sent");
@@ -72,13 +92,18 @@ struct Connection {
     /// The newest comment id this socket has been sent; older ones are never sent again.
     last_id: Option<CommentId>,
     malformed: u32,
+    write_timeout: Duration,
 }
 
 /// How the loop ended: `Some(reason)` to send a close frame, `None` when the peer is gone.
 type End = Option<CloseReason>;
 
 impl Connection {
-    async fn send_init(&mut self, stream: &crate::domain::StreamId, after: Option<CommentId>) -> Result<(), End> {
+    async fn send_init(
+        &mut self,
+        stream: &crate::domain::StreamId,
+        after: Option<CommentId>,
+    ) -> Result<(), End> {
         let config = &self.app.config;
         let broker = &self.app.broker;
         let unavailable = |error: BrokerError| {
@@ -88,7 +113,13 @@ impl Connection {
         let resumed = match after {
             Some(id) => {
                 let page = broker
-                    .history(stream, HistoryQuery::After { id, limit: config.history_len })
+                    .history(
+                        stream,
+                        HistoryQuery::After {
+                            id,
+                            limit: config.history_len,
+                        },
+                    )
                     .await
                     .map_err(unavailable)?;
                 page.complete.then_some((id, page.comments))
@@ -102,7 +133,12 @@ impl Connection {
             }
             None => {
                 let page = broker
-                    .history(stream, HistoryQuery::Latest { limit: config.init_comments })
+                    .history(
+                        stream,
+                        HistoryQuery::Latest {
+                            limit: config.init_comments,
+                        },
+                    )
                     .await
                     .map_err(unavailable)?;
                 (page.comments, false)
@@ -111,7 +147,10 @@ impl Connection {
         if let Some(last) = comments.last() {
             self.last_id = Some(last.id);
         }
-        let viewer_count = broker.viewer_counts(std::slice::from_ref(stream)).await.map_err(unavailable)?[0];
+        let viewer_count = broker
+            .viewer_counts(std::slice::from_ref(stream))
+            .await
+            .map_err(unavailable)?[0];
         self.app.hub.viewers_seen(stream, viewer_count);
         let frame = ServerFrame::Init {
             stream_id: stream,
@@ -194,11 +233,15 @@ impl Connection {
 
     /// Writes `first` and whatever else the room has queued (up to [`MAX_BATCH`] frames)
     /// with one flush.
-    async fn deliver(&mut self, stream: &crate::domain::StreamId, first: RoomEvent) -> Result<(), End> {
+    async fn deliver(
+        &mut self,
+        stream: &crate::domain::StreamId,
+        first: RoomEvent,
+    ) -> Result<(), End> {
         let mut comments = 0u64;
         let mut frames = 0usize;
         let mut next = Some(first);
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let written = tokio::time::timeout(self.write_timeout, async {
             while let Some(event) = next.take() {
                 match event {
                     RoomEvent::Comments(batch) => {
@@ -206,15 +249,32 @@ impl Connection {
                             self.last_id = Some(batch.last);
                             comments += n as u64;
                             frames += 1;
-                            self.socket.feed(Message::Text(frame)).await.map_err(|_| None)?;
+                            self.socket
+                                .feed(Message::Text(frame))
+                                .await
+                                .map_err(|_| None)?;
                         }
                     }
                     RoomEvent::Frame(frame) => {
                         frames += 1;
-                        self.socket.feed(Message::Text(frame)).await.map_err(|_| None)?;
+                        self.socket
+                            .feed(Message::Text(frame))
+                            .await
+                            .map_err(|_| None)?;
                     }
                     RoomEvent::Banned(user_id) => {
                         if matches!(&self.identity, Identity::Viewer(v) if *v.user.id == *user_id) {
+                            // Tell the person why before closing, then close with 4003.
+                            let error = ErrorBody::new(
+                                ErrorCode::Banned,
+                                "you were banned from this stream",
+                            );
+                            let frame = ServerFrame::Error(&error).encode();
+                            self.socket
+                                .feed(Message::Text(frame))
+                                .await
+                                .map_err(|_| None)?;
+                            self.socket.flush().await.map_err(|_| None)?;
                             return Err(Some(CloseReason::Banned));
                         }
                     }
@@ -225,7 +285,9 @@ impl Connection {
                 next = match self.membership.try_recv() {
                     Ok(event) => Some(event),
                     Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-                    Err(TryRecvError::Lagged(missed)) => return Err(self.slow_consumer(stream, missed)),
+                    Err(TryRecvError::Lagged(missed)) => {
+                        return Err(self.slow_consumer(stream, missed));
+                    }
                 };
             }
             self.socket.flush().await.map_err(|_| None)
@@ -236,7 +298,9 @@ impl Connection {
             Ok(result) => result,
             Err(_) => {
                 tracing::info!(%stream, "closing a socket whose writes stalled");
-                self.app.metrics.dropped(DropReason::WriteTimeout, comments.max(1));
+                self.app
+                    .metrics
+                    .dropped(DropReason::WriteTimeout, comments.max(1));
                 Err(Some(CloseReason::SlowConsumer))
             }
         }
@@ -248,16 +312,26 @@ impl Connection {
         Some(CloseReason::SlowConsumer)
     }
 
-    async fn on_message(&mut self, stream: &crate::domain::StreamId, message: Message) -> Result<(), End> {
+    async fn on_message(
+        &mut self,
+        stream: &crate::domain::StreamId,
+        message: Message,
+    ) -> Result<(), End> {
         match message {
             Message::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(ClientFrame::Ping) => {
                     self.malformed = 0;
-                    self.write_now(Message::Text(ServerFrame::Pong.encode())).await
+                    self.write_now(Message::Text(ServerFrame::Pong.encode()))
+                        .await
                 }
-                Ok(ClientFrame::Comment { text, reference }) => self.post(stream, text, reference).await,
+                Ok(ClientFrame::Comment { text, reference }) => {
+                    self.post(stream, text, reference).await
+                }
                 Err(_) => {
-                    let error = ErrorBody::new(ErrorCode::Invalid, "expected a JSON frame of type comment or ping");
+                    let error = ErrorBody::new(
+                        ErrorCode::Invalid,
+                        "expected a JSON frame of type comment or ping",
+                    );
                     self.refuse(error).await
                 }
             },
@@ -273,27 +347,49 @@ impl Connection {
         }
     }
 
-    async fn post(&mut self, stream: &crate::domain::StreamId, text: String, reference: Option<String>) -> Result<(), End> {
-        if reference.as_ref().is_some_and(|r| r.chars().count() > ClientFrame::MAX_REF_CHARS) {
-            return self.refuse(ErrorBody::new(ErrorCode::Invalid, "ref must be at most 64 characters")).await;
+    async fn post(
+        &mut self,
+        stream: &crate::domain::StreamId,
+        text: String,
+        reference: Option<String>,
+    ) -> Result<(), End> {
+        if reference
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > ClientFrame::MAX_REF_CHARS)
+        {
+            return self
+                .refuse(ErrorBody::new(
+                    ErrorCode::Invalid,
+                    "ref must be at most 64 characters",
+                ))
+                .await;
         }
         let error = |code, message: &str| ErrorBody::new(code, message).with_ref(reference.clone());
         let viewer = match &self.identity {
             Identity::Viewer(v) if !v.token_expired() => v.clone(),
-            Identity::Viewer(_) => return self.refuse(error(ErrorCode::Unauthorized, "your token has expired")).await,
+            Identity::Viewer(_) => {
+                return self
+                    .refuse(error(ErrorCode::Unauthorized, "your token has expired"))
+                    .await;
+            }
             Identity::Anonymous => {
-                return self.refuse(error(ErrorCode::Unauthorized, "sign in to post comments")).await;
+                return self
+                    .refuse(error(ErrorCode::Unauthorized, "sign in to post comments"))
+                    .await;
             }
         };
         let text = match CommentText::parse(text, self.app.config.max_comment_chars) {
             Ok(text) => text,
-            Err(e @ TextError::TooLong { .. }) => return self.refuse(error(ErrorCode::TooLong, &e.to_string())).await,
+            Err(e @ TextError::TooLong { .. }) => {
+                return self.refuse(error(ErrorCode::TooLong, &e.to_string())).await;
+            }
             Err(e) => return self.refuse(error(ErrorCode::Invalid, &e.to_string())).await,
         };
         self.malformed = 0;
         if let Err(wait) = self.app.hub.rate_limits().check(stream, &viewer.user.id) {
             let retry_after_ms = wait.as_millis().max(1) as u64;
-            let body = error(ErrorCode::RateLimited, "you are posting too fast").with_retry_after_ms(retry_after_ms);
+            let body = error(ErrorCode::RateLimited, "you are posting too fast")
+                .with_retry_after_ms(retry_after_ms);
             return self.refuse(body).await;
         }
         let published = self
@@ -314,13 +410,24 @@ impl Connection {
                     crate::broker::Published::New(c) | crate::broker::Published::Duplicate(c) => c,
                 };
                 self.app.metrics.published(CommentKind::User);
-                let ack = ServerFrame::Ack { reference: reference.as_deref(), id: comment.id }.encode();
+                let ack = ServerFrame::Ack {
+                    reference: reference.as_deref(),
+                    id: comment.id,
+                }
+                .encode();
                 self.write_now(Message::Text(ack)).await
             }
-            Err(BrokerError::Banned) => self.refuse(error(ErrorCode::Banned, "you are banned from this stream")).await,
+            Err(BrokerError::Banned) => {
+                self.refuse(error(ErrorCode::Banned, "you are banned from this stream"))
+                    .await
+            }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "publish failed");
-                self.refuse(error(ErrorCode::Unavailable, "could not post right now; try again")).await
+                self.refuse(error(
+                    ErrorCode::Unavailable,
+                    "could not post right now; try again",
+                ))
+                .await
             }
         }
     }
@@ -340,7 +447,7 @@ impl Connection {
     }
 
     async fn write_now(&mut self, message: Message) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+        match tokio::time::timeout(self.write_timeout, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
             Err(_) => {
@@ -356,17 +463,22 @@ fn close_reason_for(error: axum::Error) -> End {
     use tungstenite::error::{CapacityError, Error, ProtocolError};
     let inner = error.into_inner();
     match inner.downcast_ref::<Error>() {
-        Some(Error::Capacity(CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders)) => {
-            Some(CloseReason::TooBig)
-        }
+        Some(Error::Capacity(
+            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+        )) => Some(CloseReason::TooBig),
         Some(Error::Utf8(_)) => Some(CloseReason::BadData),
-        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing)) => None,
+        Some(Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing,
+        )) => None,
         Some(Error::Protocol(_)) => Some(CloseReason::ProtocolError),
         _ => None,
     }
 }
 
 async fn close(socket: &mut WebSocket, reason: CloseReason) {
-    let frame = CloseFrame { code: reason.code(), reason: reason.reason().into() };
+    let frame = CloseFrame {
+        code: reason.code(),
+        reason: reason.reason().into(),
+    };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }

@@ -48,7 +48,12 @@ pub async fn handshake(
 ) -> Response {
     let params = match query {
         Ok(Query(params)) => params,
-        Err(_) => return refuse(&app, ApiError::new(ErrorCode::Invalid, "the query string is not valid")),
+        Err(_) => {
+            return refuse(
+                &app,
+                ApiError::new(ErrorCode::Invalid, "the query string is not valid"),
+            );
+        }
     };
     let admitted = match admit(&app, &stream, &params, &headers).await {
         Ok(admitted) => admitted,
@@ -58,7 +63,10 @@ pub async fn handshake(
         Ok(upgrade) => upgrade,
         Err(rejection) => {
             let status = rejection.status();
-            return refuse(&app, ApiError::with_status(status, ErrorCode::Invalid, "expected a WebSocket handshake"));
+            return refuse(
+                &app,
+                ApiError::with_status(status, ErrorCode::Invalid, "expected a WebSocket handshake"),
+            );
         }
     };
     let upgraded_at = Instant::now();
@@ -85,30 +93,59 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<Admitted, ApiError> {
     if app.lifecycle.is_draining() {
-        return Err(ApiError::new(ErrorCode::Draining, "this instance is draining; connect to another"));
+        return Err(ApiError::new(
+            ErrorCode::Draining,
+            "this instance is draining; connect to another",
+        ));
     }
-    let stream = StreamId::parse(stream).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+    let stream =
+        StreamId::parse(stream).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
     let after = params
         .get("after")
         .map(|a| a.parse::<CommentId>())
         .transpose()
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("after: {e}")))?;
-    if let (Some(allowed), Some(origin)) = (&app.config.allowed_origins, headers.get(header::ORIGIN))
+    if let (Some(allowed), Some(origin)) =
+        (&app.config.allowed_origins, headers.get(header::ORIGIN))
         && !origin.to_str().is_ok_and(|o| allowed.allows(o))
     {
-        return Err(ApiError::new(ErrorCode::Forbidden, "this origin is not allowed"));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this origin is not allowed",
+        ));
     }
     let token = bearer_token(headers).or(params.get("access_token").map(String::as_str));
-    let identity = app.auth.viewer(token).map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    let identity = app
+        .auth
+        .viewer(token)
+        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if let Identity::Viewer(viewer) = &identity {
-        let banned = app.broker.is_banned(&stream, &viewer.user.id).await.map_err(ApiError::from)?;
+        let banned = app
+            .broker
+            .is_banned(&stream, &viewer.user.id)
+            .await
+            .map_err(ApiError::from)?;
         if banned {
-            return Err(ApiError::new(ErrorCode::Banned, "you are banned from this stream"));
+            return Err(ApiError::new(
+                ErrorCode::Banned,
+                "you are banned from this stream",
+            ));
         }
     }
     let permit = app.lifecycle.admit().map_err(|e| match e {
-        AdmitError::Draining => ApiError::new(ErrorCode::Draining, "this instance is draining; connect to another"),
-        AdmitError::Full => ApiError::new(ErrorCode::Unavailable, "this instance is at its connection limit"),
+        AdmitError::Draining => ApiError::new(
+            ErrorCode::Draining,
+            "this instance is draining; connect to another",
+        ),
+        AdmitError::Full => ApiError::new(
+            ErrorCode::Unavailable,
+            "this instance is at its connection limit",
+        ),
     })?;
-    Ok(Admitted { stream, identity, after, permit })
+    Ok(Admitted {
+        stream,
+        identity,
+        after,
+        permit,
+    })
 }

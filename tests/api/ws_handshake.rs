@@ -1,0 +1,157 @@
+//! Handshake refusals (plain HTTP before the upgrade) and the ways to authenticate.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn assert_error(body: &serde_json::Value, code: &str) {
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_stream_ids_and_parameters_are_400() {
+    let app = spawn_app().await;
+    for stream in ["a.b", "a%20b", &"x".repeat(65)] {
+        let (status, body) = app.refused(stream, "", &[]).await;
+        assert_eq!(status, 400, "{stream}");
+        assert_error(&body, "invalid");
+    }
+    for query in ["after=nope", "after=1-", "after=-1"] {
+        let (status, body) = app.refused("ok", query, &[]).await;
+        assert_eq!(status, 400, "{query}");
+        assert_error(&body, "invalid");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_http_get_is_refused_with_an_error_body() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(app.url("/v1/streams/s/ws"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert_error(&response.json().await.unwrap(), "invalid");
+}
+
+#[tokio::test]
+async fn tokens_in_header_or_query_identify_the_user() {
+    let app = spawn_app().await;
+    let token = app.token("hdr", &[]);
+    let mut by_header = app
+        .connect("auth", "", &[("authorization", &format!("Bearer {token}"))])
+        .await
+        .unwrap();
+    assert_eq!(by_header.next_json().await["type"], "init");
+    by_header
+        .send_json(json!({"type": "comment", "text": "from header"}))
+        .await;
+    by_header.next_of("ack").await;
+    let c = &by_header.comments(1).await[0];
+    assert_eq!(c["user"]["id"], "hdr");
+
+    let (mut by_query, _) = app.user("auth", "qry").await;
+    by_query
+        .send_json(json!({"type": "comment", "text": "from query"}))
+        .await;
+    by_query.next_of("ack").await;
+}
+
+#[tokio::test]
+async fn bad_and_expired_tokens_are_401() {
+    let app = spawn_app().await;
+    let (status, body) = app.refused("s", "access_token=garbage", &[]).await;
+    assert_eq!(status, 401);
+    assert_error(&body, "unauthorized");
+    let expired = app.token_expiring("old", &[], -3600);
+    let (status, body) = app
+        .refused("s", &format!("access_token={expired}"), &[])
+        .await;
+    assert_eq!(status, 401);
+    assert_error(&body, "unauthorized");
+    let (status, _) = app
+        .refused("s", "", &[("authorization", "Bearer garbage")])
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn anonymous_viewers_are_refused_when_not_allowed() {
+    let app = spawn_app_with(|c| c.allow_anonymous = false).await;
+    let (status, body) = app.refused("s", "", &[]).await;
+    assert_eq!(status, 401);
+    assert_error(&body, "unauthorized");
+    app.user("s", "someone").await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_are_403_and_native_apps_pass() {
+    let app = spawn_app_with(|c| {
+        c.allowed_origins = Some(danmaku::config::Origins(vec![
+            url::Url::parse("https://watch.example").unwrap().origin(),
+        ]))
+    })
+    .await;
+    let (status, body) = app
+        .refused("s", "", &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(status, 403);
+    assert_error(&body, "forbidden");
+    let (status, _) = app
+        .refused("s", "", &[("origin", "http://watch.example")])
+        .await;
+    assert_eq!(status, 403, "scheme must match too");
+    let mut ok = app
+        .connect("s", "", &[("origin", "https://watch.example")])
+        .await
+        .unwrap();
+    assert_eq!(ok.next_json().await["type"], "init");
+    let mut native = app.connect("s", "", &[]).await.unwrap();
+    assert_eq!(native.next_json().await["type"], "init");
+}
+
+#[tokio::test]
+async fn banned_users_are_403() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/v1/streams/ban-hs/bans"))
+        .bearer_auth(SERVICE_TOKEN)
+        .json(&json!({"user_id": "troll"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, body) = app
+        .refused(
+            "ban-hs",
+            &format!("access_token={}", app.token("troll", &[])),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_error(&body, "banned");
+    app.user("other-stream", "troll").await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_503_until_one_leaves() {
+    let app = spawn_app_with(|c| c.max_connections = 2).await;
+    let (a, _) = app.viewer("full").await;
+    let (_b, _) = app.viewer("full").await;
+    let (status, body) = app.refused("full", "", &[]).await;
+    assert_eq!(status, 503);
+    assert_error(&body, "unavailable");
+    drop(a);
+    eventually("a slot to free up", || async {
+        app.connect("full", "", &[]).await.is_ok()
+    })
+    .await;
+}
