@@ -1,1 +1,96 @@
+//! The `danmaku` binary itself: configuration errors and SIGTERM.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
 use crate::helpers::*;
+
+fn danmaku() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_danmaku"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DANMAKU_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
+    let cases = [
+        ("DANMAKU_CPU_READY_THRESHOLD", "1.5"),
+        ("DANMAKU_CPU_READY_THRESHOLD", "0"),
+        ("DANMAKU_REDIS_URL", "http://nope"),
+        ("DANMAKU_RATE_PER_SEC", "fast"),
+        ("DANMAKU_LISTEN", "everywhere"),
+        ("DANMAKU_MAX_CONNECTIONS", "-1"),
+        ("DANMAKU_SLOT", "purple"),
+    ];
+    for (variable, value) in cases {
+        let output = danmaku().env(variable, value).output().await.unwrap();
+        assert!(!output.status.success(), "{variable}={value} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{variable}={value}: {stderr}");
+        assert!(lines[0].contains(variable), "{variable}={value}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let mut child = danmaku()
+        .env("DANMAKU_LISTEN", "127.0.0.1:0")
+        .env("DANMAKU_DRAIN_MS", "1000")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("danmaku listening on http://")
+        .expect(&line)
+        .to_owned();
+    let url = format!("ws://{addr}/v1/streams/bin/ws");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    use futures_util::StreamExt;
+    let init = ws.next().await.unwrap().unwrap();
+    assert!(init.to_text().unwrap().contains("\"init\""));
+
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut got_hint = false;
+    while let Some(Ok(message)) = tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+        if message.to_text().is_ok_and(|t| t.contains("\"reconnect\"")) {
+            got_hint = true;
+        }
+        if message.is_close() {
+            break;
+        }
+    }
+    assert!(got_hint, "a reconnect hint before the close");
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1 + 3),
+        "took {:?}",
+        started.elapsed()
+    );
+}

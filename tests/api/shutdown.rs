@@ -1,1 +1,84 @@
+//! Draining: SIGTERM's in-process equivalent. Readiness fails at once, new handshakes are
+//! refused, every client gets a `reconnect` hint inside the drain time, the rest is closed
+//! with 1001, and `run` returns before its deadline.
+
+use std::time::{Duration, Instant};
+
 use crate::helpers::*;
+
+#[tokio::test]
+async fn draining_sends_reconnect_hints_then_closes_and_returns_in_time() {
+    let mut app = spawn_app_with(|c| c.drain_ms = 1500).await;
+    let mut viewers = Vec::new();
+    for _ in 0..20 {
+        viewers.push(app.viewer("drain").await.0);
+    }
+    let started = Instant::now();
+    let run = app.begin_shutdown();
+
+    eventually("readyz to say draining", || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        r.status() == 503 && r.json::<serde_json::Value>().await.unwrap()["reason"] == "draining"
+    })
+    .await;
+    let (status, body) = app.refused("drain", "", &[]).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "draining");
+
+    let mut hint_times = Vec::new();
+    for viewer in &mut viewers {
+        let hint = viewer.next_of("reconnect").await;
+        let after_ms = hint["after_ms"].as_u64().expect("after_ms");
+        assert!(after_ms < 1000, "{hint}");
+        hint_times.push(started.elapsed());
+    }
+    let spread = hint_times
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*hint_times.iter().min().unwrap());
+    assert!(
+        spread > Duration::from_millis(100),
+        "hints are spread out, not sent at once: {hint_times:?}"
+    );
+    assert!(
+        hint_times.iter().all(|t| *t < Duration::from_millis(1500)),
+        "{hint_times:?}"
+    );
+    for viewer in &mut viewers {
+        assert_eq!(viewer.closed().await, Closed::Code(1001));
+    }
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("run returns")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500 + 3000),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn drain_ends_early_when_every_client_has_left() {
+    let mut app = spawn_app_with(|c| c.drain_ms = 30_000).await;
+    let (mut viewer, _) = app.viewer("drain-early").await;
+    let started = Instant::now();
+    let run = app.begin_shutdown();
+    viewer.next_of("reconnect").await;
+    drop(viewer);
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("returns early")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn an_idle_app_stops_at_once() {
+    let app = spawn_app().await;
+    let took = app.shutdown().await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
