@@ -60,7 +60,7 @@ pub struct Config {
     )]
     pub history_len: usize,
 
-    /// How many recent comments `init` carries.
+    /// How many recent comments `init` carries (at most `DANMAKU_HISTORY_LEN` are kept).
     #[arg(
         long,
         env = "DANMAKU_INIT_COMMENTS",
@@ -186,12 +186,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=100_000).contains(&self.history_len) {
             return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 100000"));
-        }
-        if self.init_comments > self.history_len {
-            return Err(bad(
-                "DANMAKU_INIT_COMMENTS",
-                "must not exceed DANMAKU_HISTORY_LEN",
-            ));
         }
         if !(1..=10_000).contains(&self.max_comment_chars) {
             return Err(bad(
@@ -444,7 +438,7 @@ mod tests {
             (&["--rate-per-sec", "abc"], "DANMAKU_RATE_PER_SEC"),
             (&["--rate-per-sec", "0"], "DANMAKU_RATE_PER_SEC"),
             (&["--listen", "nope"], "DANMAKU_LISTEN"),
-            (&["--init-comments", "300"], "DANMAKU_INIT_COMMENTS"),
+            (&["--history-len", "0"], "DANMAKU_HISTORY_LEN"),
             (
                 &["--allowed-origins", "not a url"],
                 "DANMAKU_ALLOWED_ORIGINS",

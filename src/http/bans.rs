@@ -25,11 +25,11 @@ pub(super) async fn create(
     State(app): State<AppState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<BanRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
     app.auth.moderator(bearer_token(&headers), &stream)?;
-    let ban = json_body(body)?;
+    let ban: BanRequest = json_body(body)?;
     if ban.user_id.is_empty() || ban.user_id.chars().count() > 128 {
         return Err(ApiError::new(
             ErrorCode::Invalid,

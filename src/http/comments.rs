@@ -31,11 +31,11 @@ pub(super) async fn create(
     State(app): State<AppState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<CreateComment>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.auth.service(bearer_token(&headers))?;
     let stream = stream_id(&stream)?;
-    let body = json_body(body)?;
+    let body: CreateComment = json_body(body)?;
     let new = validate(&app, stream, body)?;
     let kind = new.kind;
     match app.broker.publish(new).await? {

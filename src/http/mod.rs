@@ -13,6 +13,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::AuthError;
@@ -133,11 +134,12 @@ impl From<AuthError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::with_status(
-            rejection.status(),
-            ErrorCode::Invalid,
-            rejection.body_text(),
-        )
+        let status = match rejection.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            // A body of the wrong shape is as invalid as broken JSON: 400, not axum's 422.
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::with_status(status, ErrorCode::Invalid, rejection.body_text())
     }
 }
 
@@ -155,6 +157,18 @@ fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
     StreamId::parse(raw).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(t)| t).map_err(ApiError::from)
+/// A JSON request body that must be an object (serde would also take an array of the
+/// fields in order), deserialized into `T`.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(value) = body?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "the request body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("invalid body: {e}")))
 }

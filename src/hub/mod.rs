@@ -245,10 +245,11 @@ impl Hub {
         self.inner.rooms.iter().map(|r| r.key().clone()).collect()
     }
 
-    /// Pushes a `viewers` frame to the room if the count changed since the last push.
+    /// Pushes a `viewers` frame to the room if the count changed since the last push. A
+    /// room whose first `init` has not gone out yet gets nothing: that `init` carries it.
     fn push_viewers(&self, stream: &StreamId, count: u64) {
         if let Some(mut room) = self.inner.rooms.get_mut(stream)
-            && room.viewers_pushed != Some(count)
+            && room.viewers_pushed.is_some_and(|pushed| pushed != count)
         {
             room.viewers_pushed = Some(count);
             let _ = room

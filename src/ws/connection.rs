@@ -136,7 +136,7 @@ impl Connection {
                     .history(
                         stream,
                         HistoryQuery::Latest {
-                            limit: config.init_comments,
+                            limit: config.init_comments.min(config.history_len),
                         },
                     )
                     .await

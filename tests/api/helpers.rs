@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -336,10 +335,6 @@ impl WsClient {
             }
         }
     }
-}
-
-pub fn close_code(code: CloseCode) -> u16 {
-    u16::from(code)
 }
 
 /// Polls `check` until it holds or [`WAIT`] passes: a condition, never a sleep.

@@ -1,5 +1,8 @@
 //! The one integration-test binary: the real app on port 0, real WebSocket and HTTP clients.
 
+// Helpers are `pub` for the sibling modules of this binary crate; nothing is exported.
+#![allow(unreachable_pub)]
+
 mod helpers;
 mod raw;
 

@@ -259,7 +259,7 @@ async fn a_slow_consumer_is_disconnected_with_4001_without_delaying_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_takes_no_writes_is_dropped_after_the_write_timeout() {
     let app = spawn_app_with(|c| c.idle_timeout_ms = 1000).await;
-    let mut stalled = RawClient::connect(&app, "stalled", Some(4096)).await;
+    let stalled = RawClient::connect(&app, "stalled", Some(4096)).await;
     let text = "y".repeat(200);
     // Paced, so the socket task writes until the socket is full and then waits in a write
     // (rather than finding itself a whole buffer behind first).
