@@ -69,10 +69,9 @@ impl App {
         config.validate()?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(&config, metrics.clone());
-        let broker = Broker::connect(&config, hub.sink()).await?;
         let background = CancellationToken::new();
+        let broker = Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
         hub.start(broker.clone(), &config, background.clone());
-        broker.spawn_background(background.clone());
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
         })?;
@@ -172,6 +171,7 @@ impl App {
             server.abort();
         }
         background.cancel();
+        state.broker.close().await;
         tracing::info!(elapsed = ?started.elapsed(), "stopped");
         Ok(())
     }

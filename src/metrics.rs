@@ -17,15 +17,23 @@ pub enum DropReason {
     SlowConsumer,
     /// The connection's socket did not take a write within the write timeout (4001).
     WriteTimeout,
+    /// Redis messages overflowed the inbound buffer; they are backfilled from history, so
+    /// this counts repairs, not losses viewers see.
+    BrokerLag,
+    /// A subscription gap reached past the retained history: the stream's local sockets
+    /// were told to resynchronise (4002).
+    HistoryGap,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 2] = [Self::SlowConsumer, Self::WriteTimeout];
+    const ALL: [DropReason; 4] = [Self::SlowConsumer, Self::WriteTimeout, Self::BrokerLag, Self::HistoryGap];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::SlowConsumer => "slow_consumer",
             Self::WriteTimeout => "write_timeout",
+            Self::BrokerLag => "broker_lag",
+            Self::HistoryGap => "history_gap",
         }
     }
 }
@@ -56,6 +64,7 @@ pub struct Metrics {
     dropped: [AtomicU64; DropReason::ALL.len()],
     rejected: [AtomicU64; REJECT_CODES.len()],
     handshakes_refused: AtomicU64,
+    subscriptions_rebuilt: AtomicU64,
 }
 
 impl Metrics {
@@ -99,6 +108,10 @@ impl Metrics {
         if let Some(i) = REJECT_CODES.iter().position(|c| *c == code) {
             self.rejected[i].fetch_add(1, Relaxed);
         }
+    }
+
+    pub fn subscription_rebuilt(&self) {
+        self.subscriptions_rebuilt.fetch_add(1, Relaxed);
     }
 
     pub fn handshake_refused(&self) {
@@ -178,6 +191,12 @@ impl Metrics {
             "counter",
             "WebSocket handshakes refused before the upgrade.",
             &one(self.handshakes_refused.load(Relaxed).to_string()),
+        );
+        family(
+            "danmaku_broker_subscriptions_rebuilt_total",
+            "counter",
+            "Broker subscriptions rebuilt after a probe went unanswered or the stream's slot moved.",
+            &one(self.subscriptions_rebuilt.load(Relaxed).to_string()),
         );
         family(
             "danmaku_readiness_state",

@@ -262,7 +262,7 @@ impl MemoryBroker {
     }
 }
 
-pub(super) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken) {
+pub(crate) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {

@@ -9,14 +9,19 @@
 //! `DANMAKU_REDIS_URL`, Redis. Nothing outside this module sees either's types.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User};
 
 pub use memory::MemoryBroker;
+pub use redis::RedisBroker;
 
 /// What arrives from a subscribed stream.
 #[derive(Debug, Clone)]
@@ -33,6 +38,9 @@ pub enum BrokerEvent {
     },
     /// A user was banned from the stream: their open sockets there are closed.
     Banned { stream: StreamId, user_id: String },
+    /// Comments were lost beyond what history can backfill: local sockets of the stream
+    /// must resynchronise (they are closed with 4002 and resume with `after=`).
+    Resync { stream: StreamId },
 }
 
 /// Where the broker delivers events. Called synchronously; must not block or call back
@@ -88,7 +96,7 @@ pub struct StreamStats {
     pub comment_count: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BrokerError {
     #[error("the user is banned from this stream")]
     Banned,
@@ -102,25 +110,36 @@ pub enum BrokerError {
 #[derive(Clone)]
 pub enum Broker {
     Memory(Arc<MemoryBroker>),
+    Redis(Arc<RedisBroker>),
 }
 
 impl Broker {
-    /// The broker `config` asks for, delivering into `sink`.
-    pub async fn connect(config: &Config, sink: EventSink) -> anyhow::Result<Self> {
+    /// The broker `config` asks for, delivering into `sink`; its background work stops
+    /// with `cancel`.
+    pub async fn connect(
+        config: &Config,
+        sink: EventSink,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
         match &config.redis_url {
-            None => Ok(Self::Memory(Arc::new(MemoryBroker::new(
-                config.history_len,
-                sink,
-            )))),
-            Some(_) => anyhow::bail!(
-                "DANMAKU_REDIS_URL: the Redis broker is not part of this build yet; unset it to use the embedded broker"
-            ),
+            None => {
+                let memory = Arc::new(MemoryBroker::new(config.history_len, sink));
+                memory::spawn_sweeper(memory.clone(), cancel);
+                Ok(Self::Memory(memory))
+            }
+            Some(url) => {
+                let redis =
+                    RedisBroker::connect(url, &config.pod_name, config.history_len, sink, metrics, cancel).await?;
+                Ok(Self::Redis(redis))
+            }
         }
     }
 
     pub async fn publish(&self, comment: NewComment) -> Result<Published, BrokerError> {
         match self {
             Self::Memory(m) => m.publish(comment),
+            Self::Redis(r) => r.publish(comment).await,
         }
     }
 
@@ -131,6 +150,7 @@ impl Broker {
     ) -> Result<HistoryPage, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.history(stream, query)),
+            Self::Redis(r) => r.history(stream, query).await,
         }
     }
 
@@ -142,6 +162,7 @@ impl Broker {
                 m.subscribe(stream);
                 Ok(())
             }
+            Self::Redis(r) => r.subscribe(stream).await,
         }
     }
 
@@ -151,12 +172,14 @@ impl Broker {
                 m.unsubscribe(stream);
                 Ok(())
             }
+            Self::Redis(r) => r.unsubscribe(stream).await,
         }
     }
 
     pub async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         match self {
             Self::Memory(m) => m.delete(stream, id),
+            Self::Redis(r) => r.delete(stream, id).await,
         }
     }
 
@@ -171,12 +194,14 @@ impl Broker {
                 m.ban(stream, user_id, duration);
                 Ok(())
             }
+            Self::Redis(r) => r.ban(stream, user_id, duration).await,
         }
     }
 
     pub async fn is_banned(&self, stream: &StreamId, user_id: &str) -> Result<bool, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.is_banned(stream, user_id)),
+            Self::Redis(r) => r.is_banned(stream, user_id).await,
         }
     }
 
@@ -184,6 +209,7 @@ impl Broker {
     pub fn local_viewers_changed(&self, stream: &StreamId, delta: i64) {
         match self {
             Self::Memory(m) => m.viewers_changed(stream, delta),
+            Self::Redis(r) => r.viewers_changed(stream, delta),
         }
     }
 
@@ -191,12 +217,14 @@ impl Broker {
     pub async fn viewer_counts(&self, streams: &[StreamId]) -> Result<Vec<u64>, BrokerError> {
         match self {
             Self::Memory(m) => Ok(streams.iter().map(|s| m.stats(s).viewer_count).collect()),
+            Self::Redis(r) => r.viewer_counts(streams).await,
         }
     }
 
     pub async fn stats(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.stats(stream)),
+            Self::Redis(r) => r.stats(stream).await,
         }
     }
 
@@ -204,13 +232,14 @@ impl Broker {
     pub fn is_healthy(&self) -> bool {
         match self {
             Self::Memory(_) => true,
+            Self::Redis(r) => r.is_healthy(),
         }
     }
 
-    /// Background work (expiry sweeps), until `cancel`.
-    pub fn spawn_background(&self, cancel: tokio_util::sync::CancellationToken) {
-        match self {
-            Self::Memory(m) => memory::spawn_sweeper(m.clone(), cancel),
+    /// Closes connections to Redis (after the last socket is gone).
+    pub async fn close(&self) {
+        if let Self::Redis(r) = self {
+            r.close().await;
         }
     }
 }

@@ -42,6 +42,9 @@ pub enum RoomEvent {
     Frame(SharedFrame),
     /// This user was banned from the stream: their sockets close.
     Banned(Arc<str>),
+    /// Comments were lost beyond what the broker could backfill: every socket closes with
+    /// 4002 so its client resumes with `after=` and learns from `resumed` what it missed.
+    Resync,
 }
 
 /// Comments encoded once into a `comments` frame.
@@ -225,6 +228,7 @@ impl Hub {
                 RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode()),
             ),
             BrokerEvent::Banned { stream, user_id } => (stream, RoomEvent::Banned(user_id.into())),
+            BrokerEvent::Resync { stream } => (stream, RoomEvent::Resync),
         };
         if let Some(room) = self.inner.rooms.get(&stream) {
             // An error only means no socket is listening right now.

@@ -10,6 +10,7 @@
 //! | 1011 | internal | the server failed this connection | reconnect with backoff |
 //! | 1013 | try again later | the broker could not subscribe the stream in time | reconnect with backoff |
 //! | 4000 | idle timeout | nothing (not even a pong) arrived for `DANMAKU_IDLE_TIMEOUT_MS` | reconnect with `after=` |
+//! | 4002 | resync | the broker lost comments it could not backfill from history | reconnect with `after=`; `resumed: false` says comments are missing |
 //! | 4001 | slow consumer | the socket fell too far behind its stream, or a write stalled | reconnect with `after=`; it is backfilled |
 //! | 4003 | banned | a moderator banned this user from the stream | do not reconnect |
 
@@ -24,6 +25,7 @@ pub enum CloseReason {
     TryAgainLater,
     IdleTimeout,
     SlowConsumer,
+    Resync,
     Banned,
 }
 
@@ -39,6 +41,7 @@ impl CloseReason {
             Self::TryAgainLater => 1013,
             Self::IdleTimeout => 4000,
             Self::SlowConsumer => 4001,
+            Self::Resync => 4002,
             Self::Banned => 4003,
         }
     }
@@ -55,6 +58,7 @@ impl CloseReason {
             Self::TryAgainLater => "stream unavailable; try again later",
             Self::IdleTimeout => "idle timeout",
             Self::SlowConsumer => "slow consumer; reconnect with after=",
+            Self::Resync => "comments were lost; reconnect with after=",
             Self::Banned => "banned from this stream",
         }
     }

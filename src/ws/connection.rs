@@ -262,6 +262,7 @@ impl Connection {
                             .await
                             .map_err(|_| None)?;
                     }
+                    RoomEvent::Resync => return Err(Some(CloseReason::Resync)),
                     RoomEvent::Banned(user_id) => {
                         if matches!(&self.identity, Identity::Viewer(v) if *v.user.id == *user_id) {
                             // Tell the person why before closing, then close with 4003.

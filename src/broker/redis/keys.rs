@@ -1,0 +1,72 @@
+//! The Redis layout of PROTOCOL.md section 6: one hash tag per stream, so its channel and
+//! every key of it live in one cluster slot (and one Lua script may touch them all).
+
+use crate::domain::StreamId;
+
+/// `danmaku:{<id>}:<suffix>`.
+pub(super) fn key(stream: &StreamId, suffix: &str) -> String {
+    format!("danmaku:{{{stream}}}:{suffix}")
+}
+
+/// The sharded Pub/Sub channel.
+pub(super) fn channel(stream: &StreamId) -> String {
+    key(stream, "ch")
+}
+
+/// The stream id of a channel name, if it is one of ours.
+pub(super) fn stream_of_channel(channel: &str) -> Option<StreamId> {
+    let inner = channel.strip_prefix("danmaku:{")?.strip_suffix("}:ch")?;
+    StreamId::parse(inner).ok()
+}
+
+/// The keys of one stream.
+pub(super) struct StreamKeys {
+    /// A Redis Stream of the retained comments; entry id = comment id.
+    pub(super) hist: String,
+    pub(super) channel: String,
+    /// Comments ever accepted.
+    pub(super) count: String,
+    /// The newest id trimmed off the history by the length cap.
+    pub(super) trimmed: String,
+    /// Hash of instance → "<local viewers>:<expires at ms>".
+    pub(super) viewers: String,
+    pub(super) peak: String,
+}
+
+impl StreamKeys {
+    pub(super) fn new(stream: &StreamId) -> Self {
+        Self {
+            hist: key(stream, "hist"),
+            channel: channel(stream),
+            count: key(stream, "count"),
+            trimmed: key(stream, "trimmed"),
+            viewers: key(stream, "viewers"),
+            peak: key(stream, "peak"),
+        }
+    }
+
+    pub(super) fn idempotency(stream: &StreamId, idempotency_key: &str) -> String {
+        key(stream, &format!("idem:{idempotency_key}"))
+    }
+
+    pub(super) fn ban(stream: &StreamId, user_id: &str) -> String {
+        key(stream, &format!("ban:{user_id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_stream_shares_its_hash_tag() {
+        let s = StreamId::parse("live-42").unwrap();
+        let keys = StreamKeys::new(&s);
+        for k in [&keys.hist, &keys.channel, &keys.count, &keys.trimmed, &keys.viewers, &keys.peak] {
+            assert!(k.starts_with("danmaku:{live-42}:"), "{k}");
+        }
+        assert_eq!(StreamKeys::ban(&s, "u1"), "danmaku:{live-42}:ban:u1");
+        assert_eq!(stream_of_channel(&keys.channel), Some(s));
+        assert_eq!(stream_of_channel("other:{x}:ch"), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! Lua scripts, each touching the keys of one stream only (one slot), so each runs
+//! atomically on the node that owns the stream.
+
+use std::sync::LazyLock;
+
+use fred::types::scripts::Script;
+
+/// Publish: idempotency check, ban check, append to the history, trim it (remembering the
+/// newest trimmed id), count, remember the idempotency key, and `SPUBLISH` — in one step,
+/// so history and live delivery never disagree.
+///
+/// KEYS: hist, channel, count, trimmed, idempotency key, ban key.
+/// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
+/// has user (0/1).
+/// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate) or {-1, ""} (banned).
+pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+if ARGV[6] == '1' then
+  local prior = redis.call('GET', KEYS[5])
+  if prior then return {0, prior} end
+end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[6]) == 1 then return {-1, ''} end
+local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[1])
+local cap = tonumber(ARGV[2])
+local len = redis.call('XLEN', KEYS[1])
+if len > cap + tonumber(ARGV[3]) then
+  local victims = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - cap)
+  redis.call('SET', KEYS[4], victims[#victims][1], 'PX', ARGV[5])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', cap)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+local message = id .. ' ' .. ARGV[1]
+if ARGV[6] == '1' then redis.call('SET', KEYS[5], message, 'PX', ARGV[4]) end
+redis.call('SPUBLISH', KEYS[2], 'c ' .. message)
+return {1, message}
+"#,
+    )
+});
+
+/// History reads. KEYS: hist, trimmed. ARGV: mode, count, after id.
+/// mode `latest`: {"", newest `count` entries, newest first}.
+/// mode `after`: {trimmed id or "", oldest `count` entries newer than the id}.
+/// The range is read before the trim mark, so a trim in between can only make the answer
+/// more cautious.
+pub(super) static HISTORY: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+if ARGV[1] == 'latest' then
+  return {'', redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[2])}
+end
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[3], '+', 'COUNT', ARGV[2])
+local trimmed = redis.call('GET', KEYS[2]) or ''
+return {trimmed, entries}
+"#,
+    )
+});
+
+/// Delete: XDEL and, if it existed, tell the subscribers. KEYS: hist, channel. ARGV: id.
+pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local n = redis.call('XDEL', KEYS[1], ARGV[1])
+if n == 1 then redis.call('SPUBLISH', KEYS[2], 'd ' .. ARGV[1]) end
+return n
+"#,
+    )
+});
+
+/// Ban: a key with the ban's expiry, then tell the subscribers.
+/// KEYS: ban key, channel. ARGV: user id, duration ms.
+pub(super) static BAN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SPUBLISH', KEYS[2], 'b ' .. ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// Viewer counts: report this instance's local count (unless it is -1), forget expired
+/// reports, and answer {sum over live instances, peak, comments ever}.
+/// KEYS: viewers hash, peak, count. ARGV: instance, local count, now ms, report ttl ms,
+/// state ttl ms.
+pub(super) static VIEWERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local mine = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if mine > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], mine .. ':' .. (now + tonumber(ARGV[4])))
+elseif mine == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local all = redis.call('HGETALL', KEYS[1])
+local sum = 0
+for i = 1, #all, 2 do
+  local count, expires = string.match(all[i + 1], '^(%d+):(%d+)$')
+  if count == nil or tonumber(expires) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    sum = sum + tonumber(count)
+  end
+end
+if #all > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if sum > peak then
+  peak = sum
+  redis.call('SET', KEYS[2], peak, 'PX', ARGV[5])
+elseif mine > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+local comments = tonumber(redis.call('GET', KEYS[3]) or '0')
+return {sum, peak, comments}
+"#,
+    )
+});
