@@ -334,7 +334,9 @@ impl Inbound {
         tracked.confirmed = true;
         let mut deliver: Vec<Comment> = Vec::new();
         if tracked.last.is_none() {
-            tracked.last = repaired.tail;
+            // The baseline: everything after the history's tail at subscription time (an
+            // empty history: everything), so a later backfill starts from here.
+            tracked.last = Some(repaired.tail.unwrap_or(CommentId::new(0, 0)));
         }
         if !repaired.complete {
             tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fred::prelude::*;
+use fred::types::config::ClusterDiscoveryPolicy;
 use fred::types::scripts::Script;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -287,7 +288,13 @@ fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
             ServerConfig::new_centralized(host, port)
         }
         RedisUrl::Cluster(nodes) => {
-            ServerConfig::new_clustered(nodes.iter().map(|n| split_host_port(n)).collect::<Result<Vec<_>, _>>()?)
+            let hosts = nodes.iter().map(|n| split_host_port(n)).collect::<Result<Vec<_>, _>>()?;
+            // fred's default discovery asks only the configured nodes for the topology: with
+            // those down (a failed-over seed), a client never finds the new masters.
+            ServerConfig::Clustered {
+                hosts: hosts.into_iter().map(|(host, port)| Server::new(host, port)).collect(),
+                policy: ClusterDiscoveryPolicy::UseCache,
+            }
         }
     };
     let config = Config { server, fail_fast: false, ..Default::default() };
