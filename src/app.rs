@@ -70,7 +70,8 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(&config, metrics.clone());
         let background = CancellationToken::new();
-        let broker = Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
+        let broker =
+            Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
         hub.start(broker.clone(), &config, background.clone());
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)

@@ -26,7 +26,12 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    const ALL: [DropReason; 4] = [Self::SlowConsumer, Self::WriteTimeout, Self::BrokerLag, Self::HistoryGap];
+    const ALL: [DropReason; 4] = [
+        Self::SlowConsumer,
+        Self::WriteTimeout,
+        Self::BrokerLag,
+        Self::HistoryGap,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {

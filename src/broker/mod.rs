@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User};
+use crate::metrics::Metrics;
 
 pub use memory::MemoryBroker;
 pub use redis::RedisBroker;
@@ -129,8 +129,15 @@ impl Broker {
                 Ok(Self::Memory(memory))
             }
             Some(url) => {
-                let redis =
-                    RedisBroker::connect(url, &config.pod_name, config.history_len, sink, metrics, cancel).await?;
+                let redis = RedisBroker::connect(
+                    url,
+                    &config.pod_name,
+                    config.history_len,
+                    sink,
+                    metrics,
+                    cancel,
+                )
+                .await?;
                 Ok(Self::Redis(redis))
             }
         }

@@ -5,9 +5,12 @@
 
 mod helpers;
 mod raw;
+mod redis_support;
 
 mod binary;
 mod http_api;
+mod redis_broker;
+mod redis_smoke;
 mod shutdown;
 mod ws_frames;
 mod ws_handshake;

@@ -55,7 +55,11 @@ const MESSAGE_BATCH: usize = 512;
 pub(in crate::broker) enum Control {
     Track(StreamId, oneshot::Sender<Result<(), BrokerError>>),
     Untrack(StreamId, oneshot::Sender<Result<(), BrokerError>>),
-    Repaired { stream: StreamId, generation: u64, result: Result<Repaired, BrokerError> },
+    Repaired {
+        stream: StreamId,
+        generation: u64,
+        result: Result<Repaired, BrokerError>,
+    },
     Topology(Option<ClusterRouting>),
 }
 
@@ -81,7 +85,10 @@ enum Repair {
 
 enum State {
     /// Being (re)subscribed or backfilled; live messages wait in `pending`.
-    Repairing { since: Instant, waiters: Vec<oneshot::Sender<Result<(), BrokerError>>> },
+    Repairing {
+        since: Instant,
+        waiters: Vec<oneshot::Sender<Result<(), BrokerError>>>,
+    },
     Live,
 }
 
@@ -145,7 +152,11 @@ impl Inbound {
 }
 
 pub(in crate::broker) fn spawn(mut inbound: Inbound) {
-    spawn_topology_watch(inbound.subscriber.clone(), inbound.control.clone(), inbound.cancel.clone());
+    spawn_topology_watch(
+        inbound.subscriber.clone(),
+        inbound.control.clone(),
+        inbound.cancel.clone(),
+    );
     tokio::spawn(async move { inbound.run().await });
 }
 
@@ -193,11 +204,17 @@ impl Inbound {
     }
 
     fn on_message(&mut self, message: Message) {
-        let Some(stream) = keys::stream_of_channel(&message.channel) else { return };
-        let Some(tracked) = self.streams.get_mut(&stream) else { return };
+        let Some(stream) = keys::stream_of_channel(&message.channel) else {
+            return;
+        };
+        let Some(tracked) = self.streams.get_mut(&stream) else {
+            return;
+        };
         tracked.last_message = Instant::now();
         tracked.probe_sent = None;
-        let Some(payload) = message.value.as_str() else { return };
+        let Some(payload) = message.value.as_str() else {
+            return;
+        };
         let payload: &str = &payload;
         let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
         match kind {
@@ -207,22 +224,33 @@ impl Inbound {
             },
             "d" => {
                 if let Ok(id) = rest.parse::<CommentId>() {
-                    (self.sink)(BrokerEvent::Deleted { stream, ids: vec![id] });
+                    (self.sink)(BrokerEvent::Deleted {
+                        stream,
+                        ids: vec![id],
+                    });
                 }
             }
-            "b" => (self.sink)(BrokerEvent::Banned { stream, user_id: rest.to_owned() }),
+            "b" => (self.sink)(BrokerEvent::Banned {
+                stream,
+                user_id: rest.to_owned(),
+            }),
             // Probes only prove the subscription alive.
             _ => {}
         }
     }
 
     fn on_comment(&mut self, stream: StreamId, comment: Comment) {
-        let Some(tracked) = self.streams.get_mut(&stream) else { return };
+        let Some(tracked) = self.streams.get_mut(&stream) else {
+            return;
+        };
         match tracked.state {
             State::Live => {
                 if tracked.last.is_none_or(|last| comment.id > last) {
                     tracked.last = Some(comment.id);
-                    (self.sink)(BrokerEvent::Comments { stream, comments: vec![comment] });
+                    (self.sink)(BrokerEvent::Comments {
+                        stream,
+                        comments: vec![comment],
+                    });
                 }
             }
             State::Repairing { .. } => {
@@ -239,7 +267,11 @@ impl Inbound {
         match control {
             Control::Track(stream, reply) => self.track(stream, reply),
             Control::Untrack(stream, reply) => self.untrack(stream, reply),
-            Control::Repaired { stream, generation, result } => self.repaired(stream, generation, result),
+            Control::Repaired {
+                stream,
+                generation,
+                result,
+            } => self.repaired(stream, generation, result),
             Control::Topology(routing) => self.on_topology(routing),
         }
     }
@@ -247,7 +279,10 @@ impl Inbound {
     fn track(&mut self, stream: StreamId, reply: oneshot::Sender<Result<(), BrokerError>>) {
         let owner = self.owner_of(&stream);
         let tracked = Tracked {
-            state: State::Repairing { since: Instant::now(), waiters: vec![reply] },
+            state: State::Repairing {
+                since: Instant::now(),
+                waiters: vec![reply],
+            },
             last: None,
             pending: Vec::new(),
             overflowed: false,
@@ -263,46 +298,81 @@ impl Inbound {
     }
 
     fn untrack(&mut self, stream: StreamId, reply: oneshot::Sender<Result<(), BrokerError>>) {
-        if let Some(Tracked { state: State::Repairing { waiters, .. }, .. }) = self.streams.remove(&stream) {
+        if let Some(Tracked {
+            state: State::Repairing { waiters, .. },
+            ..
+        }) = self.streams.remove(&stream)
+        {
             for waiter in waiters {
                 let _ = waiter.send(Err(BrokerError::Unavailable("unsubscribed".into())));
             }
         }
         let subscriber = self.subscriber.clone();
         tokio::spawn(async move {
-            let result = subscriber.sunsubscribe(keys::channel(&stream)).await.map_err(unavailable);
+            let result = subscriber
+                .sunsubscribe(keys::channel(&stream))
+                .await
+                .map_err(unavailable);
             let _ = reply.send(result);
         });
     }
 
     /// Starts a repair of `stream`, superseding any repair in flight.
     fn start_repair(&mut self, stream: StreamId, repair: Repair, after: Duration) {
-        let Some(tracked) = self.streams.get_mut(&stream) else { return };
+        let Some(tracked) = self.streams.get_mut(&stream) else {
+            return;
+        };
         tracked.generation += 1;
         tracked.probe_sent = None;
         if let State::Live = tracked.state {
-            tracked.state = State::Repairing { since: Instant::now(), waiters: Vec::new() };
+            tracked.state = State::Repairing {
+                since: Instant::now(),
+                waiters: Vec::new(),
+            };
         }
         let generation = tracked.generation;
         let last = tracked.last;
-        let (client, subscriber, control) = (self.client.clone(), self.subscriber.clone(), self.control.clone());
+        let (client, subscriber, control) = (
+            self.client.clone(),
+            self.subscriber.clone(),
+            self.control.clone(),
+        );
         let limit = self.history_len;
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let result = run_repair(&client, &subscriber, &stream, repair, last, limit).await;
-            let _ = control.send(Control::Repaired { stream, generation, result });
+            let _ = control.send(Control::Repaired {
+                stream,
+                generation,
+                result,
+            });
         });
     }
 
     fn repair_all(&mut self, repair: Repair) {
-        let streams: Vec<(StreamId, bool)> = self.streams.iter().map(|(s, t)| (s.clone(), t.confirmed)).collect();
+        let streams: Vec<(StreamId, bool)> = self
+            .streams
+            .iter()
+            .map(|(s, t)| (s.clone(), t.confirmed))
+            .collect();
         for (stream, confirmed) in streams {
-            self.start_repair(stream, if confirmed { repair } else { Repair::Subscribe }, Duration::ZERO);
+            self.start_repair(
+                stream,
+                if confirmed { repair } else { Repair::Subscribe },
+                Duration::ZERO,
+            );
         }
     }
 
-    fn repaired(&mut self, stream: StreamId, generation: u64, result: Result<Repaired, BrokerError>) {
-        let Some(tracked) = self.streams.get_mut(&stream) else { return };
+    fn repaired(
+        &mut self,
+        stream: StreamId,
+        generation: u64,
+        result: Result<Repaired, BrokerError>,
+    ) {
+        let Some(tracked) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if tracked.generation != generation {
             return; // superseded by a newer repair
         }
@@ -311,7 +381,11 @@ impl Inbound {
             Err(error) if !tracked.confirmed => {
                 // The first subscription fails back to the caller, which retries.
                 tracing::warn!(%stream, %error, "subscribing failed");
-                if let Some(Tracked { state: State::Repairing { waiters, .. }, .. }) = self.streams.remove(&stream) {
+                if let Some(Tracked {
+                    state: State::Repairing { waiters, .. },
+                    ..
+                }) = self.streams.remove(&stream)
+                {
                     for waiter in waiters {
                         let _ = waiter.send(Err(error.clone()));
                     }
@@ -324,7 +398,9 @@ impl Inbound {
             }
             Err(error) => {
                 tracked.attempts += 1;
-                let backoff = RETRY_MIN.saturating_mul(1 << tracked.attempts.min(5)).min(RETRY_MAX);
+                let backoff = RETRY_MIN
+                    .saturating_mul(1 << tracked.attempts.min(5))
+                    .min(RETRY_MAX);
                 tracing::warn!(%stream, %error, attempts = tracked.attempts, "subscription repair failed; retrying");
                 self.start_repair(stream, Repair::Resubscribe, backoff);
                 return;
@@ -341,7 +417,9 @@ impl Inbound {
         if !repaired.complete {
             tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
             self.metrics.dropped(DropReason::HistoryGap, 1);
-            (self.sink)(BrokerEvent::Resync { stream: stream.clone() });
+            (self.sink)(BrokerEvent::Resync {
+                stream: stream.clone(),
+            });
         }
         let pending = std::mem::take(&mut tracked.pending);
         for comment in repaired.backfill.into_iter().chain(pending) {
@@ -352,14 +430,18 @@ impl Inbound {
         }
         let overflowed = std::mem::take(&mut tracked.overflowed);
         tracked.last_message = Instant::now();
-        if let State::Repairing { waiters, .. } = std::mem::replace(&mut tracked.state, State::Live) {
+        if let State::Repairing { waiters, .. } = std::mem::replace(&mut tracked.state, State::Live)
+        {
             for waiter in waiters {
                 let _ = waiter.send(Ok(()));
             }
         }
         if !deliver.is_empty() {
             tracing::debug!(%stream, backfilled = deliver.len(), "delivered after repair");
-            (self.sink)(BrokerEvent::Comments { stream: stream.clone(), comments: deliver });
+            (self.sink)(BrokerEvent::Comments {
+                stream: stream.clone(),
+                comments: deliver,
+            });
         }
         if overflowed {
             self.start_repair(stream, Repair::Backfill, Duration::ZERO);
@@ -381,7 +463,9 @@ impl Inbound {
                     }
                 }
                 State::Live => match tracked.probe_sent {
-                    Some(sent) if now.duration_since(sent) > PROBE_TIMEOUT => deaf.push(stream.clone()),
+                    Some(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
+                        deaf.push(stream.clone())
+                    }
                     Some(_) => {}
                     None if now.duration_since(tracked.last_message) > PROBE_QUIET => {
                         tracked.probe_sent = Some(now);
@@ -402,7 +486,9 @@ impl Inbound {
             tokio::spawn(async move {
                 for stream in probe {
                     // A failed probe publish shows up as an unanswered probe.
-                    let _ = client.spublish::<i64, _, _>(keys::channel(&stream), "p").await;
+                    let _ = client
+                        .spublish::<i64, _, _>(keys::channel(&stream), "p")
+                        .await;
                 }
             });
         }
@@ -435,7 +521,10 @@ impl Inbound {
 
 fn owner_in(routing: &ClusterRouting, stream: &StreamId) -> String {
     let slot = ClusterRouting::hash_key(keys::channel(stream).as_bytes());
-    routing.get_server(slot).map(|s| s.to_string()).unwrap_or_default()
+    routing
+        .get_server(slot)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 async fn run_repair(
@@ -458,17 +547,30 @@ async fn run_repair(
     match (repair, last) {
         (Repair::Subscribe, _) | (_, None) => {
             let page = read_history(client, stream, HistoryQuery::Latest { limit: 1 }).await?;
-            Ok(Repaired { tail: page.comments.last().map(|c| c.id), backfill: Vec::new(), complete: true })
+            Ok(Repaired {
+                tail: page.comments.last().map(|c| c.id),
+                backfill: Vec::new(),
+                complete: true,
+            })
         }
         (_, Some(last)) => {
-            let page = read_history(client, stream, HistoryQuery::After { id: last, limit }).await?;
-            Ok(Repaired { tail: None, backfill: page.comments, complete: page.complete })
+            let page =
+                read_history(client, stream, HistoryQuery::After { id: last, limit }).await?;
+            Ok(Repaired {
+                tail: None,
+                backfill: page.comments,
+                complete: page.complete,
+            })
         }
     }
 }
 
 /// Polls the cluster topology (a no-op for standalone Redis) and reports it.
-fn spawn_topology_watch(subscriber: Client, control: mpsc::UnboundedSender<Control>, cancel: CancellationToken) {
+fn spawn_topology_watch(
+    subscriber: Client,
+    control: mpsc::UnboundedSender<Control>,
+    cancel: CancellationToken,
+) {
     if !subscriber.is_clustered() {
         return;
     }
@@ -484,7 +586,10 @@ fn spawn_topology_watch(subscriber: Client, control: mpsc::UnboundedSender<Contr
                 tracing::debug!(%error, "cluster topology refresh failed");
                 continue;
             }
-            if control.send(Control::Topology(subscriber.cached_cluster_state())).is_err() {
+            if control
+                .send(Control::Topology(subscriber.cached_cluster_state()))
+                .is_err()
+            {
                 return;
             }
         }

@@ -62,7 +62,14 @@ mod tests {
     fn every_key_of_a_stream_shares_its_hash_tag() {
         let s = StreamId::parse("live-42").unwrap();
         let keys = StreamKeys::new(&s);
-        for k in [&keys.hist, &keys.channel, &keys.count, &keys.trimmed, &keys.viewers, &keys.peak] {
+        for k in [
+            &keys.hist,
+            &keys.channel,
+            &keys.count,
+            &keys.trimmed,
+            &keys.viewers,
+            &keys.peak,
+        ] {
             assert!(k.starts_with("danmaku:{live-42}:"), "{k}");
         }
         assert_eq!(StreamKeys::ban(&s, "u1"), "danmaku:{live-42}:ban:u1");

@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokerError, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment, Published, StreamStats,
+    BrokerError, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment, Published,
+    StreamStats,
 };
 use crate::config::RedisUrl;
 use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User, now_ms};
@@ -77,7 +78,10 @@ impl RedisBroker {
         }
         for c in [&client, &subscriber] {
             // Start even if Redis is not there yet: /readyz says `broker` until it is.
-            if tokio::time::timeout(Duration::from_secs(5), c.wait_for_connect()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), c.wait_for_connect())
+                .await
+                .is_err()
+            {
                 tracing::warn!("Redis is not reachable yet; retrying in the background");
             }
         }
@@ -141,50 +145,92 @@ impl RedisBroker {
             flag(user.is_some()),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
-        let status = reply.first().and_then(Value::as_i64).ok_or_else(|| unexpected("publish"))?;
-        let message = reply.get(1).and_then(Value::as_str).unwrap_or_default().into_owned();
+        let status = reply
+            .first()
+            .and_then(Value::as_i64)
+            .ok_or_else(|| unexpected("publish"))?;
+        let message = reply
+            .get(1)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .into_owned();
         match status {
-            1 => Ok(Published::New(parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?)),
-            0 => Ok(Published::Duplicate(parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?)),
+            1 => Ok(Published::New(
+                parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?,
+            )),
+            0 => Ok(Published::Duplicate(
+                parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?,
+            )),
             _ => Err(BrokerError::Banned),
         }
     }
 
-    pub(super) async fn history(&self, stream: &StreamId, query: HistoryQuery) -> Result<HistoryPage, BrokerError> {
+    pub(super) async fn history(
+        &self,
+        stream: &StreamId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError> {
         read_history(&self.client, stream, query).await
     }
 
     pub(super) async fn subscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
         let (reply, done) = oneshot::channel();
         self.send(inbound::Control::Track(stream.clone(), reply))?;
-        done.await.map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
+        done.await
+            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
     }
 
     pub(super) async fn unsubscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
         let (reply, done) = oneshot::channel();
         self.send(inbound::Control::Untrack(stream.clone(), reply))?;
-        done.await.map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
+        done.await
+            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
     }
 
     fn send(&self, control: inbound::Control) -> Result<(), BrokerError> {
-        self.control.send(control).map_err(|_| BrokerError::Unavailable("the broker stopped".into()))
+        self.control
+            .send(control)
+            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))
     }
 
     pub(super) async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         let keys = StreamKeys::new(stream);
-        let deleted: i64 = run(&self.client, &scripts::DELETE, vec![keys.hist, keys.channel], vec![id.to_string()]).await?;
-        if deleted == 1 { Ok(()) } else { Err(BrokerError::NotFound) }
+        let deleted: i64 = run(
+            &self.client,
+            &scripts::DELETE,
+            vec![keys.hist, keys.channel],
+            vec![id.to_string()],
+        )
+        .await?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(BrokerError::NotFound)
+        }
     }
 
-    pub(super) async fn ban(&self, stream: &StreamId, user_id: &str, duration: Duration) -> Result<(), BrokerError> {
+    pub(super) async fn ban(
+        &self,
+        stream: &StreamId,
+        user_id: &str,
+        duration: Duration,
+    ) -> Result<(), BrokerError> {
         let script_keys = vec![StreamKeys::ban(stream, user_id), keys::channel(stream)];
         let args = vec![user_id.to_owned(), duration.as_millis().max(1).to_string()];
         let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
         Ok(())
     }
 
-    pub(super) async fn is_banned(&self, stream: &StreamId, user_id: &str) -> Result<bool, BrokerError> {
-        let n: i64 = self.client.exists(StreamKeys::ban(stream, user_id)).await.map_err(unavailable)?;
+    pub(super) async fn is_banned(
+        &self,
+        stream: &StreamId,
+        user_id: &str,
+    ) -> Result<bool, BrokerError> {
+        let n: i64 = self
+            .client
+            .exists(StreamKeys::ban(stream, user_id))
+            .await
+            .map_err(unavailable)?;
         Ok(n == 1)
     }
 
@@ -198,7 +244,10 @@ impl RedisBroker {
 
     /// The viewer counts across instances: the last report's sum, corrected by how this
     /// instance's own count changed since; a stream never reported yet is reported now.
-    pub(super) async fn viewer_counts(&self, streams: &[StreamId]) -> Result<Vec<u64>, BrokerError> {
+    pub(super) async fn viewer_counts(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<u64>, BrokerError> {
         let mut counts = Vec::with_capacity(streams.len());
         for stream in streams {
             let cached = self.reported.get(stream).map(|r| *r);
@@ -223,11 +272,16 @@ impl RedisBroker {
     async fn report(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
         let ours = self.local_count(stream).max(0);
         let stats = self.viewers_script(stream, ours).await?;
-        self.reported.insert(stream.clone(), (stats.viewer_count, ours));
+        self.reported
+            .insert(stream.clone(), (stats.viewer_count, ours));
         Ok(stats)
     }
 
-    async fn viewers_script(&self, stream: &StreamId, ours: i64) -> Result<StreamStats, BrokerError> {
+    async fn viewers_script(
+        &self,
+        stream: &StreamId,
+        ours: i64,
+    ) -> Result<StreamStats, BrokerError> {
         let keys = StreamKeys::new(stream);
         let args = vec![
             self.pod.clone(),
@@ -236,19 +290,34 @@ impl RedisBroker {
             VIEWER_REPORT_TTL.as_millis().to_string(),
             STATE_TTL.as_millis().to_string(),
         ];
-        let reply: Vec<i64> = run(&self.client, &scripts::VIEWERS, vec![keys.viewers, keys.peak, keys.count], args).await?;
+        let reply: Vec<i64> = run(
+            &self.client,
+            &scripts::VIEWERS,
+            vec![keys.viewers, keys.peak, keys.count],
+            args,
+        )
+        .await?;
         let get = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
-        Ok(StreamStats { viewer_count: get(0), peak_viewer_count: get(1), comment_count: get(2) })
+        Ok(StreamStats {
+            viewer_count: get(0),
+            peak_viewer_count: get(1),
+            comment_count: get(2),
+        })
     }
 
     /// Reports every stream with local viewers (and, once, those whose count fell to 0).
     async fn report_all(&self) {
         let streams: Vec<StreamId> = self.local_viewers.iter().map(|e| e.key().clone()).collect();
-        let reports = streams.iter().map(|s| async move { (s, self.report(s).await) });
+        let reports = streams
+            .iter()
+            .map(|s| async move { (s, self.report(s).await) });
         for (stream, result) in futures_util::future::join_all(reports).await {
             match result {
                 Ok(_) => {
-                    let gone = self.local_viewers.remove_if(stream, |_, count| *count <= 0).is_some();
+                    let gone = self
+                        .local_viewers
+                        .remove_if(stream, |_, count| *count <= 0)
+                        .is_some();
                     if gone {
                         self.reported.remove(stream);
                     }
@@ -259,7 +328,9 @@ impl RedisBroker {
     }
 
     pub(super) fn is_healthy(&self) -> bool {
-        self.client.is_connected() && self.subscriber.is_connected() && self.live.load(Ordering::Acquire)
+        self.client.is_connected()
+            && self.subscriber.is_connected()
+            && self.live.load(Ordering::Acquire)
     }
 
     pub(super) async fn close(&self) {
@@ -288,16 +359,26 @@ fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
             ServerConfig::new_centralized(host, port)
         }
         RedisUrl::Cluster(nodes) => {
-            let hosts = nodes.iter().map(|n| split_host_port(n)).collect::<Result<Vec<_>, _>>()?;
+            let hosts = nodes
+                .iter()
+                .map(|n| split_host_port(n))
+                .collect::<Result<Vec<_>, _>>()?;
             // fred's default discovery asks only the configured nodes for the topology: with
             // those down (a failed-over seed), a client never finds the new masters.
             ServerConfig::Clustered {
-                hosts: hosts.into_iter().map(|(host, port)| Server::new(host, port)).collect(),
+                hosts: hosts
+                    .into_iter()
+                    .map(|(host, port)| Server::new(host, port))
+                    .collect(),
                 policy: ClusterDiscoveryPolicy::UseCache,
             }
         }
     };
-    let config = Config { server, fail_fast: false, ..Default::default() };
+    let config = Config {
+        server,
+        fail_fast: false,
+        ..Default::default()
+    };
     let client = Builder::from_config(config)
         .with_performance_config(|p| {
             p.default_command_timeout = COMMAND_TIMEOUT;
@@ -322,19 +403,40 @@ fn split_host_port(host_port: &str) -> anyhow::Result<(String, u16)> {
 
 /// Runs a script, loading it on the node first if that node does not know it (after a
 /// failover or restart).
-async fn run<R: FromValue>(client: &Client, script: &Script, keys: Vec<String>, args: Vec<String>) -> Result<R, BrokerError> {
-    script.evalsha_with_reload(client, keys, args).await.map_err(unavailable)
+async fn run<R: FromValue>(
+    client: &Client,
+    script: &Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+) -> Result<R, BrokerError> {
+    script
+        .evalsha_with_reload(client, keys, args)
+        .await
+        .map_err(unavailable)
 }
 
-async fn read_history(client: &Client, stream: &StreamId, query: HistoryQuery) -> Result<HistoryPage, BrokerError> {
+async fn read_history(
+    client: &Client,
+    stream: &StreamId,
+    query: HistoryQuery,
+) -> Result<HistoryPage, BrokerError> {
     let keys = StreamKeys::new(stream);
     let (mode, limit, after) = match query {
         HistoryQuery::Latest { limit } => ("latest", limit, String::new()),
         HistoryQuery::After { id, limit } => ("after", limit, id.to_string()),
     };
     let args = vec![mode.to_owned(), limit.to_string(), after];
-    let reply: Vec<Value> = run(client, &scripts::HISTORY, vec![keys.hist, keys.trimmed], args).await?;
-    let trimmed = reply.first().and_then(Value::as_str).and_then(|t| t.parse::<CommentId>().ok());
+    let reply: Vec<Value> = run(
+        client,
+        &scripts::HISTORY,
+        vec![keys.hist, keys.trimmed],
+        args,
+    )
+    .await?;
+    let trimmed = reply
+        .first()
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<CommentId>().ok());
     let entries = match reply.into_iter().nth(1) {
         Some(Value::Array(entries)) => entries,
         _ => Vec::new(),
@@ -343,9 +445,15 @@ async fn read_history(client: &Client, stream: &StreamId, query: HistoryQuery) -
     match query {
         HistoryQuery::Latest { .. } => {
             comments.reverse();
-            Ok(HistoryPage { comments, complete: true })
+            Ok(HistoryPage {
+                comments,
+                complete: true,
+            })
         }
-        HistoryQuery::After { id, .. } => Ok(HistoryPage { comments, complete: trimmed.is_none_or(|t| id >= t) }),
+        HistoryQuery::After { id, .. } => Ok(HistoryPage {
+            comments,
+            complete: trimmed.is_none_or(|t| id >= t),
+        }),
     }
 }
 
@@ -375,10 +483,18 @@ fn parse_entry_message(message: &str) -> Option<Comment> {
 
 /// An XRANGE entry: [id, [field, value, ...]] with the body in field `b`.
 fn parse_stream_entry(entry: &Value) -> Option<Comment> {
-    let Value::Array(parts) = entry else { return None };
+    let Value::Array(parts) = entry else {
+        return None;
+    };
     let id = parts.first()?.as_str()?;
-    let Value::Array(fields) = parts.get(1)? else { return None };
-    let body = fields.chunks(2).find(|kv| kv[0].as_str().as_deref() == Some("b"))?.get(1)?.as_str()?;
+    let Value::Array(fields) = parts.get(1)? else {
+        return None;
+    };
+    let body = fields
+        .chunks(2)
+        .find(|kv| kv[0].as_str().as_deref() == Some("b"))?
+        .get(1)?
+        .as_str()?;
     comment_from(&id, &body)
 }
 

@@ -1,0 +1,552 @@
+//! Several app instances sharing one real Redis (standalone and Cluster, in containers):
+//! cross-instance delivery, on-demand sharded subscriptions, and no loss or duplicate
+//! through slot migration, failover and restarts.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use danmaku::config::RedisUrl;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+use crate::redis_support::{RedisCluster, RedisStandalone, key_slot};
+
+fn url_of(url: &str) -> RedisUrl {
+    if let Some(nodes) = url.strip_prefix("redis-cluster://") {
+        RedisUrl::Cluster(nodes.split(',').map(String::from).collect())
+    } else {
+        RedisUrl::Standalone(url.strip_prefix("redis://").unwrap().to_owned())
+    }
+}
+
+async fn instance(url: &str, pod: &str) -> TestApp {
+    let redis = url_of(url);
+    let pod = pod.to_owned();
+    spawn_app_with(move |c| {
+        c.redis_url = Some(redis);
+        c.pod_name = pod;
+        c.unsubscribe_linger_ms = 300;
+        c.cpu_ready_threshold = 1.0;
+    })
+    .await
+}
+
+/// Reads a viewer's socket in the background, keeping every comment with its arrival time.
+struct Collector {
+    seen: Arc<Mutex<Vec<(Instant, Value)>>>,
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+impl Collector {
+    fn start(mut client: WsClient) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(None));
+        let (seen2, closed2) = (seen.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Some(message) = client.ws.next().await {
+                match message {
+                    Ok(Message::Text(text)) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        if frame["type"] == "comments" {
+                            let now = Instant::now();
+                            let mut seen = seen2.lock().unwrap();
+                            for c in frame["comments"].as_array().unwrap() {
+                                seen.push((now, c.clone()));
+                            }
+                        }
+                    }
+                    Ok(Message::Close(frame)) => {
+                        *closed2.lock().unwrap() = Some(format!("{frame:?}"));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        *closed2.lock().unwrap() = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+        });
+        Self { seen, closed }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.seen.lock().unwrap().len() < n {
+            assert!(
+                self.closed.lock().unwrap().is_none(),
+                "connection closed: {:?}",
+                self.closed.lock().unwrap()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} comments arrived",
+                self.seen.lock().unwrap().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every accepted id exactly once, in id order, and nothing else.
+    fn assert_exactly_once_in_order(&self, accepted: &[String]) {
+        let ids = self.ids();
+        let parsed: Vec<(u64, u64)> = ids.iter().map(|id| parse_id(id)).collect();
+        assert!(
+            parsed.windows(2).all(|w| w[0] < w[1]),
+            "out of order or duplicated: {ids:?}"
+        );
+        let expected: HashSet<&String> = accepted.iter().collect();
+        let got: HashSet<&String> = ids.iter().collect();
+        let lost: Vec<_> = expected.difference(&got).collect();
+        let extra: Vec<_> = got.difference(&expected).collect();
+        assert!(
+            lost.is_empty() && extra.is_empty(),
+            "lost {lost:?}, unexpected {extra:?}"
+        );
+    }
+
+    /// The longest time between two consecutive arrivals.
+    fn longest_gap(&self) -> Duration {
+        let seen = self.seen.lock().unwrap();
+        seen.windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap();
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+/// Posts with an idempotency key, retrying until accepted (as a service would through a
+/// failover); returns the comment id.
+async fn post_until_accepted(app: &TestApp, stream: &str, text: &str, key: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = app
+            .http
+            .post(app.url(&format!("/v1/streams/{stream}/comments")))
+            .bearer_auth(SERVICE_TOKEN)
+            .timeout(Duration::from_secs(5))
+            .json(&json!({"kind": "system", "text": text, "idempotency_key": key}))
+            .send()
+            .await;
+        if let Ok(response) = sent
+            && response.status().is_success()
+        {
+            let body: Value = response.json().await.unwrap();
+            return body["comment"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{key} was never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cross_instance_delivery(url: &str) {
+    let (a, b) = (instance(url, "pod-a").await, instance(url, "pod-b").await);
+    let (mut on_a, _) = a.viewer("cross").await;
+    let posted = b.post_system("cross", "from b").await;
+    assert_eq!(on_a.comments(1).await[0]["id"], posted["id"]);
+    let (mut poster, _) = b.user("cross", "alice").await;
+    poster
+        .send_json(json!({"type": "comment", "text": "over the socket"}))
+        .await;
+    let id = poster.next_of("ack").await["id"].clone();
+    assert_eq!(on_a.comments(1).await[0]["id"], id);
+    let (_late, init) = a.viewer("cross").await;
+    let texts: Vec<&str> = init["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["from b", "over the socket"]);
+    assert_eq!(init["server"]["pod"], "pod-a");
+}
+
+#[tokio::test]
+async fn standalone_comments_posted_on_one_instance_reach_viewers_on_another() {
+    let redis = RedisStandalone::start().await;
+    cross_instance_delivery(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn cluster_comments_posted_on_one_instance_reach_viewers_on_another() {
+    let cluster = RedisCluster::start().await;
+    cross_instance_delivery(&cluster.url()).await;
+}
+
+#[tokio::test]
+async fn an_instance_holds_one_subscription_per_stream_only_while_it_has_viewers() {
+    let cluster = RedisCluster::start().await;
+    let url = cluster.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let channel = "danmaku:{subs}:ch";
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        on_a.push(a.viewer("subs").await.0);
+    }
+    assert_eq!(
+        cluster.shard_numsub(channel).await,
+        1,
+        "one subscription however many viewers"
+    );
+    let (on_b, _) = b.viewer("subs").await;
+    assert_eq!(cluster.shard_numsub(channel).await, 2);
+    drop(on_a);
+    eventually_async("A to unsubscribe after its linger", || async {
+        cluster.shard_numsub(channel).await == 1
+    })
+    .await;
+    drop(on_b);
+    eventually_async("no subscription left", || async {
+        cluster.shard_numsub(channel).await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rapid_connect_and_leave_cycles_leave_no_subscription_behind() {
+    let cluster = RedisCluster::start().await;
+    let app = instance(&cluster.url(), "pod-a").await;
+    for i in 0..200 {
+        let stream = format!("churn-{}", i % 20);
+        let (viewer, _) = app.viewer(&stream).await;
+        drop(viewer);
+    }
+    for i in 0..20 {
+        let channel = format!("danmaku:{{churn-{i}}}:ch");
+        eventually_async("every churned stream to be unsubscribed", || async {
+            cluster.shard_numsub(&channel).await == 0
+        })
+        .await;
+    }
+    assert_eq!(app.metric("danmaku_streams_subscribed").await, 0.0);
+}
+
+#[tokio::test]
+async fn viewer_counts_sum_across_instances() {
+    let redis = RedisStandalone::start().await;
+    let (a, b) = (
+        instance(&redis.url(), "pod-a").await,
+        instance(&redis.url(), "pod-b").await,
+    );
+    let (mut first, _) = a.viewer("sum").await;
+    let _more_a = a.viewer("sum").await;
+    let mut on_b = Vec::new();
+    for _ in 0..3 {
+        on_b.push(b.viewer("sum").await.0);
+    }
+    // The count reaches 5 on A through the pushes, once B's report is in.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let frame = first.next_of("viewers").await;
+        if frame["count"] == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "last push {frame}");
+    }
+    for app in [&a, &b] {
+        let (status, stats) = app.get_json("/v1/streams/sum").await;
+        assert_eq!(status, 200);
+        assert_eq!(stats["viewer_count"], 5, "{stats}");
+        assert_eq!(stats["peak_viewer_count"], 5, "{stats}");
+    }
+    drop(on_b);
+    eventually_async("B's viewers to leave the count", || async {
+        a.get_json("/v1/streams/sum").await.1["viewer_count"] == 2
+    })
+    .await;
+    assert_eq!(
+        a.get_json("/v1/streams/sum").await.1["peak_viewer_count"],
+        5
+    );
+}
+
+#[tokio::test]
+async fn moderation_on_one_instance_reaches_sockets_on_another() {
+    let redis = RedisStandalone::start().await;
+    let (a, b) = (
+        instance(&redis.url(), "pod-a").await,
+        instance(&redis.url(), "pod-b").await,
+    );
+    let (mut troll, _) = b.user("mod-x", "troll").await;
+    let (mut watcher, _) = b.viewer("mod-x").await;
+    let posted = a.post_system("mod-x", "to delete").await;
+    assert_eq!(watcher.comments(1).await[0]["id"], posted["id"]);
+    let id = posted["id"].as_str().unwrap();
+    let status = a
+        .http
+        .delete(a.url(&format!("/v1/streams/mod-x/comments/{id}")))
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    assert_eq!(watcher.next_of("deleted").await["ids"], json!([id]));
+    let status = a
+        .http
+        .post(a.url("/v1/streams/mod-x/bans"))
+        .bearer_auth(SERVICE_TOKEN)
+        .json(&json!({"user_id": "troll"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let error = loop {
+        let frame = troll.next_json().await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+    };
+    assert_eq!(error["code"], "banned");
+    assert_eq!(troll.closed().await, Closed::Code(4003));
+    let (status, _) = b
+        .refused(
+            "mod-x",
+            &format!("access_token={}", b.token("troll", &[])),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Idempotency keys are cluster-wide too.
+    let first = post_until_accepted(&a, "mod-x", "once", "k-1").await;
+    let again = post_until_accepted(&b, "mod-x", "once", "k-1").await;
+    assert_eq!(first, again);
+}
+
+/// Posts `n` comments through `app`, one every `every`, with idempotency keys and retries.
+async fn publish_steadily(app: &TestApp, stream: &str, n: usize, every: Duration) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for i in 0..n {
+        accepted.push(
+            post_until_accepted(app, stream, &format!("n{i}"), &format!("{stream}-{i}")).await,
+        );
+        tokio::time::sleep(every).await;
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migration_loses_and_duplicates_nothing() {
+    let cluster = RedisCluster::start().await;
+    let url = cluster.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let stream = "migrating";
+    let viewers: Vec<Collector> = futures_util::future::join_all((0..4).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move { Collector::start(app.viewer(stream).await.0) }
+    }))
+    .await;
+    let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
+    let from = cluster.master_of(slot).await;
+    let to = cluster
+        .masters()
+        .await
+        .into_iter()
+        .find(|m| *m != from)
+        .unwrap()
+        .port;
+
+    let publisher = publish_steadily(&b, stream, 60, Duration::from_millis(50));
+    let migration = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cluster.migrate_slot(slot, to).await;
+    };
+    let (accepted, ()) = tokio::join!(publisher, migration);
+    assert_eq!(cluster.master_of(slot).await.port, to, "the slot moved");
+    for viewer in &viewers {
+        viewer
+            .wait_for(accepted.len(), Duration::from_secs(20))
+            .await;
+        viewer.assert_exactly_once_in_order(&accepted);
+    }
+    let gap = viewers.iter().map(Collector::longest_gap).max().unwrap();
+    println!(
+        "slot migration: {} comments, 0 lost, 0 duplicated, longest delivery gap {gap:?}",
+        accepted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_loses_and_duplicates_nothing() {
+    let cluster = RedisCluster::start().await;
+    let url = cluster.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let stream = "failing";
+    let viewers: Vec<Collector> = futures_util::future::join_all((0..4).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move { Collector::start(app.viewer(stream).await.0) }
+    }))
+    .await;
+    let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
+
+    let publisher = publish_steadily(&b, stream, 80, Duration::from_millis(50));
+    let failover = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let killed = Instant::now();
+        cluster.kill_master_of(slot).await;
+        cluster.wait_for_failover(slot).await;
+        killed.elapsed()
+    };
+    let (accepted, failover_took) = tokio::join!(publisher, failover);
+    for viewer in &viewers {
+        viewer
+            .wait_for(accepted.len(), Duration::from_secs(30))
+            .await;
+        viewer.assert_exactly_once_in_order(&accepted);
+    }
+    let gap = viewers.iter().map(Collector::longest_gap).max().unwrap();
+    println!(
+        "failover: {} comments accepted, 0 lost, 0 duplicated; failover took {failover_took:?}, longest delivery gap {gap:?}",
+        accepted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_resubscribes_and_backfills_the_gap() {
+    let mut redis = RedisStandalone::start().await;
+    let url = redis.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let viewer = Collector::start(a.viewer("restart").await.0);
+    let before = post_until_accepted(&b, "restart", "before", "r-0").await;
+    viewer.wait_for(1, WAIT).await;
+
+    redis.restart().await;
+    eventually_async("/readyz to recover after the restart", || async {
+        a.http.get(a.url("/readyz")).send().await.unwrap().status() == 200
+    })
+    .await;
+    let mut accepted = vec![before];
+    for i in 1..=20 {
+        accepted.push(
+            post_until_accepted(&b, "restart", &format!("after {i}"), &format!("r-{i}")).await,
+        );
+    }
+    viewer
+        .wait_for(accepted.len(), Duration::from_secs(20))
+        .await;
+    viewer.assert_exactly_once_in_order(&accepted);
+    assert_eq!(
+        cluster_free_numsub(&redis, "danmaku:{restart}:ch").await,
+        1,
+        "A subscribed again"
+    );
+}
+
+async fn cluster_free_numsub(redis: &RedisStandalone, channel: &str) -> u64 {
+    let mut client = redis.client().await;
+    let reply: (String, u64) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg(channel)
+        .query_async(&mut client)
+        .await
+        .unwrap();
+    reply.1
+}
+
+#[tokio::test]
+async fn readiness_says_broker_while_redis_is_down() {
+    let mut redis = RedisStandalone::start().await;
+    let app = instance(&redis.url(), "pod-a").await;
+    let (_viewer, _) = app.viewer("ready").await;
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    redis.stop().await;
+    eventually_async("/readyz to say broker", || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        r.status() == 503
+            && r.json::<Value>().await.unwrap()["reasons"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("broker"))
+    })
+    .await;
+    assert_eq!(
+        app.http
+            .get(app.url("/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "liveness never depends on Redis"
+    );
+    redis.start_again().await;
+    eventually_async("/readyz to recover", || async {
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+}
+
+/// Measures how long 1,000 streams take to be live again after Redis restarts: the time
+/// from the restart until a comment posted to every stream has reached its viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_streams_resubscribe_after_a_restart() {
+    let mut redis = RedisStandalone::start().await;
+    let url = redis.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let streams: Vec<String> = (0..1000).map(|i| format!("many-{i}")).collect();
+    let mut viewers = Vec::new();
+    for stream in &streams {
+        viewers.push(Collector::start(a.viewer(stream).await.0));
+    }
+    redis.restart().await;
+    let restarted = Instant::now();
+    let keys: Vec<String> = streams.iter().map(|s| format!("{s}-back")).collect();
+    let posts = streams
+        .iter()
+        .zip(&keys)
+        .map(|(s, key)| post_until_accepted(&b, s, "back", key));
+    let accepted = futures_util::future::join_all(posts).await;
+    for (viewer, id) in viewers.iter().zip(&accepted) {
+        viewer.wait_for(1, Duration::from_secs(30)).await;
+        viewer.assert_exactly_once_in_order(std::slice::from_ref(id));
+    }
+    println!(
+        "1000 streams live again {:?} after the Redis restart",
+        restarted.elapsed()
+    );
+}
+
+/// Like `eventually`, with a longer deadline for things that ride on Redis timers.
+async fn eventually_async<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
