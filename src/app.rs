@@ -17,6 +17,7 @@ use crate::domain::wire::ServerInfo;
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::readiness::{CpuGate, Readiness, available_cpus};
 
 /// After the last `reconnect` hint: how long sockets get to close before the app returns.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -32,6 +33,7 @@ pub struct Shared {
     pub auth: Auth,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
     pub server: ServerInfo,
 }
 
@@ -53,6 +55,9 @@ impl Shared {
         if !self.broker.is_healthy() {
             reasons.push("broker");
         }
+        if !self.readiness.cpu_ready() {
+            reasons.push("cpu");
+        }
         reasons
     }
 }
@@ -73,6 +78,14 @@ impl App {
         let broker =
             Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
         hub.start(broker.clone(), &config, background.clone());
+        let gate = CpuGate::new(
+            config.cpu_ready_threshold,
+            available_cpus(),
+            config.gate_tuning(),
+            Instant::now(),
+        );
+        let readiness = Arc::new(Readiness::new(gate));
+        crate::readiness::spawn_sampler(readiness.clone(), background.clone());
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
         })?;
@@ -88,6 +101,7 @@ impl App {
             hub,
             broker,
             metrics,
+            readiness,
             server,
         }));
         Ok(Self {

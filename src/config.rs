@@ -132,6 +132,46 @@ pub struct Config {
     )]
     pub cpu_ready_threshold: f64,
 
+    /// Advanced: the CPU gate's averaging window (see `docs/readiness.md`).
+    #[arg(
+        long,
+        env = "DANMAKU_CPU_WINDOW_MS",
+        value_name = "DANMAKU_CPU_WINDOW_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub cpu_window_ms: u64,
+
+    /// Advanced: least time the CPU gate stays closed.
+    #[arg(
+        long,
+        env = "DANMAKU_CPU_DWELL_MS",
+        value_name = "DANMAKU_CPU_DWELL_MS",
+        default_value_t = 15_000,
+        hide = true
+    )]
+    pub cpu_dwell_ms: u64,
+
+    /// Advanced: the random extra dwell, up to this much.
+    #[arg(
+        long,
+        env = "DANMAKU_CPU_DWELL_JITTER_MS",
+        value_name = "DANMAKU_CPU_DWELL_JITTER_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub cpu_dwell_jitter_ms: u64,
+
+    /// Advanced: how long handshakes ramp up after the CPU gate reopens (0: no ramp).
+    #[arg(
+        long,
+        env = "DANMAKU_READY_RAMP_MS",
+        value_name = "DANMAKU_READY_RAMP_MS",
+        default_value_t = 20_000,
+        hide = true
+    )]
+    pub ready_ramp_ms: u64,
+
     /// How long a stream's broker subscription outlives its last local viewer.
     #[arg(
         long,
@@ -208,6 +248,12 @@ impl Config {
         if !(self.cpu_ready_threshold > 0.0 && self.cpu_ready_threshold <= 1.0) {
             return Err(bad("DANMAKU_CPU_READY_THRESHOLD", "must be in (0, 1]"));
         }
+        if !(1_000..=600_000).contains(&self.cpu_window_ms) {
+            return Err(bad(
+                "DANMAKU_CPU_WINDOW_MS",
+                "must be between 1000 and 600000",
+            ));
+        }
         if self.pod_name.is_empty() || self.pod_name.len() > 253 {
             return Err(bad("DANMAKU_POD_NAME", "must be 1 to 253 characters"));
         }
@@ -223,6 +269,17 @@ impl Config {
 
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
+    }
+
+    /// The CPU gate's tunables.
+    pub fn gate_tuning(&self) -> crate::readiness::GateTuning {
+        crate::readiness::GateTuning {
+            window: Duration::from_millis(self.cpu_window_ms),
+            min_dwell: Duration::from_millis(self.cpu_dwell_ms),
+            dwell_jitter: Duration::from_millis(self.cpu_dwell_jitter_ms),
+            ramp: Duration::from_millis(self.ready_ramp_ms),
+            ..Default::default()
+        }
     }
 
     pub fn unsubscribe_linger(&self) -> Duration {
@@ -258,6 +315,10 @@ impl fmt::Debug for Config {
             .field("idle_timeout_ms", &self.idle_timeout_ms)
             .field("drain_ms", &self.drain_ms)
             .field("cpu_ready_threshold", &self.cpu_ready_threshold)
+            .field("cpu_window_ms", &self.cpu_window_ms)
+            .field("cpu_dwell_ms", &self.cpu_dwell_ms)
+            .field("cpu_dwell_jitter_ms", &self.cpu_dwell_jitter_ms)
+            .field("ready_ramp_ms", &self.ready_ramp_ms)
             .field("unsubscribe_linger_ms", &self.unsubscribe_linger_ms)
             .field("slot", &self.slot)
             .field("pod_name", &self.pod_name)

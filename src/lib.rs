@@ -31,6 +31,7 @@ pub mod http;
 pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
+pub mod readiness;
 pub mod ws;
 
 pub use app::App;

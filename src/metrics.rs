@@ -136,7 +136,9 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, ready: bool) -> String {
+    /// `not_ready`: every reason `/readyz` fails now (empty: ready); `cpu`: the fraction
+    /// the CPU gate compares with its threshold.
+    pub fn render(&self, not_ready: &[&str], cpu: f64) -> String {
         let mut out = String::with_capacity(2048);
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -203,11 +205,25 @@ impl Metrics {
             "Broker subscriptions rebuilt after a probe went unanswered or the stream's slot moved.",
             &one(self.subscriptions_rebuilt.load(Relaxed).to_string()),
         );
+        let readiness: Vec<(String, String)> = if not_ready.is_empty() {
+            one("1".into())
+        } else {
+            not_ready
+                .iter()
+                .map(|r| (format!("{{reason=\"{r}\"}}"), "0".into()))
+                .collect()
+        };
         family(
             "danmaku_readiness_state",
             "gauge",
-            "1 ready, 0 not ready.",
-            &one(u8::from(ready).to_string()),
+            "1 ready, 0 not ready (with the reason).",
+            &readiness,
+        );
+        family(
+            "danmaku_process_cpu_utilization",
+            "gauge",
+            "The CPU fraction readiness compares with its threshold.",
+            &one(format!("{cpu:.4}")),
         );
         out
     }

@@ -31,7 +31,9 @@ pub(super) async fn version(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 pub(super) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let body = app.metrics.render(app.not_ready_reasons().is_empty());
+    let body = app
+        .metrics
+        .render(&app.not_ready_reasons(), app.readiness.cpu_fraction());
     (
         [(
             header::CONTENT_TYPE,

@@ -132,6 +132,12 @@ async fn admit(
             ));
         }
     }
+    if !app.readiness.admit_handshake() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "this instance is warming up after high load; connect to another",
+        ));
+    }
     let permit = app.lifecycle.admit().map_err(|e| match e {
         AdmitError::Draining => ApiError::new(
             ErrorCode::Draining,

@@ -94,3 +94,81 @@ async fn sigterm_drains_and_exits_zero() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
+    let mut child = danmaku()
+        .env("DANMAKU_LISTEN", "127.0.0.1:0")
+        .env("DANMAKU_SERVICE_TOKENS", SERVICE_TOKEN)
+        .env("DANMAKU_CPU_READY_THRESHOLD", "0.2")
+        .env("DANMAKU_CPU_WINDOW_MS", "2000")
+        .env("DANMAKU_CPU_DWELL_MS", "1000")
+        .env("DANMAKU_CPU_DWELL_JITTER_MS", "500")
+        .env("DANMAKU_READY_RAMP_MS", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let base = line.strip_prefix("danmaku listening on ").expect(&line).to_owned();
+    let http = reqwest::Client::new();
+    let readyz = |http: reqwest::Client, base: String| async move {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(readyz(http.clone(), base.clone()).await.0, 200);
+
+    // Load: viewers on one stream and a stream of comments fanned out to all of them.
+    let ws_base = base.replace("http://", "ws://");
+    let mut viewers = Vec::new();
+    for _ in 0..200 {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/streams/load/ws")).await.unwrap();
+        viewers.push(tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut ws = ws;
+            while let Some(Ok(_)) = ws.next().await {}
+        }));
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let posters: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    let _ = http
+                        .post(format!("{base}/v1/streams/load/comments"))
+                        .bearer_auth(SERVICE_TOKEN)
+                        .json(&serde_json::json!({"kind": "system", "text": "x".repeat(150)}))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readyz(http.clone(), base.clone()).await;
+        if status == 503 {
+            assert!(body["reasons"].as_array().unwrap().contains(&serde_json::json!("cpu")), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "load never closed the CPU gate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("danmaku_readiness_state{reason=\"cpu\"} 0"), "{metrics}");
+
+    stop.cancel();
+    for p in posters {
+        p.await.unwrap();
+    }
+    for v in viewers {
+        v.abort();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(http.clone(), base.clone()).await.0 != 200 {
+        assert!(Instant::now() < deadline, "the gate never reopened");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.start_kill();
+}

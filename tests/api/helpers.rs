@@ -44,6 +44,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.drain_ms = 1000;
     config.unsubscribe_linger_ms = 100;
     config.pod_name = "test-pod".into();
+    // Every test shares this process's CPU: only the CPU gate's own tests turn it on.
+    config.cpu_ready_threshold = 1.0;
     configure(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let addr = app.local_addr();
