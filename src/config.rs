@@ -224,8 +224,8 @@ impl Config {
 
     /// Range and cross-field checks that a value parser cannot do alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=100_000).contains(&self.history_len) {
-            return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 100000"));
+        if !(1..=1_000).contains(&self.history_len) {
+            return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 1000"));
         }
         if !(1..=10_000).contains(&self.max_comment_chars) {
             return Err(bad(
@@ -351,6 +351,9 @@ pub enum RedisUrl {
 
 impl RedisUrl {
     fn parse(s: &str) -> Result<Self, String> {
+        if s.contains('@') {
+            return Err("credentials in the URL are not supported (and would reach logs)".into());
+        }
         let host_port = |hp: &str| -> Result<String, String> {
             let (host, port) = hp
                 .rsplit_once(':')
@@ -479,6 +482,7 @@ mod tests {
             "redis://nohost",
             "redis://h:0",
             "redis-cluster://a:1,b",
+            "redis://:pw@h:1",
         ] {
             let err = parse(&["--redis-url", bad]).unwrap_err();
             assert!(err.contains("DANMAKU_REDIS_URL"), "{err}");

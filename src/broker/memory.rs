@@ -241,13 +241,17 @@ impl MemoryBroker {
             })
     }
 
-    /// Forgets streams nobody watched or touched for [`STREAM_IDLE_EXPIRY`].
+    /// Forgets streams nobody watched or touched for [`STREAM_IDLE_EXPIRY`], and at once
+    /// those nobody watches that hold nothing (no comments, bans or keys): a handshake to a
+    /// made-up stream leaves nothing behind for long.
     fn sweep(&self, now: Instant) -> usize {
         let before = self.streams.len();
         self.streams.retain(|_, s| {
             s.forget_expired_keys(now);
             s.bans.retain(|_, until| *until > now);
-            s.viewers > 0 || now.duration_since(s.touched) < STREAM_IDLE_EXPIRY
+            let holds_something =
+                s.comment_count > 0 || !s.bans.is_empty() || !s.idempotency.is_empty();
+            s.viewers > 0 || (holds_something && now.duration_since(s.touched) < STREAM_IDLE_EXPIRY)
         });
         before - self.streams.len()
     }
@@ -427,7 +431,18 @@ mod tests {
         let far = Instant::now() + STREAM_IDLE_EXPIRY + Duration::from_secs(1);
         assert_eq!(b.sweep(far), 0, "a watched stream is kept");
         b.viewers_changed(&s, -1);
-        assert_eq!(b.sweep(far), 1);
+        assert_eq!(
+            b.sweep(Instant::now()),
+            1,
+            "an unwatched stream without comments goes at once"
+        );
         assert_eq!(b.stream_count(), 0);
+        published(b.publish(new_comment("s", "kept", None)));
+        assert_eq!(
+            b.sweep(Instant::now()),
+            0,
+            "a stream with comments stays for a day"
+        );
+        assert_eq!(b.sweep(far), 1);
     }
 }

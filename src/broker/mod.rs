@@ -72,6 +72,9 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
 /// Longest ban a moderator may give, and the length of a ban without `seconds`.
 pub const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// A `limit` larger than any retained history: "everything after the id".
+pub const ALL_RETAINED: usize = 100_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryQuery {
     /// The newest `limit` retained comments.

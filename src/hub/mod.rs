@@ -34,6 +34,9 @@ use subscriptions::Command;
 /// At ~300 bytes a frame this bounds a room's buffered bytes to ~300 KiB.
 pub const ROOM_BUFFER: usize = 1024;
 
+/// Most comments in one `comments` frame (at most ~3 KiB each: ~300 KiB a frame).
+pub const MAX_FRAME_COMMENTS: usize = 100;
+
 /// What a room broadcasts to its sockets.
 #[derive(Debug, Clone)]
 pub enum RoomEvent {
@@ -219,10 +222,24 @@ impl Hub {
     /// Fans a broker event out to the stream's local sockets, encoding it once.
     pub fn dispatch(&self, event: BrokerEvent) {
         let (stream, event) = match event {
-            BrokerEvent::Comments { stream, comments } => match CommentBatch::new(comments) {
-                Some(batch) => (stream, RoomEvent::Comments(Arc::new(batch))),
-                None => return,
-            },
+            BrokerEvent::Comments {
+                stream,
+                mut comments,
+            } => {
+                // A backfill can be long: keep every frame small enough to send.
+                while comments.len() > MAX_FRAME_COMMENTS {
+                    let rest = comments.split_off(MAX_FRAME_COMMENTS);
+                    let first = std::mem::replace(&mut comments, rest);
+                    self.dispatch(BrokerEvent::Comments {
+                        stream: stream.clone(),
+                        comments: first,
+                    });
+                }
+                match CommentBatch::new(comments) {
+                    Some(batch) => (stream, RoomEvent::Comments(Arc::new(batch))),
+                    None => return,
+                }
+            }
             BrokerEvent::Deleted { stream, ids } => (
                 stream,
                 RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode()),

@@ -117,7 +117,7 @@ impl Connection {
                         stream,
                         HistoryQuery::After {
                             id,
-                            limit: config.history_len,
+                            limit: crate::broker::ALL_RETAINED,
                         },
                     )
                     .await
@@ -194,16 +194,6 @@ impl Connection {
                         return end;
                     }
                 }
-                event = self.membership.recv() => {
-                    let event = match event {
-                        Ok(event) => event,
-                        Err(RecvError::Lagged(missed)) => return self.slow_consumer(stream, missed),
-                        Err(RecvError::Closed) => return Some(CloseReason::Internal),
-                    };
-                    if let Err(end) = self.deliver(stream, event).await {
-                        return end;
-                    }
-                }
                 message = self.socket.recv() => {
                     last_seen = Instant::now();
                     match message {
@@ -214,6 +204,16 @@ impl Connection {
                         }
                         Some(Err(error)) => return close_reason_for(error),
                         None => return None,
+                    }
+                }
+                event = self.membership.recv() => {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(RecvError::Lagged(missed)) => return self.slow_consumer(stream, missed),
+                        Err(RecvError::Closed) => return Some(CloseReason::Internal),
+                    };
+                    if let Err(end) = self.deliver(stream, event).await {
+                        return end;
                     }
                 }
                 () = &mut timer => {

@@ -25,10 +25,12 @@ use crate::lifecycle::{AdmitError, ConnectionPermit};
 /// tungstenite's defaults cost ~137 KB per idle socket (FIELD-NOTES trap 1). These fit
 /// comments of 200 characters: a 1 KiB read buffer that grows only for a larger frame,
 /// client messages and frames of at most 4 KiB, and a write buffer that collects a batch
-/// of frames into one write but refuses to hold more than 512 KiB for a stalled socket.
+/// of frames into one write. Its cap must fit the largest frame, a resumed `init` with the
+/// whole history (at most 1,000 comments of at most ~3.2 KiB); a stalled socket is cut
+/// off by the write timeout long before it holds that much.
 pub const READ_BUFFER: usize = 1024;
 pub const WRITE_BUFFER: usize = 16 * 1024;
-pub const MAX_WRITE_BUFFER: usize = 512 * 1024;
+pub const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
 /// A handshake that passed every check, carried into the socket task.

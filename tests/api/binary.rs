@@ -109,12 +109,22 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
-    let base = line.strip_prefix("danmaku listening on ").expect(&line).to_owned();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = line
+        .strip_prefix("danmaku listening on ")
+        .expect(&line)
+        .to_owned();
     let http = reqwest::Client::new();
     let readyz = |http: reqwest::Client, base: String| async move {
         let r = http.get(format!("{base}/readyz")).send().await.unwrap();
-        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
     };
     assert_eq!(readyz(http.clone(), base.clone()).await.0, 200);
 
@@ -122,7 +132,9 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
     let ws_base = base.replace("http://", "ws://");
     let mut viewers = Vec::new();
     for _ in 0..200 {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/streams/load/ws")).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/streams/load/ws"))
+            .await
+            .unwrap();
         viewers.push(tokio::spawn(async move {
             use futures_util::StreamExt;
             let mut ws = ws;
@@ -149,14 +161,30 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
     loop {
         let (status, body) = readyz(http.clone(), base.clone()).await;
         if status == 503 {
-            assert!(body["reasons"].as_array().unwrap().contains(&serde_json::json!("cpu")), "{body}");
+            assert!(
+                body["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&serde_json::json!("cpu")),
+                "{body}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "load never closed the CPU gate");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("danmaku_readiness_state{reason=\"cpu\"} 0"), "{metrics}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("danmaku_readiness_state{reason=\"cpu\"} 0"),
+        "{metrics}"
+    );
 
     stop.cancel();
     for p in posters {

@@ -308,7 +308,11 @@ impl WsClient {
 
     /// Reads until the server closes; frames before the close are ignored.
     pub async fn closed(&mut self) -> Closed {
-        let deadline = Instant::now() + WAIT * 3;
+        self.closed_within(WAIT * 3).await
+    }
+
+    pub async fn closed_within(&mut self, limit: Duration) -> Closed {
+        let deadline = Instant::now() + limit;
         loop {
             let next = tokio::time::timeout_at(deadline.into(), self.ws.next())
                 .await

@@ -550,3 +550,52 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_while_a_subscription_is_being_moved_still_reaches_viewers() {
+    let cluster = RedisCluster::start().await;
+    let url = cluster.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let stream = "moving-mod";
+    let (mut viewer, _) = a.viewer(stream).await;
+    let (mut troll, _) = a.user(stream, "troll").await;
+    let posted = b.post_system(stream, "soon gone").await;
+    assert_eq!(viewer.comments(1).await[0]["id"], posted["id"]);
+    let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
+    let from = cluster.master_of(slot).await;
+    let to = cluster
+        .masters()
+        .await
+        .into_iter()
+        .find(|m| *m != from)
+        .unwrap()
+        .port;
+    cluster.migrate_slot(slot, to).await;
+    // Straight after the move A's subscription is deaf until it notices; these two go to
+    // the new owner and must still reach A's sockets (live or replayed from the log).
+    let id = posted["id"].as_str().unwrap();
+    let deleted = b
+        .http
+        .delete(b.url(&format!("/v1/streams/{stream}/comments/{id}")))
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(deleted, 204);
+    let banned = b
+        .http
+        .post(b.url(&format!("/v1/streams/{stream}/bans")))
+        .bearer_auth(SERVICE_TOKEN)
+        .json(&json!({"user_id": "troll"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(banned, 204);
+    assert_eq!(viewer.next_of("deleted").await["ids"], json!([id]));
+    assert_eq!(
+        troll.closed_within(Duration::from_secs(15)).await,
+        Closed::Code(4003)
+    );
+}

@@ -5,19 +5,22 @@
 //! and failovers, and fred discards that push (FIELD-NOTES traps 3–5), so a subscription
 //! can go deaf without an error. Every way of noticing loss ends in the same repair,
 //! [`Repair`]: resubscribe if needed, then read the history after the last delivered id and
-//! deliver what is missing, in id order, skipping what was delivered:
+//! deliver what is missing, in id order, skipping what was delivered, then replay the
+//! moderation log (deletes, bans) since the stream was last heard from:
 //! - a reconnect of the subscriber client (resubscribe + backfill);
 //! - a change of the node that owns a stream's slot, seen by polling the cluster topology
 //!   every [`TOPOLOGY_EVERY`] (resubscribe + backfill);
 //! - a liveness probe: a stream quiet for [`PROBE_QUIET`] gets a probe message published
-//!   into its channel; if nothing arrives within [`PROBE_TIMEOUT`] the subscription is
-//!   rebuilt (resubscribe + backfill);
+//!   into its channel; if nothing arrives within [`PROBE_TIMEOUT`] of the publish, the
+//!   subscription is rebuilt (resubscribe + backfill);
 //! - fred's message buffer overflowing (backfill; counted as `broker_lag`).
 //!
-//! Live messages that arrive while a stream is being repaired wait (bounded by
-//! [`MAX_PENDING`]) and are delivered after the backfill. If the gap is older than the
-//! retained history, the stream's local sockets are told to resynchronise (close 4002).
-//! Redis calls run in spawned tasks that report back; this task never awaits Redis.
+//! Messages that arrive while a stream is being repaired wait in arrival order (bounded by
+//! [`MAX_PENDING`]) and follow the backfill. If the gap is older than the retained history,
+//! the stream's local sockets are told to resynchronise (close 4002).
+//! Redis calls run in spawned tasks that report back; this task never awaits Redis. A
+//! stream's repair task is aborted when a newer repair or an unsubscribe supersedes it, so
+//! no stale `SSUBSCRIBE` or `SUNSUBSCRIBE` lands after it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,24 +30,28 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use fred::types::Message;
 use fred::types::cluster::ClusterRouting;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::{parse_entry_message, read_history, unavailable};
-use crate::broker::{BrokerError, BrokerEvent, EventSink, HistoryQuery};
-use crate::domain::{Comment, CommentId, StreamId};
+use super::{parse_entry_message, read_history, read_moderation_since, unavailable};
+use crate::broker::{ALL_RETAINED, BrokerError, BrokerEvent, EventSink, HistoryQuery};
+use crate::domain::{Comment, CommentId, StreamId, now_ms};
 use crate::metrics::{DropReason, Metrics};
 
 /// A subscribed stream with no message for this long gets a liveness probe.
 pub(super) const PROBE_QUIET: Duration = Duration::from_secs(3);
-/// A probe not answered (by any message on the channel) within this long means deaf.
+/// A probe not answered (by any message on the channel) within this long of its publish
+/// means the subscription is deaf.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the cluster topology is refreshed and compared with the subscriptions.
 pub(super) const TOPOLOGY_EVERY: Duration = Duration::from_secs(1);
-/// Live messages held per stream while it is repaired.
+/// Messages held per stream while it is repaired.
 pub(super) const MAX_PENDING: usize = 10_000;
+/// Moderation events are replayed from this long before a stream was last heard from.
+const MODERATION_MARGIN_MS: u64 = 2_000;
 /// A stream not confirmed live for this long makes `/readyz` say `broker`.
 const UNCONFIRMED_GRACE: Duration = Duration::from_secs(2);
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -52,15 +59,19 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Messages handled per wake before the control channel gets a turn.
 const MESSAGE_BATCH: usize = 512;
 
+type Reply = oneshot::Sender<Result<(), BrokerError>>;
+
 pub(in crate::broker) enum Control {
-    Track(StreamId, oneshot::Sender<Result<(), BrokerError>>),
-    Untrack(StreamId, oneshot::Sender<Result<(), BrokerError>>),
+    Track(StreamId, Reply),
+    Untrack(StreamId, Reply),
     Repaired {
         stream: StreamId,
         generation: u64,
         result: Result<Repaired, BrokerError>,
     },
     Topology(Option<ClusterRouting>),
+    ProbeSent(StreamId),
+    ProbeFailed(StreamId),
 }
 
 /// What a repair found.
@@ -71,6 +82,15 @@ pub(in crate::broker) struct Repaired {
     backfill: Vec<Comment>,
     /// False when comments after the last delivered id were already trimmed away.
     complete: bool,
+    /// Repairs: moderation since the stream was last heard from, oldest first.
+    moderation: Vec<Inbound>,
+}
+
+/// One message of a stream's channel.
+pub(in crate::broker) enum Inbound {
+    Comment(Comment),
+    Deleted(CommentId),
+    Banned(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,36 +104,46 @@ enum Repair {
 }
 
 enum State {
-    /// Being (re)subscribed or backfilled; live messages wait in `pending`.
+    /// Being (re)subscribed or backfilled; messages wait in `pending`.
     Repairing {
         since: Instant,
-        waiters: Vec<oneshot::Sender<Result<(), BrokerError>>>,
+        waiters: Vec<Reply>,
     },
     Live,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Idle,
+    InFlight,
+    Sent(Instant),
+}
+
 struct Tracked {
     state: State,
+    /// The newest comment id delivered; `None` only before the first subscription is live.
     last: Option<CommentId>,
-    pending: Vec<Comment>,
+    pending: Vec<Inbound>,
     /// Pending messages were dropped: another backfill must follow.
     overflowed: bool,
     generation: u64,
     attempts: u32,
     last_message: Instant,
-    probe_sent: Option<Instant>,
+    /// Wall-clock time of the last message, for the moderation replay.
+    last_message_ms: u64,
+    probe: Probe,
     owner: Option<String>,
     /// Whether the first subscription has gone live (until then a failure goes back to
     /// the caller instead of being retried here).
     confirmed: bool,
+    repair_task: Option<AbortHandle>,
 }
 
-pub(in crate::broker) struct Inbound {
+pub(in crate::broker) struct InboundTask {
     client: Client,
     subscriber: Client,
     sink: EventSink,
     metrics: Arc<Metrics>,
-    history_len: usize,
     control: mpsc::UnboundedSender<Control>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     live: Arc<AtomicBool>,
@@ -122,16 +152,16 @@ pub(in crate::broker) struct Inbound {
     routing: Option<ClusterRouting>,
 }
 
-impl Inbound {
-    #[allow(clippy::too_many_arguments)]
+impl InboundTask {
     pub(in crate::broker) fn new(
         client: Client,
         subscriber: Client,
         sink: EventSink,
         metrics: Arc<Metrics>,
-        history_len: usize,
-        control: mpsc::UnboundedSender<Control>,
-        control_rx: mpsc::UnboundedReceiver<Control>,
+        control: (
+            mpsc::UnboundedSender<Control>,
+            mpsc::UnboundedReceiver<Control>,
+        ),
         live: Arc<AtomicBool>,
         cancel: CancellationToken,
     ) -> Self {
@@ -140,9 +170,8 @@ impl Inbound {
             subscriber,
             sink,
             metrics,
-            history_len,
-            control,
-            control_rx,
+            control: control.0,
+            control_rx: control.1,
             live,
             cancel,
             streams: HashMap::new(),
@@ -151,7 +180,7 @@ impl Inbound {
     }
 }
 
-pub(in crate::broker) fn spawn(mut inbound: Inbound) {
+pub(in crate::broker) fn spawn(mut inbound: InboundTask) {
     spawn_topology_watch(
         inbound.subscriber.clone(),
         inbound.control.clone(),
@@ -160,7 +189,7 @@ pub(in crate::broker) fn spawn(mut inbound: Inbound) {
     tokio::spawn(async move { inbound.run().await });
 }
 
-impl Inbound {
+impl InboundTask {
     async fn run(&mut self) {
         let mut messages = self.subscriber.message_rx();
         let mut reconnects = self.subscriber.reconnect_rx();
@@ -175,15 +204,12 @@ impl Inbound {
                         for _ in 1..MESSAGE_BATCH {
                             match messages.try_recv() {
                                 Ok(message) => self.on_message(message),
-                                Err(_) => break,
+                                Err(TryRecvError::Lagged(missed)) => self.lagged(missed),
+                                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                             }
                         }
                     }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "Redis messages overflowed the inbound buffer; backfilling");
-                        self.metrics.dropped(DropReason::BrokerLag, missed);
-                        self.repair_all(Repair::Backfill);
-                    }
+                    Err(RecvError::Lagged(missed)) => self.lagged(missed),
                     Err(RecvError::Closed) => return,
                 },
                 server = reconnects.recv() => match server {
@@ -203,6 +229,16 @@ impl Inbound {
         }
     }
 
+    /// fred's buffer overflowed: some messages of some streams were skipped.
+    fn lagged(&mut self, missed: u64) {
+        tracing::warn!(
+            missed,
+            "Redis messages overflowed the inbound buffer; backfilling"
+        );
+        self.metrics.dropped(DropReason::BrokerLag, missed);
+        self.repair_all(Repair::Backfill);
+    }
+
     fn on_message(&mut self, message: Message) {
         let Some(stream) = keys::stream_of_channel(&message.channel) else {
             return;
@@ -211,56 +247,47 @@ impl Inbound {
             return;
         };
         tracked.last_message = Instant::now();
-        tracked.probe_sent = None;
+        tracked.last_message_ms = now_ms();
+        tracked.probe = Probe::Idle;
         let Some(payload) = message.value.as_str() else {
             return;
         };
-        let payload: &str = &payload;
-        let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
-        match kind {
-            "c" => match parse_entry_message(rest) {
-                Some(comment) => self.on_comment(stream, comment),
-                None => tracing::warn!(%stream, "unparsable comment message"),
-            },
-            "d" => {
-                if let Ok(id) = rest.parse::<CommentId>() {
-                    (self.sink)(BrokerEvent::Deleted {
-                        stream,
-                        ids: vec![id],
-                    });
-                }
+        let inbound = match parse_message(&payload) {
+            Some(inbound) => inbound,
+            None => return, // a probe, or something newer than this version
+        };
+        match tracked.state {
+            State::Live => self.deliver(stream, inbound),
+            State::Repairing { .. } if tracked.pending.len() < MAX_PENDING => {
+                tracked.pending.push(inbound)
             }
-            "b" => (self.sink)(BrokerEvent::Banned {
-                stream,
-                user_id: rest.to_owned(),
-            }),
-            // Probes only prove the subscription alive.
-            _ => {}
+            State::Repairing { .. } => tracked.overflowed = true,
         }
     }
 
-    fn on_comment(&mut self, stream: StreamId, comment: Comment) {
+    /// Hands one message of a live stream to the hub; comments only if newer than the last.
+    fn deliver(&mut self, stream: StreamId, inbound: Inbound) {
         let Some(tracked) = self.streams.get_mut(&stream) else {
             return;
         };
-        match tracked.state {
-            State::Live => {
-                if tracked.last.is_none_or(|last| comment.id > last) {
-                    tracked.last = Some(comment.id);
-                    (self.sink)(BrokerEvent::Comments {
-                        stream,
-                        comments: vec![comment],
-                    });
+        let event = match inbound {
+            Inbound::Comment(comment) => {
+                if tracked.last.is_some_and(|last| comment.id <= last) {
+                    return;
+                }
+                tracked.last = Some(comment.id);
+                BrokerEvent::Comments {
+                    stream,
+                    comments: vec![comment],
                 }
             }
-            State::Repairing { .. } => {
-                if tracked.pending.len() < MAX_PENDING {
-                    tracked.pending.push(comment);
-                } else {
-                    tracked.overflowed = true;
-                }
-            }
-        }
+            Inbound::Deleted(id) => BrokerEvent::Deleted {
+                stream,
+                ids: vec![id],
+            },
+            Inbound::Banned(user_id) => BrokerEvent::Banned { stream, user_id },
+        };
+        (self.sink)(event);
     }
 
     fn on_control(&mut self, control: Control) {
@@ -273,11 +300,25 @@ impl Inbound {
                 result,
             } => self.repaired(stream, generation, result),
             Control::Topology(routing) => self.on_topology(routing),
+            Control::ProbeSent(stream) => {
+                if let Some(tracked) = self.streams.get_mut(&stream)
+                    && tracked.probe == Probe::InFlight
+                {
+                    tracked.probe = Probe::Sent(Instant::now());
+                }
+            }
+            Control::ProbeFailed(stream) => {
+                // Unknown, not deaf: the next tick probes again.
+                if let Some(tracked) = self.streams.get_mut(&stream)
+                    && tracked.probe == Probe::InFlight
+                {
+                    tracked.probe = Probe::Idle;
+                }
+            }
         }
     }
 
-    fn track(&mut self, stream: StreamId, reply: oneshot::Sender<Result<(), BrokerError>>) {
-        let owner = self.owner_of(&stream);
+    fn track(&mut self, stream: StreamId, reply: Reply) {
         let tracked = Tracked {
             state: State::Repairing {
                 since: Instant::now(),
@@ -289,22 +330,25 @@ impl Inbound {
             generation: 0,
             attempts: 0,
             last_message: Instant::now(),
-            probe_sent: None,
-            owner,
+            last_message_ms: now_ms(),
+            probe: Probe::Idle,
+            owner: self.owner_of(&stream),
             confirmed: false,
+            repair_task: None,
         };
         self.streams.insert(stream.clone(), tracked);
         self.start_repair(stream, Repair::Subscribe, Duration::ZERO);
     }
 
-    fn untrack(&mut self, stream: StreamId, reply: oneshot::Sender<Result<(), BrokerError>>) {
-        if let Some(Tracked {
-            state: State::Repairing { waiters, .. },
-            ..
-        }) = self.streams.remove(&stream)
-        {
-            for waiter in waiters {
-                let _ = waiter.send(Err(BrokerError::Unavailable("unsubscribed".into())));
+    fn untrack(&mut self, stream: StreamId, reply: Reply) {
+        if let Some(tracked) = self.streams.remove(&stream) {
+            if let Some(task) = tracked.repair_task {
+                task.abort();
+            }
+            if let State::Repairing { waiters, .. } = tracked.state {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(BrokerError::Unavailable("unsubscribed".into())));
+                }
             }
         }
         let subscriber = self.subscriber.clone();
@@ -317,13 +361,16 @@ impl Inbound {
         });
     }
 
-    /// Starts a repair of `stream`, superseding any repair in flight.
+    /// Starts a repair of `stream`, superseding (and aborting) any repair in flight.
     fn start_repair(&mut self, stream: StreamId, repair: Repair, after: Duration) {
         let Some(tracked) = self.streams.get_mut(&stream) else {
             return;
         };
         tracked.generation += 1;
-        tracked.probe_sent = None;
+        tracked.probe = Probe::Idle;
+        if let Some(task) = tracked.repair_task.take() {
+            task.abort();
+        }
         if let State::Live = tracked.state {
             tracked.state = State::Repairing {
                 since: Instant::now(),
@@ -332,21 +379,22 @@ impl Inbound {
         }
         let generation = tracked.generation;
         let last = tracked.last;
+        let since_ms = tracked.last_message_ms.saturating_sub(MODERATION_MARGIN_MS);
         let (client, subscriber, control) = (
             self.client.clone(),
             self.subscriber.clone(),
             self.control.clone(),
         );
-        let limit = self.history_len;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let result = run_repair(&client, &subscriber, &stream, repair, last, limit).await;
+            let result = run_repair(&client, &subscriber, &stream, repair, last, since_ms).await;
             let _ = control.send(Control::Repaired {
                 stream,
                 generation,
                 result,
             });
         });
+        tracked.repair_task = Some(task.abort_handle());
     }
 
     fn repair_all(&mut self, repair: Repair) {
@@ -376,6 +424,7 @@ impl Inbound {
         if tracked.generation != generation {
             return; // superseded by a newer repair
         }
+        tracked.repair_task = None;
         let repaired = match result {
             Ok(repaired) => repaired,
             Err(error) if !tracked.confirmed => {
@@ -408,7 +457,6 @@ impl Inbound {
         };
         tracked.attempts = 0;
         tracked.confirmed = true;
-        let mut deliver: Vec<Comment> = Vec::new();
         if tracked.last.is_none() {
             // The baseline: everything after the history's tail at subscription time (an
             // empty history: everything), so a later backfill starts from here.
@@ -422,12 +470,6 @@ impl Inbound {
             });
         }
         let pending = std::mem::take(&mut tracked.pending);
-        for comment in repaired.backfill.into_iter().chain(pending) {
-            if tracked.last.is_none_or(|last| comment.id > last) {
-                tracked.last = Some(comment.id);
-                deliver.push(comment);
-            }
-        }
         let overflowed = std::mem::take(&mut tracked.overflowed);
         tracked.last_message = Instant::now();
         if let State::Repairing { waiters, .. } = std::mem::replace(&mut tracked.state, State::Live)
@@ -436,12 +478,24 @@ impl Inbound {
                 let _ = waiter.send(Ok(()));
             }
         }
-        if !deliver.is_empty() {
-            tracing::debug!(%stream, backfilled = deliver.len(), "delivered after repair");
+        // Backfilled comments first (one event, in id order), then moderation that may have
+        // been missed, then what arrived meanwhile, in arrival order.
+        let last = tracked.last;
+        let backfill: Vec<Comment> = repaired
+            .backfill
+            .into_iter()
+            .filter(|c| last.is_none_or(|last| c.id > last))
+            .collect();
+        if let Some(newest) = backfill.last() {
+            tracked.last = Some(newest.id);
+            tracing::debug!(%stream, backfilled = backfill.len(), "delivered after repair");
             (self.sink)(BrokerEvent::Comments {
                 stream: stream.clone(),
-                comments: deliver,
+                comments: backfill,
             });
+        }
+        for inbound in repaired.moderation.into_iter().chain(pending) {
+            self.deliver(stream.clone(), inbound);
         }
         if overflowed {
             self.start_repair(stream, Repair::Backfill, Duration::ZERO);
@@ -462,16 +516,15 @@ impl Inbound {
                         all_live = false;
                     }
                 }
-                State::Live => match tracked.probe_sent {
-                    Some(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
+                State::Live => match tracked.probe {
+                    Probe::Sent(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
                         deaf.push(stream.clone())
                     }
-                    Some(_) => {}
-                    None if now.duration_since(tracked.last_message) > PROBE_QUIET => {
-                        tracked.probe_sent = Some(now);
+                    Probe::Idle if now.duration_since(tracked.last_message) > PROBE_QUIET => {
+                        tracked.probe = Probe::InFlight;
                         probe.push(stream.clone());
                     }
-                    None => {}
+                    _ => {}
                 },
             }
         }
@@ -481,15 +534,16 @@ impl Inbound {
             self.metrics.subscription_rebuilt();
             self.start_repair(stream, Repair::Resubscribe, Duration::ZERO);
         }
-        if !probe.is_empty() {
-            let client = self.client.clone();
+        for stream in probe {
+            let (client, control) = (self.client.clone(), self.control.clone());
             tokio::spawn(async move {
-                for stream in probe {
-                    // A failed probe publish shows up as an unanswered probe.
-                    let _ = client
-                        .spublish::<i64, _, _>(keys::channel(&stream), "p")
-                        .await;
-                }
+                let sent = client
+                    .spublish::<i64, _, _>(keys::channel(&stream), "p")
+                    .await;
+                let _ = control.send(match sent {
+                    Ok(_) => Control::ProbeSent(stream),
+                    Err(_) => Control::ProbeFailed(stream),
+                });
             });
         }
     }
@@ -519,6 +573,17 @@ impl Inbound {
     }
 }
 
+/// `c <id> <body>`, `d <id>`, `b <user id>`; `None` for probes and anything unknown.
+pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
+    let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
+    match kind {
+        "c" => parse_entry_message(rest).map(Inbound::Comment),
+        "d" => rest.parse().ok().map(Inbound::Deleted),
+        "b" if !rest.is_empty() => Some(Inbound::Banned(rest.to_owned())),
+        _ => None,
+    }
+}
+
 fn owner_in(routing: &ClusterRouting, stream: &StreamId) -> String {
     let slot = ClusterRouting::hash_key(keys::channel(stream).as_bytes());
     routing
@@ -533,7 +598,7 @@ async fn run_repair(
     stream: &StreamId,
     repair: Repair,
     last: Option<CommentId>,
-    limit: usize,
+    since_ms: u64,
 ) -> Result<Repaired, BrokerError> {
     let channel = keys::channel(stream);
     if repair == Repair::Resubscribe {
@@ -551,15 +616,25 @@ async fn run_repair(
                 tail: page.comments.last().map(|c| c.id),
                 backfill: Vec::new(),
                 complete: true,
+                moderation: Vec::new(),
             })
         }
         (_, Some(last)) => {
-            let page =
-                read_history(client, stream, HistoryQuery::After { id: last, limit }).await?;
+            let page = read_history(
+                client,
+                stream,
+                HistoryQuery::After {
+                    id: last,
+                    limit: ALL_RETAINED,
+                },
+            )
+            .await?;
+            let moderation = read_moderation_since(client, stream, since_ms).await?;
             Ok(Repaired {
                 tail: None,
                 backfill: page.comments,
                 complete: page.complete,
+                moderation,
             })
         }
     }
@@ -594,4 +669,20 @@ fn spawn_topology_watch(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_channel_messages() {
+        assert!(
+            matches!(parse_message("d 5-1"), Some(Inbound::Deleted(id)) if id == CommentId::new(5, 1))
+        );
+        assert!(matches!(parse_message("b troll"), Some(Inbound::Banned(u)) if u == "troll"));
+        assert!(parse_message("p").is_none());
+        assert!(parse_message("d nope").is_none());
+        assert!(parse_message("x y").is_none());
+    }
 }

@@ -31,6 +31,8 @@ pub(super) struct StreamKeys {
     /// Hash of instance → "<local viewers>:<expires at ms>".
     pub(super) viewers: String,
     pub(super) peak: String,
+    /// Sorted set of recent moderation messages (`d <id>`, `b <user>`) by time.
+    pub(super) moderation: String,
 }
 
 impl StreamKeys {
@@ -42,6 +44,7 @@ impl StreamKeys {
             trimmed: key(stream, "trimmed"),
             viewers: key(stream, "viewers"),
             peak: key(stream, "peak"),
+            moderation: key(stream, "modlog"),
         }
     }
 

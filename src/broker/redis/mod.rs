@@ -98,14 +98,12 @@ impl RedisBroker {
             control: control.clone(),
             live: live.clone(),
         });
-        inbound::spawn(inbound::Inbound::new(
+        inbound::spawn(inbound::InboundTask::new(
             client,
             subscriber,
             sink,
             metrics,
-            history_len,
-            control,
-            control_rx,
+            (control, control_rx),
             live,
             cancel.clone(),
         ));
@@ -198,8 +196,8 @@ impl RedisBroker {
         let deleted: i64 = run(
             &self.client,
             &scripts::DELETE,
-            vec![keys.hist, keys.channel],
-            vec![id.to_string()],
+            vec![keys.hist, keys.channel, keys.moderation],
+            vec![id.to_string(), STATE_TTL.as_millis().to_string()],
         )
         .await?;
         if deleted == 1 {
@@ -215,8 +213,16 @@ impl RedisBroker {
         user_id: &str,
         duration: Duration,
     ) -> Result<(), BrokerError> {
-        let script_keys = vec![StreamKeys::ban(stream, user_id), keys::channel(stream)];
-        let args = vec![user_id.to_owned(), duration.as_millis().max(1).to_string()];
+        let script_keys = vec![
+            StreamKeys::ban(stream, user_id),
+            keys::channel(stream),
+            StreamKeys::new(stream).moderation,
+        ];
+        let args = vec![
+            user_id.to_owned(),
+            duration.as_millis().max(1).to_string(),
+            STATE_TTL.as_millis().to_string(),
+        ];
         let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
         Ok(())
     }
@@ -413,6 +419,23 @@ async fn run<R: FromValue>(
         .evalsha_with_reload(client, keys, args)
         .await
         .map_err(unavailable)
+}
+
+/// Moderation messages logged at or after `since_ms` (epoch ms), oldest first.
+async fn read_moderation_since(
+    client: &Client,
+    stream: &StreamId,
+    since_ms: u64,
+) -> Result<Vec<inbound::Inbound>, BrokerError> {
+    let key = StreamKeys::new(stream).moderation;
+    let messages: Vec<String> = client
+        .zrangebyscore(key, since_ms as f64, "+inf", false, None)
+        .await
+        .map_err(unavailable)?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| inbound::parse_message(m))
+        .collect())
 }
 
 async fn read_history(

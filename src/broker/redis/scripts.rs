@@ -30,6 +30,7 @@ if len > cap + tonumber(ARGV[3]) then
   redis.call('XTRIM', KEYS[1], 'MAXLEN', cap)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
 redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local message = id .. ' ' .. ARGV[1]
@@ -58,27 +59,43 @@ return {trimmed, entries}
     )
 });
 
-/// Delete: XDEL and, if it existed, tell the subscribers. KEYS: hist, channel. ARGV: id.
+/// Appends `ARGV[1]` (a channel message) to the moderation log in KEYS[1], so a subscriber
+/// that was deaf at the time can replay it. The log keeps the newest 1,000 events for a day.
+const LOG_MODERATION: &str = r#"
+local function log_moderation(key, message, ttl)
+  local t = redis.call('TIME')
+  redis.call('ZADD', key, t[1] * 1000 + math.floor(t[2] / 1000), message)
+  redis.call('ZREMRANGEBYRANK', key, 0, -1001)
+  redis.call('PEXPIRE', key, ttl)
+end
+"#;
+
+/// Delete: XDEL and, if it existed, log it and tell the subscribers.
+/// KEYS: hist, channel, moderation log. ARGV: id, state ttl ms.
 pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
+    Script::from_lua(format!(
+        r#"{LOG_MODERATION}
 local n = redis.call('XDEL', KEYS[1], ARGV[1])
-if n == 1 then redis.call('SPUBLISH', KEYS[2], 'd ' .. ARGV[1]) end
+if n == 1 then
+  log_moderation(KEYS[3], 'd ' .. ARGV[1], ARGV[2])
+  redis.call('SPUBLISH', KEYS[2], 'd ' .. ARGV[1])
+end
 return n
-"#,
-    )
+"#
+    ))
 });
 
-/// Ban: a key with the ban's expiry, then tell the subscribers.
-/// KEYS: ban key, channel. ARGV: user id, duration ms.
+/// Ban: a key with the ban's expiry, log it, then tell the subscribers.
+/// KEYS: ban key, channel, moderation log. ARGV: user id, duration ms, state ttl ms.
 pub(super) static BAN: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
+    Script::from_lua(format!(
+        r#"{LOG_MODERATION}
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+log_moderation(KEYS[3], 'b ' .. ARGV[1], ARGV[3])
 redis.call('SPUBLISH', KEYS[2], 'b ' .. ARGV[1])
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Viewer counts: report this instance's local count (unless it is -1), forget expired
@@ -107,11 +124,15 @@ for i = 1, #all, 2 do
 end
 if #all > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- A stream nobody ever commented on keeps its peak only as long as its viewer reports,
+-- so anonymous handshakes to made-up streams leave nothing behind for long.
+local peak_ttl = ARGV[4]
+if redis.call('EXISTS', KEYS[3]) == 1 then peak_ttl = ARGV[5] end
 if sum > peak then
   peak = sum
-  redis.call('SET', KEYS[2], peak, 'PX', ARGV[5])
+  redis.call('SET', KEYS[2], peak, 'PX', peak_ttl)
 elseif mine > 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], peak_ttl)
 end
 local comments = tonumber(redis.call('GET', KEYS[3]) or '0')
 return {sum, peak, comments}
