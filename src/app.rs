@@ -18,6 +18,7 @@ use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::readiness::{CpuGate, Readiness, available_cpus};
+use crate::telemetry::{Latencies, Telemetry};
 
 /// After the last `reconnect` hint: how long sockets get to close before the app returns.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -34,6 +35,7 @@ pub struct Shared {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub telemetry: Telemetry,
     pub server: ServerInfo,
 }
 
@@ -48,18 +50,26 @@ impl Deref for AppState {
 impl Shared {
     /// Every reason this instance should not get new connections now (`/readyz`).
     pub fn not_ready_reasons(&self) -> Vec<&'static str> {
-        let mut reasons = Vec::new();
-        if self.lifecycle.is_draining() {
-            reasons.push("draining");
-        }
-        if !self.broker.is_healthy() {
-            reasons.push("broker");
-        }
-        if !self.readiness.cpu_ready() {
-            reasons.push("cpu");
-        }
-        reasons
+        not_ready_reasons(&self.lifecycle, &self.broker, &self.readiness)
     }
+}
+
+fn not_ready_reasons(
+    lifecycle: &Lifecycle,
+    broker: &Broker,
+    readiness: &Readiness,
+) -> Vec<&'static str> {
+    let mut reasons = Vec::new();
+    if lifecycle.is_draining() {
+        reasons.push("draining");
+    }
+    if !broker.is_healthy() {
+        reasons.push("broker");
+    }
+    if !readiness.cpu_ready() {
+        reasons.push("cpu");
+    }
+    reasons
 }
 
 pub struct App {
@@ -72,7 +82,8 @@ impl App {
     /// Validates the configuration, connects the broker and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::default());
+        let telemetry = Telemetry::new(&config)?;
+        let metrics = Arc::new(Metrics::new(Latencies::new(&telemetry.meter())));
         let hub = Hub::new(&config, metrics.clone());
         let background = CancellationToken::new();
         let broker =
@@ -86,6 +97,18 @@ impl App {
         );
         let readiness = Arc::new(Readiness::new(gate));
         crate::readiness::spawn_sampler(readiness.clone(), background.clone());
+        let lifecycle = Arc::new(Lifecycle::new(config.max_connections));
+        let probe = {
+            let (lifecycle, broker, readiness) =
+                (lifecycle.clone(), broker.clone(), readiness.clone());
+            Arc::new(move || {
+                (
+                    not_ready_reasons(&lifecycle, &broker, &readiness),
+                    readiness.cpu_fraction(),
+                )
+            })
+        };
+        telemetry.observe(metrics.clone(), probe);
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
         })?;
@@ -96,12 +119,13 @@ impl App {
         };
         let state = AppState(Arc::new(Shared {
             auth: Auth::new(&config),
-            lifecycle: Arc::new(Lifecycle::new(config.max_connections)),
+            lifecycle,
             config,
             hub,
             broker,
             metrics,
             readiness,
+            telemetry,
             server,
         }));
         Ok(Self {
@@ -187,6 +211,7 @@ impl App {
         }
         background.cancel();
         state.broker.close().await;
+        state.telemetry.shutdown().await;
         tracing::info!(elapsed = ?started.elapsed(), "stopped");
         Ok(())
     }

@@ -32,6 +32,7 @@ pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
 pub mod readiness;
+pub mod telemetry;
 pub mod ws;
 
 pub use app::App;

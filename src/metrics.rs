@@ -1,14 +1,14 @@
-//! The named counters of PROTOCOL.md section 7, created in one place.
+//! The counters of PROTOCOL.md section 7 and the SLI histograms, in one place.
 //!
-//! Plain atomics for now, rendered as Prometheus text by `GET /metrics` with the names
-//! Prometheus gives the OTLP instruments. The OpenTelemetry export (and the latency
-//! histograms) build on these names.
+//! Counters are plain atomics, so counting a delivery costs one relaxed add; the
+//! observable instruments of [`crate::telemetry`] read them when metrics are collected
+//! (for OTLP and for `/metrics`). The histograms are OpenTelemetry instruments.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::domain::CommentKind;
 use crate::domain::wire::ErrorCode;
+use crate::telemetry::Latencies;
 
 /// Why a delivery was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,13 @@ impl DropReason {
             Self::HistoryGap => "history_gap",
         }
     }
+
+    fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("every reason is listed")
+    }
 }
 
 const KINDS: [CommentKind; 5] = [
@@ -60,7 +67,6 @@ const REJECT_CODES: [ErrorCode; 6] = [
     ErrorCode::Unavailable,
 ];
 
-#[derive(Debug, Default)]
 pub struct Metrics {
     connections: AtomicI64,
     streams_subscribed: AtomicI64,
@@ -70,9 +76,26 @@ pub struct Metrics {
     rejected: [AtomicU64; REJECT_CODES.len()],
     handshakes_refused: AtomicU64,
     subscriptions_rebuilt: AtomicU64,
+    pub latencies: Latencies,
 }
 
 impl Metrics {
+    pub fn new(latencies: Latencies) -> Self {
+        Self {
+            connections: AtomicI64::new(0),
+            streams_subscribed: AtomicI64::new(0),
+            published: Default::default(),
+            delivered: AtomicU64::new(0),
+            dropped: Default::default(),
+            rejected: Default::default(),
+            handshakes_refused: AtomicU64::new(0),
+            subscriptions_rebuilt: AtomicU64::new(0),
+            latencies,
+        }
+    }
+
+    // === recording ===
+
     pub fn connection_opened(&self) {
         self.connections.fetch_add(1, Relaxed);
     }
@@ -98,15 +121,13 @@ impl Metrics {
     }
 
     pub fn delivered(&self, n: u64) {
-        self.delivered.fetch_add(n, Relaxed);
+        if n > 0 {
+            self.delivered.fetch_add(n, Relaxed);
+        }
     }
 
     pub fn dropped(&self, reason: DropReason, n: u64) {
-        let i = DropReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .expect("every reason is listed");
-        self.dropped[i].fetch_add(n, Relaxed);
+        self.dropped[reason.index()].fetch_add(n, Relaxed);
     }
 
     pub fn rejected(&self, code: ErrorCode) {
@@ -123,108 +144,50 @@ impl Metrics {
         self.handshakes_refused.fetch_add(1, Relaxed);
     }
 
+    // === reading (at collection time) ===
+
+    pub fn connections(&self) -> i64 {
+        self.connections.load(Relaxed)
+    }
+
+    pub fn streams_subscribed(&self) -> i64 {
+        self.streams_subscribed.load(Relaxed)
+    }
+
     pub fn delivered_total(&self) -> u64 {
         self.delivered.load(Relaxed)
     }
 
     pub fn dropped_total(&self, reason: DropReason) -> u64 {
-        let i = DropReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .expect("every reason is listed");
-        self.dropped[i].load(Relaxed)
+        self.dropped[reason.index()].load(Relaxed)
     }
 
-    /// Prometheus text exposition (version 0.0.4).
-    /// `not_ready`: every reason `/readyz` fails now (empty: ready); `cpu`: the fraction
-    /// the CPU gate compares with its threshold.
-    pub fn render(&self, not_ready: &[&str], cpu: f64) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        family(
-            "danmaku_ws_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            &one(self.connections.load(Relaxed).to_string()),
-        );
-        family(
-            "danmaku_streams_subscribed",
-            "gauge",
-            "Streams this instance holds a broker subscription for.",
-            &one(self.streams_subscribed.load(Relaxed).to_string()),
-        );
-        let by = |label: &str, names: &[&str], values: &[AtomicU64]| -> Vec<(String, String)> {
-            names
-                .iter()
-                .zip(values)
-                .map(|(n, v)| (format!("{{{label}=\"{n}\"}}"), v.load(Relaxed).to_string()))
-                .collect()
-        };
-        let kinds: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
-        family(
-            "danmaku_comments_published_total",
-            "counter",
-            "Comments accepted.",
-            &by("kind", &kinds, &self.published),
-        );
-        family(
-            "danmaku_comments_delivered_total",
-            "counter",
-            "Comment deliveries written to sockets.",
-            &one(self.delivered.load(Relaxed).to_string()),
-        );
-        let reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        family(
-            "danmaku_comments_dropped_total",
-            "counter",
-            "Deliveries dropped.",
-            &by("reason", &reasons, &self.dropped),
-        );
-        let codes: Vec<&str> = REJECT_CODES.iter().map(|c| c.as_str()).collect();
-        family(
-            "danmaku_comments_rejected_total",
-            "counter",
-            "Client comments refused.",
-            &by("code", &codes, &self.rejected),
-        );
-        family(
-            "danmaku_ws_handshakes_refused_total",
-            "counter",
-            "WebSocket handshakes refused before the upgrade.",
-            &one(self.handshakes_refused.load(Relaxed).to_string()),
-        );
-        family(
-            "danmaku_broker_subscriptions_rebuilt_total",
-            "counter",
-            "Broker subscriptions rebuilt after a probe went unanswered or the stream's slot moved.",
-            &one(self.subscriptions_rebuilt.load(Relaxed).to_string()),
-        );
-        let readiness: Vec<(String, String)> = if not_ready.is_empty() {
-            one("1".into())
-        } else {
-            not_ready
-                .iter()
-                .map(|r| (format!("{{reason=\"{r}\"}}"), "0".into()))
-                .collect()
-        };
-        family(
-            "danmaku_readiness_state",
-            "gauge",
-            "1 ready, 0 not ready (with the reason).",
-            &readiness,
-        );
-        family(
-            "danmaku_process_cpu_utilization",
-            "gauge",
-            "The CPU fraction readiness compares with its threshold.",
-            &one(format!("{cpu:.4}")),
-        );
-        out
+    pub fn handshakes_refused(&self) -> u64 {
+        self.handshakes_refused.load(Relaxed)
+    }
+
+    pub fn subscriptions_rebuilt(&self) -> u64 {
+        self.subscriptions_rebuilt.load(Relaxed)
+    }
+
+    pub fn published_by_kind(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        KINDS
+            .iter()
+            .zip(&self.published)
+            .map(|(k, n)| (k.as_str(), n.load(Relaxed)))
+    }
+
+    pub fn dropped_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .zip(&self.dropped)
+            .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
+    }
+
+    pub fn rejected_by_code(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REJECT_CODES
+            .iter()
+            .zip(&self.rejected)
+            .map(|(c, n)| (c.as_str(), n.load(Relaxed)))
     }
 }

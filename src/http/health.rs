@@ -31,9 +31,7 @@ pub(super) async fn version(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 pub(super) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let body = app
-        .metrics
-        .render(&app.not_ready_reasons(), app.readiness.cpu_fraction());
+    let body = app.telemetry.render_prometheus();
     (
         [(
             header::CONTENT_TYPE,

@@ -16,6 +16,7 @@ mod subscriptions;
 mod viewers;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink};
 use crate::config::Config;
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{Comment, CommentId, StreamId};
+use crate::domain::{Comment, CommentId, StreamId, now_ms};
 use crate::metrics::Metrics;
 
 pub use rate::RateLimits;
@@ -57,6 +58,9 @@ pub struct CommentBatch {
     pub last: CommentId,
     pub frame: SharedFrame,
     pub comments: Vec<Comment>,
+    /// Sockets that have yet to handle this batch; the last one records the fan-out
+    /// duration (one atomic decrement per socket, no lock).
+    remaining: AtomicUsize,
 }
 
 impl CommentBatch {
@@ -72,7 +76,22 @@ impl CommentBatch {
             last,
             frame,
             comments,
+            remaining: AtomicUsize::new(0),
         })
+    }
+
+    /// A socket has handed this batch's frame to its connection (or skipped it): the last
+    /// one records `danmaku.comment.fanout.duration` for each comment.
+    pub fn handed_to_one(&self, metrics: &Metrics) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = now_ms();
+            for comment in &self.comments {
+                metrics
+                    .latencies
+                    .fanout
+                    .record(now.saturating_sub(comment.ts) as f64 / 1000.0, &[]);
+            }
+        }
     }
 
     /// The frame for a socket that has already seen everything up to `seen`, and how many
@@ -235,6 +254,15 @@ impl Hub {
                         comments: first,
                     });
                 }
+                // SLI 2: publish time to arrival at this instance, once per comment.
+                let now = now_ms();
+                for comment in &comments {
+                    self.inner
+                        .metrics
+                        .latencies
+                        .delivery
+                        .record(now.saturating_sub(comment.ts) as f64 / 1000.0, &[]);
+                }
                 match CommentBatch::new(comments) {
                     Some(batch) => (stream, RoomEvent::Comments(Arc::new(batch))),
                     None => return,
@@ -248,6 +276,12 @@ impl Hub {
             BrokerEvent::Resync { stream } => (stream, RoomEvent::Resync),
         };
         if let Some(room) = self.inner.rooms.get(&stream) {
+            if let RoomEvent::Comments(batch) = &event {
+                // No socket can join while the room's guard is held.
+                batch
+                    .remaining
+                    .store(room.tx.receiver_count(), Ordering::Release);
+            }
             // An error only means no socket is listening right now.
             let _ = room.tx.send(event);
         }

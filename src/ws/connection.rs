@@ -71,7 +71,10 @@ pub(super) async fn run(
     };
     let reason = match connection.send_init(&stream, after).await {
         Ok(()) => {
-            tracing::trace!(%stream, elapsed = ?upgraded_at.elapsed(), "init sent");
+            app.metrics
+                .latencies
+                .init
+                .record(upgraded_at.elapsed().as_secs_f64(), &[]);
             connection.serve(&stream).await
         }
         Err(reason) => reason,
@@ -245,7 +248,9 @@ impl Connection {
             while let Some(event) = next.take() {
                 match event {
                     RoomEvent::Comments(batch) => {
-                        if let Some((frame, n)) = batch.frame_after(self.last_id) {
+                        let frame = batch.frame_after(self.last_id);
+                        batch.handed_to_one(&self.app.metrics);
+                        if let Some((frame, n)) = frame {
                             self.last_id = Some(batch.last);
                             comments += n as u64;
                             frames += 1;

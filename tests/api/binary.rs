@@ -182,7 +182,7 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("danmaku_readiness_state{reason=\"cpu\"} 0"),
+        metrics.contains("danmaku_readiness_state_ratio{reason=\"cpu\"} 0"),
         "{metrics}"
     );
 

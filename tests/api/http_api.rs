@@ -1331,7 +1331,8 @@ async fn metrics_expose_the_instruments_in_prometheus_text() {
         "danmaku_comments_delivered_total",
         "danmaku_comments_dropped_total",
         "danmaku_comments_rejected_total",
-        "danmaku_readiness_state",
+        "danmaku_readiness_state_ratio",
+        "danmaku_process_cpu_utilization_ratio",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),
@@ -1351,12 +1352,15 @@ async fn metrics_expose_the_instruments_in_prometheus_text() {
         let (name, value) = line
             .rsplit_once(' ')
             .unwrap_or_else(|| panic!("bad sample line {line:?}"));
-        assert!(name.starts_with("danmaku_"), "{line}");
+        assert!(
+            name.starts_with("danmaku_") || name.starts_with("target_info"),
+            "{line}"
+        );
         value
             .parse::<f64>()
             .unwrap_or_else(|_| panic!("bad value in {line:?}"));
     }
-    assert_eq!(app.metric("danmaku_readiness_state").await, 1.0);
+    assert_eq!(app.metric("danmaku_readiness_state_ratio").await, 1.0);
     assert_eq!(app.metric("danmaku_ws_connections").await, 0.0);
 
     let published = app
@@ -1398,6 +1402,39 @@ async fn metrics_expose_the_instruments_in_prometheus_text() {
         app.metric("danmaku_comments_delivered_total").await >= delivered + 1.0
     })
     .await;
+
+    // The SLI histograms, in seconds, with each SLO threshold as an exact bucket bound.
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (histogram, slo_bound) in [
+        ("danmaku_ws_init_duration_seconds", "0.25"),
+        ("danmaku_comment_delivery_duration_seconds", "0.1"),
+        ("danmaku_comment_fanout_duration_seconds", "0.1"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("{histogram}_bucket{{le=\"{slo_bound}\"}}")),
+            "{histogram}:\n{text}"
+        );
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{histogram}_count ")))
+            .unwrap_or_else(|| panic!("no {histogram}_count:\n{text}"));
+        assert!(
+            count.parse::<f64>().unwrap() >= 1.0,
+            "{histogram}_count {count}"
+        );
+    }
 
     viewer.ws.close(None).await.unwrap();
     eventually("no connection", || async {

@@ -1,0 +1,260 @@
+//! OpenTelemetry: one meter provider, every instrument of PROTOCOL.md section 7, exported
+//! over OTLP (the standard `OTEL_*` variables; `grpc` or `http/protobuf`) and rendered as
+//! Prometheus text for `GET /metrics` from the same instruments.
+//!
+//! The hot path stays cheap: counters are plain atomics in [`Metrics`] that observable
+//! instruments read at collection time (no SDK call per delivery), and histograms are
+//! recorded once per comment per instance or once per connection, never per socket write.
+//!
+//! Histograms are in seconds with explicit boundaries that include each SLO threshold
+//! exactly (`docs/slo.md`): 0.1 s for delivery, 0.25 s for `init`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Histogram boundaries in seconds; 0.1 and 0.25 are the SLO thresholds.
+pub const LATENCY_BOUNDARIES: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Export interval when `OTEL_METRIC_EXPORT_INTERVAL` is unset (the SDK's own default,
+/// 60 s, is too sparse for 5-minute burn-rate windows).
+pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The SLI histograms, recorded directly.
+#[derive(Clone)]
+pub struct Latencies {
+    /// Handshake completed → `init` written (SLI 1).
+    pub init: Histogram<f64>,
+    /// Comment `ts` → received by this instance from the broker (SLI 2).
+    pub delivery: Histogram<f64>,
+    /// Comment `ts` → frame handed to the last local socket of the stream.
+    pub fanout: Histogram<f64>,
+}
+
+impl Latencies {
+    pub fn new(meter: &Meter) -> Self {
+        let histogram = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BOUNDARIES.to_vec())
+                .build()
+        };
+        Self {
+            init: histogram(
+                "danmaku.ws.init.duration",
+                "WebSocket handshake completed to init frame written",
+            ),
+            delivery: histogram(
+                "danmaku.comment.delivery.duration",
+                "Comment publish time to its arrival at this instance",
+            ),
+            fanout: histogram(
+                "danmaku.comment.fanout.duration",
+                "Comment publish time to its frame handed to the last local socket",
+            ),
+        }
+    }
+}
+
+/// What readiness reports at collection time: every reason not to be ready, and the CPU
+/// fraction the gate compares.
+pub type ReadinessProbe = Arc<dyn Fn() -> (Vec<&'static str>, f64) + Send + Sync>;
+
+pub struct Telemetry {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+}
+
+impl Telemetry {
+    /// The meter provider with a Prometheus reader and, when an OTLP endpoint is
+    /// configured, a periodic OTLP reader. Must run inside the Tokio runtime (gRPC).
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let resource = Resource::builder()
+            .with_service_name("danmaku")
+            .with_attributes([
+                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                KeyValue::new("service.instance.id", config.pod_name.clone()),
+                KeyValue::new("deployment.slot", config.slot.as_str()),
+            ])
+            .build();
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(prometheus);
+        if let Some(reader) = otlp_reader()? {
+            builder = builder.with_reader(reader);
+        }
+        Ok(Self {
+            provider: builder.build(),
+            registry,
+        })
+    }
+
+    pub fn meter(&self) -> Meter {
+        self.provider.meter("danmaku")
+    }
+
+    /// Registers the observable instruments over `metrics` and `readiness`.
+    pub fn observe(&self, metrics: Arc<Metrics>, readiness: ReadinessProbe) {
+        let meter = self.meter();
+        let m = metrics.clone();
+        meter
+            .i64_observable_up_down_counter("danmaku.ws.connections")
+            .with_unit("{connection}")
+            .with_description("Open WebSocket connections")
+            .with_callback(move |o| o.observe(m.connections(), &[]))
+            .build();
+        let m = metrics.clone();
+        meter
+            .i64_observable_up_down_counter("danmaku.streams.subscribed")
+            .with_unit("{stream}")
+            .with_description("Streams this instance holds a broker subscription for")
+            .with_callback(move |o| o.observe(m.streams_subscribed(), &[]))
+            .build();
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter("danmaku.comments.published")
+            .with_unit("{comment}")
+            .with_description("Comments accepted")
+            .with_callback(move |o| {
+                for (kind, n) in m.published_by_kind() {
+                    o.observe(n, &[KeyValue::new("kind", kind)]);
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter("danmaku.comments.delivered")
+            .with_unit("{message}")
+            .with_description("Comment deliveries written to sockets")
+            .with_callback(move |o| o.observe(m.delivered_total(), &[]))
+            .build();
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter("danmaku.comments.dropped")
+            .with_unit("{message}")
+            .with_description("Deliveries dropped, by reason")
+            .with_callback(move |o| {
+                for (reason, n) in m.dropped_by_reason() {
+                    o.observe(n, &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter("danmaku.comments.rejected")
+            .with_unit("{comment}")
+            .with_description("Client comments refused, by error code")
+            .with_callback(move |o| {
+                for (code, n) in m.rejected_by_code() {
+                    o.observe(n, &[KeyValue::new("code", code)]);
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter("danmaku.ws.handshakes.refused")
+            .with_unit("{handshake}")
+            .with_description("WebSocket handshakes refused before the upgrade")
+            .with_callback(move |o| o.observe(m.handshakes_refused(), &[]))
+            .build();
+        let m = metrics;
+        meter
+            .u64_observable_counter("danmaku.broker.subscriptions.rebuilt")
+            .with_unit("{subscription}")
+            .with_description(
+                "Broker subscriptions rebuilt after a probe went unanswered or a slot moved",
+            )
+            .with_callback(move |o| o.observe(m.subscriptions_rebuilt(), &[]))
+            .build();
+        let r = readiness.clone();
+        meter
+            .i64_observable_gauge("danmaku.readiness.state")
+            .with_unit("1")
+            .with_description("1 ready, 0 not ready (once per reason that holds)")
+            .with_callback(move |o| {
+                let (reasons, _) = r();
+                if reasons.is_empty() {
+                    o.observe(1, &[]);
+                }
+                for reason in reasons {
+                    o.observe(0, &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
+        meter
+            .f64_observable_gauge("danmaku.process.cpu.utilization")
+            .with_unit("1")
+            .with_description("The CPU fraction readiness compares with its threshold")
+            .with_callback(move |o| o.observe(readiness().1, &[]))
+            .build();
+    }
+
+    /// The Prometheus text exposition of every instrument.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(error) = prometheus::Encoder::encode(&encoder, &self.registry.gather(), &mut out)
+        {
+            tracing::warn!(%error, "could not render /metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Flushes and stops the exporters (off the async threads: the SDK blocks).
+    pub async fn shutdown(&self) {
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
+}
+
+/// The OTLP reader the `OTEL_*` variables ask for, if any.
+fn otlp_reader() -> anyhow::Result<Option<PeriodicReader<opentelemetry_otlp::MetricExporter>>> {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if set("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+        && set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_none()
+    {
+        return Ok(None);
+    }
+    let protocol = set("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".into());
+    let exporter = match protocol.as_str() {
+        "grpc" => opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()?,
+        "http/protobuf" => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()?,
+        other => anyhow::bail!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL: '{other}' is not supported (grpc or http/protobuf)"
+        ),
+    };
+    let interval = match set("OTEL_METRIC_EXPORT_INTERVAL") {
+        None => DEFAULT_EXPORT_INTERVAL,
+        Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
+            anyhow::anyhow!("OTEL_METRIC_EXPORT_INTERVAL: '{ms}' is not milliseconds")
+        })?),
+    };
+    Ok(Some(
+        PeriodicReader::builder(exporter)
+            .with_interval(interval)
+            .build(),
+    ))
+}
