@@ -9,6 +9,7 @@ mod redis_support;
 
 mod binary;
 mod http_api;
+mod otlp;
 mod redis_broker;
 mod redis_smoke;
 mod shutdown;
