@@ -599,3 +599,105 @@ async fn moderation_while_a_subscription_is_being_moved_still_reaches_viewers() 
         Closed::Code(4003)
     );
 }
+
+/// A viewer that follows `reconnect` hints the way a client should: it reconnects to
+/// `next` with `after=<last id it saw>`, keeping what `init` carries.
+fn follow_hints(
+    first: WsClient,
+    next: String,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<bool>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    let handle = tokio::spawn(async move {
+        let mut client = first;
+        let mut moved = false;
+        loop {
+            let Some(Ok(message)) = client.ws.next().await else {
+                return moved;
+            };
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            match frame["type"].as_str() {
+                Some("comments") | Some("init") => {
+                    let mut seen = seen2.lock().unwrap();
+                    for c in frame["comments"].as_array().unwrap() {
+                        seen.push(c["id"].as_str().unwrap().to_owned());
+                    }
+                }
+                Some("reconnect") if !moved => {
+                    moved = true;
+                    let after = seen2.lock().unwrap().last().cloned();
+                    let query = after.map(|id| format!("?after={id}")).unwrap_or_default();
+                    let url = format!("{next}{query}");
+                    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+                    client = WsClient { ws };
+                }
+                _ => {}
+            }
+        }
+    });
+    (seen, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_instance_hands_its_viewers_to_another_without_loss() {
+    let redis = RedisStandalone::start().await;
+    let url = redis.url();
+    let redis_url = url_of(&url);
+    let mut a = spawn_app_with(move |c| {
+        c.redis_url = Some(redis_url);
+        c.pod_name = "blue-a".into();
+        c.drain_ms = 2000;
+        c.cpu_ready_threshold = 1.0;
+    })
+    .await;
+    let b = instance(&url, "green-b").await;
+    let stream = "handover";
+    let mut viewers = Vec::new();
+    for _ in 0..10 {
+        let (client, init) = a.viewer(stream).await;
+        assert_eq!(init["server"]["pod"], "blue-a");
+        viewers.push(follow_hints(client, b.ws_url(stream, "")));
+    }
+    let publisher = publish_steadily(&b, stream, 80, Duration::from_millis(40));
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let run = a.begin_shutdown();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("A exits")
+            .unwrap()
+            .unwrap();
+        started.elapsed()
+    };
+    let (accepted, drained_in) = tokio::join!(publisher, drain);
+    assert!(
+        drained_in < Duration::from_millis(2000 + 3000),
+        "A took {drained_in:?}"
+    );
+    for (seen, _) in &viewers {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while seen.lock().unwrap().len() < accepted.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ids = seen.lock().unwrap().clone();
+        let parsed: Vec<(u64, u64)> = ids.iter().map(|id| parse_id(id)).collect();
+        assert!(
+            parsed.windows(2).all(|w| w[0] < w[1]),
+            "duplicated or out of order: {ids:?}"
+        );
+        let got: HashSet<&String> = ids.iter().collect();
+        let lost: Vec<&String> = accepted.iter().filter(|id| !got.contains(id)).collect();
+        assert!(lost.is_empty(), "lost {lost:?}");
+    }
+    for (_, handle) in viewers {
+        handle.abort();
+    }
+    println!(
+        "drain handover: {} comments, 10 viewers moved, A exited in {drained_in:?}",
+        accepted.len()
+    );
+}
