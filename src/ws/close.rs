@@ -10,8 +10,8 @@
 //! | 1011 | internal | the server failed this connection | reconnect with backoff |
 //! | 1013 | try again later | the broker could not subscribe the stream in time | reconnect with backoff |
 //! | 4000 | idle timeout | nothing (not even a pong) arrived for `DANMAKU_IDLE_TIMEOUT_MS` | reconnect with `after=` |
-//! | 4002 | resync | the broker lost comments it could not backfill from history | reconnect with `after=`; `resumed: false` says comments are missing |
 //! | 4001 | slow consumer | the socket fell too far behind its stream, or a write stalled | reconnect with `after=`; it is backfilled |
+//! | 4002 | resync | the broker lost comments it could not backfill from history | reconnect with `after=`; `resumed: false` says comments are missing |
 //! | 4003 | banned | a moderator banned this user from the stream | do not reconnect |
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
