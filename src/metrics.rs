@@ -158,10 +158,6 @@ impl Metrics {
         self.delivered.load(Relaxed)
     }
 
-    pub fn dropped_total(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()].load(Relaxed)
-    }
-
     pub fn handshakes_refused(&self) -> u64 {
         self.handshakes_refused.load(Relaxed)
     }

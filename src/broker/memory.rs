@@ -5,7 +5,7 @@
 //! keys by their 10-minute expiry, bans by their duration) and a stream nobody watched or
 //! posted to for [`STREAM_IDLE_EXPIRY`] is forgotten, as its Redis keys would expire.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -259,10 +259,6 @@ impl MemoryBroker {
     /// Streams with state in memory (for tests and debugging).
     pub fn stream_count(&self) -> usize {
         self.streams.len()
-    }
-
-    pub fn subscribed_streams(&self) -> HashSet<StreamId> {
-        self.subscribed.iter().map(|e| e.key().clone()).collect()
     }
 }
 
