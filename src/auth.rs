@@ -78,16 +78,23 @@ impl Auth {
     const LEEWAY_SECS: u64 = 5;
 
     pub fn new(config: &Config) -> Self {
-        let jwt = config.jwt_secret.as_deref().map(|secret| {
-            let mut validation = Validation::new(Algorithm::HS256);
-            validation.set_required_spec_claims(&["exp", "sub"]);
-            validation.leeway = Self::LEEWAY_SECS;
-            Jwt {
-                decoding: DecodingKey::from_secret(secret.as_bytes()),
-                encoding: EncodingKey::from_secret(secret.as_bytes()),
-                validation,
-            }
-        });
+        // Development mode without a configured secret signs its own tokens with a random
+        // secret made here: valid until the process exits, never written anywhere.
+        let dev_secret = (config.dev && config.jwt_secret.is_none()).then(random_secret);
+        let jwt = config
+            .jwt_secret
+            .as_deref()
+            .or(dev_secret.as_deref())
+            .map(|secret| {
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.leeway = Self::LEEWAY_SECS;
+                Jwt {
+                    decoding: DecodingKey::from_secret(secret.as_bytes()),
+                    encoding: EncodingKey::from_secret(secret.as_bytes()),
+                    validation,
+                }
+            });
         let service_tokens = config
             .service_tokens
             .as_ref()
@@ -144,6 +151,12 @@ impl Auth {
         let jwt = self.jwt.as_ref()?;
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &jwt.encoding).ok()
     }
+}
+
+/// 32 random bytes, hex-encoded: development mode's secret when none is configured.
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Jwt {
@@ -240,6 +253,17 @@ mod tests {
             auth(None, false).viewer(None).unwrap_err(),
             AuthError::AnonymousRefused
         );
+    }
+
+    #[test]
+    fn dev_mode_without_a_secret_makes_one() {
+        let mut c = Config::defaults();
+        c.dev = true;
+        let a = Auth::new(&c);
+        let token = a.mint(&claims(60, &[])).unwrap();
+        assert!(matches!(a.viewer(Some(&token)), Ok(Identity::Viewer(_))));
+        let other = Auth::new(&c).mint(&claims(60, &[])).unwrap();
+        assert_eq!(a.viewer(Some(&other)).unwrap_err(), AuthError::InvalidToken);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`hub`]: local rooms, fan-out, the subscription manager, viewer counts, rate limits.
 //! - [`ws`]: the WebSocket endpoint, the per-connection loop, the close-code table.
 //! - [`http`]: the service API, health, version and metrics.
+//! - [`web`]: the viewer page at `/` (HTML, CSS and JavaScript compiled in).
 //! - [`lifecycle`]: draining, readiness, the connection count and the tracked socket tasks.
 //! - [`metrics`]: the named counters.
 //! - [`app`]: wires everything together and runs until shutdown.
@@ -33,6 +34,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod readiness;
 pub mod telemetry;
+pub mod web;
 pub mod ws;
 
 pub use app::App;

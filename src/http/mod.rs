@@ -3,6 +3,7 @@
 
 mod bans;
 mod comments;
+mod dev;
 mod health;
 mod streams;
 
@@ -25,7 +26,12 @@ use crate::domain::wire::{ErrorBody, ErrorCode};
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new().merge(crate::web::router());
+    if state.config.dev {
+        // Development mode only: outside it the route does not exist (404).
+        router = router.route("/dev/token", post(dev::token));
+    }
+    router
         .route("/v1/streams/{stream_id}/ws", get(crate::ws::handshake))
         .route(
             "/v1/streams/{stream_id}/comments",

@@ -8,7 +8,9 @@ mod raw;
 mod redis_support;
 
 mod binary;
+mod browser;
 mod http_api;
+mod observability;
 mod otlp;
 mod redis_broker;
 mod redis_smoke;

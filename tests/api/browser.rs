@@ -1,0 +1,576 @@
+//! The page at `/` in a real browser: Debian's headless Chromium driven through chromedriver
+//! (WebDriver, with fantoccini) against the real app on 127.0.0.1. `scripts/test-browser`
+//! installs both. Screenshots of every session go to `target/browser-artifacts/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long the page may take to show what a step expects.
+const PAGE_WAIT: Duration = Duration::from_secs(15);
+
+/// A chromedriver process on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: run scripts/test-browser (as root) to install Debian's \
+                 chromium and chromium-driver"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}/");
+        let driver = Self { child, url };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let ready = http
+                .get(format!("{}status", driver.url))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not answer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A new headless browser session with a fresh profile and a `width`×`height` window.
+    async fn session(&self, width: u32, height: u32) -> Browser {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let profile = std::env::temp_dir().join(format!(
+            "danmaku-chromium-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut caps = Capabilities::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session");
+        Browser { client, profile }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser {
+    client: Client,
+    profile: PathBuf,
+}
+
+/// chromedriver's own log endpoint: the browser console since the last read.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (Method, Option<String>) {
+        (Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+impl Browser {
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `expression` (JavaScript) until it is truthy; panics with `what` and the page's
+    /// state after [`PAGE_WAIT`].
+    async fn until(&self, what: &str, expression: &str) {
+        let script = format!("return !!({expression});");
+        let deadline = Instant::now() + PAGE_WAIT;
+        while self.js(&script).await != Value::Bool(true) {
+            if Instant::now() >= deadline {
+                let state = self.js("return window.__danmaku.state();").await;
+                let status = self
+                    .js("return document.getElementById('conn-state').textContent;")
+                    .await;
+                panic!("timed out waiting for {what}; status {status}; page state {state}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn state(&self) -> Value {
+        self.js("return window.__danmaku.state();").await
+    }
+
+    /// Opens the page and connects to `stream` by display name (development mode), or
+    /// anonymously when `name` is `None`.
+    async fn join(&self, app: &TestApp, stream: &str, name: Option<&str>) {
+        self.client
+            .goto(&app.url(&format!("/?stream={stream}")))
+            .await
+            .unwrap();
+        self.until("the page script", "window.__danmaku").await;
+        match name {
+            Some(name) => {
+                self.client
+                    .find(Locator::Css("#as-dev"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+                let input = self.client.find(Locator::Css("#name")).await.unwrap();
+                input.send_keys(name).await.unwrap();
+            }
+            None => self
+                .client
+                .find(Locator::Css("#as-anonymous"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap(),
+        }
+        self.client
+            .find(Locator::Css("#connect"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.until(
+            "connected",
+            "document.getElementById('conn-state').textContent.startsWith('connected')",
+        )
+        .await;
+    }
+
+    /// Types `text` into the comment box and presses Enter.
+    async fn post(&self, text: &str) {
+        self.until(
+            "the comment box",
+            "!document.getElementById('text').disabled",
+        )
+        .await;
+        let input = self.client.find(Locator::Css("#text")).await.unwrap();
+        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+    }
+
+    /// Writes a PNG of the window to `target/browser-artifacts/<name>.png`; returns the path.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot: {}", path.display());
+        path
+    }
+
+    /// Console entries at level SEVERE (errors) since the last read, plus what the page's own
+    /// error collector caught (uncaught exceptions, CSP violations).
+    async fn console_errors(&self) -> Vec<String> {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("chromedriver's browser log");
+        let mut errors: Vec<String> = log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].to_string())
+            .collect();
+        let hook = self.js("return window.__danmaku.errors;").await;
+        errors.extend(
+            hook.as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("page: {e}")),
+        );
+        errors
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn list_has(text: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#comments li .text')].some(e => e.textContent === {})",
+        json!(text)
+    )
+}
+
+fn overlay_has(text: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#stage .flyer')].some(e => e.textContent.includes({}))",
+        json!(text)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_chat_see_errors_and_resume_after_a_reconnect_hint() {
+    let app = spawn_app_with(|c| {
+        c.dev = true;
+        // The defaults a viewer meets: 1 comment a second, bursts of 5.
+        c.rate_per_sec = 1.0;
+        c.rate_burst = 5.0;
+    })
+    .await;
+    let driver = Driver::start().await;
+    let stream = "browser-demo";
+    // A on a desktop-sized window, B on a phone-sized one.
+    let a = driver.session(1280, 900).await;
+    let b = driver.session(390, 844).await;
+
+    a.join(&app, stream, Some("alice")).await;
+    b.join(&app, stream, None).await;
+    assert_eq!(a.text_of("#identity").await, "alice");
+    assert_eq!(b.text_of("#identity").await, "anonymous");
+    let server = b.text_of("#server").await;
+    assert!(
+        server.contains("test-pod") && server.contains("blue"),
+        "{server}"
+    );
+    a.until(
+        "two viewers",
+        "document.getElementById('viewers').textContent === '2'",
+    )
+    .await;
+
+    // A posts with the keyboard; B sees it in the list and flying over the stage.
+    a.post("hello from alice").await;
+    b.until("the comment in B's list", &list_has("hello from alice"))
+        .await;
+    b.until(
+        "the comment in B's overlay",
+        &overlay_has("hello from alice"),
+    )
+    .await;
+    a.until("A's own comment", &list_has("hello from alice"))
+        .await;
+    // A system comment, styled apart.
+    app.post(
+        stream,
+        json!({"kind": "gift", "text": "sent a rose", "user": {"id": "u9", "name": "Carol"}}),
+    )
+    .await;
+    b.until(
+        "the gift, styled as a system comment",
+        "document.querySelector('#comments li.system[data-kind=\"gift\"]')",
+    )
+    .await;
+
+    // Anonymous B cannot post: the box says so and stays disabled.
+    assert_eq!(
+        b.js("return document.getElementById('text').disabled;")
+            .await,
+        Value::Bool(true)
+    );
+
+    // Too long is caught before sending.
+    a.js(
+        "const t = document.getElementById('text'); t.value = 'x'.repeat(201); \
+         t.dispatchEvent(new Event('input')); \
+         document.getElementById('post-form').requestSubmit();",
+    )
+    .await;
+    a.until(
+        "the too-long message",
+        "document.getElementById('post-error').textContent.startsWith('Too long')",
+    )
+    .await;
+    a.js("document.getElementById('text').value = '';").await;
+
+    // Posting fast: the burst of 5 runs out and the page counts down from retry_after_ms.
+    a.js("const t = document.getElementById('text'); \
+          for (let i = 0; i < 6; i++) { t.value = 'fast ' + i; \
+            document.getElementById('post-form').requestSubmit(); }")
+        .await;
+    a.until(
+        "the rate-limit countdown",
+        "/post again in \\d+\\.\\d s/.test(document.getElementById('post-error').textContent)",
+    )
+    .await;
+    assert_eq!(
+        a.js("return document.getElementById('send').disabled;")
+            .await,
+        Value::Bool(true),
+        "Send is disabled during the countdown"
+    );
+    let shot_a = a.screenshot("session-a-rate-limited").await;
+    a.until(
+        "the countdown to end",
+        "document.getElementById('post-error').textContent === ''",
+    )
+    .await;
+
+    // A reconnect hint (as a draining instance sends): B lets the socket go, waits after_ms,
+    // and resumes with after=; comments posted in the gap arrive exactly once.
+    let before = b.state().await;
+    assert_eq!(before["connects"], 1, "{before}");
+    b.js("window.__danmaku.handleFrame({type: 'reconnect', after_ms: 1500});")
+        .await;
+    b.until(
+        "the reconnect countdown",
+        "document.getElementById('conn-state').textContent.includes('reconnecting in')",
+    )
+    .await;
+    for text in ["in the gap 1", "in the gap 2"] {
+        let response = app
+            .post(stream, json!({"kind": "system", "text": text}))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    b.until(
+        "the resumed connection",
+        "window.__danmaku.state().connects === 2 && \
+         document.getElementById('conn-state').textContent.startsWith('connected (resumed)')",
+    )
+    .await;
+    b.until("the gap's comments", &list_has("in the gap 2"))
+        .await;
+    let after = b.state().await;
+    let last_id = before["lastId"].as_str().unwrap();
+    assert!(
+        after["lastUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("after={last_id}")),
+        "{after}"
+    );
+    assert_eq!(after["duplicates"], 0, "{after}");
+    // B's list is exactly the stream's retained history, in order, once each.
+    let (status, history) = app
+        .get_json(&format!("/v1/streams/{stream}/comments?limit=500"))
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<Value> = history["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(after["ids"].as_array().unwrap(), &ids, "{after}");
+
+    // A moderator's page: delete buttons on every comment; deleting reaches everyone.
+    let m = driver.session(1280, 900).await;
+    m.client
+        .goto(&app.url(&format!("/?stream={stream}")))
+        .await
+        .unwrap();
+    m.until("the page script", "window.__danmaku").await;
+    m.js("document.getElementById('as-dev').click(); \
+          document.getElementById('name').value = 'mod'; \
+          document.getElementById('moderate').checked = true; \
+          document.getElementById('connect').click();")
+        .await;
+    m.until(
+        "connected",
+        "document.getElementById('conn-state').textContent.startsWith('connected')",
+    )
+    .await;
+    assert!(m.text_of("#identity").await.contains("moderator"));
+    m.until(
+        "delete buttons",
+        "document.querySelectorAll('#comments li button.delete').length > 0",
+    )
+    .await;
+    m.js("const li = [...document.querySelectorAll('#comments li')] \
+            .find(l => l.querySelector('.text').textContent === 'in the gap 1'); \
+          li.querySelector('button.delete').click();")
+        .await;
+    b.until(
+        "the deletion at B",
+        &format!("!{}", list_has("in the gap 1")),
+    )
+    .await;
+
+    let shot_b = b.screenshot("session-b-viewer-phone").await;
+    let shot_m = m.screenshot("session-m-moderator").await;
+    let shot_a2 = a.screenshot("session-a-chat").await;
+
+    for (name, browser) in [("A", &a), ("B", &b), ("M", &m)] {
+        let errors = browser.console_errors().await;
+        assert!(errors.is_empty(), "console errors in {name}: {errors:#?}");
+    }
+    for path in [&shot_a, &shot_b, &shot_m, &shot_a2] {
+        assert!(
+            std::fs::metadata(path).unwrap().len() > 1000,
+            "{}",
+            path.display()
+        );
+    }
+    a.close().await;
+    b.close().await;
+    m.close().await;
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
+    let app = spawn_app_with(|_| {}).await;
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'self'; connect-src 'self' ws: wss:"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(page.text().await.unwrap().contains(r#"content="false""#));
+    // Outside development mode there is no token endpoint.
+    let response = app
+        .http
+        .post(app.url("/dev/token"))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn dev_mode_mints_short_lived_tokens_for_a_name() {
+    let app = spawn_app_with(|c| {
+        c.dev = true;
+        // No configured secret: development mode makes its own.
+        c.jwt_secret = None;
+    })
+    .await;
+    let mint = |body: Value| {
+        let http = app.http.clone();
+        let url = app.url("/dev/token");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let response = mint(json!({"name": "alice", "stream": "s1", "moderate": true})).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(body["user"], json!({"id": "dev-alice", "name": "alice"}));
+    let now = danmaku::domain::now_ms() / 1000;
+    let exp = body["expires_at"].as_u64().unwrap();
+    assert!((now + 3500..=now + 3600).contains(&exp), "{exp}");
+    // The token signs in on the WebSocket and moderates the stream it names.
+    let (mut alice, init) = app
+        .viewer_with("s1", &format!("access_token={token}"))
+        .await;
+    assert_eq!(init["type"], "init");
+    alice
+        .send_json(json!({"type": "comment", "text": "hi", "ref": "1"}))
+        .await;
+    let ack = alice.next_of("ack").await;
+    let id = ack["id"].as_str().unwrap().to_owned();
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/streams/s1/comments/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    // …and nothing else: without `moderate` the token moderates nothing.
+    let plain = mint(json!({"name": "bob"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .post(app.url("/v1/streams/s1/bans"))
+        .bearer_auth(plain["token"].as_str().unwrap())
+        .json(&json!({"user_id": "dev-alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "x".repeat(33)}),
+        json!({"name": "a", "moderate": true}),
+    ] {
+        assert_eq!(mint(bad.clone()).await.status(), 400, "{bad}");
+    }
+}
