@@ -110,6 +110,10 @@ pub enum BrokerError {
 }
 
 /// The broker in use. An enum, not a trait object: there are exactly two.
+///
+/// The Redis arms box their futures: fred's are several KiB, and an unboxed arm would make
+/// every caller's future (each connection's task, for the whole life of the connection)
+/// that large even with the embedded broker. Measured: 5.4 → 10.9 KiB per idle socket.
 #[derive(Clone)]
 pub enum Broker {
     Memory(Arc<MemoryBroker>),
@@ -149,7 +153,7 @@ impl Broker {
     pub async fn publish(&self, comment: NewComment) -> Result<Published, BrokerError> {
         match self {
             Self::Memory(m) => m.publish(comment),
-            Self::Redis(r) => r.publish(comment).await,
+            Self::Redis(r) => Box::pin(r.publish(comment)).await,
         }
     }
 
@@ -160,7 +164,7 @@ impl Broker {
     ) -> Result<HistoryPage, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.history(stream, query)),
-            Self::Redis(r) => r.history(stream, query).await,
+            Self::Redis(r) => Box::pin(r.history(stream, query)).await,
         }
     }
 
@@ -172,7 +176,7 @@ impl Broker {
                 m.subscribe(stream);
                 Ok(())
             }
-            Self::Redis(r) => r.subscribe(stream).await,
+            Self::Redis(r) => Box::pin(r.subscribe(stream)).await,
         }
     }
 
@@ -182,14 +186,14 @@ impl Broker {
                 m.unsubscribe(stream);
                 Ok(())
             }
-            Self::Redis(r) => r.unsubscribe(stream).await,
+            Self::Redis(r) => Box::pin(r.unsubscribe(stream)).await,
         }
     }
 
     pub async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         match self {
             Self::Memory(m) => m.delete(stream, id),
-            Self::Redis(r) => r.delete(stream, id).await,
+            Self::Redis(r) => Box::pin(r.delete(stream, id)).await,
         }
     }
 
@@ -204,14 +208,14 @@ impl Broker {
                 m.ban(stream, user_id, duration);
                 Ok(())
             }
-            Self::Redis(r) => r.ban(stream, user_id, duration).await,
+            Self::Redis(r) => Box::pin(r.ban(stream, user_id, duration)).await,
         }
     }
 
     pub async fn is_banned(&self, stream: &StreamId, user_id: &str) -> Result<bool, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.is_banned(stream, user_id)),
-            Self::Redis(r) => r.is_banned(stream, user_id).await,
+            Self::Redis(r) => Box::pin(r.is_banned(stream, user_id)).await,
         }
     }
 
@@ -227,14 +231,14 @@ impl Broker {
     pub async fn viewer_counts(&self, streams: &[StreamId]) -> Result<Vec<u64>, BrokerError> {
         match self {
             Self::Memory(m) => Ok(streams.iter().map(|s| m.stats(s).viewer_count).collect()),
-            Self::Redis(r) => r.viewer_counts(streams).await,
+            Self::Redis(r) => Box::pin(r.viewer_counts(streams)).await,
         }
     }
 
     pub async fn stats(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.stats(stream)),
-            Self::Redis(r) => r.stats(stream).await,
+            Self::Redis(r) => Box::pin(r.stats(stream)).await,
         }
     }
 
