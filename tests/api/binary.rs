@@ -1,26 +1,8 @@
 //! The `danmaku` binary itself: configuration errors and SIGTERM.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
 use crate::helpers::*;
-
-fn danmaku() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_danmaku"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DANMAKU_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
 
 #[tokio::test]
 async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
@@ -34,7 +16,11 @@ async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
         ("DANMAKU_SLOT", "purple"),
     ];
     for (variable, value) in cases {
-        let output = danmaku().env(variable, value).output().await.unwrap();
+        let output = danmaku_command()
+            .env(variable, value)
+            .output()
+            .await
+            .unwrap();
         assert!(!output.status.success(), "{variable}={value} started");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
@@ -45,22 +31,8 @@ async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
-    let mut child = danmaku()
-        .env("DANMAKU_LISTEN", "127.0.0.1:0")
-        .env("DANMAKU_DRAIN_MS", "1000")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("danmaku listening on http://")
-        .expect(&line)
-        .to_owned();
+    let (mut child, base) = spawn_binary(&[("DANMAKU_DRAIN_MS", "1000")]).await;
+    let addr = base.strip_prefix("http://").unwrap().to_owned();
     let url = format!("ws://{addr}/v1/streams/bin/ws");
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     use futures_util::StreamExt;
@@ -97,27 +69,15 @@ async fn sigterm_drains_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
-    let mut child = danmaku()
-        .env("DANMAKU_LISTEN", "127.0.0.1:0")
-        .env("DANMAKU_SERVICE_TOKENS", SERVICE_TOKEN)
-        .env("DANMAKU_CPU_READY_THRESHOLD", "0.2")
-        .env("DANMAKU_CPU_WINDOW_MS", "2000")
-        .env("DANMAKU_CPU_DWELL_MS", "1000")
-        .env("DANMAKU_CPU_DWELL_JITTER_MS", "500")
-        .env("DANMAKU_READY_RAMP_MS", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .strip_prefix("danmaku listening on ")
-        .expect(&line)
-        .to_owned();
+    let (mut child, base) = spawn_binary(&[
+        ("DANMAKU_SERVICE_TOKENS", SERVICE_TOKEN),
+        ("DANMAKU_CPU_READY_THRESHOLD", "0.2"),
+        ("DANMAKU_CPU_WINDOW_MS", "2000"),
+        ("DANMAKU_CPU_DWELL_MS", "1000"),
+        ("DANMAKU_CPU_DWELL_JITTER_MS", "500"),
+        ("DANMAKU_READY_RAMP_MS", "0"),
+    ])
+    .await;
     let http = reqwest::Client::new();
     let readyz = |http: reqwest::Client, base: String| async move {
         let r = http.get(format!("{base}/readyz")).send().await.unwrap();

@@ -355,3 +355,43 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `danmaku` binary with none of the test process's `DANMAKU_*` or `OTEL_*` variables.
+pub fn danmaku_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_danmaku"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DANMAKU_") || key.starts_with("OTEL_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the binary on a free 127.0.0.1 port with `envs`; returns it and its base URL
+/// (`http://127.0.0.1:<port>`), read from the line it prints once listening.
+pub async fn spawn_binary(envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = danmaku_command();
+    command
+        .env("DANMAKU_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = line
+        .strip_prefix("danmaku listening on ")
+        .expect(&line)
+        .to_owned();
+    (child, base)
+}

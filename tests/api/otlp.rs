@@ -3,7 +3,6 @@
 //! attributes, and the SLI histograms count real traffic.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::helpers::*;
 
@@ -127,36 +124,15 @@ const INSTRUMENTS: [(&str, &str, &str); 11] = [
 
 async fn exports_every_instrument(protocol: &str) {
     let (endpoint, store) = collector(protocol).await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_danmaku"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DANMAKU_") || key.starts_with("OTEL_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .env("DANMAKU_LISTEN", "127.0.0.1:0")
-        .env("DANMAKU_SERVICE_TOKENS", SERVICE_TOKEN)
-        .env("DANMAKU_POD_NAME", "otlp-pod")
-        .env("DANMAKU_SLOT", "green")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .strip_prefix("danmaku listening on ")
-        .expect(&line)
-        .to_owned();
+    let (mut child, base) = spawn_binary(&[
+        ("DANMAKU_SERVICE_TOKENS", SERVICE_TOKEN),
+        ("DANMAKU_POD_NAME", "otlp-pod"),
+        ("DANMAKU_SLOT", "green"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+    ])
+    .await;
 
     // Real traffic: a viewer (init), comments through HTTP (delivery and fan-out).
     let (mut viewer, _) = tokio_tungstenite::connect_async(format!(
