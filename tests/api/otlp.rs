@@ -49,9 +49,21 @@ fn record(store: &Store, request: ExportMetricsServiceRequest) {
                     Some(Data::Gauge(g)) => ("gauge", g.data_points.len() as u64),
                     _ => ("other", 0),
                 };
-                seen.metrics.insert(
-                    metric.name.clone(),
-                    (metric.unit.clone(), kind.to_owned(), count),
+                // Counts seen so far: a cumulative export repeats earlier recordings (keep
+                // the largest), a delta export carries only new ones (add them up).
+                let delta = matches!(&metric.data, Some(Data::Histogram(h)) if h.aggregation_temporality == 1);
+                let entry = seen
+                    .metrics
+                    .entry(metric.name.clone())
+                    .or_insert_with(|| (metric.unit.clone(), kind.to_owned(), 0));
+                *entry = (
+                    metric.unit.clone(),
+                    kind.to_owned(),
+                    if delta {
+                        entry.2 + count
+                    } else {
+                        entry.2.max(count)
+                    },
                 );
             }
         }
