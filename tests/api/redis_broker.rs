@@ -331,6 +331,33 @@ async fn moderation_on_one_instance_reaches_sockets_on_another() {
     assert_eq!(first, again);
 }
 
+/// `n` collecting viewers of `stream`, spread over `apps` in turn.
+async fn viewers_on(apps: &[&TestApp], stream: &str, n: usize) -> Vec<Collector> {
+    futures_util::future::join_all(
+        (0..n)
+            .map(|i| async move { Collector::start(apps[i % apps.len()].viewer(stream).await.0) }),
+    )
+    .await
+}
+
+/// Waits until every viewer has every accepted comment, asserts exactly once and in order,
+/// and returns the longest delivery gap any of them saw.
+async fn all_received_once(
+    viewers: &[Collector],
+    accepted: &[String],
+    within: Duration,
+) -> Duration {
+    for viewer in viewers {
+        viewer.wait_for(accepted.len(), within).await;
+        viewer.assert_exactly_once_in_order(accepted);
+    }
+    viewers
+        .iter()
+        .map(Collector::longest_gap)
+        .max()
+        .unwrap_or_default()
+}
+
 /// Posts `n` comments through `app`, one every `every`, with idempotency keys and retries.
 async fn publish_steadily(app: &TestApp, stream: &str, n: usize, every: Duration) -> Vec<String> {
     let mut accepted = Vec::new();
@@ -349,11 +376,7 @@ async fn a_slot_migration_loses_and_duplicates_nothing() {
     let url = cluster.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
     let stream = "migrating";
-    let viewers: Vec<Collector> = futures_util::future::join_all((0..4).map(|i| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        async move { Collector::start(app.viewer(stream).await.0) }
-    }))
-    .await;
+    let viewers = viewers_on(&[&a, &b], stream, 4).await;
     let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
     let from = cluster.master_of(slot).await;
     let to = cluster
@@ -371,13 +394,7 @@ async fn a_slot_migration_loses_and_duplicates_nothing() {
     };
     let (accepted, ()) = tokio::join!(publisher, migration);
     assert_eq!(cluster.master_of(slot).await.port, to, "the slot moved");
-    for viewer in &viewers {
-        viewer
-            .wait_for(accepted.len(), Duration::from_secs(20))
-            .await;
-        viewer.assert_exactly_once_in_order(&accepted);
-    }
-    let gap = viewers.iter().map(Collector::longest_gap).max().unwrap();
+    let gap = all_received_once(&viewers, &accepted, Duration::from_secs(20)).await;
     println!(
         "slot migration: {} comments, 0 lost, 0 duplicated, longest delivery gap {gap:?}",
         accepted.len()
@@ -390,11 +407,7 @@ async fn a_master_failover_loses_and_duplicates_nothing() {
     let url = cluster.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
     let stream = "failing";
-    let viewers: Vec<Collector> = futures_util::future::join_all((0..4).map(|i| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        async move { Collector::start(app.viewer(stream).await.0) }
-    }))
-    .await;
+    let viewers = viewers_on(&[&a, &b], stream, 4).await;
     let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
 
     let publisher = publish_steadily(&b, stream, 80, Duration::from_millis(50));
@@ -406,13 +419,7 @@ async fn a_master_failover_loses_and_duplicates_nothing() {
         killed.elapsed()
     };
     let (accepted, failover_took) = tokio::join!(publisher, failover);
-    for viewer in &viewers {
-        viewer
-            .wait_for(accepted.len(), Duration::from_secs(30))
-            .await;
-        viewer.assert_exactly_once_in_order(&accepted);
-    }
-    let gap = viewers.iter().map(Collector::longest_gap).max().unwrap();
+    let gap = all_received_once(&viewers, &accepted, Duration::from_secs(30)).await;
     println!(
         "failover: {} comments accepted, 0 lost, 0 duplicated; failover took {failover_took:?}, longest delivery gap {gap:?}",
         accepted.len()
