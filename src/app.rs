@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
@@ -109,7 +109,7 @@ impl App {
             })
         };
         telemetry.observe(metrics.clone(), probe);
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        let listener = listen(config.listen).map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
         })?;
         let server = ServerInfo {
@@ -215,4 +215,20 @@ impl App {
         tracing::info!(elapsed = ?started.elapsed(), "stopped");
         Ok(())
     }
+}
+
+/// Pending connections the kernel may queue for `accept` (it caps this at
+/// `net.core.somaxconn`). A reconnect storm sends thousands of handshakes at once; with the
+/// usual 128 the queue overflows and the kernel drops SYNs, which clients retry only after a
+/// second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

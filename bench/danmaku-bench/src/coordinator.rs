@@ -1,0 +1,674 @@
+//! The coordinator: starts the worker processes, steps them through the run, samples the
+//! server processes, and turns what comes back into a [`RunResult`].
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
+
+use crate::ipc::{Command, Event, Plan, Scenario, Totals};
+use crate::plan::Layout;
+use crate::procfs;
+use crate::result::{InstanceSample, InstanceSeries, Limit, Summary, Tick, ToolCost};
+use crate::stats::Latency;
+
+/// How the measured phase runs.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Length of the measured phase (posting, holding, churning).
+    pub duration: Duration,
+    /// After posting stops: how long viewers keep reading before the totals are taken.
+    pub settle: Duration,
+    /// Idle: how long to wait after everyone connected before measuring memory.
+    pub warmup: Duration,
+}
+
+/// A server process to sample.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    pub pid: u32,
+}
+
+/// A run's figures, ready to be written as a [`crate::result::RunResult`].
+pub struct Outcome {
+    pub summary: Summary,
+    pub timeline: Vec<Tick>,
+    pub latency: Latency,
+    pub init: Latency,
+    pub instances: Vec<InstanceSeries>,
+    pub tool: ToolCost,
+    pub limit: Limit,
+}
+
+/// One reading of a server process: when, its CPU time so far, its RSS.
+type Sample = (Instant, Option<Duration>, Option<u64>);
+/// Every reading, by pid.
+type Samples = HashMap<u32, Vec<Sample>>;
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+/// What the coordinator learnt from one run, before it is summarised.
+struct Collected {
+    ready_init: Latency,
+    ready_connected: u64,
+    ready_errors: u64,
+    ticks: Vec<Vec<crate::ipc::TickCounts>>,
+    waves: Vec<(u64, u64, f64)>,
+    totals: Vec<Totals>,
+    samples: Samples,
+    measure_start: Instant,
+    /// When the load stopped: posting or churning ended, or the storm's wave completed.
+    active_end: Instant,
+    measure_end: Instant,
+    rss_before: u64,
+    rss_loaded: Option<u64>,
+}
+
+pub async fn run(
+    layout: &Layout,
+    workers: u32,
+    timing: &Timing,
+    instances: &[Instance],
+    token: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Outcome> {
+    let plans = layout.split(workers, token);
+    let collected = drive(layout.scenario, plans, timing, instances).await?;
+    Ok(summarise(layout, timing, instances, collected))
+}
+
+async fn spawn_worker(
+    plan: &Plan,
+    events: mpsc::UnboundedSender<(u32, Event)>,
+) -> anyhow::Result<Worker> {
+    let exe = std::env::current_exe().context("own executable")?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start a worker process")?;
+    let mut stdin = child.stdin.take().context("worker stdin")?;
+    let stdout = child.stdout.take().context("worker stdout")?;
+    let id = plan.worker;
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Event>(&line) {
+                Ok(event) => {
+                    if events.send((id, event)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => eprintln!("worker {id}: unreadable event ({e}): {line}"),
+            }
+        }
+    });
+    let mut line = serde_json::to_vec(plan)?;
+    line.push(b'\n');
+    stdin.write_all(&line).await?;
+    stdin.flush().await?;
+    Ok(Worker { child, stdin })
+}
+
+async fn send(workers: &mut [Worker], command: Command) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(&command)?;
+    line.push(b'\n');
+    for worker in workers.iter_mut() {
+        worker.stdin.write_all(&line).await?;
+        worker.stdin.flush().await?;
+    }
+    Ok(())
+}
+
+fn sample(instances: &[Instance], into: &mut Samples) {
+    let now = Instant::now();
+    for instance in instances {
+        let pid = instance.pid.to_string();
+        into.entry(instance.pid).or_default().push((
+            now,
+            procfs::cpu_time(&pid),
+            procfs::rss_bytes(&pid),
+        ));
+    }
+}
+
+fn total_rss(instances: &[Instance]) -> u64 {
+    instances
+        .iter()
+        .filter_map(|i| procfs::rss_bytes(&i.pid.to_string()))
+        .sum()
+}
+
+/// Waits for one event of each worker matching `want`, sampling the servers meanwhile.
+async fn gather<T>(
+    events: &mut mpsc::UnboundedReceiver<(u32, Event)>,
+    workers: usize,
+    deadline: Duration,
+    what: &str,
+    mut on_tick: impl FnMut(u32, crate::ipc::TickCounts),
+    mut want: impl FnMut(Event) -> Option<T>,
+) -> anyhow::Result<Vec<T>> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + deadline;
+    while got.len() < workers {
+        let (worker, event) = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .with_context(|| format!("workers did not report {what} in time"))?
+            .with_context(|| format!("a worker ended before reporting {what}"))?;
+        match event {
+            Event::Warn { message } => eprintln!("worker {worker}: {message}"),
+            Event::Tick(tick) => on_tick(worker, tick),
+            other => {
+                if let Some(value) = want(other) {
+                    got.push(value);
+                }
+            }
+        }
+    }
+    Ok(got)
+}
+
+async fn drive(
+    scenario: Scenario,
+    plans: Vec<Plan>,
+    timing: &Timing,
+    instances: &[Instance],
+) -> anyhow::Result<Collected> {
+    let count = plans.len();
+    let connections: usize = plans
+        .iter()
+        .map(|p| p.viewers.len() + p.posters.len())
+        .sum();
+    let mut samples = HashMap::new();
+    sample(instances, &mut samples);
+    let rss_before = total_rss(instances);
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut workers = Vec::with_capacity(count);
+    for plan in &plans {
+        workers.push(spawn_worker(plan, events_tx.clone()).await?);
+    }
+    drop(events_tx);
+
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    let setup_deadline = Duration::from_secs(60 + connections as u64 / 200);
+    let ready = {
+        let gathering = gather(
+            &mut events,
+            count,
+            setup_deadline,
+            "ready",
+            |_, _| {},
+            |e| match e {
+                Event::Ready {
+                    connected,
+                    connect_errors,
+                    init,
+                } => Some((connected, connect_errors, init)),
+                _ => None,
+            },
+        );
+        tokio::pin!(gathering);
+        loop {
+            tokio::select! {
+                ready = &mut gathering => break ready?,
+                _ = sampler.tick() => sample(instances, &mut samples),
+            }
+        }
+    };
+    let mut ready_init = Latency::default();
+    let (mut ready_connected, mut ready_errors) = (0, 0);
+    for (connected, errors, init) in &ready {
+        ready_connected += connected;
+        ready_errors += errors;
+        ready_init.merge(init);
+    }
+    eprintln!(
+        "ready: {ready_connected} connections open, {ready_errors} failed, init p99 {:.1} ms",
+        ready_init.percentiles().map_or(0.0, |p| p.p99)
+    );
+
+    let mut rss_loaded = None;
+    if scenario == Scenario::Idle {
+        sleep_sampling(timing.warmup, instances, &mut samples).await;
+        rss_loaded = Some(total_rss(instances));
+    }
+
+    let mut ticks: Vec<Vec<crate::ipc::TickCounts>> = vec![Vec::new(); count];
+    let measure_start = Instant::now();
+    sample(instances, &mut samples);
+    send(&mut workers, Command::Start).await?;
+    let mut waves = Vec::new();
+    let measured = async {
+        match scenario {
+            Scenario::Idle | Scenario::Fanout | Scenario::Churn => {
+                tokio::time::sleep(timing.duration).await;
+            }
+            Scenario::Storm => {}
+        }
+    };
+    // Collect ticks (and the storm's wave reports) while the phase runs.
+    {
+        tokio::pin!(measured);
+        let mut measured_done = false;
+        loop {
+            if measured_done && (scenario != Scenario::Storm || waves.len() == count) {
+                break;
+            }
+            tokio::select! {
+                _ = &mut measured, if !measured_done => measured_done = true,
+                _ = sampler.tick() => sample(instances, &mut samples),
+                event = events.recv() => match event.context("a worker ended during the run")? {
+                    (worker, Event::Tick(tick)) => ticks[worker as usize].push(tick),
+                    (_, Event::WaveDone { upgrades, errors, elapsed_ms }) => waves.push((upgrades, errors, elapsed_ms)),
+                    (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
+                    (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
+                },
+                _ = tokio::time::sleep(setup_deadline), if scenario == Scenario::Storm => bail!("the reconnect wave did not finish in time"),
+            }
+        }
+    }
+    sample(instances, &mut samples);
+    let active_end = Instant::now();
+    if scenario == Scenario::Storm {
+        // Hold the reconnected clients a moment so the timeline shows them settled.
+        sleep_collecting(
+            Duration::from_secs(1),
+            instances,
+            &mut samples,
+            &mut events,
+            &mut ticks,
+        )
+        .await?;
+    }
+    send(&mut workers, Command::StopPosting).await?;
+    sleep_collecting(
+        timing.settle,
+        instances,
+        &mut samples,
+        &mut events,
+        &mut ticks,
+    )
+    .await?;
+    sample(instances, &mut samples);
+    let measure_end = Instant::now();
+    send(&mut workers, Command::Finish).await?;
+    let totals = gather(
+        &mut events,
+        count,
+        Duration::from_secs(30),
+        "totals",
+        |worker, tick| ticks[worker as usize].push(tick),
+        |e| match e {
+            Event::Done(totals) => Some(*totals),
+            _ => None,
+        },
+    )
+    .await?;
+    for mut worker in workers {
+        drop(worker.stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker.child.wait()).await;
+        let _ = worker.child.start_kill();
+    }
+    Ok(Collected {
+        ready_init,
+        ready_connected,
+        ready_errors,
+        ticks,
+        waves,
+        totals,
+        samples,
+        measure_start,
+        active_end,
+        measure_end,
+        rss_before,
+        rss_loaded,
+    })
+}
+
+async fn sleep_sampling(period: Duration, instances: &[Instance], samples: &mut Samples) {
+    let end = tokio::time::Instant::now() + period;
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = sampler.tick() => sample(instances, samples),
+        }
+    }
+}
+
+async fn sleep_collecting(
+    period: Duration,
+    instances: &[Instance],
+    samples: &mut Samples,
+    events: &mut mpsc::UnboundedReceiver<(u32, Event)>,
+    ticks: &mut [Vec<crate::ipc::TickCounts>],
+) -> anyhow::Result<()> {
+    let end = tokio::time::Instant::now() + period;
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => return Ok(()),
+            _ = sampler.tick() => sample(instances, samples),
+            event = events.recv() => match event.context("a worker ended during the run")? {
+                (worker, Event::Tick(tick)) => ticks[worker as usize].push(tick),
+                (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
+                (_, Event::WaveDone { .. }) => {}
+                (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
+            },
+        }
+    }
+}
+
+fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collected) -> Outcome {
+    let duration_s = c.measure_end.duration_since(c.measure_start).as_secs_f64();
+    let active_s = c.active_end.duration_since(c.measure_start).as_secs_f64();
+    let mut latency = Latency::default();
+    let mut send_latency = Latency::default();
+    let mut init = Latency::default();
+    let mut tool = ToolCost {
+        workers: c.totals.len() as u32,
+        ..ToolCost::default()
+    };
+    let mut summary = Summary {
+        connections: c.ready_connected,
+        duration_s,
+        ..Summary::default()
+    };
+    let mut accepted_by_stream: HashMap<u32, u64> = HashMap::new();
+    let (mut accepted, mut rejected, mut deliveries, mut frames, mut duplicates, mut order) =
+        (0, 0, 0, 0, 0, 0);
+    let mut viewers_by_stream: HashMap<u32, (u64, u64)> = HashMap::new();
+    let (mut upgrades, mut cycles) = (0, 0);
+    for t in &c.totals {
+        latency.merge(&t.latency);
+        send_latency.merge(&t.send_latency);
+        init.merge(&t.init);
+        tool.cpu_s += t.cpu_s;
+        tool.frames += t.frames;
+        if active_s > 0.0 {
+            tool.max_worker_cores = tool.max_worker_cores.max(t.cpu_s / active_s);
+        }
+        deliveries += t.deliveries;
+        frames += t.comment_frames;
+        duplicates += t.duplicates;
+        order += t.order_violations;
+        summary.disconnects += t.disconnects;
+        summary.connect_errors += t.connect_errors;
+        upgrades += t.upgrades;
+        cycles += t.cycles;
+        for p in &t.posters {
+            accepted += p.accepted;
+            rejected += p.rejected;
+            *accepted_by_stream.entry(p.stream_index).or_default() += p.accepted;
+        }
+        for s in &t.streams {
+            let entry = viewers_by_stream.entry(s.stream_index).or_default();
+            entry.0 += s.viewers;
+            entry.1 += s.distinct;
+        }
+    }
+    // A worker's totals repeat the connect errors its ready report gave.
+    summary.connect_errors = summary.connect_errors.max(c.ready_errors);
+    if tool.frames > 0 {
+        tool.ns_per_frame = Some(tool.cpu_s * 1e9 / tool.frames as f64);
+    }
+
+    let measured_cpu = server_cpu_between(&c.samples, c.measure_start, c.measure_end);
+    let active_cpu = server_cpu_between(&c.samples, c.measure_start, c.active_end);
+    summary.server_cpu_s = measured_cpu;
+    summary.server_rss_bytes = peak_rss(&c.samples);
+
+    match layout.scenario {
+        Scenario::Fanout => {
+            let losses: u64 = viewers_by_stream
+                .iter()
+                .map(|(stream, &(viewers, distinct))| {
+                    let expected = viewers * accepted_by_stream.get(stream).copied().unwrap_or(0);
+                    expected.saturating_sub(distinct)
+                })
+                .sum();
+            summary.offered_comments_per_s =
+                Some(layout.posters.iter().map(|&p| p as f64).sum::<f64>() * layout.poster_rate);
+            summary.accepted_comments = Some(accepted);
+            summary.rejected_comments = Some(rejected);
+            summary.deliveries = Some(deliveries);
+            let posting_s = timing.duration.as_secs_f64();
+            summary.deliveries_per_s = Some(deliveries as f64 / posting_s);
+            summary.frames = Some(frames);
+            summary.losses = Some(losses);
+            summary.duplicates = Some(duplicates);
+            summary.order_violations = Some(order);
+            summary.latency_ms = latency.percentiles();
+            summary.send_latency_ms = send_latency.percentiles();
+            if let Some(cpu) = measured_cpu
+                && deliveries > 0
+            {
+                summary.server_cpu_ms_per_1k_deliveries =
+                    Some(cpu * 1000.0 / deliveries as f64 * 1000.0);
+            }
+        }
+        Scenario::Idle => {
+            summary.init_latency_ms = c.ready_init.percentiles();
+            if let Some(loaded) = c.rss_loaded
+                && c.ready_connected > 0
+                && !instances.is_empty()
+            {
+                summary.rss_per_connection_bytes =
+                    Some((loaded as f64 - c.rss_before as f64) / c.ready_connected as f64);
+            }
+            if let Some(cpu) = measured_cpu
+                && c.ready_connected > 0
+            {
+                summary.cpu_us_per_connection_s =
+                    Some(cpu * 1e6 / c.ready_connected as f64 / duration_s);
+            }
+        }
+        Scenario::Storm => {
+            summary.init_latency_ms = init.percentiles();
+            let slowest = c.waves.iter().map(|w| w.2).fold(0.0, f64::max);
+            let wave_upgrades: u64 = c.waves.iter().map(|w| w.0).sum();
+            if slowest > 0.0 {
+                summary.upgrades_per_s = Some(wave_upgrades as f64 / (slowest / 1000.0));
+            }
+        }
+        Scenario::Churn => {
+            summary.init_latency_ms = init.percentiles();
+            summary.cycles_per_s = Some(cycles as f64 / timing.duration.as_secs_f64());
+            summary.upgrades_per_s = Some(upgrades as f64 / timing.duration.as_secs_f64());
+        }
+    }
+
+    let timeline = merge_ticks(&c.ticks);
+    let series = instance_series(instances, &c.samples, c.measure_start);
+    let busiest = c
+        .samples
+        .values()
+        .filter_map(|points| instance_cpu_between(points, c.measure_start, c.active_end))
+        .fold(0.0, f64::max)
+        / active_s.max(1e-9);
+    let limit = verdict(
+        layout,
+        &summary,
+        &tool,
+        (active_cpu, busiest),
+        active_s,
+        instances,
+    );
+    Outcome {
+        summary,
+        timeline,
+        latency,
+        init,
+        instances: series,
+        tool,
+        limit,
+    }
+}
+
+/// CPU seconds all sampled instances used between two instants.
+fn server_cpu_between(samples: &Samples, from: Instant, to: Instant) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples
+        .values()
+        .map(|points| instance_cpu_between(points, from, to))
+        .sum()
+}
+
+/// CPU seconds one instance used between two instants (from the samples nearest to them).
+fn instance_cpu_between(points: &[Sample], from: Instant, to: Instant) -> Option<f64> {
+    let at = |t: Instant| {
+        points
+            .iter()
+            .filter(|p| p.1.is_some())
+            .min_by_key(|p| if p.0 > t { p.0 - t } else { t - p.0 })
+            .and_then(|p| p.1)
+    };
+    Some(at(to)?.saturating_sub(at(from)?).as_secs_f64())
+}
+
+fn peak_rss(samples: &Samples) -> Option<u64> {
+    if samples.is_empty() {
+        return None;
+    }
+    // Sum over instances of each instance's peak (samples are not aligned across instances).
+    Some(
+        samples
+            .values()
+            .map(|points| points.iter().filter_map(|p| p.2).max().unwrap_or(0))
+            .sum(),
+    )
+}
+
+fn merge_ticks(ticks: &[Vec<crate::ipc::TickCounts>]) -> Vec<Tick> {
+    let seconds = ticks.iter().map(Vec::len).max().unwrap_or(0);
+    (0..seconds)
+        .map(|i| {
+            let mut latency = Latency::default();
+            let mut tick = Tick {
+                t_s: (i + 1) as f64,
+                ..Tick::default()
+            };
+            for worker in ticks {
+                if let Some(t) = worker.get(i) {
+                    tick.deliveries += t.deliveries;
+                    tick.frames += t.frames;
+                    tick.connected += t.connected;
+                    tick.upgrades += t.upgrades;
+                    latency.merge(&t.latency);
+                }
+            }
+            if let Some(p) = latency.percentiles() {
+                tick.latency_p50_ms = p.p50;
+                tick.latency_p99_ms = p.p99;
+                tick.latency_max_ms = p.max;
+            }
+            tick
+        })
+        .collect()
+}
+
+fn instance_series(
+    instances: &[Instance],
+    samples: &Samples,
+    start: Instant,
+) -> Vec<InstanceSeries> {
+    instances
+        .iter()
+        .map(|instance| {
+            let points = samples.get(&instance.pid).map(Vec::as_slice).unwrap_or(&[]);
+            let samples = points
+                .windows(2)
+                .filter_map(|w| {
+                    let (a, b) = (&w[0], &w[1]);
+                    let dt = b.0.duration_since(a.0).as_secs_f64();
+                    if dt < 0.2 {
+                        return None;
+                    }
+                    let cpu = b.1?.saturating_sub(a.1?).as_secs_f64() / dt;
+                    let t = if b.0 >= start {
+                        b.0.duration_since(start).as_secs_f64()
+                    } else {
+                        -start.duration_since(b.0).as_secs_f64()
+                    };
+                    Some(InstanceSample {
+                        t_s: t,
+                        cpu_cores: cpu,
+                        rss_bytes: b.2.unwrap_or(0),
+                    })
+                })
+                .collect();
+            InstanceSeries {
+                name: instance.name.clone(),
+                pid: instance.pid,
+                samples,
+            }
+        })
+        .collect()
+}
+
+/// Decides which side limited the run, from the CPU each used during the measured phase.
+fn verdict(
+    layout: &Layout,
+    summary: &Summary,
+    tool: &ToolCost,
+    (server_cpu_s, busiest_instance): (Option<f64>, f64),
+    active_s: f64,
+    instances: &[Instance],
+) -> Limit {
+    // CPU use while the load was on (posting, churning, the storm's wave); the settle time
+    // after it would dilute it.
+    let cores = procfs::cpus() as f64;
+    let tool_cores = tool.cpu_s / active_s.max(1e-9);
+    let server_cores = server_cpu_s.map(|s| s / active_s.max(1e-9));
+    let figures = format!(
+        "over the {active_s:.1} s under load: server {} cores (busiest instance {busiest_instance:.2}), tool {tool_cores:.2} cores (busiest worker {:.2}), machine {cores} cores",
+        server_cores.map_or("?".to_owned(), |c| format!("{c:.2}")),
+        tool.max_worker_cores,
+    );
+    let offered = layout.offered_deliveries_per_s();
+    let short_of_offer = layout.scenario == Scenario::Fanout
+        && summary.deliveries_per_s.is_some_and(|d| d < 0.95 * offered);
+    let late = summary.latency_ms.as_ref().is_some_and(|p| p.p99 > 50.0);
+    let single_threaded = layout.target == crate::proto::Target::Socketio;
+    let (verdict, why) = if tool.max_worker_cores >= 0.9 {
+        ("tool", "a worker process was CPU-bound")
+    } else if single_threaded && busiest_instance >= 0.9 {
+        ("server", "a single-threaded peer instance was CPU-bound")
+    } else if server_cores.is_some_and(|s| s + tool_cores >= 0.9 * cores) {
+        (
+            "machine",
+            "the box's CPUs were saturated by server and tool together",
+        )
+    } else if instances.is_empty() {
+        ("unknown", "no server process was sampled (--pid)")
+    } else if short_of_offer || late {
+        (
+            "server",
+            "the server fell behind without saturating the box (latency or backpressure)",
+        )
+    } else if layout.scenario == Scenario::Fanout {
+        (
+            "none",
+            "the offered load was delivered; neither side saturated",
+        )
+    } else {
+        ("none", "neither side saturated")
+    };
+    Limit {
+        verdict: verdict.to_owned(),
+        reason: format!("{why}: {figures}"),
+    }
+}

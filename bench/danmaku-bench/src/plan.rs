@@ -1,0 +1,227 @@
+//! Turning a scenario's parameters into worker plans: which stream each viewer watches (a
+//! Zipf-like popularity, optionally one hot stream), which instance and source address each
+//! connection uses, and where the posters are.
+
+use std::net::Ipv4Addr;
+
+use crate::ipc::{Endpoint, Plan, PosterSpec, Scenario};
+use crate::proto::Target;
+
+/// The shape of a run, before it is split over workers.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub scenario: Scenario,
+    pub target: Target,
+    /// Instance base URLs (`ws://ip:port`).
+    pub urls: Vec<String>,
+    /// Source addresses connections are spread over.
+    pub sources: Vec<Ipv4Addr>,
+    /// Stream names, most popular first.
+    pub streams: Vec<String>,
+    /// Viewers per stream (same order as `streams`).
+    pub viewers: Vec<u64>,
+    /// Posters per stream.
+    pub posters: Vec<u32>,
+    /// Comments per second of each poster.
+    pub poster_rate: f64,
+    /// History comments posted to each stream before viewers connect.
+    pub prefill: u32,
+    pub churn_slots: u32,
+    pub churn_hold_ms: (u64, u64),
+    pub concurrency: usize,
+}
+
+/// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
+/// `total`).
+pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
+    let sum: f64 = weights.iter().sum();
+    if weights.is_empty() || sum <= 0.0 {
+        return vec![0; weights.len()];
+    }
+    let exact: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
+    let mut parts: Vec<u64> = exact.iter().map(|x| x.floor() as u64).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ra = exact[a] - exact[a].floor();
+        let rb = exact[b] - exact[b].floor();
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    let missing = total - parts.iter().sum::<u64>();
+    for &i in order.iter().take(missing as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
+/// Zipf weights `1 / (rank + 1)^s` for `n` streams; with `hot`, the first stream takes that
+/// fraction of the total and the rest share the remainder by Zipf.
+pub fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
+    let zipf: Vec<f64> = (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
+    match hot {
+        Some(hot) if n > 1 => {
+            let rest: f64 = zipf[1..].iter().sum();
+            std::iter::once(hot)
+                .chain(zipf[1..].iter().map(|w| (1.0 - hot) * w / rest))
+                .collect()
+        }
+        _ => zipf,
+    }
+}
+
+impl Layout {
+    /// Offered deliveries per second: each poster's rate times its stream's viewers.
+    pub fn offered_deliveries_per_s(&self) -> f64 {
+        self.viewers
+            .iter()
+            .zip(&self.posters)
+            .map(|(&v, &p)| v as f64 * p as f64 * self.poster_rate)
+            .sum()
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.viewers.iter().sum::<u64>() + self.posters.iter().map(|&p| p as u64).sum::<u64>()
+    }
+
+    fn endpoint(&self, stream: usize, n: usize) -> Endpoint {
+        Endpoint {
+            base: self.urls[n % self.urls.len()].clone(),
+            stream: self.streams[stream].clone(),
+            stream_index: stream as u32,
+            source: self.sources[n % self.sources.len()],
+        }
+    }
+
+    /// One plan per worker. Viewers of a stream alternate between instances, so every stream
+    /// with two viewers or more crosses instances; connections are dealt to workers in turn.
+    pub fn split(&self, workers: u32, token: impl Fn(&str) -> Option<String>) -> Vec<Plan> {
+        let mut plans: Vec<Plan> = (0..workers)
+            .map(|worker| Plan {
+                scenario: self.scenario,
+                target: self.target,
+                worker,
+                viewers: Vec::new(),
+                posters: Vec::new(),
+                churn_slots: 0,
+                churn_hold_ms: self.churn_hold_ms,
+                churn_choices: Vec::new(),
+                concurrency: self.concurrency,
+            })
+            .collect();
+        let count = plans.len();
+        let mut n = 0usize;
+        let mut poster_index = 0u32;
+        for stream in 0..self.streams.len() {
+            for _ in 0..self.posters[stream] {
+                let user = format!("poster-{poster_index}");
+                plans[n % count].posters.push(PosterSpec {
+                    index: poster_index,
+                    endpoint: self.endpoint(stream, n),
+                    token: token(&user),
+                    user,
+                    rate: self.poster_rate,
+                    prefill: 0,
+                });
+                poster_index += 1;
+                n += 1;
+            }
+        }
+        // History: one extra poster per stream posts it (before any viewer connects).
+        if self.prefill > 0 {
+            for stream in 0..self.streams.len() {
+                let user = format!("history-{stream}");
+                plans[n % count].posters.push(PosterSpec {
+                    index: u32::MAX - stream as u32,
+                    endpoint: self.endpoint(stream, n),
+                    token: token(&user),
+                    user,
+                    rate: 0.0,
+                    prefill: self.prefill,
+                });
+                n += 1;
+            }
+        }
+        for stream in 0..self.streams.len() {
+            for _ in 0..self.viewers[stream] {
+                plans[n % count].viewers.push(self.endpoint(stream, n));
+                n += 1;
+            }
+        }
+        if self.scenario == Scenario::Churn {
+            let choices: Vec<Endpoint> = (0..self.streams.len())
+                .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
+                .map(|(s, u)| self.endpoint(s, u))
+                .collect();
+            let slots = apportion(self.churn_slots as u64, &vec![1.0; plans.len()]);
+            for (plan, slots) in plans.iter_mut().zip(slots) {
+                plan.churn_slots = slots as u32;
+                plan.churn_choices = choices
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, mut e)| {
+                        e.source = self.sources[(i + plan.worker as usize) % self.sources.len()];
+                        e
+                    })
+                    .collect();
+            }
+        }
+        plans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportions_exactly() {
+        let parts = apportion(10_000, &popularity(100, 1.0, None));
+        assert_eq!(parts.iter().sum::<u64>(), 10_000);
+        assert!(parts.windows(2).all(|w| w[0] >= w[1]), "{parts:?}");
+        assert!(parts[0] > 1_500 && parts[0] < 2_000, "head {}", parts[0]);
+        let hot = apportion(1000, &popularity(10, 1.0, Some(0.5)));
+        assert_eq!(hot[0], 500);
+        assert_eq!(hot.iter().sum::<u64>(), 1000);
+        assert_eq!(apportion(5, &[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn splits_over_workers_instances_and_sources() {
+        let layout = Layout {
+            scenario: Scenario::Fanout,
+            target: Target::Danmaku,
+            urls: vec!["ws://127.0.0.1:1".into(), "ws://127.0.0.1:2".into()],
+            sources: vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)],
+            streams: vec!["a".into(), "b".into()],
+            viewers: vec![6, 2],
+            posters: vec![2, 1],
+            poster_rate: 5.0,
+            prefill: 3,
+            churn_slots: 0,
+            churn_hold_ms: (0, 0),
+            concurrency: 10,
+        };
+        assert_eq!(
+            layout.offered_deliveries_per_s(),
+            6.0 * 2.0 * 5.0 + 2.0 * 5.0
+        );
+        let plans = layout.split(2, |user| Some(format!("t-{user}")));
+        let viewers: usize = plans.iter().map(|p| p.viewers.len()).sum();
+        let posters: usize = plans.iter().map(|p| p.posters.len()).sum();
+        assert_eq!(viewers, 8);
+        assert_eq!(
+            posters,
+            3 + 2,
+            "three posters and one history poster per stream"
+        );
+        let on_a: Vec<&str> = plans
+            .iter()
+            .flat_map(|p| &p.viewers)
+            .filter(|e| e.stream == "a")
+            .map(|e| e.base.as_str())
+            .collect();
+        assert!(on_a.contains(&"ws://127.0.0.1:1") && on_a.contains(&"ws://127.0.0.1:2"));
+        assert!(plans.iter().all(|p| p.viewers.len() == 4));
+        assert_eq!(plans[0].posters[0].token.as_deref(), Some("t-poster-0"));
+    }
+}

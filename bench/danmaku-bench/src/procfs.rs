@@ -1,0 +1,50 @@
+//! CPU time and resident memory of a process, from `/proc` (Linux).
+
+use std::time::Duration;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux we run on).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), starting at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (utime + stime) * 1000 / TICKS_PER_SECOND,
+    ))
+}
+
+/// Resident set size in bytes.
+pub fn rss_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Online CPUs of this machine.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let start = cpu_time("self").expect("cpu time");
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        assert!(cpu_time("self").expect("cpu time") >= start);
+        assert!(rss_bytes("self").expect("rss") > 1024 * 1024);
+        assert!(cpu_time("999999999").is_none());
+    }
+}

@@ -1,0 +1,296 @@
+//! The two wire protocols the load generator speaks: danmaku's JSON frames, and Socket.IO 5 over
+//! Engine.IO 4 on a plain WebSocket (the peer in `bench/peers/socketio`).
+//!
+//! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `text` and `ts`,
+//! and an acknowledgement's `ref`, `id` or error. Everything else is skipped by serde without
+//! being built.
+
+use std::borrow::Cow;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// Which server a run talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Danmaku,
+    Socketio,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Danmaku => "danmaku",
+            Target::Socketio => "socketio",
+        }
+    }
+
+    /// The WebSocket URL of `stream` on the instance at `base` (`ws://host:port`).
+    pub fn url(self, base: &str, stream: &str, token: Option<&str>) -> String {
+        let base = base.trim_end_matches('/');
+        match (self, token) {
+            (Target::Danmaku, Some(token)) => {
+                format!("{base}/v1/streams/{stream}/ws?access_token={token}")
+            }
+            (Target::Danmaku, None) => format!("{base}/v1/streams/{stream}/ws"),
+            (Target::Socketio, _) => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+        }
+    }
+
+    /// The text frame a client sends right after the WebSocket opens, if any: Socket.IO's
+    /// CONNECT to the default namespace, carrying the stream and user in its auth payload.
+    pub fn hello(self, stream: &str, user: Option<&str>) -> Option<String> {
+        match self {
+            Target::Danmaku => None,
+            Target::Socketio => {
+                let auth = match user {
+                    Some(user) => serde_json::json!({ "stream": stream, "user": user }),
+                    None => serde_json::json!({ "stream": stream }),
+                };
+                Some(format!("40{auth}"))
+            }
+        }
+    }
+
+    /// The text frame that posts `text` with the acknowledgement reference `reference`.
+    pub fn post(self, text: &str, reference: &str) -> String {
+        let body = serde_json::json!({ "type": "comment", "text": text, "ref": reference });
+        match self {
+            Target::Danmaku => body.to_string(),
+            Target::Socketio => {
+                let body = serde_json::json!({ "text": text, "ref": reference });
+                format!("42{}", serde_json::json!(["comment", body]))
+            }
+        }
+    }
+
+    /// A keep-alive frame (danmaku closes connections silent for a minute); Socket.IO keeps
+    /// itself alive with the server's pings, answered in [`Target::decode`]'s caller.
+    pub fn keepalive(self) -> Option<&'static str> {
+        match self {
+            Target::Danmaku => Some(r#"{"type":"ping"}"#),
+            Target::Socketio => None,
+        }
+    }
+
+    /// Decodes one text frame from the server.
+    pub fn decode(self, text: &str) -> Result<Frame<'_>, serde_json::Error> {
+        match self {
+            Target::Danmaku => {
+                let mut payload: Payload<'_> = serde_json::from_str(text)?;
+                let kind = payload.kind.take().unwrap_or_default();
+                Ok(Frame::from_payload(&kind, payload))
+            }
+            Target::Socketio => decode_socketio(text),
+        }
+    }
+}
+
+/// What a frame from the server means to a scenario.
+#[derive(Debug, PartialEq)]
+pub enum Frame<'a> {
+    /// The first frame of a stream (its comments are history, not deliveries).
+    Init,
+    /// New comments.
+    Comments(Vec<WireComment<'a>>),
+    /// A post was accepted (`id`) or refused (`error`).
+    Ack {
+        reference: Option<Cow<'a, str>>,
+        error: Option<Cow<'a, str>>,
+    },
+    /// Engine.IO ping: answer with [`ENGINE_IO_PONG`].
+    Ping,
+    /// The Socket.IO CONNECT was refused, or danmaku sent `reconnect`.
+    Refused(String),
+    /// Anything the scenarios do not look at (viewers, pong, deleted, Socket.IO's CONNECT ack).
+    Other,
+}
+
+/// Engine.IO's answer to a server ping.
+pub const ENGINE_IO_PONG: &str = "3";
+
+/// The fields of a comment the scenarios read.
+#[derive(Debug, PartialEq, Deserialize)]
+pub struct WireComment<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
+    pub ts: u64,
+}
+
+/// The union of the payload fields of every frame kind of both protocols.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    comments: Vec<WireComment<'a>>,
+    #[serde(rename = "ref", borrow, default)]
+    reference: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    error: Option<Cow<'a, str>>,
+}
+
+impl<'a> Frame<'a> {
+    fn from_payload(kind: &str, payload: Payload<'a>) -> Self {
+        match kind {
+            "init" => Frame::Init,
+            "comments" => Frame::Comments(payload.comments),
+            "ack" => Frame::Ack {
+                reference: payload.reference,
+                error: payload.error,
+            },
+            "error" => Frame::Ack {
+                reference: payload.reference,
+                error: Some(payload.code.unwrap_or(Cow::Borrowed("error"))),
+            },
+            "reconnect" => Frame::Refused("reconnect".to_owned()),
+            _ => Frame::Other,
+        }
+    }
+}
+
+/// Engine.IO 4 packet types are one digit: `0` open, `2` ping, `4` message. A message carries a
+/// Socket.IO 5 packet: `0` CONNECT (ack), `2` EVENT `["name", payload]`, `4` CONNECT_ERROR.
+fn decode_socketio(text: &str) -> Result<Frame<'_>, serde_json::Error> {
+    let bytes = text.as_bytes();
+    match bytes.first() {
+        Some(b'2') => return Ok(Frame::Ping),
+        Some(b'4') => {}
+        _ => return Ok(Frame::Other),
+    }
+    match bytes.get(1) {
+        Some(b'2') => {
+            let (name, payload): (Cow<'_, str>, Payload<'_>) = serde_json::from_str(&text[2..])?;
+            Ok(Frame::from_payload(&name, payload))
+        }
+        Some(b'4') => Ok(Frame::Refused(text[2..].to_owned())),
+        _ => Ok(Frame::Other),
+    }
+}
+
+/// The text of a benchmark comment: who posted it, its sequence number, and the poster's clock
+/// in microseconds when it was sent (for a latency finer than `ts`'s milliseconds).
+pub fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
+    format!("bench {poster} {seq} {sent_unix_us}")
+}
+
+/// Parses [`comment_text`]; `None` for comments the benchmark did not post.
+pub fn parse_comment_text(text: &str) -> Option<(u32, u32, u64)> {
+    let mut parts = text.strip_prefix("bench ")?.split(' ');
+    let poster = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let sent = parts.next()?.parse().ok()?;
+    Some((poster, seq, sent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMENT: &str = r#"{"id":"1732240000000-3","stream_id":"s1","kind":"user","user":{"id":"u1","name":"A"},"text":"bench 4 7 1732240000000123","data":null,"ts":1732240000000}"#;
+
+    #[test]
+    fn decodes_danmaku_frames() {
+        let t = Target::Danmaku;
+        let frame = format!(r#"{{"type":"comments","comments":[{COMMENT}]}}"#);
+        let Frame::Comments(comments) = t.decode(&frame).unwrap() else {
+            panic!("not comments");
+        };
+        assert_eq!(comments.len(), 1);
+        assert_eq!(comments[0].id, "1732240000000-3");
+        assert_eq!(comments[0].ts, 1_732_240_000_000);
+        assert_eq!(
+            parse_comment_text(&comments[0].text),
+            Some((4, 7, 1_732_240_000_000_123))
+        );
+        let init = r#"{"type":"init","stream_id":"s1","comments":[],"viewer_count":1,"resumed":false,"server":{"pod":"p","slot":"blue","version":"0.1.0"}}"#;
+        assert_eq!(t.decode(init).unwrap(), Frame::Init);
+        let ack = r#"{"type":"ack","ref":"c1","id":"1-0"}"#;
+        assert_eq!(
+            t.decode(ack).unwrap(),
+            Frame::Ack {
+                reference: Some("c1".into()),
+                error: None
+            }
+        );
+        let error = r#"{"type":"error","code":"rate_limited","message":"slow down","ref":"c2","retry_after_ms":10}"#;
+        assert_eq!(
+            t.decode(error).unwrap(),
+            Frame::Ack {
+                reference: Some("c2".into()),
+                error: Some("rate_limited".into())
+            }
+        );
+        assert_eq!(
+            t.decode(r#"{"type":"viewers","count":3}"#).unwrap(),
+            Frame::Other
+        );
+        assert!(t.decode("not json").is_err());
+    }
+
+    #[test]
+    fn decodes_socketio_packets() {
+        let t = Target::Socketio;
+        assert_eq!(t.decode("2").unwrap(), Frame::Ping);
+        assert_eq!(
+            t.decode(r#"0{"sid":"x","pingInterval":25000}"#).unwrap(),
+            Frame::Other
+        );
+        assert_eq!(t.decode(r#"40{"sid":"y"}"#).unwrap(), Frame::Other);
+        assert_eq!(
+            t.decode(r#"44{"message":"bad_request"}"#).unwrap(),
+            Frame::Refused(r#"{"message":"bad_request"}"#.to_owned())
+        );
+        let frame = format!(r#"42["comments",{{"comments":[{COMMENT}]}}]"#);
+        let Frame::Comments(comments) = t.decode(&frame).unwrap() else {
+            panic!("not comments");
+        };
+        assert_eq!(comments[0].ts, 1_732_240_000_000);
+        assert_eq!(
+            t.decode(r#"42["init",{"stream_id":"s1","comments":[]}]"#)
+                .unwrap(),
+            Frame::Init
+        );
+        assert_eq!(
+            t.decode(r#"42["ack",{"ref":"c1","error":"bad_text"}]"#)
+                .unwrap(),
+            Frame::Ack {
+                reference: Some("c1".into()),
+                error: Some("bad_text".into())
+            }
+        );
+    }
+
+    #[test]
+    fn encodes_what_each_server_expects() {
+        assert_eq!(
+            Target::Danmaku.url("ws://127.0.0.1:8080/", "s1", Some("t")),
+            "ws://127.0.0.1:8080/v1/streams/s1/ws?access_token=t"
+        );
+        assert_eq!(
+            Target::Socketio.url("ws://127.0.0.1:9000", "s1", None),
+            "ws://127.0.0.1:9000/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            Target::Socketio.hello("s1", Some("u1")).unwrap(),
+            r#"40{"stream":"s1","user":"u1"}"#
+        );
+        let post = Target::Socketio.post("hi", "c1");
+        let event: serde_json::Value =
+            serde_json::from_str(post.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(
+            event,
+            serde_json::json!(["comment", {"text": "hi", "ref": "c1"}])
+        );
+        let post: serde_json::Value =
+            serde_json::from_str(&Target::Danmaku.post("hi", "c1")).unwrap();
+        assert_eq!(post["type"], "comment");
+        assert_eq!(parse_comment_text("hello"), None);
+        assert_eq!(parse_comment_text(&comment_text(1, 2, 3)), Some((1, 2, 3)));
+    }
+}
