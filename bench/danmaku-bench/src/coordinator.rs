@@ -34,6 +34,28 @@ pub struct Instance {
     pub pid: u32,
 }
 
+/// The processes sampled during a run: the servers under test, and others (Redis) whose CPU
+/// and memory are plotted and reported apart, never added to the servers'.
+#[derive(Debug, Clone, Default)]
+pub struct Sampled {
+    pub servers: Vec<Instance>,
+    pub others: Vec<Instance>,
+}
+
+impl Sampled {
+    fn all(&self) -> Vec<Instance> {
+        self.servers.iter().chain(&self.others).cloned().collect()
+    }
+
+    fn server_pids(&self) -> Vec<u32> {
+        self.servers.iter().map(|i| i.pid).collect()
+    }
+
+    fn other_pids(&self) -> Vec<u32> {
+        self.others.iter().map(|i| i.pid).collect()
+    }
+}
+
 /// A run's figures, ready to be written as a [`crate::result::RunResult`].
 pub struct Outcome {
     pub summary: Summary,
@@ -76,12 +98,12 @@ pub async fn run(
     layout: &Layout,
     workers: u32,
     timing: &Timing,
-    instances: &[Instance],
+    sampled: &Sampled,
     token: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Outcome> {
     let plans = layout.split(workers, token);
-    let collected = drive(layout.scenario, plans, timing, instances).await?;
-    Ok(summarise(layout, timing, instances, collected))
+    let collected = drive(layout.scenario, plans, timing, sampled).await?;
+    Ok(summarise(layout, timing, sampled, collected))
 }
 
 async fn spawn_worker(
@@ -182,8 +204,9 @@ async fn drive(
     scenario: Scenario,
     plans: Vec<Plan>,
     timing: &Timing,
-    instances: &[Instance],
+    sampled: &Sampled,
 ) -> anyhow::Result<Collected> {
+    let instances = &sampled.all()[..];
     let count = plans.len();
     let connections: usize = plans
         .iter()
@@ -191,7 +214,7 @@ async fn drive(
         .sum();
     let mut samples = HashMap::new();
     sample(instances, &mut samples);
-    let rss_before = total_rss(instances);
+    let rss_before = total_rss(&sampled.servers);
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut workers = Vec::with_capacity(count);
@@ -241,7 +264,7 @@ async fn drive(
     let mut rss_loaded = None;
     if scenario == Scenario::Idle {
         sleep_sampling(timing.warmup, instances, &mut samples).await;
-        rss_loaded = Some(total_rss(instances));
+        rss_loaded = Some(total_rss(&sampled.servers));
     }
 
     let mut ticks: Vec<Vec<crate::ipc::TickCounts>> = vec![Vec::new(); count];
@@ -370,7 +393,9 @@ async fn sleep_collecting(
     }
 }
 
-fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collected) -> Outcome {
+fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) -> Outcome {
+    let servers = sampled.server_pids();
+    let instances = &sampled.servers[..];
     let duration_s = c.measure_end.duration_since(c.measure_start).as_secs_f64();
     let active_s = c.active_end.duration_since(c.measure_start).as_secs_f64();
     let mut latency = Latency::default();
@@ -424,10 +449,22 @@ fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collec
         tool.ns_per_frame = Some(tool.cpu_s * 1e9 / tool.frames as f64);
     }
 
-    let measured_cpu = server_cpu_between(&c.samples, c.measure_start, c.measure_end);
-    let active_cpu = server_cpu_between(&c.samples, c.measure_start, c.active_end);
+    let measured_cpu = cpu_between(&c.samples, &servers, c.measure_start, c.measure_end);
+    let active_cpu = cpu_between(&c.samples, &servers, c.measure_start, c.active_end);
+    let others_active_cpu = cpu_between(
+        &c.samples,
+        &sampled.other_pids(),
+        c.measure_start,
+        c.active_end,
+    );
+    summary.other_cpu_s = cpu_between(
+        &c.samples,
+        &sampled.other_pids(),
+        c.measure_start,
+        c.measure_end,
+    );
     summary.server_cpu_s = measured_cpu;
-    summary.server_rss_bytes = peak_rss(&c.samples);
+    summary.server_rss_bytes = peak_rss(&c.samples, &servers);
 
     match layout.scenario {
         Scenario::Fanout => {
@@ -490,10 +527,10 @@ fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collec
     }
 
     let timeline = merge_ticks(&c.ticks);
-    let series = instance_series(instances, &c.samples, c.measure_start);
-    let busiest = c
-        .samples
-        .values()
+    let series = instance_series(&sampled.all(), &c.samples, c.measure_start);
+    let busiest = servers
+        .iter()
+        .filter_map(|pid| c.samples.get(pid))
         .filter_map(|points| instance_cpu_between(points, c.measure_start, c.active_end))
         .fold(0.0, f64::max)
         / active_s.max(1e-9);
@@ -501,7 +538,7 @@ fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collec
         layout,
         &summary,
         &tool,
-        (active_cpu, busiest),
+        (active_cpu, busiest, others_active_cpu),
         active_s,
         instances,
     );
@@ -516,14 +553,13 @@ fn summarise(layout: &Layout, timing: &Timing, instances: &[Instance], c: Collec
     }
 }
 
-/// CPU seconds all sampled instances used between two instants.
-fn server_cpu_between(samples: &Samples, from: Instant, to: Instant) -> Option<f64> {
-    if samples.is_empty() {
+/// CPU seconds the processes `pids` used between two instants (`None` without any).
+fn cpu_between(samples: &Samples, pids: &[u32], from: Instant, to: Instant) -> Option<f64> {
+    if pids.is_empty() {
         return None;
     }
-    samples
-        .values()
-        .map(|points| instance_cpu_between(points, from, to))
+    pids.iter()
+        .map(|pid| instance_cpu_between(samples.get(pid)?, from, to))
         .sum()
 }
 
@@ -539,14 +575,14 @@ fn instance_cpu_between(points: &[Sample], from: Instant, to: Instant) -> Option
     Some(at(to)?.saturating_sub(at(from)?).as_secs_f64())
 }
 
-fn peak_rss(samples: &Samples) -> Option<u64> {
-    if samples.is_empty() {
+fn peak_rss(samples: &Samples, pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
         return None;
     }
     // Sum over instances of each instance's peak (samples are not aligned across instances).
     Some(
-        samples
-            .values()
+        pids.iter()
+            .filter_map(|pid| samples.get(pid))
             .map(|points| points.iter().filter_map(|p| p.2).max().unwrap_or(0))
             .sum(),
     )
@@ -624,7 +660,7 @@ fn verdict(
     layout: &Layout,
     summary: &Summary,
     tool: &ToolCost,
-    (server_cpu_s, busiest_instance): (Option<f64>, f64),
+    (server_cpu_s, busiest_instance, others_cpu_s): (Option<f64>, f64, Option<f64>),
     active_s: f64,
     instances: &[Instance],
 ) -> Limit {
@@ -633,8 +669,9 @@ fn verdict(
     let cores = procfs::cpus() as f64;
     let tool_cores = tool.cpu_s / active_s.max(1e-9);
     let server_cores = server_cpu_s.map(|s| s / active_s.max(1e-9));
+    let other_cores = others_cpu_s.map_or(0.0, |s| s / active_s.max(1e-9));
     let figures = format!(
-        "over the {active_s:.1} s under load: server {} cores (busiest instance {busiest_instance:.2}), tool {tool_cores:.2} cores (busiest worker {:.2}), machine {cores} cores",
+        "over the {active_s:.1} s under load: server {} cores (busiest instance {busiest_instance:.2}), tool {tool_cores:.2} cores (busiest worker {:.2}), others (Redis) {other_cores:.2} cores, machine {cores} cores",
         server_cores.map_or("?".to_owned(), |c| format!("{c:.2}")),
         tool.max_worker_cores,
     );
@@ -647,10 +684,10 @@ fn verdict(
         ("tool", "a worker process was CPU-bound")
     } else if single_threaded && busiest_instance >= 0.9 {
         ("server", "a single-threaded peer instance was CPU-bound")
-    } else if server_cores.is_some_and(|s| s + tool_cores >= 0.9 * cores) {
+    } else if server_cores.is_some_and(|s| s + tool_cores + other_cores >= 0.9 * cores) {
         (
             "machine",
-            "the box's CPUs were saturated by server and tool together",
+            "the box's CPUs were saturated by server, tool and Redis together",
         )
     } else if instances.is_empty() {
         ("unknown", "no server process was sampled (--pid)")

@@ -119,6 +119,9 @@ struct Common {
     /// Server processes to sample for CPU and RSS, `name=pid` or `pid` (repeatable).
     #[arg(long = "pid", value_delimiter = ',')]
     pids: Vec<String>,
+    /// Other processes to sample and plot but not count as the server (Redis), `name=pid`.
+    #[arg(long = "other-pid", value_delimiter = ',')]
+    other_pids: Vec<String>,
     /// Worker processes (default: two, or one per 15,000 connections).
     #[arg(long)]
     workers: Option<u32>,
@@ -198,7 +201,10 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| (connections.div_ceil(15_000) as u32).max(2));
     layout.concurrency = common.concurrency;
-    let instances = parse_pids(&common.pids)?;
+    let sampled = coordinator::Sampled {
+        servers: parse_pids(&common.pids)?,
+        others: parse_pids(&common.other_pids)?,
+    };
     let timing = Timing {
         duration: Duration::from_secs_f64(common.duration),
         settle: Duration::from_secs_f64(common.settle),
@@ -218,9 +224,7 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         common.urls.join(", ")
     );
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcome = runtime.block_on(coordinator::run(
-        &layout, workers, &timing, &instances, token,
-    ))?;
+    let outcome = runtime.block_on(coordinator::run(&layout, workers, &timing, &sampled, token))?;
     let result = RunResult {
         scenario: scenario.as_str().to_owned(),
         target: target.as_str().to_owned(),
@@ -501,6 +505,7 @@ fn print_summary(r: &RunResult) {
             opt(s.server_cpu_ms_per_1k_deliveries, " ms"),
         ),
         ("server CPU", opt(s.server_cpu_s, " s")),
+        ("other (Redis) CPU", opt(s.other_cpu_s, " s")),
         (
             "server peak RSS",
             s.server_rss_bytes

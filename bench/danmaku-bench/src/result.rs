@@ -83,6 +83,9 @@ pub struct Summary {
     pub server_cpu_ms_per_1k_deliveries: Option<f64>,
     /// Peak server RSS summed over instances, bytes.
     pub server_rss_bytes: Option<u64>,
+    /// CPU seconds of the other sampled processes (`--other-pid`: Redis) in the measured phase.
+    #[serde(default)]
+    pub other_cpu_s: Option<f64>,
 }
 
 /// Latency percentiles in milliseconds.
