@@ -176,13 +176,19 @@ impl Connection {
         let hint = sleep_until(far_future);
         tokio::pin!(hint);
         let mut hint_scheduled = false;
+        // Made once and kept across turns: every connection shares these two tokens, and
+        // making their futures anew on each wake-up takes the tokens' lock every time.
         let lifecycle = self.app.lifecycle.clone();
+        let closing = lifecycle.closing().cancelled();
+        tokio::pin!(closing);
+        let draining = lifecycle.draining().cancelled();
+        tokio::pin!(draining);
 
         loop {
             tokio::select! {
                 biased;
-                _ = lifecycle.closing().cancelled() => return Some(CloseReason::GoingAway),
-                _ = lifecycle.draining().cancelled(), if !hint_scheduled => {
+                () = &mut closing => return Some(CloseReason::GoingAway),
+                () = &mut draining, if !hint_scheduled => {
                     hint_scheduled = true;
                     // Spread the hints over most of the drain time so reconnects arrive at
                     // the other instances as a stream, not a wave.
