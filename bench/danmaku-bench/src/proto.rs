@@ -65,15 +65,6 @@ impl Target {
         }
     }
 
-    /// A keep-alive frame (danmaku closes connections silent for a minute); Socket.IO keeps
-    /// itself alive with the server's pings, answered in [`Target::decode`]'s caller.
-    pub fn keepalive(self) -> Option<&'static str> {
-        match self {
-            Target::Danmaku => Some(r#"{"type":"ping"}"#),
-            Target::Socketio => None,
-        }
-    }
-
     /// Decodes one text frame from the server.
     pub fn decode(self, text: &str) -> Result<Frame<'_>, serde_json::Error> {
         match self {

@@ -35,8 +35,6 @@ type Ws = WebSocketStream<TcpStream>;
 
 /// How long a connection may take from TCP connect to `init`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// danmaku closes connections silent for a minute; viewers send a ping this often.
-const KEEPALIVE: Duration = Duration::from_secs(25);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
@@ -405,7 +403,6 @@ async fn viewer(
     let mut ws = open(target, &endpoint, &state, &handshakes).await;
     state.borrow_mut().setup_pending -= 1;
     let mut seen = Seen::default();
-    let mut keepalive = keepalive_timer();
     if storm {
         if let Some(mut old) = ws.take() {
             if wait_for(&mut phase, Phase::Measure, &mut old, target, &state)
@@ -443,11 +440,6 @@ async fn viewer(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break false,
                 Some(Ok(_)) => {}
             },
-            _ = keepalive.tick() => {
-                if let Some(frame) = target.keepalive() {
-                    let _ = ws.send(Message::text(frame)).await;
-                }
-            }
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() == Phase::Finish {
                     break true;
@@ -512,7 +504,6 @@ async fn wait_for(
     target: Target,
     state: &Shared,
 ) -> Result<(), ()> {
-    let mut keepalive = keepalive_timer();
     while *phase.borrow() < until {
         tokio::select! {
             message = ws.next() => match message {
@@ -529,21 +520,10 @@ async fn wait_for(
                 }
                 Some(Ok(_)) => {}
             },
-            _ = keepalive.tick() => {
-                if let Some(frame) = target.keepalive() {
-                    let _ = ws.send(Message::text(frame)).await;
-                }
-            }
             changed = phase.changed() => if changed.is_err() { return Err(()) },
         }
     }
     Ok(())
-}
-
-fn keepalive_timer() -> tokio::time::Interval {
-    let jitter = rand::rng().random_range(0..KEEPALIVE.as_millis() as u64);
-    let first = tokio::time::Instant::now() + Duration::from_millis(jitter);
-    tokio::time::interval_at(first, KEEPALIVE)
 }
 
 /// Counts one frame a viewer read. Returns whether an Engine.IO pong is due.
@@ -620,7 +600,6 @@ async fn post(
     let period = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
     let mut seq = 0u32;
     let mut interval: Option<tokio::time::Interval> = None;
-    let mut keepalive = keepalive_timer();
     loop {
         let posting = interval.is_some();
         tokio::select! {
@@ -648,11 +627,6 @@ async fn post(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
-            _ = keepalive.tick() => {
-                if let Some(frame) = target.keepalive() {
-                    let _ = ws.send(Message::text(frame)).await;
-                }
-            }
             changed = phase.changed() => {
                 if changed.is_err() { break; }
                 let now = *phase.borrow();
