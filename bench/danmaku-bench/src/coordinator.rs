@@ -92,6 +92,8 @@ struct Collected {
     measure_end: Instant,
     rss_before: u64,
     rss_loaded: Option<u64>,
+    /// The machine's busy fraction while the load was on.
+    machine_busy: Option<f64>,
 }
 
 pub async fn run(
@@ -269,6 +271,7 @@ async fn drive(
 
     let mut ticks: Vec<Vec<crate::ipc::TickCounts>> = vec![Vec::new(); count];
     let measure_start = Instant::now();
+    let machine_start = procfs::machine_ticks();
     sample(instances, &mut samples);
     send(&mut workers, Command::Start).await?;
     let mut waves = Vec::new();
@@ -303,6 +306,9 @@ async fn drive(
     }
     sample(instances, &mut samples);
     let active_end = Instant::now();
+    let machine_busy = machine_start
+        .zip(procfs::machine_ticks())
+        .and_then(|(a, b)| procfs::busy_between(a, b));
     if scenario == Scenario::Storm {
         // Hold the reconnected clients a moment so the timeline shows them settled.
         sleep_collecting(
@@ -356,6 +362,7 @@ async fn drive(
         measure_end,
         rss_before,
         rss_loaded,
+        machine_busy,
     })
 }
 
@@ -465,6 +472,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
     );
     summary.server_cpu_s = measured_cpu;
     summary.server_rss_bytes = peak_rss(&c.samples, &servers);
+    summary.machine_busy = c.machine_busy;
 
     match layout.scenario {
         Scenario::Fanout => {
@@ -670,10 +678,16 @@ fn verdict(
     let tool_cores = tool.cpu_s / active_s.max(1e-9);
     let server_cores = server_cpu_s.map(|s| s / active_s.max(1e-9));
     let other_cores = others_cpu_s.map_or(0.0, |s| s / active_s.max(1e-9));
+    // What no sampled process was charged for: the kernel's softirq work, other processes.
+    let machine_cores = summary.machine_busy.map(|b| b * cores);
+    let unaccounted = machine_cores.map_or(0.0, |m| {
+        (m - server_cores.unwrap_or(0.0) - tool_cores - other_cores).max(0.0)
+    });
     let figures = format!(
-        "over the {active_s:.1} s under load: server {} cores (busiest instance {busiest_instance:.2}), tool {tool_cores:.2} cores (busiest worker {:.2}), others (Redis) {other_cores:.2} cores, machine {cores} cores",
+        "over the {active_s:.1} s under load: server {} cores (busiest instance {busiest_instance:.2}), tool {tool_cores:.2} cores (busiest worker {:.2}), others (Redis) {other_cores:.2} cores, unaccounted (kernel softirq, other processes) {unaccounted:.2} cores; machine {} of {cores} cores busy",
         server_cores.map_or("?".to_owned(), |c| format!("{c:.2}")),
         tool.max_worker_cores,
+        machine_cores.map_or("?".to_owned(), |c| format!("{c:.2}")),
     );
     let offered = layout.offered_deliveries_per_s();
     let short_of_offer = layout.scenario == Scenario::Fanout
@@ -684,10 +698,12 @@ fn verdict(
         ("tool", "a worker process was CPU-bound")
     } else if single_threaded && busiest_instance >= 0.9 {
         ("server", "a single-threaded peer instance was CPU-bound")
-    } else if server_cores.is_some_and(|s| s + tool_cores + other_cores >= 0.9 * cores) {
+    } else if machine_cores.is_some_and(|m| m >= 0.9 * cores)
+        || server_cores.is_some_and(|s| s + tool_cores + other_cores >= 0.9 * cores)
+    {
         (
             "machine",
-            "the box's CPUs were saturated by server, tool and Redis together",
+            "the box's CPUs were saturated (server, tool, Redis and the kernel's network work together)",
         )
     } else if instances.is_empty() {
         ("unknown", "no server process was sampled (--pid)")

@@ -26,6 +26,28 @@ pub fn rss_bytes(pid: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The whole machine's CPU time so far as (busy, total) clock ticks, from `/proc/stat`: busy
+/// includes interrupt and softirq time (the kernel's loopback TCP work, charged to no process
+/// when `ksoftirqd` does it).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The fraction of the machine's CPU that was busy between two [`machine_ticks`] readings.
+pub fn busy_between(from: (u64, u64), to: (u64, u64)) -> Option<f64> {
+    let total = to.1.checked_sub(from.1)?;
+    (total > 0).then(|| to.0.saturating_sub(from.0) as f64 / total as f64)
+}
+
 /// Online CPUs of this machine.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -46,5 +68,9 @@ mod tests {
         assert!(cpu_time("self").expect("cpu time") >= start);
         assert!(rss_bytes("self").expect("rss") > 1024 * 1024);
         assert!(cpu_time("999999999").is_none());
+        let a = machine_ticks().expect("/proc/stat");
+        let b = machine_ticks().expect("/proc/stat");
+        assert!(b.1 >= a.1 && a.0 <= a.1);
+        assert!(busy_between((0, 100), (50, 200)) == Some(0.5));
     }
 }

@@ -83,6 +83,10 @@ pub struct Summary {
     pub server_cpu_ms_per_1k_deliveries: Option<f64>,
     /// Peak server RSS summed over instances, bytes.
     pub server_rss_bytes: Option<u64>,
+    /// Fraction of the whole machine's CPU busy while the load was on (from `/proc/stat`,
+    /// softirq included).
+    #[serde(default)]
+    pub machine_busy: Option<f64>,
     /// CPU seconds of the other sampled processes (`--other-pid`: Redis) in the measured phase.
     #[serde(default)]
     pub other_cpu_s: Option<f64>,
