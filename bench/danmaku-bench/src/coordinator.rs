@@ -321,7 +321,7 @@ async fn drive(
         .await?;
     }
     send(&mut workers, Command::StopPosting).await?;
-    sleep_collecting(
+    settle(
         timing.settle,
         instances,
         &mut samples,
@@ -392,6 +392,49 @@ async fn sleep_collecting(
             _ = sampler.tick() => sample(instances, samples),
             event = events.recv() => match event.context("a worker ended during the run")? {
                 (worker, Event::Tick(tick)) => ticks[worker as usize].push(tick),
+                (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
+                (_, Event::WaveDone { .. }) => {}
+                (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
+            },
+        }
+    }
+}
+
+/// Longest wait for a backlog of deliveries to drain after posting stopped.
+const MAX_SETTLE: Duration = Duration::from_secs(60);
+/// Deliveries are over once no worker reported one for this long.
+const QUIET: Duration = Duration::from_millis(2500);
+
+/// Waits at least `min`, then until deliveries stop arriving (a server that fell behind still
+/// delivers its backlog, which must not count as lost), at most [`MAX_SETTLE`].
+async fn settle(
+    min: Duration,
+    instances: &[Instance],
+    samples: &mut Samples,
+    events: &mut mpsc::UnboundedReceiver<(u32, Event)>,
+    ticks: &mut [Vec<crate::ipc::TickCounts>],
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    let mut last_delivery = start;
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = check.tick() => {
+                let now = tokio::time::Instant::now();
+                let quiet = now.duration_since(last_delivery) >= QUIET;
+                if (now.duration_since(start) >= min && quiet) || now.duration_since(start) >= MAX_SETTLE {
+                    return Ok(());
+                }
+            }
+            _ = sampler.tick() => sample(instances, samples),
+            event = events.recv() => match event.context("a worker ended during the run")? {
+                (worker, Event::Tick(tick)) => {
+                    if tick.deliveries > 0 || tick.upgrades > 0 {
+                        last_delivery = tokio::time::Instant::now();
+                    }
+                    ticks[worker as usize].push(tick);
+                }
                 (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
                 (_, Event::WaveDone { .. }) => {}
                 (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
@@ -488,8 +531,16 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
             summary.accepted_comments = Some(accepted);
             summary.rejected_comments = Some(rejected);
             summary.deliveries = Some(deliveries);
-            let posting_s = timing.duration.as_secs_f64();
-            summary.deliveries_per_s = Some(deliveries as f64 / posting_s);
+            // Over the time deliveries took: the posting time, or longer when a backlog
+            // drained after posting stopped.
+            let delivering_s = c
+                .ticks
+                .iter()
+                .flat_map(|worker| worker.iter().enumerate())
+                .filter(|(_, tick)| tick.deliveries > 0)
+                .map(|(i, _)| (i + 1) as f64)
+                .fold(timing.duration.as_secs_f64(), f64::max);
+            summary.deliveries_per_s = Some(deliveries as f64 / delivering_s);
             summary.frames = Some(frames);
             summary.losses = Some(losses);
             summary.duplicates = Some(duplicates);
