@@ -3,20 +3,29 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
 use rand::Rng;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::sleep_until;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::protocol::Role;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame, Utf8Bytes};
 
 use super::Admitted;
 use super::close::CloseReason;
 use crate::app::AppState;
 use crate::auth::Identity;
 use crate::broker::{BrokerError, HistoryQuery, NewComment};
-use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
-use crate::domain::{CommentId, CommentKind, CommentText, TextError};
+use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
+use crate::domain::{CommentId, CommentKind, CommentText, StreamId, TextError};
 use crate::hub::{Membership, RoomEvent};
+use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
 
 /// How long a stream's subscription may take before the connection is closed with 1013.
@@ -34,34 +43,101 @@ const MAX_MALFORMED_IN_A_ROW: u32 = 10;
 /// land on the next instance in the same millisecond.
 const RECONNECT_SPREAD_MS: u64 = 1000;
 
+/// The upgraded connection, before tungstenite wraps it.
+pub(super) type Io = TokioIo<Upgraded>;
+type WebSocket = WebSocketStream<Io>;
+
+/// A text frame of the shared bytes, without a copy or a UTF-8 check (the bytes are a
+/// `String` the server encoded).
+fn shared_text(frame: SharedFrame) -> Message {
+    Message::Frame(Frame::message(
+        Bytes::from(frame),
+        OpCode::Data(Data::Text),
+        true,
+    ))
+}
+
+async fn websocket(io: Io) -> WebSocket {
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(super::socket_config())).await
+}
+
+/// The socket's task, from the upgrade to the close.
+///
+/// Every await but the loop's own is boxed (the upgrade, join and `init` in [`open`], and
+/// in [`Connection::serve`] a client's frame, a delivery, a ping; the close): the task's
+/// future is as large as its largest state and lives as long as the socket, and `select!`
+/// keeps its branches' futures alive while a handler awaits, so inline they would add up.
+/// `admitted` comes boxed for the same reason: an argument keeps its slot in the future.
 pub(super) async fn run(
-    mut socket: WebSocket,
-    admitted: Admitted,
+    on_upgrade: OnUpgrade,
+    admitted: Box<Admitted>,
     app: AppState,
     upgraded_at: Instant,
 ) {
+    let Some((mut connection, stream, permit, sent)) =
+        Box::pin(open(on_upgrade, admitted, &app, upgraded_at)).await
+    else {
+        return;
+    };
+    let reason = match sent {
+        Ok(()) => connection.serve(&stream).await,
+        Err(reason) => reason,
+    };
+    if let Some(reason) = reason {
+        Box::pin(close(connection.socket, reason)).await;
+    } else {
+        drop(connection.socket);
+    }
+    app.metrics.connection_closed();
+    drop(connection.membership);
+    drop(permit);
+}
+
+/// Waits for the upgrade, joins the stream's room and sends `init`: the connection, or
+/// `None` if it never opened (the upgrade failed, or the join did and the socket is closed).
+async fn open(
+    on_upgrade: OnUpgrade,
+    admitted: Box<Admitted>,
+    app: &AppState,
+    upgraded_at: Instant,
+) -> Option<(Connection, StreamId, ConnectionPermit, Result<(), End>)> {
+    let mut io = match on_upgrade.await {
+        Ok(upgraded) => TokioIo::new(upgraded),
+        Err(error) => {
+            tracing::debug!(%error, "WebSocket upgrade failed");
+            return None;
+        }
+    };
     let Admitted {
         stream,
         identity,
         after,
         permit,
-    } = admitted;
+    } = *admitted;
     let joined = tokio::time::timeout(JOIN_TIMEOUT, app.hub.join(&stream, &app.broker)).await;
     let membership = match joined {
         Ok(Ok(membership)) => membership,
         Ok(Err(error)) => {
             tracing::warn!(%stream, %error, "could not join stream");
-            return close(&mut socket, CloseReason::TryAgainLater).await;
+            close(websocket(io).await, CloseReason::TryAgainLater).await;
+            return None;
         }
         Err(_) => {
             tracing::warn!(%stream, "stream subscription timed out");
-            return close(&mut socket, CloseReason::TryAgainLater).await;
+            close(websocket(io).await, CloseReason::TryAgainLater).await;
+            return None;
         }
     };
     app.metrics.connection_opened();
     let write_timeout = MAX_WRITE_TIMEOUT.min(app.config.idle_timeout());
+    let sent = match init_frame(app, &stream, after).await {
+        Ok((frame, last_id)) => write_init(&mut io, frame, write_timeout, app)
+            .await
+            .map(|()| last_id),
+        Err(reason) => Err(reason),
+    };
     let mut connection = Connection {
-        socket,
+        socket: websocket(io).await,
         membership,
         identity,
         app: app.clone(),
@@ -69,22 +145,115 @@ pub(super) async fn run(
         malformed: 0,
         write_timeout,
     };
-    let reason = match connection.send_init(&stream, after).await {
-        Ok(()) => {
-            app.metrics
-                .latencies
-                .init
-                .record(upgraded_at.elapsed().as_secs_f64(), &[]);
-            connection.serve(&stream).await
-        }
-        Err(reason) => reason,
+    let sent = sent.map(|last_id| {
+        connection.last_id = last_id;
+        app.metrics
+            .latencies
+            .init
+            .record(upgraded_at.elapsed().as_secs_f64(), &[]);
+    });
+    Some((connection, stream, permit, sent))
+}
+
+/// The `init` frame (PROTOCOL.md section 2) and the newest comment id it covers.
+async fn init_frame(
+    app: &AppState,
+    stream: &crate::domain::StreamId,
+    after: Option<CommentId>,
+) -> Result<(SharedFrame, Option<CommentId>), End> {
+    let config = &app.config;
+    let broker = &app.broker;
+    let unavailable = |error: BrokerError| {
+        tracing::warn!(%stream, %error, "could not read history for init");
+        Some(CloseReason::TryAgainLater)
     };
-    if let Some(reason) = reason {
-        close(&mut connection.socket, reason).await;
+    let resumed = match after {
+        Some(id) => {
+            let page = broker
+                .history(
+                    stream,
+                    HistoryQuery::After {
+                        id,
+                        limit: crate::broker::ALL_RETAINED,
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+            page.complete.then_some((id, page.comments))
+        }
+        None => None,
+    };
+    let mut last_id = None;
+    let (comments, resumed) = match resumed {
+        Some((id, comments)) => {
+            last_id = Some(id);
+            (comments, true)
+        }
+        None => {
+            let page = broker
+                .history(
+                    stream,
+                    HistoryQuery::Latest {
+                        limit: config.init_comments.min(config.history_len),
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+            (page.comments, false)
+        }
+    };
+    if let Some(last) = comments.last() {
+        last_id = Some(last.id);
     }
-    app.metrics.connection_closed();
-    drop(connection);
-    drop(permit);
+    let viewer_count = broker
+        .viewer_counts(std::slice::from_ref(stream))
+        .await
+        .map_err(unavailable)?[0];
+    app.hub.viewers_seen(stream, viewer_count);
+    let frame = ServerFrame::Init {
+        stream_id: stream,
+        comments: &comments,
+        viewer_count,
+        resumed,
+        server: &app.server,
+    }
+    .encode();
+    Ok((frame, last_id))
+}
+
+/// Writes `init` as one text frame straight to the connection, before tungstenite wraps it
+/// (see [`super::RawUpgrade`]): one write of a buffer that is freed right after.
+async fn write_init(
+    io: &mut Io,
+    frame: SharedFrame,
+    write_timeout: Duration,
+    app: &AppState,
+) -> Result<(), End> {
+    let payload = Bytes::from(frame);
+    let mut bytes = Vec::with_capacity(payload.len() + 10);
+    Frame::message(payload, OpCode::Data(Data::Text), true)
+        .format(&mut bytes)
+        .expect("a Vec takes any frame");
+    let mut written = 0;
+    let result = tokio::time::timeout(write_timeout, async {
+        while written < bytes.len() {
+            match io.write(&bytes[written..]).await? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => written += n,
+            }
+        }
+        io.flush().await
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => {
+            app.metrics.dropped(DropReason::WriteTimeout, 1);
+            // A close frame after part of a frame would be garbage to the client.
+            Err((written == 0).then_some(CloseReason::SlowConsumer))
+        }
+    }
 }
 
 struct Connection {
@@ -102,70 +271,6 @@ struct Connection {
 type End = Option<CloseReason>;
 
 impl Connection {
-    async fn send_init(
-        &mut self,
-        stream: &crate::domain::StreamId,
-        after: Option<CommentId>,
-    ) -> Result<(), End> {
-        let config = &self.app.config;
-        let broker = &self.app.broker;
-        let unavailable = |error: BrokerError| {
-            tracing::warn!(%stream, %error, "could not read history for init");
-            Some(CloseReason::TryAgainLater)
-        };
-        let resumed = match after {
-            Some(id) => {
-                let page = broker
-                    .history(
-                        stream,
-                        HistoryQuery::After {
-                            id,
-                            limit: crate::broker::ALL_RETAINED,
-                        },
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                page.complete.then_some((id, page.comments))
-            }
-            None => None,
-        };
-        let (comments, resumed) = match resumed {
-            Some((id, comments)) => {
-                self.last_id = Some(id);
-                (comments, true)
-            }
-            None => {
-                let page = broker
-                    .history(
-                        stream,
-                        HistoryQuery::Latest {
-                            limit: config.init_comments.min(config.history_len),
-                        },
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                (page.comments, false)
-            }
-        };
-        if let Some(last) = comments.last() {
-            self.last_id = Some(last.id);
-        }
-        let viewer_count = broker
-            .viewer_counts(std::slice::from_ref(stream))
-            .await
-            .map_err(unavailable)?[0];
-        self.app.hub.viewers_seen(stream, viewer_count);
-        let frame = ServerFrame::Init {
-            stream_id: stream,
-            comments: &comments,
-            viewer_count,
-            resumed,
-            server: &self.app.server,
-        }
-        .encode();
-        self.write_now(Message::Text(frame)).await
-    }
-
     async fn serve(&mut self, stream: &crate::domain::StreamId) -> End {
         let idle_timeout = self.app.config.idle_timeout();
         let ping_every = idle_timeout / 3;
@@ -199,15 +304,16 @@ impl Connection {
                 () = &mut hint => {
                     hint.as_mut().reset(far_future);
                     let after_ms = rand::rng().random_range(0..RECONNECT_SPREAD_MS);
-                    if let Err(end) = self.write_now(Message::Text(ServerFrame::Reconnect { after_ms }.encode())).await {
+                    let frame = shared_text(ServerFrame::Reconnect { after_ms }.encode());
+                    if let Err(end) = Box::pin(self.write_now(frame)).await {
                         return end;
                     }
                 }
-                message = self.socket.recv() => {
+                message = self.socket.next() => {
                     last_seen = Instant::now();
                     match message {
                         Some(Ok(message)) => {
-                            if let Err(end) = self.on_message(stream, message).await {
+                            if let Err(end) = Box::pin(self.on_message(stream, message)).await {
                                 return end;
                             }
                         }
@@ -221,7 +327,7 @@ impl Connection {
                         Err(RecvError::Lagged(missed)) => return self.slow_consumer(stream, missed),
                         Err(RecvError::Closed) => return Some(CloseReason::Internal),
                     };
-                    if let Err(end) = self.deliver(stream, event).await {
+                    if let Err(end) = Box::pin(self.deliver(stream, event)).await {
                         return end;
                     }
                 }
@@ -230,7 +336,7 @@ impl Connection {
                     if now.duration_since(last_seen) >= idle_timeout {
                         return Some(CloseReason::IdleTimeout);
                     }
-                    if let Err(end) = self.write_now(Message::Ping(Default::default())).await {
+                    if let Err(end) = Box::pin(self.write_now(Message::Ping(Bytes::new()))).await {
                         return end;
                     }
                     let next = (now + ping_every).min(last_seen + idle_timeout);
@@ -261,7 +367,7 @@ impl Connection {
                             comments += n as u64;
                             frames += 1;
                             self.socket
-                                .feed(Message::Text(frame))
+                                .feed(shared_text(frame))
                                 .await
                                 .map_err(|_| None)?;
                         }
@@ -269,7 +375,7 @@ impl Connection {
                     RoomEvent::Frame(frame) => {
                         frames += 1;
                         self.socket
-                            .feed(Message::Text(frame))
+                            .feed(shared_text(frame))
                             .await
                             .map_err(|_| None)?;
                     }
@@ -283,7 +389,7 @@ impl Connection {
                             );
                             let frame = ServerFrame::Error(&error).encode();
                             self.socket
-                                .feed(Message::Text(frame))
+                                .feed(shared_text(frame))
                                 .await
                                 .map_err(|_| None)?;
                             self.socket.flush().await.map_err(|_| None)?;
@@ -333,7 +439,7 @@ impl Connection {
             Message::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(ClientFrame::Ping) => {
                     self.malformed = 0;
-                    self.write_now(Message::Text(ServerFrame::Pong.encode()))
+                    self.write_now(shared_text(ServerFrame::Pong.encode()))
                         .await
                 }
                 Ok(ClientFrame::Comment { text, reference }) => {
@@ -350,7 +456,7 @@ impl Connection {
             Message::Binary(_) => Err(Some(CloseReason::Policy)),
             // tungstenite queues the pong; flush so it leaves now.
             Message::Ping(_) => self.socket.flush().await.map_err(|_| None),
-            Message::Pong(_) => Ok(()),
+            Message::Pong(_) | Message::Frame(_) => Ok(()),
             Message::Close(_) => {
                 // tungstenite queued the close reply; send it and stop.
                 let _ = self.socket.flush().await;
@@ -427,7 +533,7 @@ impl Connection {
                     id: comment.id,
                 }
                 .encode();
-                self.write_now(Message::Text(ack)).await
+                self.write_now(shared_text(ack)).await
             }
             Err(BrokerError::Banned) => {
                 self.refuse(error(ErrorCode::Banned, "you are banned from this stream"))
@@ -451,7 +557,7 @@ impl Connection {
             self.malformed += 1;
         }
         let frame = ServerFrame::Error(&error).encode();
-        self.write_now(Message::Text(frame)).await?;
+        self.write_now(shared_text(frame)).await?;
         if self.malformed > MAX_MALFORMED_IN_A_ROW {
             return Err(Some(CloseReason::Policy));
         }
@@ -471,10 +577,9 @@ impl Connection {
 }
 
 /// The close code for a read error: RFC 6455 violations get the RFC's code.
-fn close_reason_for(error: axum::Error) -> End {
+fn close_reason_for(error: tungstenite::Error) -> End {
     use tungstenite::error::{CapacityError, Error, ProtocolError};
-    let inner = error.into_inner();
-    match inner.downcast_ref::<Error>() {
+    match Some(&error) {
         Some(Error::Capacity(
             CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
         )) => Some(CloseReason::TooBig),
@@ -487,10 +592,10 @@ fn close_reason_for(error: axum::Error) -> End {
     }
 }
 
-async fn close(socket: &mut WebSocket, reason: CloseReason) {
+async fn close(mut socket: WebSocket, reason: CloseReason) {
     let frame = CloseFrame {
-        code: reason.code(),
-        reason: reason.reason().into(),
+        code: reason.code().into(),
+        reason: Utf8Bytes::from_static(reason.reason()),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }

@@ -2,7 +2,7 @@
 //!
 //! [`handshake`] refuses with plain HTTP before the upgrade; [`connection`] runs one
 //! socket's loop; [`close`] is the table of close codes. This module is the only place that
-//! sees axum's WebSocket `Message`.
+//! sees tungstenite's WebSocket `Message`.
 
 pub mod close;
 mod connection;
@@ -10,10 +10,16 @@ mod connection;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::app::AppState;
 use crate::auth::Identity;
@@ -23,15 +29,44 @@ use crate::http::{ApiError, bearer_token};
 use crate::lifecycle::{AdmitError, ConnectionPermit};
 
 /// tungstenite's defaults cost ~137 KB per idle socket (FIELD-NOTES trap 1). These fit
-/// comments of 200 characters: a 1 KiB read buffer that grows only for a larger frame,
+/// comments of 200 characters: a 512-byte read buffer that grows only for a larger frame
+/// (an idle socket keeps it, so it is small; a 4 KiB client frame takes a few reads),
 /// client messages and frames of at most 4 KiB, and a write buffer that collects a batch
-/// of frames into one write. Its cap must fit the largest frame, a resumed `init` with the
-/// whole history (at most 1,000 comments of at most ~3.2 KiB); a stalled socket is cut
-/// off by the write timeout long before it holds that much.
-pub const READ_BUFFER: usize = 1024;
+/// of frames into one write. tungstenite's write buffer keeps the capacity of the largest
+/// write, so `init` (up to the whole history) does not go through it: it is written to the
+/// upgraded connection before tungstenite wraps it (see `connection::write_init`). The cap
+/// fits the largest frame that does, a `comments` frame of 100 comments; a stalled socket
+/// is cut off by the write timeout long before it holds that much.
+pub const READ_BUFFER: usize = 512;
 pub const WRITE_BUFFER: usize = 16 * 1024;
 pub const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
+
+/// The socket configuration of the constants above.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(Some(MAX_CLIENT_FRAME))
+        .max_frame_size(Some(MAX_CLIENT_FRAME))
+}
+
+/// The request's upgrade handle, cloned before axum's [`WebSocketUpgrade`] takes it.
+///
+/// axum's extractor still checks the handshake (and picks the refusal status), but the
+/// socket task is ours: it writes the `init` frame to the upgraded connection before
+/// tungstenite wraps it, so tungstenite's write buffer never grows to the size of `init`
+/// (a `Vec` keeps its capacity: with 50 history comments that was ~8 KiB per idle socket).
+pub struct RawUpgrade(Option<OnUpgrade>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawUpgrade {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self(parts.extensions.get::<OnUpgrade>().cloned()))
+    }
+}
 
 /// A handshake that passed every check, carried into the socket task.
 struct Admitted {
@@ -46,6 +81,7 @@ pub async fn handshake(
     Path(stream): Path<String>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
+    raw: RawUpgrade,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let params = match query {
@@ -61,9 +97,19 @@ pub async fn handshake(
         Ok(admitted) => admitted,
         Err(error) => return refuse(&app, error),
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
+    let on_upgrade = match (upgrade, raw.0) {
+        (Ok(_checked), Some(on_upgrade)) => on_upgrade,
+        (Ok(_), None) => {
+            return refuse(
+                &app,
+                ApiError::with_status(
+                    StatusCode::UPGRADE_REQUIRED,
+                    ErrorCode::Invalid,
+                    "expected a WebSocket handshake",
+                ),
+            );
+        }
+        (Err(rejection), _) => {
             let status = rejection.status();
             return refuse(
                 &app,
@@ -72,14 +118,27 @@ pub async fn handshake(
         }
     };
     let upgraded_at = Instant::now();
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(MAX_CLIENT_FRAME)
-        .max_frame_size(MAX_CLIENT_FRAME)
-        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| connection::run(socket, admitted, app, upgraded_at))
+    tokio::spawn(connection::run(
+        on_upgrade,
+        Box::new(admitted),
+        app,
+        upgraded_at,
+    ));
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        // HTTP/1.1: 101 with the key's signature, as axum's `on_upgrade` answers.
+        Some(key) => Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
+            .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+            .header(
+                header::SEC_WEBSOCKET_ACCEPT,
+                tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            )
+            .body(Body::empty())
+            .expect("a valid 101 response"),
+        // HTTP/2 extended CONNECT (RFC 8441): a 2xx with an empty body.
+        None => Response::new(Body::empty()),
+    }
 }
 
 fn refuse(app: &AppState, error: ApiError) -> Response {
