@@ -534,11 +534,9 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
             // Over the time deliveries took: the posting time, or longer when a backlog
             // drained after posting stopped.
             let delivering_s = c
-                .ticks
+                .totals
                 .iter()
-                .flat_map(|worker| worker.iter().enumerate())
-                .filter(|(_, tick)| tick.deliveries > 0)
-                .map(|(i, _)| (i + 1) as f64)
+                .map(|t| t.last_delivery_s)
                 .fold(timing.duration.as_secs_f64(), f64::max);
             summary.deliveries_per_s = Some(deliveries as f64 / delivering_s);
             summary.frames = Some(frames);

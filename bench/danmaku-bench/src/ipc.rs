@@ -122,6 +122,9 @@ pub struct TickCounts {
 pub struct Totals {
     pub cpu_s: f64,
     pub elapsed_s: f64,
+    /// When the last delivery arrived, seconds after the measured phase started.
+    #[serde(default)]
+    pub last_delivery_s: f64,
     /// Every text frame read during the measured phase (the tool's unit of work).
     pub frames: u64,
     pub comment_frames: u64,

@@ -48,6 +48,9 @@ enum Phase {
 #[derive(Default)]
 struct State {
     measuring: bool,
+    /// When the measured phase started, and when the last delivery arrived.
+    started: Option<Instant>,
+    last_delivery: Option<Instant>,
     connected: u64,
     setup_pending: u64,
     wave_pending: u64,
@@ -194,6 +197,7 @@ async fn main_loop() -> anyhow::Result<()> {
 fn start_measuring(state: &Shared) {
     let mut s = state.borrow_mut();
     s.measuring = true;
+    s.started = Some(Instant::now());
     s.tick = TickState::default();
     s.frames = 0;
     s.comment_frames = 0;
@@ -222,9 +226,14 @@ fn totals(state: &Shared, elapsed_s: f64, cpu_s: f64) -> Totals {
     let s = state.borrow();
     let mut streams: Vec<StreamTotals> = s.streams.values().cloned().collect();
     streams.sort_by_key(|t| t.stream_index);
+    let last_delivery_s = match (s.started, s.last_delivery) {
+        (Some(start), Some(last)) => last.saturating_duration_since(start).as_secs_f64(),
+        _ => 0.0,
+    };
     Totals {
         cpu_s,
         elapsed_s,
+        last_delivery_s,
         frames: s.frames,
         comment_frames: s.comment_frames,
         deliveries: s.deliveries,
@@ -567,6 +576,7 @@ fn on_viewer_frame(target: Target, text: &str, seen: &mut Seen, s: &mut State) -
         }
         let latency = now_us - (comment.ts as i64) * 1000;
         s.deliveries += 1;
+        s.last_delivery = Some(Instant::now());
         s.latency.record_us(latency);
         s.send_latency.record_us(now_us - sent_us as i64);
         s.tick.deliveries += 1;
