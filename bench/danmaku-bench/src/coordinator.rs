@@ -470,9 +470,10 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
         send_latency.merge(&t.send_latency);
         init.merge(&t.init);
         tool.cpu_s += t.cpu_s;
+        tool.active_cpu_s += t.active_cpu_s;
         tool.frames += t.frames;
         if active_s > 0.0 {
-            tool.max_worker_cores = tool.max_worker_cores.max(t.cpu_s / active_s);
+            tool.max_worker_cores = tool.max_worker_cores.max(t.active_cpu_s / active_s);
         }
         deliveries += t.deliveries;
         frames += t.comment_frames;
@@ -724,7 +725,7 @@ fn verdict(
     // CPU use while the load was on (posting, churning, the storm's wave); the settle time
     // after it would dilute it.
     let cores = procfs::cpus() as f64;
-    let tool_cores = tool.cpu_s / active_s.max(1e-9);
+    let tool_cores = tool.active_cpu_s / active_s.max(1e-9);
     let server_cores = server_cpu_s.map(|s| s / active_s.max(1e-9));
     let other_cores = others_cpu_s.map_or(0.0, |s| s / active_s.max(1e-9));
     // What no sampled process was charged for: the kernel's softirq work, other processes.

@@ -122,6 +122,10 @@ pub struct TickCounts {
 pub struct Totals {
     pub cpu_s: f64,
     pub elapsed_s: f64,
+    /// CPU seconds used from the start until posting stopped (the load's own window; a long
+    /// settle after it would dilute the worker's busy share).
+    #[serde(default)]
+    pub active_cpu_s: f64,
     /// When the last delivery arrived, seconds after the measured phase started.
     #[serde(default)]
     pub last_delivery_s: f64,

@@ -1043,6 +1043,7 @@ mod tests {
             tool: ToolCost {
                 workers: 4,
                 cpu_s: 8.0,
+                active_cpu_s: 7.0,
                 frames: rate,
                 ns_per_frame: Some(850.0),
                 max_worker_cores: 0.61,

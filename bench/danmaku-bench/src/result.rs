@@ -154,11 +154,14 @@ pub struct ToolCost {
     pub workers: u32,
     /// CPU seconds used by all workers during the measured phase.
     pub cpu_s: f64,
+    /// CPU seconds used by all workers while the load was on (before the settle).
+    #[serde(default)]
+    pub active_cpu_s: f64,
     /// Frames the workers received during the measured phase.
     pub frames: u64,
     /// Worker CPU per received frame, nanoseconds.
     pub ns_per_frame: Option<f64>,
-    /// The busiest worker's CPU use over the measured phase, in cores (1.0 = saturated).
+    /// The busiest worker's CPU use while the load was on, in cores (1.0 = saturated).
     pub max_worker_cores: f64,
 }
 

@@ -141,6 +141,7 @@ async fn main_loop() -> anyhow::Result<()> {
     }
 
     let mut started = None;
+    let mut active_cpu = None;
     let mut ticker = None::<tokio::time::Interval>;
     let mut wave_reported = plan.scenario != Scenario::Storm;
     loop {
@@ -157,7 +158,10 @@ async fn main_loop() -> anyhow::Result<()> {
                         ticker = Some(interval);
                         let _ = phase_tx.send(Phase::Measure);
                     }
-                    Command::StopPosting => { let _ = phase_tx.send(Phase::StopPosting); }
+                    Command::StopPosting => {
+                        active_cpu = procfs::cpu_time("self");
+                        let _ = phase_tx.send(Phase::StopPosting);
+                    }
                     Command::Finish => break,
                 }
             }
@@ -180,17 +184,21 @@ async fn main_loop() -> anyhow::Result<()> {
     while state.borrow().connected > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (elapsed_s, cpu_s) = match started {
-        Some((at, cpu0)) => {
-            let cpu = match (cpu0, procfs::cpu_time("self")) {
-                (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
-                _ => 0.0,
-            };
-            (at.elapsed().as_secs_f64(), cpu)
-        }
-        None => (0.0, 0.0),
+    let used = |from: Option<Duration>, to: Option<Duration>| match (from, to) {
+        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
+        _ => 0.0,
     };
-    emit(&Event::Done(Box::new(totals(&state, elapsed_s, cpu_s))));
+    let (elapsed_s, cpu_s, active_cpu_s) = match started {
+        Some((at, cpu0)) => (
+            at.elapsed().as_secs_f64(),
+            used(cpu0, procfs::cpu_time("self")),
+            used(cpu0, active_cpu.or_else(|| procfs::cpu_time("self"))),
+        ),
+        None => (0.0, 0.0, 0.0),
+    };
+    let mut totals = totals(&state, elapsed_s, cpu_s);
+    totals.active_cpu_s = active_cpu_s;
+    emit(&Event::Done(Box::new(totals)));
     Ok(())
 }
 
@@ -232,6 +240,7 @@ fn totals(state: &Shared, elapsed_s: f64, cpu_s: f64) -> Totals {
     };
     Totals {
         cpu_s,
+        active_cpu_s: cpu_s,
         elapsed_s,
         last_delivery_s,
         frames: s.frames,
