@@ -461,6 +461,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
         ..Summary::default()
     };
     let mut accepted_by_stream: HashMap<u32, u64> = HashMap::new();
+    let mut sent = 0;
     let (mut accepted, mut rejected, mut deliveries, mut frames, mut duplicates, mut order) =
         (0, 0, 0, 0, 0, 0);
     let mut viewers_by_stream: HashMap<u32, (u64, u64)> = HashMap::new();
@@ -485,6 +486,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
         cycles += t.cycles;
         for p in &t.posters {
             accepted += p.accepted;
+            sent += p.sent;
             rejected += p.rejected;
             *accepted_by_stream.entry(p.stream_index).or_default() += p.accepted;
         }
@@ -529,6 +531,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
                 .sum();
             summary.offered_comments_per_s =
                 Some(layout.posters.iter().map(|&p| p as f64).sum::<f64>() * layout.poster_rate);
+            summary.sent_comments = Some(sent);
             summary.accepted_comments = Some(accepted);
             summary.rejected_comments = Some(rejected);
             summary.deliveries = Some(deliveries);

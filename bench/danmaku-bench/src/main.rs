@@ -468,8 +468,10 @@ fn print_summary(r: &RunResult) {
     let mut lines: Vec<String> = Vec::new();
     if let Some(d) = s.deliveries_per_s {
         lines.push(format!(
-            "deliveries/s {d:.0} (offered {:.0}), frames {}, losses {}, duplicates {}, order violations {}",
+            "deliveries/s {d:.0} (offered {:.0}), comments sent {} acknowledged {}, frames {}, losses {}, duplicates {}, order violations {}",
             r.params["offered_deliveries_per_s"].as_f64().unwrap_or(0.0),
+            s.sent_comments.unwrap_or(0),
+            s.accepted_comments.unwrap_or(0),
             s.frames.unwrap_or(0),
             s.losses.unwrap_or(0),
             s.duplicates.unwrap_or(0),

@@ -45,6 +45,9 @@ pub struct Summary {
     pub duration_s: f64,
     /// Comments per second the posters tried to send (fanout).
     pub offered_comments_per_s: Option<f64>,
+    /// Comments the posters sent (fanout).
+    #[serde(default)]
+    pub sent_comments: Option<u64>,
     /// Comments the server acknowledged (fanout).
     pub accepted_comments: Option<u64>,
     /// Comments the server refused (error acks; fanout).
