@@ -309,17 +309,7 @@ async fn drive(
     let machine_busy = machine_start
         .zip(procfs::machine_ticks())
         .and_then(|(a, b)| procfs::busy_between(a, b));
-    if scenario == Scenario::Storm {
-        // Hold the reconnected clients a moment so the timeline shows them settled.
-        sleep_collecting(
-            Duration::from_secs(1),
-            instances,
-            &mut samples,
-            &mut events,
-            &mut ticks,
-        )
-        .await?;
-    }
+
     send(&mut workers, Command::StopPosting).await?;
     settle(
         timing.settle,
@@ -373,29 +363,6 @@ async fn sleep_sampling(period: Duration, instances: &[Instance], samples: &mut 
         tokio::select! {
             _ = tokio::time::sleep_until(end) => break,
             _ = sampler.tick() => sample(instances, samples),
-        }
-    }
-}
-
-async fn sleep_collecting(
-    period: Duration,
-    instances: &[Instance],
-    samples: &mut Samples,
-    events: &mut mpsc::UnboundedReceiver<(u32, Event)>,
-    ticks: &mut [Vec<crate::ipc::TickCounts>],
-) -> anyhow::Result<()> {
-    let end = tokio::time::Instant::now() + period;
-    let mut sampler = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(end) => return Ok(()),
-            _ = sampler.tick() => sample(instances, samples),
-            event = events.recv() => match event.context("a worker ended during the run")? {
-                (worker, Event::Tick(tick)) => ticks[worker as usize].push(tick),
-                (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
-                (_, Event::WaveDone { .. }) => {}
-                (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
-            },
         }
     }
 }

@@ -254,7 +254,17 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
 
 /// The layout and the parameters (as recorded in the result) of a scenario command.
 fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, serde_json::Value)> {
-    let (scenario, common, viewers, streams, posters, rate, hot, churn) = match command {
+    /// What the scenario commands set; the rest stays at its default.
+    #[derive(Default)]
+    struct Shape {
+        viewers: u64,
+        streams: usize,
+        posters: u32,
+        rate: f64,
+        hot: Option<f64>,
+        churn: Option<(u32, u64, u64)>,
+    }
+    let (scenario, common, shape) = match command {
         Commands::Idle {
             common,
             connections,
@@ -262,12 +272,11 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         } => (
             Scenario::Idle,
             common,
-            connections,
-            streams,
-            0,
-            0.0,
-            None,
-            None,
+            Shape {
+                viewers: connections,
+                streams,
+                ..Shape::default()
+            },
         ),
         Commands::Fanout {
             common,
@@ -279,12 +288,14 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         } => (
             Scenario::Fanout,
             common,
-            viewers,
-            streams,
-            posters,
-            rate,
-            hot,
-            None,
+            Shape {
+                viewers,
+                streams,
+                posters,
+                rate,
+                hot,
+                churn: None,
+            },
         ),
         Commands::Storm {
             common,
@@ -293,12 +304,11 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         } => (
             Scenario::Storm,
             common,
-            connections,
-            streams,
-            0,
-            0.0,
-            None,
-            None,
+            Shape {
+                viewers: connections,
+                streams,
+                ..Shape::default()
+            },
         ),
         Commands::Churn {
             common,
@@ -309,15 +319,22 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         } => (
             Scenario::Churn,
             common,
-            0,
-            streams,
-            0,
-            0.0,
-            None,
-            Some((slots, hold_min_ms, hold_max_ms)),
+            Shape {
+                streams,
+                churn: Some((slots, hold_min_ms, hold_max_ms)),
+                ..Shape::default()
+            },
         ),
         _ => bail!("not a scenario"),
     };
+    let Shape {
+        viewers,
+        streams,
+        posters,
+        rate,
+        hot,
+        churn,
+    } = shape;
     if streams == 0 || common.urls.is_empty() || common.sources == 0 {
         bail!("--streams, --url and --sources must not be empty");
     }

@@ -92,7 +92,11 @@ fn fanout_counts_every_delivery_once() {
         "about 60 comments posted, {accepted} accepted"
     );
     assert_eq!(s["rejected_comments"], 0);
-    assert_eq!(s["sent_comments"].as_u64().unwrap(), accepted, "every post acknowledged");
+    assert_eq!(
+        s["sent_comments"].as_u64().unwrap(),
+        accepted,
+        "every post acknowledged"
+    );
     assert_eq!(s["losses"], 0, "{s}");
     assert_eq!(s["duplicates"], 0);
     assert_eq!(s["order_violations"], 0);
