@@ -76,8 +76,8 @@ pub fn render(runs: &[RunResult], title: &str) -> String {
     let _ = writeln!(html, "<title>{}</title>", escape(title));
     let _ = writeln!(html, "<style>{CSS}</style>\n</head>\n<body>");
     html.push_str(&header(runs, title));
-    for (scenario, group) in group_by_scenario(runs) {
-        html.push_str(&scenario_section(&scenario, &group));
+    for ((scenario, case), group) in group_by_case(runs) {
+        html.push_str(&scenario_section(&scenario, &case, &group));
     }
     html.push_str("</body>\n</html>\n");
     html
@@ -117,21 +117,34 @@ fn header(runs: &[RunResult], title: &str) -> String {
     html
 }
 
-/// Runs grouped by scenario, groups in order of first appearance, runs in input order.
-fn group_by_scenario(runs: &[RunResult]) -> Vec<(String, Vec<&RunResult>)> {
-    let mut groups: Vec<(String, Vec<&RunResult>)> = Vec::new();
+/// A group's key: the scenario, and the case name runs were given (`--case`, may be empty).
+type GroupKey = (String, String);
+
+/// Runs grouped by scenario and case (the runs of one case against different servers are
+/// compared), groups in order of first appearance, runs in input order.
+fn group_by_case(runs: &[RunResult]) -> Vec<(GroupKey, Vec<&RunResult>)> {
+    let mut groups: Vec<(GroupKey, Vec<&RunResult>)> = Vec::new();
     for run in runs {
-        match groups.iter_mut().find(|(s, _)| *s == run.scenario) {
+        let key = (
+            run.scenario.clone(),
+            run.params["case"].as_str().unwrap_or("").to_owned(),
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, group)) => group.push(run),
-            None => groups.push((run.scenario.clone(), vec![run])),
+            None => groups.push((key, vec![run])),
         }
     }
     groups
 }
 
-/// One scenario: heading, table, parameters, plots.
-fn scenario_section(scenario: &str, runs: &[&RunResult]) -> String {
-    let mut html = format!("<section>\n<h2>Scenario: {}</h2>\n", escape(scenario));
+/// One scenario (and case): heading, table, parameters, plots.
+fn scenario_section(scenario: &str, case: &str, runs: &[&RunResult]) -> String {
+    let heading = if case.is_empty() {
+        format!("Scenario: {}", escape(scenario))
+    } else {
+        format!("{} <small>({})</small>", escape(case), escape(scenario))
+    };
+    let mut html = format!("<section>\n<h2>{heading}</h2>\n");
     html.push_str(&summary_table(runs));
     html.push_str(&params_details(runs));
     let plots = [
