@@ -91,10 +91,14 @@ impl Layout {
         }
     }
 
-    /// One plan per worker. Viewers of a stream alternate between instances, so every stream
-    /// with two viewers or more crosses instances; connections are dealt to workers in turn.
+    /// One plan per worker, plus one more for the posters when there are any: a poster that
+    /// shares a process with thousands of busy viewers posts late, and the offered load would
+    /// fall with the tool's backlog. Viewers of a stream alternate between instances, so every
+    /// stream with two viewers or more crosses instances; viewers are dealt to workers in turn.
     pub fn split(&self, workers: u32, token: impl Fn(&str) -> Option<String>) -> Vec<Plan> {
-        let mut plans: Vec<Plan> = (0..workers)
+        let has_posters = self.posters.iter().any(|&p| p > 0);
+        let workers = workers.max(1);
+        let mut plans: Vec<Plan> = (0..workers + u32::from(has_posters))
             .map(|worker| Plan {
                 scenario: self.scenario,
                 target: self.target,
@@ -107,13 +111,13 @@ impl Layout {
                 concurrency: self.concurrency,
             })
             .collect();
-        let count = plans.len();
+        let count = workers as usize;
         let mut n = 0usize;
         let mut poster_index = 0u32;
         for stream in 0..self.streams.len() {
             for _ in 0..self.posters[stream] {
                 let user = format!("poster-{poster_index}");
-                plans[n % count].posters.push(PosterSpec {
+                plans[count].posters.push(PosterSpec {
                     index: poster_index,
                     endpoint: self.endpoint(stream, n),
                     token: token(&user),
@@ -206,6 +210,9 @@ mod tests {
             6.0 * 2.0 * 5.0 + 2.0 * 5.0
         );
         let plans = layout.split(2, |user| Some(format!("t-{user}")));
+        assert_eq!(plans.len(), 3, "two for the viewers, one for the posters");
+        assert_eq!(plans[2].posters.len(), 3);
+        assert!(plans[2].viewers.is_empty());
         let viewers: usize = plans.iter().map(|p| p.viewers.len()).sum();
         let posters: usize = plans.iter().map(|p| p.posters.len()).sum();
         assert_eq!(viewers, 8);
@@ -221,7 +228,7 @@ mod tests {
             .map(|e| e.base.as_str())
             .collect();
         assert!(on_a.contains(&"ws://127.0.0.1:1") && on_a.contains(&"ws://127.0.0.1:2"));
-        assert!(plans.iter().all(|p| p.viewers.len() == 4));
-        assert_eq!(plans[0].posters[0].token.as_deref(), Some("t-poster-0"));
+        assert!(plans[..2].iter().all(|p| p.viewers.len() == 4));
+        assert_eq!(plans[2].posters[0].token.as_deref(), Some("t-poster-0"));
     }
 }
