@@ -83,7 +83,8 @@ struct Collected {
     ready_connected: u64,
     ready_errors: u64,
     ticks: Vec<Vec<crate::ipc::TickCounts>>,
-    waves: Vec<(u64, u64, f64)>,
+    /// Each worker's reconnect wave: (upgrades, milliseconds it took).
+    waves: Vec<(u64, f64)>,
     totals: Vec<Totals>,
     samples: Samples,
     measure_start: Instant,
@@ -296,7 +297,7 @@ async fn drive(
                 _ = sampler.tick() => sample(instances, &mut samples),
                 event = events.recv() => match event.context("a worker ended during the run")? {
                     (worker, Event::Tick(tick)) => ticks[worker as usize].push(tick),
-                    (_, Event::WaveDone { upgrades, errors, elapsed_ms }) => waves.push((upgrades, errors, elapsed_ms)),
+                    (_, Event::WaveDone { upgrades, elapsed_ms }) => waves.push((upgrades, elapsed_ms)),
                     (worker, Event::Warn { message }) => eprintln!("worker {worker}: {message}"),
                     (worker, other) => bail!("worker {worker}: unexpected {other:?}"),
                 },
@@ -541,7 +542,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
         }
         Scenario::Storm => {
             summary.init_latency_ms = init.percentiles();
-            let slowest = c.waves.iter().map(|w| w.2).fold(0.0, f64::max);
+            let slowest = c.waves.iter().map(|w| w.1).fold(0.0, f64::max);
             let wave_upgrades: u64 = c.waves.iter().map(|w| w.0).sum();
             if slowest > 0.0 {
                 summary.upgrades_per_s = Some(wave_upgrades as f64 / (slowest / 1000.0));

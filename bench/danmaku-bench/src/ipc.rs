@@ -98,7 +98,6 @@ pub enum Event {
     /// The storm's reconnect wave is over.
     WaveDone {
         upgrades: u64,
-        errors: u64,
         elapsed_ms: f64,
     },
     Done(Box<Totals>),
@@ -121,7 +120,6 @@ pub struct TickCounts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Totals {
     pub cpu_s: f64,
-    pub elapsed_s: f64,
     /// CPU seconds used from the start until posting stopped (the load's own window; a long
     /// settle after it would dilute the worker's busy share).
     #[serde(default)]

@@ -63,7 +63,6 @@ struct State {
     disconnects: u64,
     connect_errors: u64,
     upgrades: u64,
-    wave_errors: u64,
     cycles: u64,
     latency: Latency,
     send_latency: Latency,
@@ -173,7 +172,7 @@ async fn main_loop() -> anyhow::Result<()> {
                     wave_reported = true;
                     let s = state.borrow();
                     let elapsed = started.as_ref().map_or(0.0, |(at, _)| at.elapsed().as_secs_f64());
-                    emit(&Event::WaveDone { upgrades: s.upgrades, errors: s.wave_errors, elapsed_ms: elapsed * 1000.0 });
+                    emit(&Event::WaveDone { upgrades: s.upgrades, elapsed_ms: elapsed * 1000.0 });
                 }
             }
         }
@@ -188,15 +187,14 @@ async fn main_loop() -> anyhow::Result<()> {
         (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
         _ => 0.0,
     };
-    let (elapsed_s, cpu_s, active_cpu_s) = match started {
-        Some((at, cpu0)) => (
-            at.elapsed().as_secs_f64(),
+    let (cpu_s, active_cpu_s) = match started {
+        Some((_, cpu0)) => (
             used(cpu0, procfs::cpu_time("self")),
             used(cpu0, active_cpu.or_else(|| procfs::cpu_time("self"))),
         ),
-        None => (0.0, 0.0, 0.0),
+        None => (0.0, 0.0),
     };
-    let mut totals = totals(&state, elapsed_s, cpu_s);
+    let mut totals = totals(&state, cpu_s);
     totals.active_cpu_s = active_cpu_s;
     emit(&Event::Done(Box::new(totals)));
     Ok(())
@@ -230,7 +228,7 @@ fn take_tick(state: &Shared) -> TickCounts {
     }
 }
 
-fn totals(state: &Shared, elapsed_s: f64, cpu_s: f64) -> Totals {
+fn totals(state: &Shared, cpu_s: f64) -> Totals {
     let s = state.borrow();
     let mut streams: Vec<StreamTotals> = s.streams.values().cloned().collect();
     streams.sort_by_key(|t| t.stream_index);
@@ -241,7 +239,6 @@ fn totals(state: &Shared, elapsed_s: f64, cpu_s: f64) -> Totals {
     Totals {
         cpu_s,
         active_cpu_s: cpu_s,
-        elapsed_s,
         last_delivery_s,
         frames: s.frames,
         comment_frames: s.comment_frames,
@@ -439,11 +436,7 @@ async fn viewer(
             return;
         }
         ws = open(target, &endpoint, &state, &handshakes).await;
-        let mut s = state.borrow_mut();
-        s.wave_pending -= 1;
-        if ws.is_none() {
-            s.wave_errors += 1;
-        }
+        state.borrow_mut().wave_pending -= 1;
     }
     let Some(mut ws) = ws else { return };
     let stayed = loop {
