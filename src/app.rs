@@ -1,114 +1,119 @@
-//! Wiring: build the hub, the broker and the router from a [`Config`], bind the listener,
-//! and run until the shutdown future resolves, then drain.
+//! The composition root: builds every part from a [`Config`], wires them together, mounts
+//! the route table, binds the listener, and runs until the shutdown future resolves, then
+//! drains. It imports everything; nothing in the server imports it.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::api_error::ApiError;
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::domain::wire::ServerInfo;
+use crate::domain::wire::{ErrorCode, ServerInfo};
+use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::readiness::{CpuGate, Readiness, available_cpus};
-use crate::telemetry::{Latencies, Telemetry};
+use crate::metrics::{Latencies, Metrics};
+use crate::posting::Posting;
+use crate::readiness::{self, Readiness};
+use crate::telemetry::Telemetry;
+use crate::web::{self, WebState};
+use crate::ws::{self, WsState};
 
 /// After the last `reconnect` hint: how long sockets get to close before the app returns.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// Pending connections the kernel may queue for `accept` (it caps this at
+/// `net.core.somaxconn`). A reconnect storm sends thousands of handshakes at once; with the
+/// usual 128 the queue overflows and the kernel drops SYNs, which clients retry only after a
+/// second.
+const LISTEN_BACKLOG: u32 = 4096;
 
-pub struct Shared {
-    pub config: Config,
+/// Every part of a running instance, for the wiring, tests and benchmarks.
+#[derive(Clone)]
+pub struct Parts {
+    pub config: Arc<Config>,
     pub hub: Hub,
     pub broker: Broker,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
+    pub posting: Arc<Posting>,
     pub lifecycle: Arc<Lifecycle>,
-    pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
-    pub telemetry: Telemetry,
+    pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     pub server: ServerInfo,
 }
 
-impl Deref for AppState {
-    type Target = Shared;
+impl Parts {
+    /// The state of the WebSocket endpoint.
+    pub fn ws_state(&self) -> WsState {
+        WsState::new(ws::Shared {
+            hub: self.hub.clone(),
+            broker: self.broker.clone(),
+            posting: self.posting.clone(),
+            auth: self.auth.clone(),
+            lifecycle: self.lifecycle.clone(),
+            readiness: self.readiness.clone(),
+            metrics: self.metrics.clone(),
+            settings: ws::Settings::new(&self.config, self.server.clone()),
+        })
+    }
 
-    fn deref(&self) -> &Shared {
-        &self.0
+    fn http_state(&self) -> HttpState {
+        HttpState::new(http::Shared {
+            auth: self.auth.clone(),
+            broker: self.broker.clone(),
+            posting: self.posting.clone(),
+            readiness: self.readiness.clone(),
+            telemetry: self.telemetry.clone(),
+            server: self.server.clone(),
+        })
     }
 }
 
-impl Shared {
-    /// Every reason this instance should not get new connections now (`/readyz`).
-    pub fn not_ready_reasons(&self) -> Vec<&'static str> {
-        not_ready_reasons(&self.lifecycle, &self.broker, &self.readiness)
-    }
-}
-
-fn not_ready_reasons(
-    lifecycle: &Lifecycle,
-    broker: &Broker,
-    readiness: &Readiness,
-) -> Vec<&'static str> {
-    let mut reasons = Vec::new();
-    if lifecycle.is_draining() {
-        reasons.push("draining");
-    }
-    if !broker.is_healthy() {
-        reasons.push("broker");
-    }
-    if !readiness.cpu_ready() {
-        reasons.push("cpu");
-    }
-    reasons
+/// The router's state: each transport's handlers take only their own part.
+#[derive(Clone, FromRef)]
+struct AppState {
+    ws: WsState,
+    http: HttpState,
+    web: WebState,
 }
 
 pub struct App {
     listener: TcpListener,
-    state: AppState,
-    background: CancellationToken,
+    parts: Parts,
+    /// Stops the background tasks (broker, pushes, sampling) when the app is dropped
+    /// without being run (benchmarks), or when `run` ends.
+    background: DropGuard,
 }
 
 impl App {
-    /// Validates the configuration, connects the broker and binds the listener.
+    /// Validates the configuration, builds the parts, connects the broker and binds the
+    /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let telemetry = Telemetry::new(&config)?;
+        let telemetry = Arc::new(Telemetry::new(&config)?);
         let metrics = Arc::new(Metrics::new(Latencies::new(&telemetry.meter())));
-        let hub = Hub::new(&config, metrics.clone());
         let background = CancellationToken::new();
+        let hub = Hub::new(metrics.clone());
         let broker =
             Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
-        hub.start(broker.clone(), &config, background.clone());
-        let gate = CpuGate::new(
-            config.cpu_ready_threshold,
-            available_cpus(),
-            config.gate_tuning(),
-            Instant::now(),
-        );
-        let readiness = Arc::new(Readiness::new(gate));
-        crate::readiness::spawn_sampler(readiness.clone(), background.clone());
+        hub.start(broker.clone(), background.clone());
+        let posting = Arc::new(Posting::new(&config, broker.clone(), metrics.clone()));
+        posting.start(background.clone());
         let lifecycle = Arc::new(Lifecycle::new(config.max_connections));
-        let probe = {
-            let (lifecycle, broker, readiness) =
-                (lifecycle.clone(), broker.clone(), readiness.clone());
-            Arc::new(move || {
-                (
-                    not_ready_reasons(&lifecycle, &broker, &readiness),
-                    readiness.cpu_fraction(),
-                )
-            })
-        };
-        telemetry.observe(metrics.clone(), probe);
+        let readiness = Arc::new(Readiness::new(&config, lifecycle.clone(), broker.clone()));
+        readiness::spawn_sampler(readiness.clone(), background.clone());
+        telemetry.observe(metrics.clone(), readiness.clone());
         let listener = listen(config.listen).map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
         })?;
@@ -117,21 +122,22 @@ impl App {
             slot: config.slot.as_str().to_owned(),
             version: env!("CARGO_PKG_VERSION"),
         };
-        let state = AppState(Arc::new(Shared {
-            auth: Auth::new(&config),
-            lifecycle,
-            config,
+        let parts = Parts {
+            auth: Arc::new(Auth::new(&config)),
+            config: Arc::new(config),
             hub,
             broker,
-            metrics,
+            posting,
+            lifecycle,
             readiness,
+            metrics,
             telemetry,
             server,
-        }));
+        };
         Ok(Self {
             listener,
-            state,
-            background,
+            parts,
+            background: background.drop_guard(),
         })
     }
 
@@ -141,8 +147,8 @@ impl App {
             .expect("a bound listener has an address")
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    pub fn parts(&self) -> &Parts {
+        &self.parts
     }
 
     /// Serves until `shutdown` resolves, then drains: `/readyz` fails and new handshakes
@@ -154,15 +160,15 @@ impl App {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
-            state,
+            parts,
             background,
         } = self;
-        let lifecycle = state.lifecycle.clone();
-        let drain = state.config.drain();
-        let router = crate::http::router(state.clone());
+        let background: CancellationToken = background.disarm();
+        let lifecycle = parts.lifecycle.clone();
+        let drain = parts.config.drain();
         let stop_http = lifecycle.closing().clone().cancelled_owned();
         let mut server = tokio::spawn(
-            axum::serve(listener, router)
+            axum::serve(listener, router(&parts))
                 .with_graceful_shutdown(stop_http)
                 .into_future(),
         );
@@ -210,18 +216,55 @@ impl App {
             server.abort();
         }
         background.cancel();
-        state.broker.close().await;
-        state.telemetry.shutdown().await;
+        parts.broker.close().await;
+        parts.telemetry.shutdown().await;
         tracing::info!(elapsed = ?started.elapsed(), "stopped");
         Ok(())
     }
 }
 
-/// Pending connections the kernel may queue for `accept` (it caps this at
-/// `net.core.somaxconn`). A reconnect storm sends thousands of handshakes at once; with the
-/// usual 128 the queue overflows and the kernel drops SYNs, which clients retry only after a
-/// second.
-const LISTEN_BACKLOG: u32 = 4096;
+/// The route table: every path the instance serves, and the handler of each.
+fn router(parts: &Parts) -> Router {
+    let mut router = Router::new()
+        .route("/", get(web::index))
+        .route("/app.js", get(web::app_js))
+        .route("/app.css", get(web::app_css))
+        .route("/favicon.svg", get(web::favicon))
+        .route("/v1/streams/{stream_id}/ws", get(ws::handshake))
+        .route(
+            "/v1/streams/{stream_id}/comments",
+            post(http::comments::create).get(http::comments::list),
+        )
+        .route(
+            "/v1/streams/{stream_id}/comments/{comment_id}",
+            delete(http::comments::remove),
+        )
+        .route("/v1/streams/{stream_id}/bans", post(http::bans::create))
+        .route("/v1/streams/{stream_id}", get(http::streams::show))
+        .route("/livez", get(http::health::livez))
+        .route("/readyz", get(http::health::readyz))
+        .route("/version", get(http::health::version))
+        .route("/metrics", get(http::health::metrics));
+    if parts.config.dev {
+        // Development mode only: outside it the route does not exist (404).
+        router = router.route("/dev/token", post(http::dev::token));
+    }
+    router
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Invalid,
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .with_state(AppState {
+            ws: parts.ws_state(),
+            http: parts.http_state(),
+            web: WebState::new(parts.config.dev),
+        })
+}
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {

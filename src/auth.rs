@@ -1,12 +1,13 @@
 //! Who is calling: viewer JWTs (HS256) on the WebSocket and the moderation endpoints,
 //! bearer service tokens on the service API. Tokens are never logged.
 
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::domain::{StreamId, User, now_ms};
+use crate::domain::{StreamId, User, UserId, now_ms};
 
 /// The claims danmaku reads from a viewer token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +154,16 @@ impl Auth {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// 32 random bytes, hex-encoded: development mode's secret when none is configured.
 fn random_secret() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -167,18 +178,13 @@ impl Jwt {
                 _ => AuthError::InvalidToken,
             })?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
-            return Err(AuthError::InvalidToken);
-        }
+        let id = UserId::parse(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let name = claims
             .name
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| claims.sub.clone());
+            .unwrap_or(claims.sub);
         Ok(Viewer {
-            user: User {
-                id: claims.sub,
-                name,
-            },
+            user: User { id, name },
             expires_at: claims.exp,
             moderates: claims.moderates,
         })
@@ -216,7 +222,7 @@ mod tests {
         assert_eq!(
             v.user,
             User {
-                id: "u1".into(),
+                id: UserId::parse("u1").unwrap(),
                 name: "Alice".into()
             }
         );

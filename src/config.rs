@@ -1,12 +1,13 @@
-//! Configuration: every `DANMAKU_*` variable of PROTOCOL.md section 1, each also a flag with
-//! the same meaning (`DANMAKU_RATE_PER_SEC` is `--rate-per-sec`). A flag wins over the variable.
+//! Configuration: every `DANMAKU_*` variable of the contract (`docs/protocol.md`, section 1),
+//! each also a flag with the same meaning (`DANMAKU_RATE_PER_SEC` is `--rate-per-sec`). A
+//! flag wins over the variable. Plain data: nothing here knows the rest of the server.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
 use clap::builder::BoolishValueParser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 #[derive(Clone, Parser)]
 #[command(
@@ -216,10 +217,15 @@ fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// The documented defaults (plus whatever `DANMAKU_*` variables the environment sets):
-    /// the base for tests and embedding, which then change fields directly.
+    /// The documented defaults, whatever the process environment says: the base for tests
+    /// and embedding, which then change fields directly. (An exported `DANMAKU_REDIS_URL`
+    /// must not reroute a test suite.)
     pub fn defaults() -> Self {
-        Self::parse_from(["danmaku"])
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["danmaku"])
+            .expect("the defaults parse");
+        Self::from_arg_matches(&matches).expect("the defaults parse")
     }
 
     /// Range and cross-field checks that a value parser cannot do alone.
@@ -269,17 +275,6 @@ impl Config {
 
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
-    }
-
-    /// The CPU gate's tunables.
-    pub fn gate_tuning(&self) -> crate::readiness::GateTuning {
-        crate::readiness::GateTuning {
-            window: Duration::from_millis(self.cpu_window_ms),
-            min_dwell: Duration::from_millis(self.cpu_dwell_ms),
-            dwell_jitter: Duration::from_millis(self.cpu_dwell_jitter_ms),
-            ramp: Duration::from_millis(self.ready_ramp_ms),
-            ..Default::default()
-        }
     }
 
     pub fn unsubscribe_linger(&self) -> Duration {
@@ -456,6 +451,39 @@ mod tests {
         );
         assert!(c.allow_anonymous && !c.dev && c.redis_url.is_none());
         c.validate().unwrap();
+    }
+
+    /// Re-runs this test in a child process with `DANMAKU_*` variables exported (a test must
+    /// not change its own process's environment): the child sees them, and the defaults
+    /// ignore them.
+    #[test]
+    fn defaults_ignore_the_environment() {
+        const MARK: &str = "DANMAKU_TEST_DEFAULTS_CHILD";
+        if std::env::var_os(MARK).is_some() {
+            assert_eq!(
+                std::env::var("DANMAKU_REDIS_URL").as_deref(),
+                Ok("redis://elsewhere:6379")
+            );
+            let c = Config::defaults();
+            assert!(c.redis_url.is_none(), "{:?}", c.redis_url);
+            assert_eq!(c.rate_per_sec, 1.0);
+            return;
+        }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "config::tests::defaults_ignore_the_environment"])
+            .env(MARK, "1")
+            .env("DANMAKU_REDIS_URL", "redis://elsewhere:6379")
+            .env("DANMAKU_RATE_PER_SEC", "7")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success() && stdout.contains("1 passed"),
+            "the child saw the environment in the defaults:\n{stdout}"
+        );
+        // The variables still work for the binary's own parse.
+        let c = Config::try_parse_from(["danmaku", "--rate-per-sec", "7"]).unwrap();
+        assert_eq!(c.rate_per_sec, 7.0);
     }
 
     #[test]

@@ -1,28 +1,34 @@
 //! danmaku: a realtime WebSocket comment fan-out server for live streams.
 //!
-//! Data flows one way: **ws → broker → hub → sockets**. A viewer's socket ([`ws`]) or a
-//! service ([`http`]) hands a comment to the [`broker`], which assigns its id, appends it to
-//! the stream's history and publishes it. The broker delivers what it publishes (or what
-//! other instances published, with Redis) to the [`hub`], which holds the local connections
-//! per stream, encodes each frame once and shares the bytes with every local socket.
+//! Data flows one way: **ws/http → posting → broker → hub → sockets**. A viewer's socket
+//! ([`ws`]) or a service ([`http`]) hands a comment to [`posting`], which applies the rules
+//! both share and gives the validated comment to the [`broker`]; the broker assigns its id,
+//! appends it to the stream's history and publishes it. The broker delivers what it
+//! publishes (or what other instances published, with Redis) to the [`hub`], which holds
+//! the local connections per stream, encodes each frame once and shares the bytes with
+//! every local socket.
 //!
-//! The hub asks the broker for a stream's subscription when the stream's first local
-//! connection arrives and releases it after the last one has left plus a linger.
+//! The broker is the one owner of this instance's stream subscriptions: the hub asks it for
+//! a stream once per local viewer and holds the [`broker::Subscription`] it gets back; the
+//! broker subscribes on the first, unsubscribes after the last is dropped plus a linger.
 //!
-//! Module map:
-//! - [`config`]: typed configuration from `DANMAKU_*` variables and flags.
-//! - [`domain`]: stream ids, comment ids and text, comments, the wire frames. No I/O.
-//! - [`auth`]: viewer JWTs and service tokens.
-//! - [`broker`]: the seam to the rest of the cluster; [`broker::memory`] is the embedded
-//!   single-node broker.
-//! - [`hub`]: local rooms, fan-out, the subscription manager, viewer counts, rate limits.
-//! - [`ws`]: the WebSocket endpoint, the per-connection loop, the close-code table.
-//! - [`http`]: the service API, health, version and metrics.
-//! - [`web`]: the viewer page at `/` (HTML, CSS and JavaScript compiled in).
-//! - [`lifecycle`]: draining, readiness, the connection count and the tracked socket tasks.
-//! - [`metrics`]: the named counters.
-//! - [`app`]: wires everything together and runs until shutdown.
+//! The contract these modules implement (wire frames, HTTP API, configuration, Redis layout,
+//! telemetry names) is `docs/protocol.md`; "the contract's section N" in the docs here means
+//! a section of it.
+//!
+//! Module map, each layer importing only those above it (checked by `scripts/check-modules`):
+//!
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | vocabulary | [`config`], [`domain`], `periodic`, [`lifecycle`] | typed settings; ids, text, comments, wire frames (no I/O); the periodic-task helper; draining and the connection count |
+//! | instruments | [`metrics`], [`auth`] | the counters and SLI histograms; viewer tokens and service tokens |
+//! | cluster | [`broker`] | the seam to the other instances: [`broker::memory`] embedded, or Redis; publishing, history, subscriptions |
+//! | this instance | [`hub`], [`posting`], [`readiness`] | rooms and fan-out; the posting rules and rate limits; why not ready |
+//! | edges | [`api_error`], [`telemetry`] | the error answer of HTTP refusals; OTLP and `/metrics` |
+//! | transports | [`ws`], [`http`], [`web`] | the WebSocket endpoint and connection loop; the service API and health; the page at `/` |
+//! | root | [`app`] | builds and wires the parts, the route table, the drain |
 
+pub mod api_error;
 pub mod app;
 pub mod auth;
 pub mod broker;
@@ -32,6 +38,8 @@ pub mod http;
 pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
+mod periodic;
+pub mod posting;
 pub mod readiness;
 pub mod telemetry;
 pub mod web;

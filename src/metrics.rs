@@ -1,14 +1,67 @@
-//! The counters of PROTOCOL.md section 7 and the SLI histograms, in one place.
+//! The counters of the contract's telemetry table (section 7) and the SLI histograms, in
+//! one place: what every other module records into.
 //!
 //! Counters are plain atomics, so counting a delivery costs one relaxed add; the
-//! observable instruments of [`crate::telemetry`] read them when metrics are collected
-//! (for OTLP and for `/metrics`). The histograms are OpenTelemetry instruments.
+//! observable instruments that `telemetry` registers read them when metrics are collected
+//! (for OTLP and for `/metrics`). The histograms are OpenTelemetry instruments, made from
+//! the meter `telemetry` provides.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use opentelemetry::metrics::{Histogram, Meter};
+
 use crate::domain::CommentKind;
 use crate::domain::wire::ErrorCode;
-use crate::telemetry::Latencies;
+
+/// Histogram boundaries in seconds; 0.1 and 0.25 are the SLO thresholds (`docs/slo.md`),
+/// each an exact boundary.
+pub const LATENCY_BOUNDARIES: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The SLI histograms, recorded directly.
+#[derive(Clone)]
+pub struct Latencies {
+    /// Handshake completed → `init` written (SLI 1).
+    pub init: Histogram<f64>,
+    /// Comment `ts` → received by this instance from the broker (SLI 2).
+    pub delivery: Histogram<f64>,
+    /// Comment `ts` → frame handed to the last local socket of the stream.
+    pub fanout: Histogram<f64>,
+}
+
+impl Latencies {
+    pub fn new(meter: &Meter) -> Self {
+        let histogram = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BOUNDARIES.to_vec())
+                .build()
+        };
+        Self {
+            init: histogram(
+                "danmaku.ws.init.duration",
+                "WebSocket handshake completed to init frame written",
+            ),
+            delivery: histogram(
+                "danmaku.comment.delivery.duration",
+                "Comment publish time to its arrival at this instance",
+            ),
+            fanout: histogram(
+                "danmaku.comment.fanout.duration",
+                "Comment publish time to its frame handed to the last local socket",
+            ),
+        }
+    }
+
+    /// Histograms that record nowhere (unit tests).
+    #[cfg(test)]
+    pub(crate) fn noop() -> Self {
+        Self::new(&opentelemetry::global::meter("danmaku-unit-test"))
+    }
+}
 
 /// Why a delivery was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

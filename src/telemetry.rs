@@ -1,75 +1,29 @@
-//! OpenTelemetry: one meter provider, every instrument of PROTOCOL.md section 7, exported
-//! over OTLP (the standard `OTEL_*` variables; `grpc` or `http/protobuf`) and rendered as
-//! Prometheus text for `GET /metrics` from the same instruments.
+//! OpenTelemetry: one meter provider, every instrument of the contract's telemetry table
+//! (section 7), exported over OTLP (the standard `OTEL_*` variables; `grpc` or
+//! `http/protobuf`) and rendered as Prometheus text for `GET /metrics` from the same
+//! instruments.
 //!
 //! The hot path stays cheap: counters are plain atomics in [`Metrics`] that observable
 //! instruments read at collection time (no SDK call per delivery), and histograms are
 //! recorded once per comment per instance or once per connection, never per socket write.
-//!
-//! Histograms are in seconds with explicit boundaries that include each SLO threshold
-//! exactly (`docs/slo.md`): 0.1 s for delivery, 0.25 s for `init`.
+//! The readiness gauge asks [`Readiness`] at collection time, as `/readyz` does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
-/// Histogram boundaries in seconds; 0.1 and 0.25 are the SLO thresholds.
-pub const LATENCY_BOUNDARIES: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// Export interval when `OTEL_METRIC_EXPORT_INTERVAL` is unset (the SDK's own default,
 /// 60 s, is too sparse for 5-minute burn-rate windows).
 pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The SLI histograms, recorded directly.
-#[derive(Clone)]
-pub struct Latencies {
-    /// Handshake completed → `init` written (SLI 1).
-    pub init: Histogram<f64>,
-    /// Comment `ts` → received by this instance from the broker (SLI 2).
-    pub delivery: Histogram<f64>,
-    /// Comment `ts` → frame handed to the last local socket of the stream.
-    pub fanout: Histogram<f64>,
-}
-
-impl Latencies {
-    pub fn new(meter: &Meter) -> Self {
-        let histogram = |name: &'static str, description: &'static str| {
-            meter
-                .f64_histogram(name)
-                .with_unit("s")
-                .with_description(description)
-                .with_boundaries(LATENCY_BOUNDARIES.to_vec())
-                .build()
-        };
-        Self {
-            init: histogram(
-                "danmaku.ws.init.duration",
-                "WebSocket handshake completed to init frame written",
-            ),
-            delivery: histogram(
-                "danmaku.comment.delivery.duration",
-                "Comment publish time to its arrival at this instance",
-            ),
-            fanout: histogram(
-                "danmaku.comment.fanout.duration",
-                "Comment publish time to its frame handed to the last local socket",
-            ),
-        }
-    }
-}
-
-/// What readiness reports at collection time: every reason not to be ready, and the CPU
-/// fraction the gate compares.
-pub type ReadinessProbe = Arc<dyn Fn() -> (Vec<&'static str>, f64) + Send + Sync>;
 
 pub struct Telemetry {
     provider: SdkMeterProvider,
@@ -110,7 +64,7 @@ impl Telemetry {
     }
 
     /// Registers the observable instruments over `metrics` and `readiness`.
-    pub fn observe(&self, metrics: Arc<Metrics>, readiness: ReadinessProbe) {
+    pub fn observe(&self, metrics: Arc<Metrics>, readiness: Arc<Readiness>) {
         let meter = self.meter();
         let m = metrics.clone();
         meter
@@ -188,12 +142,12 @@ impl Telemetry {
             .with_unit("1")
             .with_description("1 ready, 0 not ready (once per reason that holds)")
             .with_callback(move |o| {
-                let (reasons, _) = r();
+                let reasons = r.reasons();
                 if reasons.is_empty() {
                     o.observe(1, &[]);
                 }
                 for reason in reasons {
-                    o.observe(0, &[KeyValue::new("reason", reason)]);
+                    o.observe(0, &[KeyValue::new("reason", reason.as_str())]);
                 }
             })
             .build();
@@ -201,7 +155,7 @@ impl Telemetry {
             .f64_observable_gauge("danmaku.process.cpu.utilization")
             .with_unit("1")
             .with_description("The CPU fraction readiness compares with its threshold")
-            .with_callback(move |o| o.observe(readiness().1, &[]))
+            .with_callback(move |o| o.observe(readiness.cpu_fraction(), &[]))
             .build();
     }
 

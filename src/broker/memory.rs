@@ -4,6 +4,10 @@
 //! configured. Every per-stream map is bounded (history by `DANMAKU_HISTORY_LEN`, idempotency
 //! keys by their 10-minute expiry, bans by their duration) and a stream nobody watched or
 //! posted to for [`STREAM_IDLE_EXPIRY`] is forgotten, as its Redis keys would expire.
+//!
+//! Subscribing is a reference count per stream: no I/O, so a viewer's subscription is live
+//! at once. The count still outlives its last holder by the linger, as with Redis, so the
+//! `danmaku.streams.subscribed` gauge means the same with either broker.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +20,8 @@ use super::{
     BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment,
     Published, StreamStats,
 };
-use crate::domain::{Comment, CommentId, StreamId, now_ms};
+use crate::domain::{Comment, CommentId, IdempotencyKey, StreamId, UserId, now_ms};
+use crate::metrics::Metrics;
 
 /// A stream with no viewers and no activity for this long is dropped from memory.
 pub const STREAM_IDLE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
@@ -26,8 +31,17 @@ pub struct MemoryBroker {
     history_len: usize,
     streams: DashMap<StreamId, StreamState>,
     /// Streams this instance is subscribed to: only their events reach the sink.
-    subscribed: DashMap<StreamId, ()>,
+    subscribed: DashMap<StreamId, Held>,
+    linger: Duration,
     sink: EventSink,
+    metrics: Arc<Metrics>,
+}
+
+/// A subscribed stream's holders.
+struct Held {
+    refs: usize,
+    /// Bumped by every release to zero; a linger only ends its own generation.
+    generation: u64,
 }
 
 struct StreamState {
@@ -39,10 +53,10 @@ struct StreamState {
     comment_count: u64,
     viewers: u64,
     peak_viewers: u64,
-    bans: HashMap<String, Instant>,
-    idempotency: HashMap<String, Comment>,
+    bans: HashMap<UserId, Instant>,
+    idempotency: HashMap<IdempotencyKey, Comment>,
     /// Keys in insertion order with their expiry, to forget them in order.
-    idempotency_expiry: VecDeque<(Instant, String)>,
+    idempotency_expiry: VecDeque<(Instant, IdempotencyKey)>,
     touched: Instant,
 }
 
@@ -72,19 +86,69 @@ impl StreamState {
         }
     }
 
-    fn is_banned(&self, user_id: &str, now: Instant) -> bool {
-        self.bans.get(user_id).is_some_and(|until| *until > now)
+    fn is_banned(&self, user: &UserId, now: Instant) -> bool {
+        self.bans.get(user).is_some_and(|until| *until > now)
     }
 }
 
 impl MemoryBroker {
-    pub fn new(history_len: usize, sink: EventSink) -> Self {
+    pub fn new(
+        history_len: usize,
+        linger: Duration,
+        sink: EventSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             history_len,
             streams: DashMap::new(),
             subscribed: DashMap::new(),
+            linger,
             sink,
+            metrics,
         }
+    }
+
+    /// A local viewer takes a hold on the stream: counted, and subscribed at once.
+    pub(super) fn acquire(&self, stream: &StreamId) {
+        self.viewers_changed(stream, 1);
+        let mut held = self.subscribed.entry(stream.clone()).or_insert_with(|| {
+            self.metrics.stream_subscribed();
+            Held {
+                refs: 0,
+                generation: 0,
+            }
+        });
+        held.refs += 1;
+    }
+
+    /// A hold is dropped; the last one starts the linger, after which the stream is
+    /// unsubscribed unless someone took a hold again.
+    pub(super) fn release(self: &Arc<Self>, stream: &StreamId) {
+        self.viewers_changed(stream, -1);
+        let generation = {
+            let Some(mut held) = self.subscribed.get_mut(stream) else {
+                return;
+            };
+            held.refs = held.refs.saturating_sub(1);
+            if held.refs > 0 {
+                return;
+            }
+            held.generation += 1;
+            held.generation
+        };
+        let (broker, stream) = (self.clone(), stream.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(broker.linger).await;
+            let gone = broker
+                .subscribed
+                .remove_if(&stream, |_, held| {
+                    held.refs == 0 && held.generation == generation
+                })
+                .is_some();
+            if gone {
+                broker.metrics.stream_unsubscribed();
+            }
+        });
     }
 
     pub(super) fn publish(&self, new: NewComment) -> Result<Published, BrokerError> {
@@ -114,7 +178,7 @@ impl MemoryBroker {
             stream_id: new.stream.clone(),
             kind: new.kind,
             user: new.user,
-            text: new.text,
+            text: new.text.into_string(),
             data: new.data,
             ts,
         };
@@ -173,14 +237,6 @@ impl MemoryBroker {
         }
     }
 
-    pub(super) fn subscribe(&self, stream: &StreamId) {
-        self.subscribed.insert(stream.clone(), ());
-    }
-
-    pub(super) fn unsubscribe(&self, stream: &StreamId) {
-        self.subscribed.remove(stream);
-    }
-
     pub(super) fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         let mut state = self.streams.get_mut(stream).ok_or(BrokerError::NotFound)?;
         let index = state
@@ -197,7 +253,7 @@ impl MemoryBroker {
         Ok(())
     }
 
-    pub(super) fn ban(&self, stream: &StreamId, user_id: &str, duration: Duration) {
+    pub(super) fn ban(&self, stream: &StreamId, user: &UserId, duration: Duration) {
         let now = Instant::now();
         let mut state = self
             .streams
@@ -205,22 +261,22 @@ impl MemoryBroker {
             .or_insert_with(|| StreamState::new(now));
         state.touched = now;
         state.bans.retain(|_, until| *until > now);
-        state.bans.insert(user_id.to_owned(), now + duration);
+        state.bans.insert(user.clone(), now + duration);
         if self.subscribed.contains_key(stream) {
             (self.sink)(BrokerEvent::Banned {
                 stream: stream.clone(),
-                user_id: user_id.to_owned(),
+                user_id: user.clone(),
             });
         }
     }
 
-    pub(super) fn is_banned(&self, stream: &StreamId, user_id: &str) -> bool {
+    pub(super) fn is_banned(&self, stream: &StreamId, user: &UserId) -> bool {
         self.streams
             .get(stream)
-            .is_some_and(|s| s.is_banned(user_id, Instant::now()))
+            .is_some_and(|s| s.is_banned(user, Instant::now()))
     }
 
-    pub(super) fn viewers_changed(&self, stream: &StreamId, delta: i64) {
+    fn viewers_changed(&self, stream: &StreamId, delta: i64) {
         let now = Instant::now();
         let mut state = self
             .streams
@@ -262,34 +318,38 @@ impl MemoryBroker {
     }
 }
 
-pub(crate) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = every.tick() => {
-                    let forgotten = broker.sweep(Instant::now());
-                    if forgotten > 0 {
-                        tracing::debug!(forgotten, "forgot idle streams");
-                    }
-                }
-            }
+pub(super) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken) {
+    crate::periodic::spawn_every(SWEEP_EVERY, cancel, move || {
+        let forgotten = broker.sweep(Instant::now());
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "forgot idle streams");
         }
+        std::future::ready(())
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CommentKind, User};
+    use crate::domain::{CommentKind, CommentText, User};
+    use crate::metrics::Latencies;
     use std::sync::Mutex;
 
-    fn broker(history_len: usize) -> (MemoryBroker, Arc<Mutex<Vec<BrokerEvent>>>) {
+    const LINGER: Duration = Duration::from_secs(2);
+
+    fn broker(history_len: usize) -> (Arc<MemoryBroker>, Arc<Mutex<Vec<BrokerEvent>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink_seen = seen.clone();
         let sink: EventSink = Arc::new(move |e| sink_seen.lock().unwrap().push(e));
-        (MemoryBroker::new(history_len, sink), seen)
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        (
+            Arc::new(MemoryBroker::new(history_len, LINGER, sink, metrics)),
+            seen,
+        )
+    }
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
     }
 
     fn new_comment(stream: &str, text: &str, key: Option<&str>) -> NewComment {
@@ -297,12 +357,12 @@ mod tests {
             stream: StreamId::parse(stream).unwrap(),
             kind: CommentKind::User,
             user: Some(User {
-                id: "u1".into(),
+                id: user("u1"),
                 name: "U".into(),
             }),
-            text: text.into(),
+            text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
-            idempotency_key: key.map(String::from),
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         }
     }
 
@@ -354,20 +414,52 @@ mod tests {
         assert_eq!(b.stats(&s).comment_count, 5);
     }
 
-    #[test]
-    fn delivers_only_while_subscribed() {
+    #[tokio::test(start_paused = true)]
+    async fn delivers_while_held_and_for_the_linger_after() {
         let (b, seen) = broker(10);
         let s = StreamId::parse("s").unwrap();
         published(b.publish(new_comment("s", "before", None)));
-        b.subscribe(&s);
-        published(b.publish(new_comment("s", "during", None)));
-        b.unsubscribe(&s);
-        published(b.publish(new_comment("s", "after", None)));
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert!(
-            matches!(&seen[0], BrokerEvent::Comments { comments, .. } if comments[0].text == "during")
+        b.acquire(&s);
+        b.acquire(&s);
+        assert_eq!(
+            b.metrics.streams_subscribed(),
+            1,
+            "one subscription, two holders"
         );
+        published(b.publish(new_comment("s", "held", None)));
+        b.release(&s);
+        b.release(&s);
+        published(b.publish(new_comment("s", "lingering", None)));
+        tokio::time::sleep(LINGER + Duration::from_millis(1)).await;
+        assert_eq!(b.metrics.streams_subscribed(), 0);
+        published(b.publish(new_comment("s", "after", None)));
+        let texts: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                BrokerEvent::Comments { comments, .. } => comments[0].text.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["held", "lingering"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_taken_during_the_linger_keeps_the_subscription() {
+        let (b, _) = broker(10);
+        let s = StreamId::parse("s").unwrap();
+        b.acquire(&s);
+        b.release(&s);
+        tokio::time::sleep(LINGER / 2).await;
+        b.acquire(&s);
+        tokio::time::sleep(LINGER * 2).await;
+        assert_eq!(b.metrics.streams_subscribed(), 1);
+        assert_eq!(b.stats(&s).viewer_count, 1);
+        b.release(&s);
+        tokio::time::sleep(LINGER * 2).await;
+        assert_eq!(b.metrics.streams_subscribed(), 0);
+        assert_eq!(b.stats(&s).viewer_count, 0);
     }
 
     #[test]
@@ -385,14 +477,14 @@ mod tests {
     fn bans_refuse_comments_and_expire() {
         let (b, _) = broker(10);
         let s = StreamId::parse("s").unwrap();
-        b.ban(&s, "u1", Duration::from_secs(60));
-        assert!(b.is_banned(&s, "u1"));
+        b.ban(&s, &user("u1"), Duration::from_secs(60));
+        assert!(b.is_banned(&s, &user("u1")));
         assert_eq!(
             b.publish(new_comment("s", "x", None)).unwrap_err(),
             BrokerError::Banned
         );
-        b.ban(&s, "u1", Duration::ZERO);
-        assert!(!b.is_banned(&s, "u1"));
+        b.ban(&s, &user("u1"), Duration::ZERO);
+        assert!(!b.is_banned(&s, &user("u1")));
     }
 
     #[test]

@@ -1,27 +1,36 @@
 //! The seam between this instance and the rest of the cluster.
 //!
 //! The broker owns everything that must agree across instances: publishing (id assignment,
-//! history, idempotency, bans), the per-stream subscriptions that bring comments in, history
-//! reads, viewer counts, deletions. It delivers what arrives on a subscribed stream to the
+//! history, idempotency, bans), history reads, viewer counts, deletions, and the one set of
+//! this instance's stream subscriptions. The hub asks for a stream with
+//! [`Broker::subscribe`] once per local viewer and holds the [`Subscription`] it gets back;
+//! the broker subscribes on the first, unsubscribes after the last one is dropped plus
+//! `DANMAKU_UNSUBSCRIBE_LINGER_MS`, and delivers what arrives on a subscribed stream to the
 //! [`EventSink`] the hub gave it, in id order per stream.
 //!
 //! Two implementations: [`memory`] (the embedded single-node broker, the default) and, with
-//! `DANMAKU_REDIS_URL`, Redis. Nothing outside this module sees either's types.
+//! `DANMAKU_REDIS_URL`, Redis. Nothing outside this module sees either's types. The seam
+//! takes validated types ([`NewComment`] holds a [`CommentText`], a [`UserId`], …), never
+//! raw strings.
 
 pub mod memory;
-pub mod redis;
+mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User};
+use crate::domain::{
+    Comment, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey, StreamId, User,
+    UserId,
+};
 use crate::metrics::Metrics;
 
 pub use memory::MemoryBroker;
-pub use redis::RedisBroker;
+use redis::RedisBroker;
 
 /// What arrives from a subscribed stream.
 #[derive(Debug, Clone)]
@@ -37,7 +46,7 @@ pub enum BrokerEvent {
         ids: Vec<CommentId>,
     },
     /// A user was banned from the stream: their open sockets there are closed.
-    Banned { stream: StreamId, user_id: String },
+    Banned { stream: StreamId, user_id: UserId },
     /// Comments were lost beyond what history can backfill: local sockets of the stream
     /// must resynchronise (they are closed with 4002 and resume with `after=`).
     Resync { stream: StreamId },
@@ -47,16 +56,16 @@ pub enum BrokerEvent {
 /// into the broker.
 pub type EventSink = Arc<dyn Fn(BrokerEvent) + Send + Sync>;
 
-/// A comment to publish. The broker assigns `id` and `ts`.
+/// A comment to publish, built only from validated parts. The broker assigns `id` and `ts`.
 #[derive(Debug, Clone)]
 pub struct NewComment {
     pub stream: StreamId,
     pub kind: CommentKind,
     pub user: Option<User>,
-    pub text: String,
+    pub text: CommentText,
     pub data: Option<CommentData>,
     /// Same key within [`IDEMPOTENCY_TTL`]: the first comment is returned, nothing published.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +75,7 @@ pub enum Published {
     Duplicate(Comment),
 }
 
-/// How long an idempotency key is remembered (PROTOCOL.md section 4).
+/// How long an idempotency key is remembered (the contract's section 4).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
 
 /// Longest ban a moderator may give, and the length of a ban without `seconds`.
@@ -120,6 +129,24 @@ pub enum Broker {
     Redis(Arc<RedisBroker>),
 }
 
+/// One local viewer's hold on a stream, from [`Broker::subscribe`]: while any is held this
+/// instance is subscribed to the stream, and each one counts in the stream's viewer count.
+/// Dropping it releases both; the subscription outlives the last one by the linger.
+#[must_use = "the subscription is released when this is dropped"]
+pub struct Subscription {
+    broker: Broker,
+    stream: StreamId,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        match &self.broker {
+            Broker::Memory(m) => m.release(&self.stream),
+            Broker::Redis(r) => r.release(&self.stream),
+        }
+    }
+}
+
 impl Broker {
     /// The broker `config` asks for, delivering into `sink`; its background work stops
     /// with `cancel`.
@@ -131,7 +158,12 @@ impl Broker {
     ) -> anyhow::Result<Self> {
         match &config.redis_url {
             None => {
-                let memory = Arc::new(MemoryBroker::new(config.history_len, sink));
+                let memory = Arc::new(MemoryBroker::new(
+                    config.history_len,
+                    config.unsubscribe_linger(),
+                    sink,
+                    metrics,
+                ));
                 memory::spawn_sweeper(memory.clone(), cancel);
                 Ok(Self::Memory(memory))
             }
@@ -140,6 +172,7 @@ impl Broker {
                     url,
                     &config.pod_name,
                     config.history_len,
+                    config.unsubscribe_linger(),
                     sink,
                     metrics,
                     cancel,
@@ -148,6 +181,30 @@ impl Broker {
                 Ok(Self::Redis(redis))
             }
         }
+    }
+
+    /// Counts a local viewer of `stream` and holds the stream's subscription for it.
+    /// Returns once delivery is live: anything published after this returns is delivered
+    /// to the sink. Dropping the future before that releases what it took.
+    pub async fn subscribe(&self, stream: &StreamId) -> Result<Subscription, BrokerError> {
+        // Taking the hold and making its guard happen together, before any await, so a
+        // cancelled caller always releases what it took.
+        let live = match self {
+            Self::Memory(m) => {
+                m.acquire(stream);
+                None
+            }
+            Self::Redis(r) => Some(r.acquire(stream)),
+        };
+        let subscription = Subscription {
+            broker: self.clone(),
+            stream: stream.clone(),
+        };
+        if let Some(live) = live {
+            live.await
+                .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+        }
+        Ok(subscription)
     }
 
     pub async fn publish(&self, comment: NewComment) -> Result<Published, BrokerError> {
@@ -168,28 +225,6 @@ impl Broker {
         }
     }
 
-    /// Start receiving the stream's events. Returns once delivery is live: anything
-    /// published after this returns is delivered to the sink.
-    pub async fn subscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
-        match self {
-            Self::Memory(m) => {
-                m.subscribe(stream);
-                Ok(())
-            }
-            Self::Redis(r) => Box::pin(r.subscribe(stream)).await,
-        }
-    }
-
-    pub async fn unsubscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
-        match self {
-            Self::Memory(m) => {
-                m.unsubscribe(stream);
-                Ok(())
-            }
-            Self::Redis(r) => Box::pin(r.unsubscribe(stream)).await,
-        }
-    }
-
     pub async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
         match self {
             Self::Memory(m) => m.delete(stream, id),
@@ -200,30 +235,22 @@ impl Broker {
     pub async fn ban(
         &self,
         stream: &StreamId,
-        user_id: &str,
+        user: &UserId,
         duration: Duration,
     ) -> Result<(), BrokerError> {
         match self {
             Self::Memory(m) => {
-                m.ban(stream, user_id, duration);
+                m.ban(stream, user, duration);
                 Ok(())
             }
-            Self::Redis(r) => Box::pin(r.ban(stream, user_id, duration)).await,
+            Self::Redis(r) => Box::pin(r.ban(stream, user, duration)).await,
         }
     }
 
-    pub async fn is_banned(&self, stream: &StreamId, user_id: &str) -> Result<bool, BrokerError> {
+    pub async fn is_banned(&self, stream: &StreamId, user: &UserId) -> Result<bool, BrokerError> {
         match self {
-            Self::Memory(m) => Ok(m.is_banned(stream, user_id)),
-            Self::Redis(r) => Box::pin(r.is_banned(stream, user_id)).await,
-        }
-    }
-
-    /// This instance's local viewer count of a stream changed by `delta`.
-    pub fn local_viewers_changed(&self, stream: &StreamId, delta: i64) {
-        match self {
-            Self::Memory(m) => m.viewers_changed(stream, delta),
-            Self::Redis(r) => r.viewers_changed(stream, delta),
+            Self::Memory(m) => Ok(m.is_banned(stream, user)),
+            Self::Redis(r) => Box::pin(r.is_banned(stream, user)).await,
         }
     }
 
@@ -257,3 +284,6 @@ impl Broker {
         }
     }
 }
+
+/// The answer a waiting [`Broker::subscribe`] gets once the stream's delivery is live.
+type Live = oneshot::Receiver<Result<(), BrokerError>>;

@@ -1,9 +1,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{CommentId, StreamId};
+use super::{CommentId, StreamId, User};
 
-/// PROTOCOL.md section 3. Serialized field order is the documented one.
+/// The comment object of the contract (`docs/protocol.md`, section 3). Serialized field
+/// order is the documented one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Comment {
     pub id: CommentId,
@@ -36,12 +37,6 @@ impl CommentKind {
             Self::System => "system",
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct User {
-    pub id: String,
-    pub name: String,
 }
 
 /// The free JSON object of a system comment, kept in its compact serialized form so it is
@@ -104,7 +99,7 @@ mod tests {
             stream_id: StreamId::parse("s1").unwrap(),
             kind: CommentKind::User,
             user: Some(User {
-                id: "u1".into(),
+                id: crate::domain::UserId::parse("u1").unwrap(),
                 name: "Alice".into(),
             }),
             text: "hello".into(),

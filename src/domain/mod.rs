@@ -1,15 +1,39 @@
 //! The vocabulary of the protocol: types that can only hold valid values, and the
 //! wire frames. Nothing here knows about axum, Redis or sockets.
 
+/// Serde for a string newtype with a `parse` constructor and `as_str`: written as its
+/// string, read back only through `parse`, so a value from JSON (a request body, a stored
+/// comment) holds the same rules as one parsed anywhere else.
+macro_rules! serde_via_parse {
+    ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mod comment;
 mod id;
+mod idempotency;
 mod rate;
 mod stream_id;
 mod text;
+mod user;
 pub mod wire;
 
-pub use comment::{Comment, CommentData, CommentKind, User, now_ms};
+pub use comment::{Comment, CommentData, CommentKind, DataError, now_ms};
 pub use id::{CommentId, ParseCommentIdError};
+pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
 pub use rate::TokenBucket;
 pub use stream_id::{ParseStreamIdError, StreamId};
 pub use text::{CommentText, TextError};
+pub use user::{ParseUserIdError, User, UserId};

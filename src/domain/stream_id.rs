@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A stream's id: `^[A-Za-z0-9_-]{1,64}$` (PROTOCOL.md, preamble).
+/// A stream's id: `^[A-Za-z0-9_-]{1,64}$`, as the contract (`docs/protocol.md`) requires.
 ///
 /// Cheap to clone (`Arc<str>`): it is a key in several maps and travels with every event.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,18 +43,7 @@ impl fmt::Debug for StreamId {
     }
 }
 
-impl serde::Serialize for StreamId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for StreamId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+serde_via_parse!(StreamId);
 
 #[cfg(test)]
 mod tests {

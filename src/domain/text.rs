@@ -1,7 +1,8 @@
 use std::fmt;
 
-/// Comment text that passed the rules of PROTOCOL.md section 2: not empty, not only
-/// whitespace, no control characters, at most `max_chars` Unicode scalar values.
+/// Comment text that passed the rules of the contract (`docs/protocol.md`, section 2): not
+/// empty, not only whitespace, no control characters, at most `max_chars` Unicode scalar
+/// values.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CommentText(String);
 

@@ -1,13 +1,44 @@
-//! The JSON frames of PROTOCOL.md sections 2 and 5, `type` first.
+//! The JSON frames of the contract (`docs/protocol.md`, sections 2 and 5), `type` first.
 
+use std::fmt;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Comment, CommentId, StreamId};
 
-/// An encoded server frame: reference-counted, validated UTF-8 that a WebSocket text
-/// message takes without copying. Fan-out encodes a frame once and clones this handle
-/// (a reference-count increment) for every socket.
-pub type SharedFrame = axum::extract::ws::Utf8Bytes;
+/// An encoded server frame: reference-counted UTF-8 bytes that a WebSocket text frame takes
+/// without copying. Fan-out encodes a frame once and clones this handle (a reference-count
+/// increment) for every socket. Only made from a `String`, so the bytes are always UTF-8.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedFrame(Bytes);
+
+impl SharedFrame {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The frame as text (checks the UTF-8 again: for tests and logs, not the hot path).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a frame is made from a String")
+    }
+}
+
+impl From<String> for SharedFrame {
+    fn from(text: String) -> Self {
+        Self(Bytes::from(text))
+    }
+}
+
+impl fmt::Debug for SharedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharedFrame({})", self.as_str())
+    }
+}
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -57,7 +88,7 @@ pub struct ServerInfo {
     pub version: &'static str,
 }
 
-/// The error codes of PROTOCOL.md section 5.
+/// The error codes of the contract (section 5).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -9,33 +9,31 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{ApiError, bearer_token, json_body, stream_id};
-use crate::app::AppState;
+use super::{HttpState, json_body, stream_id};
+use crate::api_error::ApiError;
+use crate::auth::bearer_token;
 use crate::broker::MAX_BAN;
+use crate::domain::UserId;
 use crate::domain::wire::ErrorCode;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct BanRequest {
+pub struct BanRequest {
     user_id: String,
     /// Absent: the longest ban, [`MAX_BAN`].
     seconds: Option<u64>,
 }
 
-pub(super) async fn create(
-    State(app): State<AppState>,
+pub async fn create(
+    State(http): State<HttpState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
-    app.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream)?;
     let ban: BanRequest = json_body(body)?;
-    if ban.user_id.is_empty() || ban.user_id.chars().count() > 128 {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            "user_id must be 1 to 128 characters",
-        ));
-    }
+    let user = UserId::parse(&ban.user_id)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
     let duration = match ban.seconds {
         None => MAX_BAN,
         Some(s) if (1..=MAX_BAN.as_secs()).contains(&s) => Duration::from_secs(s),
@@ -46,7 +44,7 @@ pub(super) async fn create(
             ));
         }
     };
-    app.broker.ban(&stream, &ban.user_id, duration).await?;
+    http.broker.ban(&stream, &user, duration).await?;
     tracing::info!(%stream, seconds = duration.as_secs(), "user banned");
     Ok(StatusCode::NO_CONTENT)
 }

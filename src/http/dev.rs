@@ -8,8 +8,8 @@ use axum::extract::rejection::JsonRejection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, json_body, stream_id};
-use crate::app::AppState;
+use super::{HttpState, json_body, stream_id};
+use crate::api_error::ApiError;
 use crate::auth::Claims;
 use crate::domain::now_ms;
 use crate::domain::wire::ErrorCode;
@@ -20,7 +20,7 @@ const DEV_TOKEN_SECS: u64 = 3600;
 const MAX_NAME_CHARS: usize = 32;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct TokenRequest {
+pub struct TokenRequest {
     name: String,
     /// With `moderate: true`, the token's `mod` claim lists this stream.
     stream: Option<String>,
@@ -28,8 +28,8 @@ pub(super) struct TokenRequest {
     moderate: bool,
 }
 
-pub(super) async fn token(
-    State(app): State<AppState>,
+pub async fn token(
+    State(http): State<HttpState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request: TokenRequest = json_body(body)?;
@@ -61,7 +61,7 @@ pub(super) async fn token(
         moderates,
     };
     // Development mode always has a secret: a random one when none is configured (auth.rs).
-    let token = app
+    let token = http
         .auth
         .mint(&claims)
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no JWT secret to sign tokens with"))?;

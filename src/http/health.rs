@@ -6,17 +6,22 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::app::AppState;
+use super::HttpState;
 
 /// 200 while the process serves; never depends on CPU or Redis.
-pub(super) async fn livez() -> impl IntoResponse {
+pub async fn livez() -> impl IntoResponse {
     Json(json!({ "live": true }))
 }
 
 /// 200 when this instance should get new connections; otherwise 503 with the first reason
 /// in `reason` and every reason that holds in `reasons`.
-pub(super) async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    let reasons = app.not_ready_reasons();
+pub async fn readyz(State(http): State<HttpState>) -> impl IntoResponse {
+    let reasons: Vec<&str> = http
+        .readiness
+        .reasons()
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
     match reasons.first() {
         None => (StatusCode::OK, Json(json!({ "ready": true }))),
         Some(first) => (
@@ -26,12 +31,13 @@ pub(super) async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     }
 }
 
-pub(super) async fn version(State(app): State<AppState>) -> impl IntoResponse {
-    Json(json!({ "version": app.server.version, "slot": app.server.slot, "pod": app.server.pod }))
+pub async fn version(State(http): State<HttpState>) -> impl IntoResponse {
+    let server = &http.server;
+    Json(json!({ "version": server.version, "slot": server.slot, "pod": server.pod }))
 }
 
-pub(super) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let body = app.telemetry.render_prometheus();
+pub async fn metrics(State(http): State<HttpState>) -> impl IntoResponse {
+    let body = http.telemetry.render_prometheus();
     (
         [(
             header::CONTENT_TYPE,

@@ -5,17 +5,18 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{ApiError, bearer_token, stream_id};
-use crate::app::AppState;
+use super::{HttpState, stream_id};
+use crate::api_error::ApiError;
+use crate::auth::bearer_token;
 
-pub(super) async fn show(
-    State(app): State<AppState>,
+pub async fn show(
+    State(http): State<HttpState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    app.auth.service(bearer_token(&headers))?;
+    http.auth.service(bearer_token(&headers))?;
     let stream = stream_id(&stream)?;
-    let stats = app.broker.stats(&stream).await?;
+    let stats = http.broker.stats(&stream).await?;
     Ok(Json(json!({
         "stream_id": stream,
         "viewer_count": stats.viewer_count,

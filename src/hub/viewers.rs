@@ -11,17 +11,12 @@ use crate::broker::Broker;
 const PUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) fn spawn(hub: Hub, broker: Broker, cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(PUSH_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = every.tick() => {}
-            }
+    crate::periodic::spawn_every(PUSH_EVERY, cancel, move || {
+        let (hub, broker) = (hub.clone(), broker.clone());
+        async move {
             let streams = hub.local_streams();
             if streams.is_empty() {
-                continue;
+                return;
             }
             match broker.viewer_counts(&streams).await {
                 Ok(counts) => {

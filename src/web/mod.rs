@@ -5,13 +5,11 @@
 //! The assets are separate routes so the page's `Content-Security-Policy` can forbid inline
 //! script and style: everything comes from this origin, and the page may open WebSockets to it.
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-
-use crate::app::AppState;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -26,31 +24,29 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self
 /// The marker in `index.html` that tells the script whether development mode is on.
 const DEV_MARKER: &str = r#"<meta name="danmaku-dev" content="false">"#;
 
-/// `/`, `/app.js`, `/app.css` and `/favicon.svg`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/app.css",
-            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
-        )
-        .route(
-            "/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
+/// The page as this instance serves it (made once at start).
+#[derive(Clone)]
+pub struct WebState {
+    index: Arc<str>,
 }
 
-async fn index(State(app): State<AppState>) -> Response {
-    let html = if app.config.dev {
-        INDEX_HTML.replace(DEV_MARKER, r#"<meta name="danmaku-dev" content="true">"#)
-    } else {
-        INDEX_HTML.to_owned()
-    };
-    let mut response = asset("text/html; charset=utf-8", html);
+impl WebState {
+    /// `dev`: whether the page offers development mode's token form.
+    pub fn new(dev: bool) -> Self {
+        let index = if dev {
+            INDEX_HTML.replace(DEV_MARKER, r#"<meta name="danmaku-dev" content="true">"#)
+        } else {
+            INDEX_HTML.to_owned()
+        };
+        Self {
+            index: index.into(),
+        }
+    }
+}
+
+/// `GET /`.
+pub async fn index(State(web): State<WebState>) -> Response {
+    let mut response = asset("text/html; charset=utf-8", web.index.to_string());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -58,6 +54,21 @@ async fn index(State(app): State<AppState>) -> Response {
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+/// `GET /app.js`.
+pub async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /app.css`.
+pub async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+/// `GET /favicon.svg`.
+pub async fn favicon() -> Response {
+    asset("image/svg+xml", FAVICON_SVG)
 }
 
 fn asset(content_type: &'static str, body: impl Into<String>) -> Response {
@@ -95,5 +106,11 @@ mod tests {
         assert!(INDEX_HTML.contains(r#"href="/app.css""#));
         // No inline script or style: the policy forbids them.
         assert!(!INDEX_HTML.contains("<script>") && !INDEX_HTML.contains("style="));
+    }
+
+    #[test]
+    fn development_mode_turns_the_marker_on() {
+        assert!(WebState::new(true).index.contains(r#"content="true""#));
+        assert!(!WebState::new(false).index.contains(r#"content="true""#));
     }
 }

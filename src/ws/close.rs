@@ -1,4 +1,5 @@
-//! The close codes danmaku sends, in one table (documented in `docs/protocol-notes.md`).
+//! The close codes danmaku sends, in one table (also in `docs/behaviour.md`), and how a
+//! connection's loop ends.
 //!
 //! | code | name | when | the client should |
 //! |------|------|------|-------------------|
@@ -61,5 +62,20 @@ impl CloseReason {
             Self::Resync => "comments were lost; reconnect with after=",
             Self::Banned => "banned from this stream",
         }
+    }
+}
+
+/// How a connection's loop (or a step of it) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Send a close frame with this reason, then drop the socket.
+    Close(CloseReason),
+    /// The peer is gone (or the socket broke): nothing more can be sent.
+    PeerGone,
+}
+
+impl From<CloseReason> for End {
+    fn from(reason: CloseReason) -> Self {
+        Self::Close(reason)
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use danmaku::app::AppState;
+use danmaku::app::Parts;
 use danmaku::auth::Claims;
 use danmaku::{App, Config};
 use futures_util::{SinkExt, StreamExt};
@@ -22,7 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub state: AppState,
+    pub state: Parts,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -49,7 +49,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     configure(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let addr = app.local_addr();
-    let state = app.state().clone();
+    let state = app.parts().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
         let _ = rx.await;

@@ -1,4 +1,4 @@
-//! The HTTP API of PROTOCOL.md section 4 and the error bodies of section 5, over real HTTP
+//! The HTTP API of docs/protocol.md section 4 and the error bodies of section 5, over real HTTP
 //! against the real app.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// The documented field order of a Comment (PROTOCOL.md section 3).
+/// The documented field order of a Comment (docs/protocol.md section 3).
 const COMMENT_FIELDS: [&str; 7] = ["id", "stream_id", "kind", "user", "text", "data", "ts"];
 
 /// A status, the raw body and the body parsed as JSON (`Null` when it is not JSON).
@@ -168,7 +168,7 @@ fn error_mismatch(a: &Answer, status: u16, code: &str, what: &str) -> Option<Str
     None
 }
 
-/// Whether the body is not exactly the error object of PROTOCOL.md section 5 with `code`.
+/// Whether the body is not exactly the error object of docs/protocol.md section 5 with `code`.
 fn error_body_problem(a: &Answer, code: &str) -> bool {
     let Some(object) = a.json.as_object() else {
         return true;
@@ -537,7 +537,7 @@ async fn post_comment_refuses_invalid_comments_with_400_invalid() {
 }
 
 /// Bodies that are not JSON, or JSON of the wrong shape, are `400 invalid` like every other
-/// invalid comment (PROTOCOL.md sections 4 and 5).
+/// invalid comment (docs/protocol.md sections 4 and 5).
 #[tokio::test]
 async fn post_comment_refuses_malformed_bodies_with_400_invalid() {
     let app = spawn_app().await;

@@ -1,5 +1,5 @@
 //! OTLP export, received by an in-test collector over gRPC and over HTTP/protobuf: every
-//! instrument of PROTOCOL.md section 7 arrives with its unit, kind and resource
+//! instrument of docs/protocol.md section 7 arrives with its unit, kind and resource
 //! attributes, and the SLI histograms count real traffic.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Every server frame of PROTOCOL.md section 2, in the order a client sees them.
+//! Every server frame of docs/protocol.md section 2, in the order a client sees them.
 
 use std::time::Duration;
 

@@ -292,14 +292,14 @@ async fn a_socket_that_takes_no_writes_is_dropped_after_the_write_timeout() {
 /// per-request cost, so a test can outrun a socket's buffers.
 async fn publish(app: &TestApp, stream: &str, text: &str) {
     use danmaku::broker::NewComment;
-    use danmaku::domain::{CommentKind, StreamId};
+    use danmaku::domain::{CommentKind, CommentText, StreamId};
     app.state
         .broker
         .publish(NewComment {
             stream: StreamId::parse(stream).unwrap(),
             kind: CommentKind::System,
             user: None,
-            text: text.into(),
+            text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
             idempotency_key: None,
         })

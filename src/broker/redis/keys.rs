@@ -1,4 +1,4 @@
-//! The Redis layout of PROTOCOL.md section 6: one hash tag per stream, so its channel and
+//! The Redis layout of the contract (section 6): one hash tag per stream, so its channel and
 //! every key of it live in one cluster slot (and one Lua script may touch them all).
 
 use crate::domain::StreamId;

@@ -1,16 +1,24 @@
 //! The Redis broker: standalone Redis ≥ 7 or a Redis Cluster, sharded Pub/Sub in both.
 //! This module (with its children) is the only place that imports fred.
 //!
-//! - Publishing is one Lua script on the stream's slot ([`scripts::PUBLISH`]): history,
-//!   counters, idempotency and `SPUBLISH` together.
-//! - Subscriptions and everything that keeps them honest (resubscribe, backfill, probes,
-//!   topology) live in [`inbound`].
-//! - Connections: one command client and one subscriber client, each with one connection
-//!   per Redis node, however many streams.
+//! - Publishing, deleting and banning are each one Lua script on the stream's slot
+//!   ([`scripts`]): history, counters, idempotency, the moderation log and `SPUBLISH`
+//!   together. [`codec`] is how comments are stored and carried; [`history`] reads them.
+//! - Subscriptions have one owner, [`subscriptions`]: a state machine that knows which
+//!   streams are held, repairs and backfills them when Redis drops them silently, and
+//!   delivers in id order. [`subscriber`] is the task that runs it against Redis.
+//! - [`viewers`]: viewer counts summed across instances.
+//! - Connections ([`client`]): one command client and one subscriber client, each with one
+//!   connection per Redis node, however many streams.
 
-mod inbound;
+mod client;
+mod codec;
+mod history;
 mod keys;
 mod scripts;
+mod subscriber;
+mod subscriptions;
+mod viewers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,34 +26,24 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use fred::prelude::*;
-use fred::types::config::ClusterDiscoveryPolicy;
-use fred::types::scripts::Script;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokerError, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment, Published,
-    StreamStats,
+    BrokerError, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live, NewComment, Published,
 };
 use crate::config::RedisUrl;
-use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User, now_ms};
+use crate::domain::{CommentId, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
+use client::{run, unavailable, unexpected};
+use codec::{CommentBody, parse_entry_message};
 use keys::StreamKeys;
+use subscriber::Control;
+use subscriptions::Subscriptions;
 
 /// Per-stream keys that would otherwise live forever expire this long after the stream's
 /// last comment or viewer report.
 const STATE_TTL: Duration = Duration::from_secs(24 * 3600);
-/// An instance's viewer report expires unless refreshed within this long.
-const VIEWER_REPORT_TTL: Duration = Duration::from_secs(30);
-/// How often local viewer counts are reported.
-const VIEWER_REPORT_EVERY: Duration = Duration::from_secs(1);
-/// Commands fail after this long instead of waiting forever for a dead node.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
-/// Commands queued while reconnecting, beyond which they fail at once (backpressure).
-const MAX_QUEUED_COMMANDS: usize = 50_000;
-/// fred's message channel (FIELD-NOTES trap 5: 32 by default). Overflow is counted and
-/// backfilled from history.
-const MESSAGE_BUFFER: usize = 16_384;
 
 pub struct RedisBroker {
     client: Client,
@@ -58,21 +56,23 @@ pub struct RedisBroker {
     local_viewers: DashMap<StreamId, i64>,
     /// The last report per stream: (sum across instances, our count in that sum).
     reported: DashMap<StreamId, (u64, i64)>,
-    control: mpsc::UnboundedSender<inbound::Control>,
+    /// The subscription owner's mailbox.
+    control: mpsc::UnboundedSender<Control>,
     live: Arc<AtomicBool>,
 }
 
 impl RedisBroker {
-    pub async fn connect(
+    pub(super) async fn connect(
         url: &RedisUrl,
         pod: &str,
         history_len: usize,
+        linger: Duration,
         sink: EventSink,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = build_client(url)?;
-        let subscriber = build_client(url)?;
+        let client = client::build_client(url)?;
+        let subscriber = client::build_client(url)?;
         for c in [&client, &subscriber] {
             c.connect();
         }
@@ -85,6 +85,8 @@ impl RedisBroker {
                 tracing::warn!("Redis is not reachable yet; retrying in the background");
             }
         }
+        // Unbounded, yet bounded in practice: a local viewer sends one acquire and one
+        // release, and the owner's own tasks report a few messages per stream in repair.
         let (control, control_rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(false));
         let broker = Arc::new(Self {
@@ -98,31 +100,46 @@ impl RedisBroker {
             control: control.clone(),
             live: live.clone(),
         });
-        inbound::spawn(inbound::InboundTask::new(
+        subscriber::spawn(subscriber::Subscriber {
             client,
             subscriber,
-            sink,
-            metrics,
-            (control, control_rx),
+            subscriptions: Subscriptions::new(sink, metrics, linger),
+            control,
+            control_rx,
             live,
-            cancel.clone(),
-        ));
-        spawn_viewer_reporter(broker.clone(), cancel);
+            cancel: cancel.clone(),
+        });
+        viewers::spawn_reporter(broker.clone(), cancel);
         Ok(broker)
+    }
+
+    /// A local viewer's hold on `stream` (see [`super::Subscription`]): counted at once,
+    /// answered when the stream's delivery is live.
+    pub(super) fn acquire(&self, stream: &StreamId) -> Live {
+        self.viewers_changed(stream, 1);
+        let (reply, live) = oneshot::channel();
+        // A send error drops the reply: the waiter hears "the broker stopped".
+        let _ = self.control.send(Control::Acquire(stream.clone(), reply));
+        live
+    }
+
+    pub(super) fn release(&self, stream: &StreamId) {
+        self.viewers_changed(stream, -1);
+        let _ = self.control.send(Control::Release(stream.clone()));
     }
 
     pub(super) async fn publish(&self, new: NewComment) -> Result<Published, BrokerError> {
         let keys = StreamKeys::new(&new.stream);
-        let body = serde_json::to_string(&CommentBody {
+        let body = CommentBody {
             stream_id: &new.stream,
             kind: new.kind,
             user: new.user.as_ref(),
-            text: &new.text,
+            text: new.text.as_str(),
             data: new.data.as_ref(),
             ts: now_ms(),
-        })
-        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        let idem = new.idempotency_key.as_deref();
+        }
+        .encode();
+        let idem = new.idempotency_key.as_ref().map(|k| k.as_str());
         let user = new.user.as_ref().map(|u| u.id.as_str());
         let script_keys = vec![
             keys.hist,
@@ -168,27 +185,7 @@ impl RedisBroker {
         stream: &StreamId,
         query: HistoryQuery,
     ) -> Result<HistoryPage, BrokerError> {
-        read_history(&self.client, stream, query).await
-    }
-
-    pub(super) async fn subscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
-        let (reply, done) = oneshot::channel();
-        self.send(inbound::Control::Track(stream.clone(), reply))?;
-        done.await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
-    }
-
-    pub(super) async fn unsubscribe(&self, stream: &StreamId) -> Result<(), BrokerError> {
-        let (reply, done) = oneshot::channel();
-        self.send(inbound::Control::Untrack(stream.clone(), reply))?;
-        done.await
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))?
-    }
-
-    fn send(&self, control: inbound::Control) -> Result<(), BrokerError> {
-        self.control
-            .send(control)
-            .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))
+        history::read_history(&self.client, stream, query).await
     }
 
     pub(super) async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
@@ -210,16 +207,16 @@ impl RedisBroker {
     pub(super) async fn ban(
         &self,
         stream: &StreamId,
-        user_id: &str,
+        user: &UserId,
         duration: Duration,
     ) -> Result<(), BrokerError> {
         let script_keys = vec![
-            StreamKeys::ban(stream, user_id),
+            StreamKeys::ban(stream, user.as_str()),
             keys::channel(stream),
             StreamKeys::new(stream).moderation,
         ];
         let args = vec![
-            user_id.to_owned(),
+            user.as_str().to_owned(),
             duration.as_millis().max(1).to_string(),
             STATE_TTL.as_millis().to_string(),
         ];
@@ -230,107 +227,14 @@ impl RedisBroker {
     pub(super) async fn is_banned(
         &self,
         stream: &StreamId,
-        user_id: &str,
+        user: &UserId,
     ) -> Result<bool, BrokerError> {
         let n: i64 = self
             .client
-            .exists(StreamKeys::ban(stream, user_id))
+            .exists(StreamKeys::ban(stream, user.as_str()))
             .await
             .map_err(unavailable)?;
         Ok(n == 1)
-    }
-
-    pub(super) fn viewers_changed(&self, stream: &StreamId, delta: i64) {
-        *self.local_viewers.entry(stream.clone()).or_insert(0) += delta;
-    }
-
-    fn local_count(&self, stream: &StreamId) -> i64 {
-        self.local_viewers.get(stream).map_or(0, |c| *c)
-    }
-
-    /// The viewer counts across instances: the last report's sum, corrected by how this
-    /// instance's own count changed since; a stream never reported yet is reported now.
-    pub(super) async fn viewer_counts(
-        &self,
-        streams: &[StreamId],
-    ) -> Result<Vec<u64>, BrokerError> {
-        let mut counts = Vec::with_capacity(streams.len());
-        for stream in streams {
-            let cached = self.reported.get(stream).map(|r| *r);
-            let count = match cached {
-                Some((sum, ours)) => sum.saturating_add_signed(self.local_count(stream) - ours),
-                None => self.report(stream).await?.viewer_count,
-            };
-            counts.push(count);
-        }
-        Ok(counts)
-    }
-
-    pub(super) async fn stats(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
-        let local = self.local_viewers.get(stream).map(|c| *c);
-        match local {
-            Some(_) => self.report(stream).await,
-            None => self.viewers_script(stream, -1).await,
-        }
-    }
-
-    /// Reports this instance's local count of `stream` and remembers the answer.
-    async fn report(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
-        let ours = self.local_count(stream).max(0);
-        let stats = self.viewers_script(stream, ours).await?;
-        self.reported
-            .insert(stream.clone(), (stats.viewer_count, ours));
-        Ok(stats)
-    }
-
-    async fn viewers_script(
-        &self,
-        stream: &StreamId,
-        ours: i64,
-    ) -> Result<StreamStats, BrokerError> {
-        let keys = StreamKeys::new(stream);
-        let args = vec![
-            self.pod.clone(),
-            ours.to_string(),
-            now_ms().to_string(),
-            VIEWER_REPORT_TTL.as_millis().to_string(),
-            STATE_TTL.as_millis().to_string(),
-        ];
-        let reply: Vec<i64> = run(
-            &self.client,
-            &scripts::VIEWERS,
-            vec![keys.viewers, keys.peak, keys.count],
-            args,
-        )
-        .await?;
-        let get = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
-        Ok(StreamStats {
-            viewer_count: get(0),
-            peak_viewer_count: get(1),
-            comment_count: get(2),
-        })
-    }
-
-    /// Reports every stream with local viewers (and, once, those whose count fell to 0).
-    async fn report_all(&self) {
-        let streams: Vec<StreamId> = self.local_viewers.iter().map(|e| e.key().clone()).collect();
-        let reports = streams
-            .iter()
-            .map(|s| async move { (s, self.report(s).await) });
-        for (stream, result) in futures_util::future::join_all(reports).await {
-            match result {
-                Ok(_) => {
-                    let gone = self
-                        .local_viewers
-                        .remove_if(stream, |_, count| *count <= 0)
-                        .is_some();
-                    if gone {
-                        self.reported.remove(stream);
-                    }
-                }
-                Err(error) => tracing::debug!(%stream, %error, "viewer report failed"),
-            }
-        }
     }
 
     pub(super) fn is_healthy(&self) -> bool {
@@ -345,216 +249,6 @@ impl RedisBroker {
     }
 }
 
-fn spawn_viewer_reporter(broker: Arc<RedisBroker>, cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(VIEWER_REPORT_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = every.tick() => broker.report_all().await,
-            }
-        }
-    });
-}
-
-fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
-    let server = match url {
-        RedisUrl::Standalone(host_port) => {
-            let (host, port) = split_host_port(host_port)?;
-            ServerConfig::new_centralized(host, port)
-        }
-        RedisUrl::Cluster(nodes) => {
-            let hosts = nodes
-                .iter()
-                .map(|n| split_host_port(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            // fred's default discovery asks only the configured nodes for the topology: with
-            // those down (a failed-over seed), a client never finds the new masters.
-            ServerConfig::Clustered {
-                hosts: hosts
-                    .into_iter()
-                    .map(|(host, port)| Server::new(host, port))
-                    .collect(),
-                policy: ClusterDiscoveryPolicy::UseCache,
-            }
-        }
-    };
-    let config = Config {
-        server,
-        fail_fast: false,
-        ..Default::default()
-    };
-    let client = Builder::from_config(config)
-        .with_performance_config(|p| {
-            p.default_command_timeout = COMMAND_TIMEOUT;
-            p.broadcast_channel_capacity = MESSAGE_BUFFER;
-        })
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(2);
-            c.internal_command_timeout = Duration::from_secs(2);
-            c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build()?;
-    Ok(client)
-}
-
-fn split_host_port(host_port: &str) -> anyhow::Result<(String, u16)> {
-    let (host, port) = host_port
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("DANMAKU_REDIS_URL: '{host_port}' is not host:port"))?;
-    Ok((host.to_owned(), port.parse()?))
-}
-
-/// Runs a script, loading it on the node first if that node does not know it (after a
-/// failover or restart).
-async fn run<R: FromValue>(
-    client: &Client,
-    script: &Script,
-    keys: Vec<String>,
-    args: Vec<String>,
-) -> Result<R, BrokerError> {
-    script
-        .evalsha_with_reload(client, keys, args)
-        .await
-        .map_err(unavailable)
-}
-
-/// Moderation messages logged at or after `since_ms` (epoch ms), oldest first.
-async fn read_moderation_since(
-    client: &Client,
-    stream: &StreamId,
-    since_ms: u64,
-) -> Result<Vec<inbound::Inbound>, BrokerError> {
-    let key = StreamKeys::new(stream).moderation;
-    let messages: Vec<String> = client
-        .zrangebyscore(key, since_ms as f64, "+inf", false, None)
-        .await
-        .map_err(unavailable)?;
-    Ok(messages
-        .iter()
-        .filter_map(|m| inbound::parse_message(m))
-        .collect())
-}
-
-async fn read_history(
-    client: &Client,
-    stream: &StreamId,
-    query: HistoryQuery,
-) -> Result<HistoryPage, BrokerError> {
-    let keys = StreamKeys::new(stream);
-    let (mode, limit, after) = match query {
-        HistoryQuery::Latest { limit } => ("latest", limit, String::new()),
-        HistoryQuery::After { id, limit } => ("after", limit, id.to_string()),
-    };
-    let args = vec![mode.to_owned(), limit.to_string(), after];
-    let reply: Vec<Value> = run(
-        client,
-        &scripts::HISTORY,
-        vec![keys.hist, keys.trimmed],
-        args,
-    )
-    .await?;
-    let trimmed = reply
-        .first()
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<CommentId>().ok());
-    let entries = match reply.into_iter().nth(1) {
-        Some(Value::Array(entries)) => entries,
-        _ => Vec::new(),
-    };
-    let mut comments: Vec<Comment> = entries.iter().filter_map(parse_stream_entry).collect();
-    match query {
-        HistoryQuery::Latest { .. } => {
-            comments.reverse();
-            Ok(HistoryPage {
-                comments,
-                complete: true,
-            })
-        }
-        HistoryQuery::After { id, .. } => Ok(HistoryPage {
-            comments,
-            complete: trimmed.is_none_or(|t| id >= t),
-        }),
-    }
-}
-
-/// The comment as stored, without its id (the stream entry's id is the comment id).
-#[derive(serde::Serialize)]
-struct CommentBody<'a> {
-    stream_id: &'a StreamId,
-    kind: CommentKind,
-    user: Option<&'a User>,
-    text: &'a str,
-    data: Option<&'a CommentData>,
-    ts: u64,
-}
-
-/// A comment from its id and stored body: the body with `"id"` put first.
-fn comment_from(id: &str, body: &str) -> Option<Comment> {
-    let rest = body.strip_prefix('{')?;
-    let json = format!("{{\"id\":\"{id}\",{rest}");
-    serde_json::from_str(&json).ok()
-}
-
-/// `<id> <body>`: the idempotency value and the payload of a `c` message.
-fn parse_entry_message(message: &str) -> Option<Comment> {
-    let (id, body) = message.split_once(' ')?;
-    comment_from(id, body)
-}
-
-/// An XRANGE entry: [id, [field, value, ...]] with the body in field `b`.
-fn parse_stream_entry(entry: &Value) -> Option<Comment> {
-    let Value::Array(parts) = entry else {
-        return None;
-    };
-    let id = parts.first()?.as_str()?;
-    let Value::Array(fields) = parts.get(1)? else {
-        return None;
-    };
-    let body = fields
-        .chunks(2)
-        .find(|kv| kv[0].as_str().as_deref() == Some("b"))?
-        .get(1)?
-        .as_str()?;
-    comment_from(&id, &body)
-}
-
 fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
-}
-
-fn unavailable(error: fred::error::Error) -> BrokerError {
-    BrokerError::Unavailable(error.to_string())
-}
-
-fn unexpected(what: &str) -> BrokerError {
-    BrokerError::Unavailable(format!("unexpected reply to {what}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_body_becomes_the_comment_with_its_id_first() {
-        let stream = StreamId::parse("s").unwrap();
-        let body = serde_json::to_string(&CommentBody {
-            stream_id: &stream,
-            kind: CommentKind::Gift,
-            user: None,
-            text: "rose",
-            data: Some(&CommentData::from_value(&serde_json::json!({"n": 1})).unwrap()),
-            ts: 5,
-        })
-        .unwrap();
-        let comment = parse_entry_message(&format!("7-1 {body}")).unwrap();
-        assert_eq!(comment.id, CommentId::new(7, 1));
-        assert_eq!(comment.text, "rose");
-        assert_eq!(
-            serde_json::to_string(&comment).unwrap(),
-            r#"{"id":"7-1","stream_id":"s","kind":"gift","user":null,"text":"rose","data":{"n":1},"ts":5}"#
-        );
-    }
 }

@@ -3,7 +3,8 @@
 //!
 //! - **What is measured:** this process's CPU time (`/proc/self/stat`, user + system) over a
 //!   sliding window of [`WINDOW`], as a fraction of the CPU available to it: the cgroup v2
-//!   `cpu.max` quota, else the v1 CFS quota, else the online CPUs (FIELD-NOTES trap 9).
+//!   `cpu.max` quota, else the v1 CFS quota, else the online CPUs. (No crate measures
+//!   cgroup-aware process CPU well, hence the files read here.)
 //! - **Hysteresis:** not ready above `DANMAKU_CPU_READY_THRESHOLD`; ready again only below
 //!   the threshold minus [`HYSTERESIS`].
 //! - **Dwell:** once not ready, an instance stays so for at least [`MIN_DWELL`] plus a
@@ -15,13 +16,10 @@
 //!   any ready pod, so without this the first pod to recover would take the whole
 //!   reconnect storm of its overloaded peers and overload again.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The CPU fraction is averaged over this long.
 pub const WINDOW: Duration = Duration::from_secs(10);
-/// How often the process's CPU time is sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Ready again only below `threshold - HYSTERESIS` (or 75 % of a threshold under 0.4).
 pub const HYSTERESIS: f64 = 0.10;
 /// Least time spent not ready once the gate closes.
@@ -165,68 +163,6 @@ impl CpuGate {
             false
         }
     }
-}
-
-/// The gate as the app holds it: shared, sampled by a background task.
-pub struct Readiness {
-    gate: Mutex<CpuGate>,
-}
-
-impl Readiness {
-    pub fn new(gate: CpuGate) -> Self {
-        Self {
-            gate: Mutex::new(gate),
-        }
-    }
-
-    pub fn cpu_ready(&self) -> bool {
-        self.gate.lock().expect("not poisoned").is_ready()
-    }
-
-    pub fn cpu_fraction(&self) -> f64 {
-        self.gate.lock().expect("not poisoned").fraction()
-    }
-
-    pub fn admit_handshake(&self) -> bool {
-        self.gate
-            .lock()
-            .expect("not poisoned")
-            .admit_handshake(Instant::now())
-    }
-
-    pub fn observe(&self, sample: CpuSample, jitter: f64) {
-        self.gate
-            .lock()
-            .expect("not poisoned")
-            .observe(sample, jitter);
-    }
-}
-
-/// Samples this process's CPU every [`SAMPLE_EVERY`] into `readiness`, until `cancel`.
-pub fn spawn_sampler(
-    readiness: std::sync::Arc<Readiness>,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(SAMPLE_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            if let Some(cpu_seconds) = process_cpu_seconds() {
-                let jitter = rand::random::<f64>();
-                readiness.observe(
-                    CpuSample {
-                        at: Instant::now(),
-                        cpu_seconds,
-                    },
-                    jitter,
-                );
-            }
-        }
-    });
 }
 
 /// This process's CPU seconds so far, from `/proc/self/stat` (utime + stime, in the

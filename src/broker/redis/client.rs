@@ -1,0 +1,89 @@
+//! fred clients as danmaku configures them, and the small helpers every Redis call shares.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::config::ClusterDiscoveryPolicy;
+use fred::types::scripts::Script;
+
+use crate::broker::BrokerError;
+use crate::config::RedisUrl;
+
+/// Commands fail after this long instead of waiting forever for a dead node.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Commands queued while reconnecting, beyond which they fail at once (backpressure).
+const MAX_QUEUED_COMMANDS: usize = 50_000;
+/// fred's message channel: 32 messages by default, so a burst would overflow it and skip
+/// comments. Overflow is counted (`broker_lag`) and backfilled from history.
+const MESSAGE_BUFFER: usize = 16_384;
+
+pub(super) fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
+    let server = match url {
+        RedisUrl::Standalone(host_port) => {
+            let (host, port) = split_host_port(host_port)?;
+            ServerConfig::new_centralized(host, port)
+        }
+        RedisUrl::Cluster(nodes) => {
+            let hosts = nodes
+                .iter()
+                .map(|n| split_host_port(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            // fred's default discovery asks only the configured nodes for the topology: with
+            // those down (a failed-over seed), a client never finds the new masters.
+            ServerConfig::Clustered {
+                hosts: hosts
+                    .into_iter()
+                    .map(|(host, port)| Server::new(host, port))
+                    .collect(),
+                policy: ClusterDiscoveryPolicy::UseCache,
+            }
+        }
+    };
+    let config = Config {
+        server,
+        fail_fast: false,
+        ..Default::default()
+    };
+    let client = Builder::from_config(config)
+        .with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+            p.broadcast_channel_capacity = MESSAGE_BUFFER;
+        })
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+            c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()?;
+    Ok(client)
+}
+
+fn split_host_port(host_port: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("DANMAKU_REDIS_URL: '{host_port}' is not host:port"))?;
+    Ok((host.to_owned(), port.parse()?))
+}
+
+/// Runs a script, loading it on the node first if that node does not know it (after a
+/// failover or restart).
+pub(super) async fn run<R: FromValue>(
+    client: &Client,
+    script: &Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+) -> Result<R, BrokerError> {
+    script
+        .evalsha_with_reload(client, keys, args)
+        .await
+        .map_err(unavailable)
+}
+
+pub(super) fn unavailable(error: fred::error::Error) -> BrokerError {
+    BrokerError::Unavailable(error.to_string())
+}
+
+pub(super) fn unexpected(what: &str) -> BrokerError {
+    BrokerError::Unavailable(format!("unexpected reply to {what}"))
+}

@@ -1,0 +1,116 @@
+//! How comments and moderation events are stored in and carried through Redis.
+//!
+//! A comment is stored as its JSON body without the id (the history stream's entry id is
+//! the comment id) and travels on the channel as `c <id> <body>`; a deletion as `d <id>`,
+//! a ban as `b <user id>`, a liveness probe as `p`. The same `<id> <body>` is what the
+//! publish script returns and keeps under an idempotency key.
+
+use fred::prelude::*;
+
+use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User, UserId};
+
+/// The comment as stored, without its id.
+#[derive(serde::Serialize)]
+pub(super) struct CommentBody<'a> {
+    pub(super) stream_id: &'a StreamId,
+    pub(super) kind: CommentKind,
+    pub(super) user: Option<&'a User>,
+    pub(super) text: &'a str,
+    pub(super) data: Option<&'a CommentData>,
+    pub(super) ts: u64,
+}
+
+impl CommentBody<'_> {
+    pub(super) fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a comment body always serializes")
+    }
+}
+
+/// One message of a stream's channel.
+#[derive(Debug)]
+pub(super) enum Inbound {
+    Comment(Comment),
+    Deleted(CommentId),
+    Banned(UserId),
+}
+
+/// `c <id> <body>`, `d <id>`, `b <user id>`; `None` for probes and anything unknown.
+pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
+    let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
+    match kind {
+        "c" => parse_entry_message(rest).map(Inbound::Comment),
+        "d" => rest.parse().ok().map(Inbound::Deleted),
+        "b" => UserId::parse(rest).ok().map(Inbound::Banned),
+        _ => None,
+    }
+}
+
+/// `<id> <body>`: the idempotency value and the payload of a `c` message.
+pub(super) fn parse_entry_message(message: &str) -> Option<Comment> {
+    let (id, body) = message.split_once(' ')?;
+    comment_from(id, body)
+}
+
+/// An XRANGE entry: [id, [field, value, ...]] with the body in field `b`.
+pub(super) fn parse_stream_entry(entry: &Value) -> Option<Comment> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let id = parts.first()?.as_str()?;
+    let Value::Array(fields) = parts.get(1)? else {
+        return None;
+    };
+    let body = fields
+        .chunks(2)
+        .find(|kv| kv[0].as_str().as_deref() == Some("b"))?
+        .get(1)?
+        .as_str()?;
+    comment_from(&id, &body)
+}
+
+/// A comment from its id and stored body: the body with `"id"` put first.
+fn comment_from(id: &str, body: &str) -> Option<Comment> {
+    let rest = body.strip_prefix('{')?;
+    let json = format!("{{\"id\":\"{id}\",{rest}");
+    serde_json::from_str(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_body_becomes_the_comment_with_its_id_first() {
+        let stream = StreamId::parse("s").unwrap();
+        let body = CommentBody {
+            stream_id: &stream,
+            kind: CommentKind::Gift,
+            user: None,
+            text: "rose",
+            data: Some(&CommentData::from_value(&serde_json::json!({"n": 1})).unwrap()),
+            ts: 5,
+        }
+        .encode();
+        let comment = parse_entry_message(&format!("7-1 {body}")).unwrap();
+        assert_eq!(comment.id, CommentId::new(7, 1));
+        assert_eq!(comment.text, "rose");
+        assert_eq!(
+            serde_json::to_string(&comment).unwrap(),
+            r#"{"id":"7-1","stream_id":"s","kind":"gift","user":null,"text":"rose","data":{"n":1},"ts":5}"#
+        );
+    }
+
+    #[test]
+    fn parses_channel_messages() {
+        assert!(
+            matches!(parse_message("d 5-1"), Some(Inbound::Deleted(id)) if id == CommentId::new(5, 1))
+        );
+        assert!(
+            matches!(parse_message("b troll"), Some(Inbound::Banned(u)) if u.as_str() == "troll")
+        );
+        assert!(parse_message("b").is_none());
+        assert!(parse_message("p").is_none());
+        assert!(parse_message("d nope").is_none());
+        assert!(parse_message("x y").is_none());
+    }
+}

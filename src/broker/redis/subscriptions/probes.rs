@@ -1,0 +1,103 @@
+//! Probes and topology: noticing a subscription that went deaf without an error.
+//!
+//! - A live stream quiet for [`PROBE_QUIET`] gets a probe message published into its
+//!   channel; if nothing arrives within [`PROBE_TIMEOUT`] of the publish, the subscription
+//!   is rebuilt.
+//! - A change of the node that owns a stream's slot (the subscriber task polls the cluster
+//!   topology every second) rebuilds the stream's subscription at once.
+//! - Readiness: a stream not live within [`UNCONFIRMED_GRACE`] of its (re)subscription makes
+//!   `/readyz` say `broker`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Effect, Phase, Probe, Repair, Subscriptions};
+use crate::domain::StreamId;
+
+/// A subscribed stream with no message for this long gets a liveness probe.
+pub(in crate::broker::redis) const PROBE_QUIET: Duration = Duration::from_secs(3);
+/// A probe not answered (by any message on the channel) within this long of its publish
+/// means the subscription is deaf.
+pub(in crate::broker::redis) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A stream not confirmed live for this long makes `/readyz` say `broker`.
+const UNCONFIRMED_GRACE: Duration = Duration::from_secs(2);
+
+impl Subscriptions {
+    /// Probes quiet streams, rebuilds those whose probe went unanswered, and works out
+    /// whether every stream is live (given whether the subscriber client is connected).
+    pub(in crate::broker::redis) fn on_tick(&mut self, connected: bool) {
+        let now = Instant::now();
+        let mut deaf = Vec::new();
+        let mut all_live = connected;
+        for (stream, entry) in &mut self.streams {
+            match &entry.phase {
+                Phase::Subscribing { since, .. } | Phase::Repairing { since } => {
+                    if now.duration_since(*since) > UNCONFIRMED_GRACE {
+                        all_live = false;
+                    }
+                }
+                Phase::Live => match entry.probe {
+                    Probe::Sent(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
+                        deaf.push(stream.clone())
+                    }
+                    Probe::Idle if now.duration_since(entry.last_message) > PROBE_QUIET => {
+                        entry.probe = Probe::InFlight;
+                        self.effects.push(Effect::Probe(stream.clone()));
+                    }
+                    _ => {}
+                },
+                Phase::Unsubscribing { .. } => {}
+            }
+        }
+        self.live = all_live;
+        for stream in deaf {
+            tracing::warn!(%stream, "subscription stopped answering probes; rebuilding it");
+            self.metrics.subscription_rebuilt();
+            self.start_repair(stream, Repair::Resubscribe, Duration::ZERO);
+        }
+    }
+
+    /// The probe of [`Effect::Probe`] was published: its answer is due within the timeout.
+    pub(in crate::broker::redis) fn probe_sent(&mut self, stream: &StreamId) {
+        if let Some(entry) = self.streams.get_mut(stream)
+            && entry.probe == Probe::InFlight
+        {
+            entry.probe = Probe::Sent(Instant::now());
+        }
+    }
+
+    /// The probe could not be published: unknown, not deaf; the next tick probes again.
+    pub(in crate::broker::redis) fn probe_failed(&mut self, stream: &StreamId) {
+        if let Some(entry) = self.streams.get_mut(stream)
+            && entry.probe == Probe::InFlight
+        {
+            entry.probe = Probe::Idle;
+        }
+    }
+
+    /// The subscriber client reconnected: every subscription may be gone.
+    pub(in crate::broker::redis) fn on_reconnect(&mut self) {
+        self.repair_all(Repair::Resubscribe);
+    }
+
+    /// A fresh view of the cluster: `owner_of` names the node serving a stream's slot.
+    /// Streams whose node changed are resubscribed.
+    pub(in crate::broker::redis) fn on_topology(&mut self, owner_of: impl Fn(&StreamId) -> String) {
+        let mut moved = Vec::new();
+        for (stream, entry) in &mut self.streams {
+            let owner = Some(owner_of(stream));
+            if entry.owner.is_none() {
+                entry.owner = owner; // first sight of the topology
+            } else if entry.owner != owner {
+                tracing::info!(%stream, from = ?entry.owner, to = ?owner, "stream's slot moved; resubscribing");
+                entry.owner = owner;
+                moved.push(stream.clone());
+            }
+        }
+        for stream in moved {
+            self.metrics.subscription_rebuilt();
+            self.start_repair(stream, Repair::Resubscribe, Duration::ZERO);
+        }
+    }
+}

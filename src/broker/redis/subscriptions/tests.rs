@@ -1,0 +1,340 @@
+//! The owner's state machine alone, under paused time: effects are checked as recorded
+//! and results fed back by hand, as the subscriber task would.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::probes::{PROBE_QUIET, PROBE_TIMEOUT};
+use super::*;
+use crate::broker::BrokerEvent;
+use crate::domain::{Comment, CommentKind};
+use crate::metrics::Latencies;
+
+const LINGER: Duration = Duration::from_secs(2);
+
+struct Harness {
+    subs: Subscriptions,
+    events: Arc<Mutex<Vec<BrokerEvent>>>,
+    metrics: Arc<Metrics>,
+}
+
+fn harness() -> Harness {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
+    let metrics = Arc::new(Metrics::new(Latencies::noop()));
+    Harness {
+        subs: Subscriptions::new(sink, metrics.clone(), LINGER),
+        events,
+        metrics,
+    }
+}
+
+fn s() -> StreamId {
+    StreamId::parse("s").unwrap()
+}
+
+fn comment(ms: u64) -> Comment {
+    Comment {
+        id: CommentId::new(ms, 0),
+        stream_id: s(),
+        kind: CommentKind::System,
+        user: None,
+        text: format!("c{ms}"),
+        data: None,
+        ts: ms,
+    }
+}
+
+type Answer = oneshot::Receiver<Result<(), BrokerError>>;
+
+impl Harness {
+    fn acquire(&mut self) -> Answer {
+        let (waiter, answer) = oneshot::channel();
+        self.subs.acquire(s(), waiter, Some("node-1".into()));
+        answer
+    }
+
+    fn effects(&mut self) -> Vec<Effect> {
+        self.subs.take_effects().collect()
+    }
+
+    /// The one repair job recorded since the last look.
+    fn repair_job(&mut self) -> RepairJob {
+        match self.effects().as_slice() {
+            [Effect::Repair { stream, job }] if *stream == s() => job.clone(),
+            other => panic!("expected one repair, got {other:?}"),
+        }
+    }
+
+    fn expired_lingers(&mut self) -> Vec<StreamId> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut expired = Vec::new();
+        while let Poll::Ready(stream) = self.subs.poll_linger(&mut cx) {
+            expired.push(stream);
+        }
+        expired
+    }
+
+    /// Runs the lingers that ended: what the subscriber task does when they fire.
+    fn fire_lingers(&mut self) -> usize {
+        let expired = self.expired_lingers();
+        let n = expired.len();
+        for stream in expired {
+            self.subs.linger_over(stream);
+        }
+        n
+    }
+
+    /// Acquires and completes the first subscription (history empty).
+    fn live(&mut self) -> Answer {
+        let mut answer = self.acquire();
+        let job = self.repair_job();
+        assert_eq!(job.repair, Repair::Subscribe);
+        self.subs
+            .repaired(s(), job.generation, Ok(Repaired::default()));
+        assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+        answer
+    }
+
+    fn delivered_texts(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|e| match e {
+                BrokerEvent::Comments { comments, .. } => {
+                    comments.iter().map(|c| c.text.clone()).collect()
+                }
+                other => vec![format!("{other:?}")],
+            })
+            .collect()
+    }
+}
+
+fn repaired_with(backfill: Vec<Comment>) -> Result<Repaired, BrokerError> {
+    Ok(Repaired {
+        backfill,
+        ..Repaired::default()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_release_linger_then_reacquire() {
+    let mut h = harness();
+    let mut answer = h.acquire();
+    let job = h.repair_job();
+    assert_eq!(job.repair, Repair::Subscribe);
+    assert!(answer.try_recv().is_err(), "not answered before it is live");
+    h.subs
+        .repaired(s(), job.generation, Ok(Repaired::default()));
+    assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+    assert_eq!(h.metrics.streams_subscribed(), 1);
+
+    h.subs.release(&s());
+    assert_eq!(h.fire_lingers(), 0);
+    tokio::time::advance(LINGER - Duration::from_millis(20)).await;
+    assert_eq!(h.fire_lingers(), 0, "still lingering");
+    assert!(h.effects().is_empty());
+    tokio::time::advance(Duration::from_millis(40)).await;
+    assert_eq!(h.fire_lingers(), 1);
+    assert!(matches!(h.effects().as_slice(), [Effect::Unsubscribe(stream)] if *stream == s()));
+    assert_eq!(h.metrics.streams_subscribed(), 0);
+    h.subs.unsubscribed(s());
+    assert_eq!(h.subs.stream_count(), 0, "forgotten once unsubscribed");
+
+    // Back again: a fresh first subscription.
+    let _answer = h.live();
+    assert_eq!(h.metrics.streams_subscribed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acquire_during_the_linger_keeps_the_subscription() {
+    let mut h = harness();
+    let _first = h.live();
+    h.subs.release(&s());
+    let _ = h.expired_lingers();
+    tokio::time::advance(LINGER / 2).await;
+    let mut again = h.acquire();
+    assert!(
+        matches!(again.try_recv(), Ok(Ok(()))),
+        "a live stream answers at once"
+    );
+    tokio::time::advance(LINGER * 2).await;
+    assert_eq!(h.fire_lingers(), 0, "the linger was called off");
+    assert!(h.effects().is_empty());
+    assert_eq!(h.metrics.streams_subscribed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acquire_during_the_unsubscribe_waits_and_subscribes_afresh() {
+    let mut h = harness();
+    let _first = h.live();
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(5))));
+    h.subs.release(&s());
+    let _ = h.expired_lingers();
+    tokio::time::advance(LINGER * 2).await;
+    assert_eq!(h.fire_lingers(), 1);
+    assert!(matches!(h.effects().as_slice(), [Effect::Unsubscribe(_)]));
+    let mut waiting = h.acquire();
+    assert!(waiting.try_recv().is_err(), "waits for the unsubscribe");
+    h.subs.unsubscribed(s());
+    let job = h.repair_job();
+    assert_eq!(job.repair, Repair::Subscribe);
+    assert_eq!(
+        job.last, None,
+        "a fresh subscription starts from the history's tail"
+    );
+    h.subs
+        .repaired(s(), job.generation, Ok(Repaired::default()));
+    assert!(matches!(waiting.try_recv(), Ok(Ok(()))));
+    assert_eq!(h.metrics.streams_subscribed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repair_superseded_by_a_newer_one_delivers_nothing() {
+    let mut h = harness();
+    let _held = h.live();
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(1))));
+
+    // The subscriber client reconnects: a resubscribe and backfill from comment 1.
+    h.subs.on_reconnect();
+    let older = h.repair_job();
+    assert_eq!(older.repair, Repair::Resubscribe);
+    assert_eq!(older.last, Some(CommentId::new(1, 0)));
+    // Comments 3 and 4 arrive while it runs; they wait.
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(3))));
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(4))));
+    // Then the stream's slot moves: a newer repair supersedes the first.
+    h.subs.on_topology(|_| "node-2".into());
+    let newer = h.repair_job();
+    assert!(newer.generation > older.generation);
+
+    h.subs
+        .repaired(s(), older.generation, repaired_with(vec![comment(2)]));
+    assert_eq!(
+        h.delivered_texts(),
+        ["c1"],
+        "the superseded result is ignored"
+    );
+
+    h.subs.repaired(
+        s(),
+        newer.generation,
+        repaired_with(vec![comment(2), comment(3)]),
+    );
+    assert_eq!(
+        h.delivered_texts(),
+        ["c1", "c2", "c3", "c4"],
+        "backfill first, then what waited, each comment once"
+    );
+    assert!(h.effects().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_during_a_repair_unsubscribes_after_the_linger() {
+    let mut h = harness();
+    let _held = h.live();
+    h.subs.on_reconnect();
+    let job = h.repair_job();
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(7))));
+    h.subs.release(&s());
+    let _ = h.expired_lingers();
+    tokio::time::advance(LINGER * 2).await;
+    assert_eq!(h.fire_lingers(), 1);
+    assert!(
+        matches!(h.effects().as_slice(), [Effect::Unsubscribe(_)]),
+        "the unsubscribe aborts the repair job"
+    );
+    // The repair's result arrives after all: nobody holds the stream, nothing is delivered.
+    h.subs
+        .repaired(s(), job.generation, repaired_with(vec![comment(6)]));
+    assert!(h.delivered_texts().is_empty());
+    assert!(h.effects().is_empty());
+    h.subs.unsubscribed(s());
+    assert_eq!(h.subs.stream_count(), 0);
+    assert_eq!(h.metrics.streams_subscribed(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_subscription_is_retried_while_someone_waits() {
+    let mut h = harness();
+    let mut answer = h.acquire();
+    let job = h.repair_job();
+    h.subs.repaired(
+        s(),
+        job.generation,
+        Err(BrokerError::Unavailable("down".into())),
+    );
+    let retry = h.repair_job();
+    assert_eq!(retry.repair, Repair::Subscribe);
+    assert!(retry.after > Duration::ZERO, "after a backoff");
+    assert!(answer.try_recv().is_err(), "the acquirer still waits");
+    h.subs
+        .repaired(s(), retry.generation, Ok(Repaired::default()));
+    assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_first_subscription_nobody_waits_for_is_cleaned_up() {
+    let mut h = harness();
+    let answer = h.acquire();
+    let job = h.repair_job();
+    drop(answer);
+    h.subs.release(&s());
+    h.subs.repaired(
+        s(),
+        job.generation,
+        Err(BrokerError::Unavailable("down".into())),
+    );
+    assert!(matches!(h.effects().as_slice(), [Effect::Unsubscribe(_)]));
+    h.subs.unsubscribed(s());
+    assert_eq!(h.subs.stream_count(), 0);
+    assert_eq!(h.metrics.streams_subscribed(), 0, "never counted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_older_than_history_tells_viewers_to_resync() {
+    let mut h = harness();
+    let _held = h.live();
+    h.subs.lagged(3);
+    let job = h.repair_job();
+    assert_eq!(job.repair, Repair::Backfill);
+    h.subs.repaired(
+        s(),
+        job.generation,
+        Ok(Repaired {
+            backfill: vec![comment(9)],
+            complete: false,
+            ..Repaired::default()
+        }),
+    );
+    assert_eq!(
+        h.delivered_texts(),
+        ["Resync { stream: StreamId(s) }", "c9"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_stream_is_probed_and_rebuilt_when_the_probe_is_lost() {
+    let mut h = harness();
+    let _held = h.live();
+    h.subs.on_tick(true);
+    assert!(h.effects().is_empty(), "not quiet yet");
+    tokio::time::advance(PROBE_QUIET + Duration::from_millis(1)).await;
+    h.subs.on_tick(true);
+    assert!(matches!(h.effects().as_slice(), [Effect::Probe(_)]));
+    h.subs.probe_sent(&s());
+    tokio::time::advance(PROBE_TIMEOUT + Duration::from_millis(1)).await;
+    h.subs.on_tick(true);
+    let job = h.repair_job();
+    assert_eq!(job.repair, Repair::Resubscribe);
+    assert_eq!(h.metrics.subscriptions_rebuilt(), 1);
+    assert!(h.subs.is_live(), "a young repair does not fail readiness");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    h.subs.on_tick(true);
+    assert!(!h.subs.is_live(), "a repair that takes too long does");
+}

@@ -1,0 +1,125 @@
+//! Viewer counts across instances: each instance reports its local count per stream every
+//! second into a hash of the stream (instance → count and expiry); the sum over unexpired
+//! reports is the stream's count, and its peak is kept beside it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::RedisBroker;
+use super::client::run;
+use super::keys::StreamKeys;
+use super::scripts;
+use crate::broker::{BrokerError, StreamStats};
+use crate::domain::{StreamId, now_ms};
+
+/// An instance's viewer report expires unless refreshed within this long.
+const VIEWER_REPORT_TTL: Duration = Duration::from_secs(30);
+/// How often local viewer counts are reported.
+const VIEWER_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+impl RedisBroker {
+    pub(super) fn viewers_changed(&self, stream: &StreamId, delta: i64) {
+        *self.local_viewers.entry(stream.clone()).or_insert(0) += delta;
+    }
+
+    fn local_count(&self, stream: &StreamId) -> i64 {
+        self.local_viewers.get(stream).map_or(0, |c| *c)
+    }
+
+    /// The viewer counts across instances: the last report's sum, corrected by how this
+    /// instance's own count changed since; a stream never reported yet is reported now.
+    pub(in crate::broker) async fn viewer_counts(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<u64>, BrokerError> {
+        let mut counts = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let cached = self.reported.get(stream).map(|r| *r);
+            let count = match cached {
+                Some((sum, ours)) => sum.saturating_add_signed(self.local_count(stream) - ours),
+                None => self.report(stream).await?.viewer_count,
+            };
+            counts.push(count);
+        }
+        Ok(counts)
+    }
+
+    pub(in crate::broker) async fn stats(
+        &self,
+        stream: &StreamId,
+    ) -> Result<StreamStats, BrokerError> {
+        let local = self.local_viewers.get(stream).map(|c| *c);
+        match local {
+            Some(_) => self.report(stream).await,
+            None => self.viewers_script(stream, -1).await,
+        }
+    }
+
+    /// Reports this instance's local count of `stream` and remembers the answer.
+    async fn report(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
+        let ours = self.local_count(stream).max(0);
+        let stats = self.viewers_script(stream, ours).await?;
+        self.reported
+            .insert(stream.clone(), (stats.viewer_count, ours));
+        Ok(stats)
+    }
+
+    async fn viewers_script(
+        &self,
+        stream: &StreamId,
+        ours: i64,
+    ) -> Result<StreamStats, BrokerError> {
+        let keys = StreamKeys::new(stream);
+        let args = vec![
+            self.pod.clone(),
+            ours.to_string(),
+            now_ms().to_string(),
+            VIEWER_REPORT_TTL.as_millis().to_string(),
+            super::STATE_TTL.as_millis().to_string(),
+        ];
+        let reply: Vec<i64> = run(
+            &self.client,
+            &scripts::VIEWERS,
+            vec![keys.viewers, keys.peak, keys.count],
+            args,
+        )
+        .await?;
+        let get = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
+        Ok(StreamStats {
+            viewer_count: get(0),
+            peak_viewer_count: get(1),
+            comment_count: get(2),
+        })
+    }
+
+    /// Reports every stream with local viewers (and, once, those whose count fell to 0).
+    async fn report_all(&self) {
+        let streams: Vec<StreamId> = self.local_viewers.iter().map(|e| e.key().clone()).collect();
+        let reports = streams
+            .iter()
+            .map(|s| async move { (s, self.report(s).await) });
+        for (stream, result) in futures_util::future::join_all(reports).await {
+            match result {
+                Ok(_) => {
+                    let gone = self
+                        .local_viewers
+                        .remove_if(stream, |_, count| *count <= 0)
+                        .is_some();
+                    if gone {
+                        self.reported.remove(stream);
+                    }
+                }
+                Err(error) => tracing::debug!(%stream, %error, "viewer report failed"),
+            }
+        }
+    }
+}
+
+pub(super) fn spawn_reporter(broker: Arc<RedisBroker>, cancel: CancellationToken) {
+    crate::periodic::spawn_every(VIEWER_REPORT_EVERY, cancel, move || {
+        let broker = broker.clone();
+        async move { broker.report_all().await }
+    });
+}

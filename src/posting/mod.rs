@@ -1,0 +1,338 @@
+//! Posting a comment: the rules both transports share, in one place.
+//!
+//! A viewer posts over the WebSocket ([`Posting::as_viewer`]): signed in with a token that
+//! has not expired, text within the rules, within the user's rate on the stream. A service
+//! posts over HTTP ([`Posting::as_service`]): any kind, a user for user comments, `data`
+//! only for system comments, an optional idempotency key. Either way the comment is
+//! validated once into a [`NewComment`] of validated parts, handed to the broker (which
+//! refuses banned users), and counted. Every refusal is a [`PostError`], and each maps to
+//! one error code of the contract.
+
+mod rate;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::broker::{Broker, BrokerError, NewComment, Published};
+use crate::config::Config;
+use crate::domain::wire::ErrorCode;
+use crate::domain::{
+    Comment, CommentData, CommentKind, CommentText, IdempotencyKey, StreamId, TextError, User,
+    UserId,
+};
+use crate::metrics::Metrics;
+use rate::RateLimits;
+
+/// Longest display name a service may give a user, in characters.
+const MAX_USER_NAME_CHARS: usize = 128;
+
+/// Why a comment was refused. The message is for the person or service that posted it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("comment text is longer than {max} characters")]
+    TooLong { max: usize },
+    #[error("you are posting too fast")]
+    RateLimited { retry_after: Duration },
+    #[error("banned from this stream")]
+    Banned,
+    /// The broker failed (already logged with its detail).
+    #[error("could not post right now; try again")]
+    Unavailable,
+}
+
+impl PostError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Invalid(_) => ErrorCode::Invalid,
+            Self::TooLong { .. } => ErrorCode::TooLong,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Banned => ErrorCode::Banned,
+            Self::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+
+    /// For `rate_limited`: how long until the next comment fits, at least 1 ms.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after.as_millis().max(1) as u64),
+            _ => None,
+        }
+    }
+
+    /// Whether the comment itself passed the rules (and was refused for who or when it was
+    /// posted): a WebSocket counts the others as malformed frames.
+    pub fn comment_was_well_formed(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Banned | Self::Unavailable
+        )
+    }
+}
+
+/// The one mapping from text errors to error codes.
+impl From<TextError> for PostError {
+    fn from(error: TextError) -> Self {
+        match error {
+            TextError::TooLong { max } => Self::TooLong { max },
+            TextError::Blank | TextError::ControlCharacters => Self::Invalid(error.to_string()),
+        }
+    }
+}
+
+/// A comment as a service sends it (the body of `POST /v1/streams/{id}/comments`), before
+/// the rules are applied.
+#[derive(Debug, Deserialize)]
+pub struct ServiceComment {
+    pub kind: CommentKind,
+    pub text: String,
+    pub user: Option<ServiceUser>,
+    pub data: Option<Value>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServiceUser {
+    pub id: String,
+    pub name: String,
+}
+
+pub struct Posting {
+    broker: Broker,
+    rate: RateLimits,
+    max_comment_chars: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Posting {
+    pub fn new(config: &Config, broker: Broker, metrics: Arc<Metrics>) -> Self {
+        Self {
+            broker,
+            rate: RateLimits::new(config.rate_per_sec, config.rate_burst),
+            max_comment_chars: config.max_comment_chars,
+            metrics,
+        }
+    }
+
+    /// Starts pruning the rate limiter's full buckets, until `cancel`.
+    pub fn start(self: &Arc<Self>, cancel: CancellationToken) {
+        let posting = self.clone();
+        crate::periodic::spawn_every(rate::PRUNE_EVERY, cancel, move || {
+            posting.rate.prune(Instant::now());
+            std::future::ready(())
+        });
+    }
+
+    /// A viewer's comment from its WebSocket: published, or refused.
+    pub async fn as_viewer(
+        &self,
+        stream: &StreamId,
+        identity: &Identity,
+        text: String,
+    ) -> Result<Comment, PostError> {
+        let viewer = match identity {
+            Identity::Viewer(v) if !v.token_expired() => v,
+            Identity::Viewer(_) => return Err(PostError::Unauthorized("your token has expired")),
+            Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
+        };
+        let text = CommentText::parse(text, self.max_comment_chars)?;
+        if let Err(retry_after) = self.rate.check(stream, &viewer.user.id) {
+            return Err(PostError::RateLimited { retry_after });
+        }
+        let new = NewComment {
+            stream: stream.clone(),
+            kind: CommentKind::User,
+            user: Some(viewer.user.clone()),
+            text,
+            data: None,
+            idempotency_key: None,
+        };
+        match self.publish(new).await? {
+            Published::New(comment) | Published::Duplicate(comment) => Ok(comment),
+        }
+    }
+
+    /// A service's comment: published (or, for a repeated idempotency key, the first one
+    /// it published), or refused.
+    pub async fn as_service(
+        &self,
+        stream: &StreamId,
+        comment: ServiceComment,
+    ) -> Result<Published, PostError> {
+        let new = self.service_comment(stream, comment)?;
+        self.publish(new).await
+    }
+
+    fn service_comment(
+        &self,
+        stream: &StreamId,
+        body: ServiceComment,
+    ) -> Result<NewComment, PostError> {
+        let invalid = |message: &str| PostError::Invalid(message.to_owned());
+        let text = CommentText::parse(body.text, self.max_comment_chars)?;
+        let user = match body.user {
+            Some(user) => {
+                let name_fits = !user.name.trim().is_empty()
+                    && user.name.chars().count() <= MAX_USER_NAME_CHARS;
+                match UserId::parse(&user.id) {
+                    Ok(id) if name_fits => Some(User {
+                        id,
+                        name: user.name,
+                    }),
+                    _ => return Err(invalid("user.id and user.name must be 1 to 128 characters")),
+                }
+            }
+            None if body.kind == CommentKind::User => {
+                return Err(invalid("a user comment needs a user"));
+            }
+            None => None,
+        };
+        let data = match body.data {
+            None | Some(Value::Null) => None,
+            Some(_) if body.kind == CommentKind::User => {
+                return Err(invalid("user comments carry no data"));
+            }
+            Some(value) => {
+                Some(CommentData::from_value(&value).map_err(|e| invalid(&e.to_string()))?)
+            }
+        };
+        let idempotency_key = body
+            .idempotency_key
+            .map(|key| IdempotencyKey::parse(&key))
+            .transpose()
+            .map_err(|e| invalid(&e.to_string()))?;
+        Ok(NewComment {
+            stream: stream.clone(),
+            kind: body.kind,
+            user,
+            text,
+            data,
+            idempotency_key,
+        })
+    }
+
+    /// Hands a validated comment to the broker and counts it if it is new.
+    async fn publish(&self, new: NewComment) -> Result<Published, PostError> {
+        let (stream, kind) = (new.stream.clone(), new.kind);
+        match self.broker.publish(new).await {
+            Ok(published) => {
+                if let Published::New(_) = published {
+                    self.metrics.published(kind);
+                }
+                Ok(published)
+            }
+            Err(BrokerError::Banned) => Err(PostError::Banned),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "publish failed");
+                Err(PostError::Unavailable)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Latencies;
+
+    fn posting() -> Posting {
+        let mut config = Config::defaults();
+        config.rate_per_sec = 1.0;
+        config.rate_burst = 1.0;
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let broker = Broker::Memory(Arc::new(crate::broker::MemoryBroker::new(
+            10,
+            Duration::from_secs(1),
+            Arc::new(|_| {}),
+            metrics.clone(),
+        )));
+        Posting::new(&config, broker, metrics)
+    }
+
+    fn service(kind: CommentKind, text: &str) -> ServiceComment {
+        ServiceComment {
+            kind,
+            text: text.into(),
+            user: None,
+            data: None,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn text_errors_map_to_their_codes() {
+        assert_eq!(PostError::from(TextError::Blank).code(), ErrorCode::Invalid);
+        assert_eq!(
+            PostError::from(TextError::ControlCharacters).code(),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            PostError::from(TextError::TooLong { max: 3 }).code(),
+            ErrorCode::TooLong
+        );
+    }
+
+    #[tokio::test]
+    async fn viewers_must_be_signed_in_and_within_their_rate() {
+        let p = posting();
+        let s = StreamId::parse("s").unwrap();
+        let refused = p.as_viewer(&s, &Identity::Anonymous, "hi".into()).await;
+        assert_eq!(refused.unwrap_err().code(), ErrorCode::Unauthorized);
+        let viewer = Identity::Viewer(crate::auth::Viewer {
+            user: User {
+                id: UserId::parse("u").unwrap(),
+                name: "U".into(),
+            },
+            expires_at: u64::MAX,
+            moderates: Vec::new(),
+        });
+        let long = "x".repeat(201);
+        let refused = p.as_viewer(&s, &viewer, long).await.unwrap_err();
+        assert_eq!(refused, PostError::TooLong { max: 200 });
+        assert!(!refused.comment_was_well_formed());
+        let comment = p.as_viewer(&s, &viewer, "hi".into()).await.unwrap();
+        assert_eq!(comment.text, "hi");
+        let limited = p.as_viewer(&s, &viewer, "again".into()).await.unwrap_err();
+        assert_eq!(limited.code(), ErrorCode::RateLimited);
+        assert!(limited.retry_after_ms().unwrap() >= 1);
+        assert!(limited.comment_was_well_formed());
+    }
+
+    #[tokio::test]
+    async fn service_comments_follow_the_kind_rules() {
+        let p = posting();
+        let s = StreamId::parse("s").unwrap();
+        let no_user = p.as_service(&s, service(CommentKind::User, "hi")).await;
+        assert_eq!(no_user.unwrap_err().code(), ErrorCode::Invalid);
+        let mut with_data = service(CommentKind::Gift, "rose");
+        with_data.data = Some(serde_json::json!({"n": 1}));
+        with_data.idempotency_key = Some("k".into());
+        let first = p.as_service(&s, with_data).await.unwrap();
+        let mut again = service(CommentKind::Gift, "rose");
+        again.idempotency_key = Some("k".into());
+        match (first, p.as_service(&s, again).await.unwrap()) {
+            (Published::New(a), Published::Duplicate(b)) => assert_eq!(a, b),
+            other => panic!("{other:?}"),
+        }
+        let mut blank_name = service(CommentKind::User, "hi");
+        blank_name.user = Some(ServiceUser {
+            id: "u1".into(),
+            name: " ".into(),
+        });
+        let refused = p.as_service(&s, blank_name).await.unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Invalid);
+        assert_eq!(
+            p.metrics.published_by_kind().map(|(_, n)| n).sum::<u64>(),
+            1
+        );
+    }
+}

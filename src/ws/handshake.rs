@@ -1,0 +1,184 @@
+//! The handshake of `GET /v1/streams/{stream_id}/ws`: the contract's checks, cheapest first,
+//! each refusal a plain HTTP answer before the upgrade; then the `101` and the connection's
+//! task.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::WsState;
+use super::connection::{self, Session};
+use crate::api_error::ApiError;
+use crate::auth::{Identity, bearer_token};
+use crate::domain::wire::ErrorCode;
+use crate::domain::{CommentId, StreamId};
+use crate::lifecycle::AdmitError;
+
+/// The request's upgrade handle, cloned before axum's [`WebSocketUpgrade`] takes it.
+///
+/// axum's extractor still checks the handshake (and picks the refusal status), but the
+/// socket task is ours: it writes the `init` frame to the upgraded connection before
+/// tungstenite wraps it, so tungstenite's write buffer never grows to the size of `init`
+/// (a `Vec` keeps its capacity: with 50 history comments that was ~8 KiB per idle socket).
+pub struct RawUpgrade(Option<OnUpgrade>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawUpgrade {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self(parts.extensions.get::<OnUpgrade>().cloned()))
+    }
+}
+
+/// The handler of `GET /v1/streams/{stream_id}/ws`.
+pub async fn handshake(
+    State(ws): State<WsState>,
+    Path(stream): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    raw: RawUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let params = match query {
+        Ok(Query(params)) => params,
+        Err(_) => {
+            let error = ApiError::new(ErrorCode::Invalid, "the query string is not valid");
+            return refuse(&ws, error);
+        }
+    };
+    let (stream, identity, after) = match check(&ws, &stream, &params, &headers).await {
+        Ok(checked) => checked,
+        Err(error) => return refuse(&ws, error),
+    };
+    let permit = match ws.lifecycle.admit() {
+        Ok(permit) => permit,
+        Err(AdmitError::Draining) => return refuse(&ws, draining()),
+        Err(AdmitError::Full) => {
+            let error = ApiError::new(
+                ErrorCode::Unavailable,
+                "this instance is at its connection limit",
+            );
+            return refuse(&ws, error);
+        }
+    };
+    // axum checked the handshake; HTTP/1.1 (the only protocol served) always has the key.
+    let (on_upgrade, key) = match (upgrade, raw.0, headers.get(header::SEC_WEBSOCKET_KEY)) {
+        (Ok(_checked), Some(on_upgrade), Some(key)) => (on_upgrade, key),
+        (Err(rejection), _, _) => {
+            let status = rejection.status();
+            let error =
+                ApiError::with_status(status, ErrorCode::Invalid, "expected a WebSocket handshake");
+            return refuse(&ws, error);
+        }
+        (Ok(_), _, _) => {
+            let error = ApiError::with_status(
+                StatusCode::UPGRADE_REQUIRED,
+                ErrorCode::Invalid,
+                "expected a WebSocket handshake",
+            );
+            return refuse(&ws, error);
+        }
+    };
+    let session = Box::new(Session {
+        stream,
+        identity,
+        after,
+        permit,
+        upgraded_at: Instant::now(),
+    });
+    tokio::spawn(upgrade_then_serve(on_upgrade, session, ws));
+    // 101 with the key's signature, as axum's `on_upgrade` answers.
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
+        .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .body(Body::empty())
+        .expect("a valid 101 response")
+}
+
+async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: WsState) {
+    match on_upgrade.await {
+        Ok(upgraded) => connection::serve(TokioIo::new(upgraded), session, ws).await,
+        Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+    }
+}
+
+fn refuse(ws: &WsState, error: ApiError) -> Response {
+    ws.metrics.handshake_refused();
+    error.into_response()
+}
+
+fn draining() -> ApiError {
+    ApiError::new(
+        ErrorCode::Draining,
+        "this instance is draining; connect to another",
+    )
+}
+
+/// The checks of the contract's section 2, cheapest first: the stream, its parameters and
+/// the connection's identity.
+async fn check(
+    ws: &WsState,
+    stream: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(StreamId, Identity, Option<CommentId>), ApiError> {
+    if ws.lifecycle.is_draining() {
+        return Err(draining());
+    }
+    let stream =
+        StreamId::parse(stream).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+    let after = params
+        .get("after")
+        .map(|a| a.parse::<CommentId>())
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("after: {e}")))?;
+    if let (Some(allowed), Some(origin)) =
+        (&ws.settings.allowed_origins, headers.get(header::ORIGIN))
+        && !origin.to_str().is_ok_and(|o| allowed.allows(o))
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this origin is not allowed",
+        ));
+    }
+    let token = bearer_token(headers).or(params.get("access_token").map(String::as_str));
+    let identity = ws
+        .auth
+        .viewer(token)
+        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    if let Identity::Viewer(viewer) = &identity {
+        let banned = ws
+            .broker
+            .is_banned(&stream, &viewer.user.id)
+            .await
+            .map_err(ApiError::from)?;
+        if banned {
+            return Err(ApiError::new(
+                ErrorCode::Banned,
+                "you are banned from this stream",
+            ));
+        }
+    }
+    if !ws.readiness.admit_handshake() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "this instance is warming up after high load; connect to another",
+        ));
+    }
+    Ok((stream, identity, after))
+}
