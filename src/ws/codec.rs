@@ -2,10 +2,12 @@
 //! the client's, pings, and the closing handshake. The only file that sees tungstenite; the
 //! rest of the server speaks [`SharedFrame`]s, [`Incoming`] messages and [`End`]s.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
@@ -50,6 +52,7 @@ pub(super) enum Incoming {
     Binary,
     /// A WebSocket ping; its pong is queued and leaves with the next flush.
     Ping,
+    /// A pong (or a bare frame): proof of life, nothing to answer.
     Pong,
     /// The client's close frame; the reply is queued and leaves with the next flush.
     Close,
@@ -66,22 +69,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         Self {
             inner: WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config())).await,
         }
-    }
-
-    /// The next message, `None` once the stream ended, or how the connection must end
-    /// because of what arrived (RFC 6455 violations get the RFC's close code).
-    pub(super) async fn next(&mut self) -> Option<Result<Incoming, End>> {
-        let message = match self.inner.next().await? {
-            Ok(message) => message,
-            Err(error) => return Some(Err(end_for(error))),
-        };
-        Some(Ok(match message {
-            Message::Text(text) => Incoming::Text(Bytes::from(text)),
-            Message::Binary(_) => Incoming::Binary,
-            Message::Ping(_) => Incoming::Ping,
-            Message::Pong(_) | Message::Frame(_) => Incoming::Pong,
-            Message::Close(_) => Incoming::Close,
-        }))
     }
 
     /// Queues a text frame of the shared bytes (no copy, no UTF-8 check: the server made
@@ -120,6 +107,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         };
         let close = self.inner.send(Message::Close(Some(frame)));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+}
+
+/// The client's messages, `None` once the stream ended; an error says how the connection
+/// must end because of what arrived (RFC 6455 violations get the RFC's close code).
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Socket<S> {
+    type Item = Result<Incoming, End>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let message = match std::task::ready!(self.inner.poll_next_unpin(cx)) {
+            None => return Poll::Ready(None),
+            Some(Ok(message)) => message,
+            Some(Err(error)) => return Poll::Ready(Some(Err(end_for(error)))),
+        };
+        Poll::Ready(Some(Ok(match message {
+            Message::Text(text) => Incoming::Text(Bytes::from(text)),
+            Message::Binary(_) => Incoming::Binary,
+            Message::Ping(_) => Incoming::Ping,
+            Message::Pong(_) | Message::Frame(_) => Incoming::Pong,
+            Message::Close(_) => Incoming::Close,
+        })))
     }
 }
 

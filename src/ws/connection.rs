@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
