@@ -136,19 +136,28 @@ impl MemoryBroker {
             held.generation += 1;
             held.generation
         };
+        // A hold dropped outside the runtime (a test's teardown) has no linger to wait for.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.unsubscribe_unheld(stream, generation);
+        };
         let (broker, stream) = (self.clone(), stream.clone());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             tokio::time::sleep(broker.linger).await;
-            let gone = broker
-                .subscribed
-                .remove_if(&stream, |_, held| {
-                    held.refs == 0 && held.generation == generation
-                })
-                .is_some();
-            if gone {
-                broker.metrics.stream_unsubscribed();
-            }
+            broker.unsubscribe_unheld(&stream, generation);
         });
+    }
+
+    /// Forgets the stream's subscription if nobody took a hold since release `generation`.
+    fn unsubscribe_unheld(&self, stream: &StreamId, generation: u64) {
+        let gone = self
+            .subscribed
+            .remove_if(stream, |_, held| {
+                held.refs == 0 && held.generation == generation
+            })
+            .is_some();
+        if gone {
+            self.metrics.stream_unsubscribed();
+        }
     }
 
     pub(super) fn publish(&self, new: NewComment) -> Result<Published, BrokerError> {

@@ -216,8 +216,8 @@ impl Subscriptions {
     pub(super) fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<StreamId> {
         match self.lingers.poll_expired(cx) {
             Poll::Ready(Some(expired)) => Poll::Ready(expired.into_inner()),
-            // An empty queue answers `None` at once; it wakes this task when a linger is
-            // inserted, as the owner's own loop is the only inserter.
+            // An empty queue answers `None` at once, but it has kept the waker and wakes
+            // it when a linger is inserted.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
     }
