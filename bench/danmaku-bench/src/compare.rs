@@ -1,5 +1,7 @@
 //! The side-by-side table: for each case run against both danmaku and the Socket.IO peer, the
-//! headline figures of each and their ratio.
+//! headline figures of each and their ratio; and where the case also ran against the floor
+//! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
+//! of the floor's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -90,24 +92,32 @@ fn format_value(v: Option<f64>) -> String {
     }
 }
 
+/// The runs of one case.
+#[derive(Default)]
+struct Sides<'a> {
+    danmaku: Option<&'a RunResult>,
+    peer: Option<&'a RunResult>,
+    floor: Option<&'a RunResult>,
+}
+
 /// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
-/// the same case and target, the last one given counts.
+/// the same case and side, the last one given counts.
 pub fn table(runs: &[RunResult]) -> String {
-    // (case, scenario) → (danmaku run, peer run)
-    type Pair<'a> = (Option<&'a RunResult>, Option<&'a RunResult>);
-    let mut cases: BTreeMap<(String, String), Pair<'_>> = BTreeMap::new();
+    let mut cases: BTreeMap<(String, String), Sides<'_>> = BTreeMap::new();
     for run in runs {
         let case = run.params["case"].as_str().unwrap_or("").to_owned();
         let entry = cases.entry((case, run.scenario.clone())).or_default();
-        match run.target.as_str() {
-            "danmaku" => entry.0 = Some(run),
-            _ => entry.1 = Some(run),
+        match (run.label.as_str(), run.target.as_str()) {
+            ("floor", _) => entry.floor = Some(run),
+            (_, "danmaku") => entry.danmaku = Some(run),
+            _ => entry.peer = Some(run),
         }
     }
     let mut out = String::from(
         "| case | measure | danmaku | socket.io peer | danmaku / peer | better |\n|---|---|---:|---:|---:|---|\n",
     );
-    for ((case, scenario), (ours, peer)) in &cases {
+    for ((case, scenario), sides) in &cases {
+        let (ours, peer) = (sides.danmaku, sides.peer);
         for m in measures(scenario) {
             let a = ours.and_then(|r| (m.read)(r));
             let b = peer.and_then(|r| (m.read)(r));
@@ -129,7 +139,21 @@ pub fn table(runs: &[RunResult]) -> String {
                 format_value(b)
             );
         }
-        for (who, run) in [("danmaku", ours), ("peer", peer)] {
+        if let Some(floor) = sides.floor {
+            let cpu = |r: &RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
+            let (a, f) = (ours.and_then(cpu), cpu(floor));
+            let ratio = match (a, f) {
+                (Some(a), Some(f)) if f != 0.0 => format!("{:.2}× the floor", a / f),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {case} | CPU per 1k deliveries, floor (ms) | {} | {} (floor) | {ratio} | |",
+                format_value(a),
+                format_value(f)
+            );
+        }
+        for (who, run) in [("danmaku", ours), ("peer", peer), ("floor", sides.floor)] {
             if let Some(run) = run {
                 let _ = writeln!(
                     out,
@@ -149,10 +173,14 @@ mod tests {
     use crate::result::{Limit, Percentiles, Summary, ToolCost};
 
     fn run(target: &str, deliveries: f64, p99: f64) -> RunResult {
+        labelled(target, target, deliveries, p99)
+    }
+
+    fn labelled(target: &str, label: &str, deliveries: f64, p99: f64) -> RunResult {
         RunResult {
             scenario: "fanout".into(),
             target: target.into(),
-            label: target.into(),
+            label: label.into(),
             commit: "abc".into(),
             started_at: "2026-11-22T00:00:00Z".into(),
             urls: vec![],
@@ -192,5 +220,24 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("limit (peer)"), "{t}");
+        assert!(!t.contains("floor"), "{t}");
+    }
+
+    #[test]
+    fn a_floor_run_gives_danmaku_s_cpu_per_delivery_as_a_multiple_of_it() {
+        let mut ours = run("danmaku", 50_000.0, 4.0);
+        ours.summary.server_cpu_ms_per_1k_deliveries = Some(12.0);
+        let mut floor = labelled("danmaku", "floor", 50_000.0, 3.0);
+        floor.summary.server_cpu_ms_per_1k_deliveries = Some(10.0);
+        let t = table(&[ours, floor]);
+        assert!(
+            t.contains("| hot | CPU per 1k deliveries, floor (ms) | 12.00 | 10.00 (floor) | 1.20× the floor | |"),
+            "{t}"
+        );
+        assert!(t.contains("limit (floor)"), "{t}");
+        assert!(
+            t.contains("| hot | deliveries/s | 50000 | – | – |  |"),
+            "the floor is not the peer: {t}"
+        );
     }
 }

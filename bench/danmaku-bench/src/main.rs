@@ -7,6 +7,7 @@
 
 mod compare;
 mod coordinator;
+mod floor;
 mod ipc;
 mod plan;
 mod procfs;
@@ -102,6 +103,16 @@ enum Commands {
         out: Option<PathBuf>,
         files: Vec<PathBuf>,
     },
+    /// Serve danmaku's protocol minimally from one thread (each comment one frame, written to
+    /// every socket of its stream with non-blocking sends): the floor for CPU per delivery.
+    Floor {
+        /// Address to listen on (port 0 picks a free port; the line printed names it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Secret of the posters' tokens (their names go into the frames).
+        #[arg(long, env = "DANMAKU_JWT_SECRET", default_value = "bench-secret")]
+        jwt_secret: String,
+    },
     /// Internal: one worker process (started by the coordinator).
     #[command(hide = true)]
     Worker,
@@ -164,6 +175,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Commands::Worker => worker::run(),
+        Commands::Floor { listen, jwt_secret } => floor::run(listen, jwt_secret),
         Commands::Report { title, out, files } => {
             let runs = read_results(&files)?;
             std::fs::write(&out, report::render(&runs, &title))
