@@ -162,7 +162,10 @@ impl Server {
     async fn serve(self: Rc<Self>, tcp: TcpStream) -> anyhow::Result<()> {
         let mut buf = Vec::with_capacity(1024);
         let head_end = loop {
-            read_some(&tcp, &mut buf).await?;
+            anyhow::ensure!(
+                read_some(&tcp, &mut buf).await? > 0,
+                "closed before a request"
+            );
             if let Some(end) = find(&buf, b"\r\n\r\n") {
                 break end + 4;
             }
