@@ -400,6 +400,21 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_connection_closed_before_its_request_ends_its_task() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(TcpStream::connect(addr).await.unwrap());
+        let (tcp, _) = listener.accept().await.unwrap();
+        let server = Rc::new(Server {
+            secret: "s".into(),
+            rooms: RefCell::new(HashMap::new()),
+            last_id: Cell::new((0, 0)),
+        });
+        let served = tokio::time::timeout(std::time::Duration::from_secs(5), server.serve(tcp));
+        assert!(served.await.expect("it ends").is_err());
+    }
+
     #[test]
     fn frames_and_requests() {
         assert_eq!(&text_frame("hi")[..], b"\x81\x02hi");
