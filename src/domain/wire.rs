@@ -4,6 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::{Comment, CommentId, StreamId};
 
@@ -45,7 +46,8 @@ impl fmt::Debug for SharedFrame {
 pub enum ServerFrame<'a> {
     Init {
         stream_id: &'a StreamId,
-        comments: &'a [Comment],
+        /// The comments as a JSON array, encoded once (see [`encode_comments`]).
+        comments: &'a RawValue,
         viewer_count: u64,
         resumed: bool,
         server: &'a ServerInfo,
@@ -78,6 +80,11 @@ impl ServerFrame<'_> {
             .expect("server frames always serialize")
             .into()
     }
+}
+
+/// Comments as the JSON array `init` carries, encoded once so it can be kept and reused.
+pub fn encode_comments(comments: &[Comment]) -> Box<RawValue> {
+    serde_json::value::to_raw_value(comments).expect("comments always serialize")
 }
 
 /// Who answered: the `server` block of `init` and the body of `/version`.

@@ -18,8 +18,8 @@
 mod batch;
 mod viewers;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink, Subscription};
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{StreamId, UserId, now_ms};
+use crate::domain::{CommentId, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 
 pub use batch::CommentBatch;
@@ -57,6 +57,23 @@ struct Room {
     local: usize,
     /// The viewer count last pushed to this room.
     viewers_pushed: Option<u64>,
+    /// Bumped by every comment, deletion or resync dispatched to the room: a [`Recent`]
+    /// page read before the last bump may be stale.
+    changes: AtomicU64,
+    /// The newest comments as the last fresh `init` read them, and `changes` then.
+    recent: Mutex<Option<(u64, Arc<Recent>)>>,
+}
+
+/// A stream's newest comments, encoded once for every fresh `init` until the next comment
+/// or deletion: a reconnect storm costs a handshake and a write per client, not a history
+/// read and an encoding each. Kept only while the stream has local connections (only then
+/// does this instance see every change to it).
+#[derive(Debug)]
+pub struct Recent {
+    /// The comments, oldest first, as `init`'s JSON array.
+    pub comments: Box<serde_json::value::RawValue>,
+    /// The newest of them.
+    pub last_id: Option<CommentId>,
 }
 
 #[derive(Clone)]
@@ -117,6 +134,8 @@ impl Hub {
                     tx: broadcast::channel(ROOM_BUFFER).0,
                     local: 0,
                     viewers_pushed: None,
+                    changes: AtomicU64::new(0),
+                    recent: Mutex::new(None),
                 });
             room.local += 1;
             room.tx.subscribe()
@@ -143,6 +162,8 @@ impl Hub {
 
     /// Fans a broker event out to the stream's local sockets, encoding it once.
     pub fn dispatch(&self, event: BrokerEvent) {
+        // Whether the event changes what a fresh `init` shows.
+        let mut changes_history = true;
         let (stream, event) = match event {
             BrokerEvent::Comments {
                 stream,
@@ -175,7 +196,10 @@ impl Hub {
                 stream,
                 RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode()),
             ),
-            BrokerEvent::Banned { stream, user_id } => (stream, RoomEvent::Banned(user_id)),
+            BrokerEvent::Banned { stream, user_id } => {
+                changes_history = false;
+                (stream, RoomEvent::Banned(user_id))
+            }
             BrokerEvent::Resync { stream } => (stream, RoomEvent::Resync),
         };
         if let Some(room) = self.inner.rooms.get(&stream) {
@@ -185,8 +209,35 @@ impl Hub {
                     .remaining
                     .store(room.tx.receiver_count(), Ordering::Release);
             }
+            if changes_history {
+                room.changes.fetch_add(1, Ordering::AcqRel);
+            }
             // An error only means no socket is listening right now.
             let _ = room.tx.send(event);
+        }
+    }
+
+    /// The stream's newest comments as kept by [`Hub::keep_recent`], if nothing changed
+    /// since; otherwise the change count to hand back to `keep_recent` with a fresh read.
+    pub fn recent(&self, stream: &StreamId) -> Result<Arc<Recent>, u64> {
+        let Some(room) = self.inner.rooms.get(stream) else {
+            return Err(u64::MAX);
+        };
+        let changes = room.changes.load(Ordering::Acquire);
+        match &*room.recent.lock().expect("not poisoned") {
+            Some((at, recent)) if *at == changes => Ok(recent.clone()),
+            _ => Err(changes),
+        }
+    }
+
+    /// Keeps `recent`, read after [`Hub::recent`] answered `changes`, unless the stream
+    /// changed since (the read may have missed that change).
+    pub fn keep_recent(&self, stream: &StreamId, changes: u64, recent: Arc<Recent>) {
+        if let Some(room) = self.inner.rooms.get(stream) {
+            let mut kept = room.recent.lock().expect("not poisoned");
+            if room.changes.load(Ordering::Acquire) == changes {
+                *kept = Some((changes, recent));
+            }
         }
     }
 
@@ -246,5 +297,78 @@ struct Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         self.hub.leave(&self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::MemoryBroker;
+    use crate::domain::{Comment, CommentKind};
+    use crate::metrics::Latencies;
+
+    fn recent(last: u64) -> Arc<Recent> {
+        Arc::new(Recent {
+            comments: crate::domain::wire::encode_comments(&[]),
+            last_id: Some(CommentId::new(last, 0)),
+        })
+    }
+
+    fn comment(stream: &StreamId, ms: u64) -> Comment {
+        Comment {
+            id: CommentId::new(ms, 0),
+            stream_id: stream.clone(),
+            kind: CommentKind::System,
+            user: None,
+            text: "t".into(),
+            data: None,
+            ts: ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn recent_comments_are_kept_until_the_stream_changes() {
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let hub = Hub::new(metrics.clone());
+        let broker = Broker::Memory(Arc::new(MemoryBroker::new(
+            10,
+            Duration::from_secs(1),
+            hub.sink(),
+            metrics,
+        )));
+        let s = StreamId::parse("s").unwrap();
+        assert!(hub.recent(&s).is_err(), "no room, nothing kept");
+        let _member = hub.join(&s, &broker).await.unwrap();
+        let before = hub.recent(&s).unwrap_err();
+        hub.keep_recent(&s, before, recent(1));
+        assert_eq!(hub.recent(&s).unwrap().last_id, Some(CommentId::new(1, 0)));
+
+        let banned = UserId::parse("u").unwrap();
+        hub.dispatch(BrokerEvent::Banned {
+            stream: s.clone(),
+            user_id: banned,
+        });
+        assert!(hub.recent(&s).is_ok(), "a ban does not change history");
+
+        hub.dispatch(BrokerEvent::Comments {
+            stream: s.clone(),
+            comments: vec![comment(&s, 2)],
+        });
+        let after = hub.recent(&s).unwrap_err();
+        hub.keep_recent(&s, before, recent(1));
+        assert!(
+            hub.recent(&s).is_err(),
+            "a page read before the comment is not kept"
+        );
+        hub.keep_recent(&s, after, recent(2));
+        assert_eq!(hub.recent(&s).unwrap().last_id, Some(CommentId::new(2, 0)));
+
+        hub.dispatch(BrokerEvent::Deleted {
+            stream: s.clone(),
+            ids: vec![CommentId::new(2, 0)],
+        });
+        assert!(hub.recent(&s).is_err(), "a deletion changes history");
     }
 }

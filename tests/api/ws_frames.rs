@@ -37,6 +37,46 @@ async fn init_carries_the_newest_comments_oldest_first() {
     assert_eq!(texts, ["c2", "c3", "c4"]);
 }
 
+/// Fresh `init`s come from a page the hub keeps while nothing changes on the stream; each
+/// one still shows the stream as it is when it is sent.
+#[tokio::test]
+async fn every_init_shows_the_stream_as_it_is_now() {
+    let app = spawn_app().await;
+    let stream = "init-fresh";
+    let (_first, init) = app.viewer(stream).await;
+    assert_eq!(init["comments"], json!([]));
+    let a = app.post_system(stream, "a").await;
+    let (_second, init) = app.viewer(stream).await;
+    assert_eq!(init["comments"], json!([a]));
+    let (_third, init) = app.viewer(stream).await;
+    assert_eq!(init["comments"], json!([a]), "the same page again");
+    let b = app.post_system(stream, "b").await;
+    let (_fourth, init) = app.viewer(stream).await;
+    assert_eq!(init["comments"], json!([a, b]));
+    let id = a["id"].as_str().unwrap();
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/v1/streams/{stream}/comments/{id}")))
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (_fifth, init) = app.viewer(stream).await;
+    assert_eq!(
+        init["comments"],
+        json!([b]),
+        "not the page from before the deletion"
+    );
+    let (_resumed, init) = app.viewer_with(stream, &format!("after={id}")).await;
+    assert_eq!(init["resumed"], true);
+    assert_eq!(
+        init["comments"],
+        json!([b]),
+        "a resume reads what it asked for"
+    );
+}
+
 #[tokio::test]
 async fn a_posted_comment_is_acked_and_reaches_every_viewer_including_the_poster() {
     let app = spawn_app().await;
