@@ -1,14 +1,15 @@
 //! Fan-out micro-benchmarks: one new comment delivered to N local sockets of one stream.
 //!
-//! - `hub_fanout`: N memberships joined on the hub of a real instance (embedded broker).
-//!   One iteration dispatches one comment and has every membership take it (`try_recv`)
-//!   and build its frame (`CommentBatch::frame_for`): everything a connection does per
-//!   comment except the socket write.
+//! - `hub_fanout`: N members joined on the hub of a real instance (embedded broker).
+//!   One iteration dispatches one comment; the room's task hands it to every member, which
+//!   builds its frame (`CommentBatch::frame_for`): everything the engine does per comment
+//!   except the socket write.
 //! - `socket_fanout`: N connections running the production connection loop
-//!   (`danmaku::ws::serve`: join, `init`, the event loop) over `tokio::io::duplex` pipes,
-//!   each with a tokio-tungstenite client on the other end. One iteration dispatches one
-//!   comment and waits until all N clients have read its frame, so the figure includes the
-//!   clients' reads too.
+//!   (`danmaku::ws::serve`: join, `init`, the loop; the room's task writing to the
+//!   sockets) over Unix socket pairs, each with a tokio-tungstenite client on the other
+//!   end. One iteration dispatches one comment and waits until all N clients have read its
+//!   frame, so the figure includes the clients' reads too. At most 5,000 sockets: a pair
+//!   takes two of the process's 20,000 open files.
 //!
 //! `Throughput::Elements(N)`: the elements/s figures are deliveries per second.
 
@@ -24,23 +25,22 @@ use danmaku::auth::Identity;
 use danmaku::broker::BrokerEvent;
 use danmaku::config::Config;
 use danmaku::domain::{Comment, CommentId, CommentKind, StreamId, User, UserId, now_ms};
-use danmaku::hub::{Membership, RoomEvent};
+use danmaku::hub::{Member, Membership, RoomEvent};
 use danmaku::ws::{READ_BUFFER, Session};
 use futures_util::StreamExt;
-use tokio::io::DuplexStream;
+use tokio::net::UnixStream;
 use tokio::sync::Notify;
-use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// Local sockets of the one stream.
+/// Members of the one stream.
 const SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
+/// Local sockets of the one stream.
+const SOCKETS: [usize; 4] = [1, 100, 1_000, 5_000];
 /// Comments built ahead of a timed run, outside the timing.
 const CHUNK: u64 = 256;
-/// Bytes each direction of a duplex pair buffers (a kernel socket buffer stands in).
-const DUPLEX_BUFFER: usize = 64 * 1024;
 /// Longest wait for one comment (or every `init`) to reach every client before the
 /// benchmark fails (a lost delivery must not hang `cargo test`).
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -66,11 +66,11 @@ impl Node {
         self.app.parts()
     }
 
-    async fn join(&self, stream: &StreamId) -> Membership {
+    async fn join(&self, stream: &StreamId, member: Arc<dyn Member>) -> Membership {
         let parts = self.parts();
         parts
             .hub
-            .join(stream, &parts.broker)
+            .join(stream, &parts.broker, member)
             .await
             .expect("the stream subscribes")
     }
@@ -119,30 +119,24 @@ impl Comments {
 
 // === hub_fanout ===
 
-/// A connection without its socket: its membership and the newest id it has been sent.
+/// A connection without its socket: builds the frame it would write, counts the delivery.
 struct Receiver {
-    membership: Membership,
-    last_id: Option<CommentId>,
+    last_id: std::sync::Mutex<Option<CommentId>>,
+    reads: Arc<Countdown>,
 }
 
-impl Receiver {
-    /// Takes every queued event as a connection would, minus the socket write.
-    fn drain(&mut self, parts: &Parts) {
-        let mut comments = 0;
-        loop {
-            match self.membership.try_recv() {
-                Ok(RoomEvent::Comments(batch)) => {
-                    if let Some((frame, n)) = batch.frame_for(&mut self.last_id, &parts.metrics) {
-                        comments += n as u64;
-                        black_box(frame);
-                    }
-                }
-                Ok(event) => panic!("unexpected room event {event:?}"),
-                Err(TryRecvError::Empty) => break,
-                Err(error) => panic!("a membership fell behind: {error}"),
-            }
-        }
-        parts.metrics.delivered(comments);
+impl Member for Receiver {
+    fn deliver(&self, event: &RoomEvent) -> usize {
+        let RoomEvent::Comments(batch) = event else {
+            return 0;
+        };
+        let mut last_id = self.last_id.lock().expect("not poisoned");
+        let Some((frame, n)) = batch.frame_for(&mut last_id) else {
+            return 0;
+        };
+        black_box(frame);
+        self.reads.one_read();
+        n
     }
 }
 
@@ -160,16 +154,20 @@ fn hub_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for n in SIZES {
         let stream = StreamId::parse("bench-hub").expect("a valid stream id");
-        let (node, mut receivers) = rt.block_on(async {
+        let reads = Arc::new(Countdown::new());
+        let (node, receivers, memberships) = rt.block_on(async {
             let node = Node::start().await;
             let mut receivers = Vec::with_capacity(n);
+            let mut memberships = Vec::with_capacity(n);
             for _ in 0..n {
-                receivers.push(Receiver {
-                    membership: node.join(&stream).await,
-                    last_id: None,
+                let receiver = Arc::new(Receiver {
+                    last_id: std::sync::Mutex::new(None),
+                    reads: reads.clone(),
                 });
+                memberships.push(node.join(&stream, receiver.clone()).await);
+                receivers.push(receiver);
             }
-            (node, receivers)
+            (node, receivers, memberships)
         });
         let mut comments = Comments::new(&stream);
         // False when a filter on the command line skipped this benchmark.
@@ -183,24 +181,27 @@ fn hub_fanout(c: &mut Criterion) {
                 while left > 0 {
                     let chunk = comments.chunk(left.min(CHUNK));
                     left -= chunk.len() as u64;
-                    let start = Instant::now();
-                    for event in chunk {
-                        node.parts().hub.dispatch(event);
-                        for receiver in &mut receivers {
-                            receiver.drain(node.parts());
+                    total += rt.block_on(async {
+                        let start = Instant::now();
+                        for event in chunk {
+                            reads.remaining.store(n, Ordering::Release);
+                            node.parts().hub.dispatch(event);
+                            reads.wait("the comment").await;
                         }
-                    }
-                    total += start.elapsed();
+                        start.elapsed()
+                    });
                 }
                 total
             });
         });
         assert!(
-            !ran || receivers.iter().all(|r| r.last_id.is_some()),
-            "every membership received the comments"
+            !ran || receivers
+                .iter()
+                .all(|r| r.last_id.lock().expect("not poisoned").is_some()),
+            "every member received the comments"
         );
         rt.block_on(async move {
-            drop(receivers);
+            drop(memberships);
             drop(node);
         });
     }
@@ -246,7 +247,7 @@ impl Countdown {
 /// frame (the instance also pushes `viewers` frames while the connections join, and may
 /// send a `reconnect` hint as they stop).
 async fn client(
-    mut socket: WebSocketStream<DuplexStream>,
+    mut socket: WebSocketStream<UnixStream>,
     ready: Arc<Countdown>,
     reads: Arc<Countdown>,
 ) {
@@ -292,7 +293,7 @@ impl Sockets {
         ready.remaining.store(n, Ordering::Release);
         let mut tasks = Vec::with_capacity(2 * n);
         for _ in 0..n {
-            let (server_io, client_io) = tokio::io::duplex(DUPLEX_BUFFER);
+            let (server_io, client_io) = UnixStream::pair().expect("a socket pair");
             let session = Box::new(Session {
                 stream: stream.clone(),
                 identity: Identity::Anonymous,
@@ -302,6 +303,7 @@ impl Sockets {
             });
             tasks.push(tokio::spawn(danmaku::ws::serve(
                 server_io,
+                bytes::Bytes::new(),
                 session,
                 ws.clone(),
             )));
@@ -363,7 +365,7 @@ fn socket_fanout(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    for n in SIZES {
+    for n in SOCKETS {
         let sockets = rt.block_on(Sockets::start(n));
         let mut comments = Comments::new(&sockets.stream);
         group.throughput(Throughput::Elements(n as u64));

@@ -104,7 +104,7 @@ impl App {
         let telemetry = Arc::new(Telemetry::new(&config)?);
         let metrics = Arc::new(Metrics::new(Latencies::new(&telemetry.meter())));
         let background = CancellationToken::new();
-        let hub = Hub::new(metrics.clone());
+        let hub = Hub::new(metrics.clone(), config.coalesce());
         let broker =
             Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
         hub.start(broker.clone(), background.clone());

@@ -182,6 +182,15 @@ pub struct Config {
     )]
     pub unsubscribe_linger_ms: u64,
 
+    /// A hot stream's coalescing window: comments within it go out in one frame.
+    #[arg(
+        long,
+        env = "DANMAKU_COALESCE_MS",
+        value_name = "DANMAKU_COALESCE_MS",
+        default_value_t = 40
+    )]
+    pub coalesce_ms: u64,
+
     /// Deployment slot reported in `init` and `/version`.
     #[arg(
         long,
@@ -248,6 +257,9 @@ impl Config {
         if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
             return Err(bad("DANMAKU_RATE_BURST", "must be a number of at least 1"));
         }
+        if self.coalesce_ms > 100 {
+            return Err(bad("DANMAKU_COALESCE_MS", "must be at most 100"));
+        }
         if self.idle_timeout_ms < 100 {
             return Err(bad("DANMAKU_IDLE_TIMEOUT_MS", "must be at least 100"));
         }
@@ -279,6 +291,10 @@ impl Config {
 
     pub fn unsubscribe_linger(&self) -> Duration {
         Duration::from_millis(self.unsubscribe_linger_ms)
+    }
+
+    pub fn coalesce(&self) -> Duration {
+        Duration::from_millis(self.coalesce_ms)
     }
 }
 
@@ -315,6 +331,7 @@ impl fmt::Debug for Config {
             .field("cpu_dwell_jitter_ms", &self.cpu_dwell_jitter_ms)
             .field("ready_ramp_ms", &self.ready_ramp_ms)
             .field("unsubscribe_linger_ms", &self.unsubscribe_linger_ms)
+            .field("coalesce_ms", &self.coalesce_ms)
             .field("slot", &self.slot)
             .field("pod_name", &self.pod_name)
             .field("dev", &self.dev)

@@ -66,7 +66,8 @@ impl Latencies {
 /// Why a delivery was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The connection fell behind its stream's shared buffer and was closed (4001).
+    /// The connection's socket fell too far behind (its queued bytes passed the bound, or
+    /// its `init` took too long) and was closed (4001).
     SlowConsumer,
     /// The connection's socket did not take a write within the write timeout (4001).
     WriteTimeout,
@@ -76,14 +77,18 @@ pub enum DropReason {
     /// A subscription gap reached past the retained history: the stream's local sockets
     /// were told to resynchronise (4002).
     HistoryGap,
+    /// A room's delivery task fell its queue's bound behind: the backlog was dropped and
+    /// the stream's local sockets told to resynchronise (4002).
+    RoomLag,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 4] = [
+    const ALL: [DropReason; 5] = [
         Self::SlowConsumer,
         Self::WriteTimeout,
         Self::BrokerLag,
         Self::HistoryGap,
+        Self::RoomLag,
     ];
 
     fn as_str(self) -> &'static str {
@@ -92,6 +97,7 @@ impl DropReason {
             Self::WriteTimeout => "write_timeout",
             Self::BrokerLag => "broker_lag",
             Self::HistoryGap => "history_gap",
+            Self::RoomLag => "room_lag",
         }
     }
 

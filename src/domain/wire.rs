@@ -15,7 +15,7 @@ use super::{Comment, CommentId, StreamId};
 pub struct SharedFrame(Bytes);
 
 impl SharedFrame {
-    pub fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &Bytes {
         &self.0
     }
 

@@ -1,10 +1,7 @@
 //! A room's comments, encoded once into the frame every socket of the room sends.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{Comment, CommentId, now_ms};
-use crate::metrics::Metrics;
+use crate::domain::{Comment, CommentId};
 
 /// Comments encoded once into a `comments` frame.
 #[derive(Debug)]
@@ -13,9 +10,6 @@ pub struct CommentBatch {
     pub last: CommentId,
     pub frame: SharedFrame,
     pub comments: Vec<Comment>,
-    /// Sockets that have yet to handle this batch; the last one records the fan-out
-    /// duration (one atomic decrement per socket, no lock).
-    pub(super) remaining: AtomicUsize,
 }
 
 impl CommentBatch {
@@ -31,38 +25,18 @@ impl CommentBatch {
             last,
             frame,
             comments,
-            remaining: AtomicUsize::new(0),
         })
     }
 
     /// What one socket sends of this batch, given `seen`, the newest comment id that
     /// socket was sent (updated here): the frame and how many comments it carries, or
-    /// nothing when the socket has seen them all. Counts the socket as handled: the last
-    /// one records `danmaku.comment.fanout.duration` for each comment (one atomic
-    /// decrement per socket, no lock).
-    pub fn frame_for(
-        &self,
-        seen: &mut Option<CommentId>,
-        metrics: &Metrics,
-    ) -> Option<(SharedFrame, usize)> {
+    /// nothing when the socket has seen them all.
+    pub fn frame_for(&self, seen: &mut Option<CommentId>) -> Option<(SharedFrame, usize)> {
         let frame = self.frame_after(*seen);
-        self.handed_to_one(metrics);
         if frame.is_some() {
             *seen = Some(self.last);
         }
         frame
-    }
-
-    fn handed_to_one(&self, metrics: &Metrics) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let now = now_ms();
-            for comment in &self.comments {
-                metrics
-                    .latencies
-                    .fanout
-                    .record(now.saturating_sub(comment.ts) as f64 / 1000.0, &[]);
-            }
-        }
     }
 
     /// The frame for a socket that has already seen everything up to `seen`, and how many
@@ -131,16 +105,11 @@ mod tests {
 
     #[test]
     fn frame_for_advances_what_the_socket_has_seen() {
-        let metrics = Metrics::new(crate::metrics::Latencies::noop());
         let batch = CommentBatch::new(vec![comment(1), comment(2)]).unwrap();
-        batch.remaining.store(2, Ordering::Release);
         let mut seen = None;
-        assert_eq!(batch.frame_for(&mut seen, &metrics).unwrap().1, 2);
+        assert_eq!(batch.frame_for(&mut seen).unwrap().1, 2);
         assert_eq!(seen, Some(CommentId::new(2, 0)));
-        assert!(
-            batch.frame_for(&mut seen, &metrics).is_none(),
-            "nothing new"
-        );
+        assert!(batch.frame_for(&mut seen).is_none(), "nothing new");
         assert_eq!(seen, Some(CommentId::new(2, 0)));
     }
 }

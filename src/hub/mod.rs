@@ -1,45 +1,42 @@
 //! The local registry: which connections of this instance watch which stream, and the
 //! fan-out to them.
 //!
-//! Each stream with local connections has a [`Room`]: a bounded broadcast buffer of
-//! [`ROOM_BUFFER`] events shared by all its sockets. A broker event is encoded into a frame
-//! once, and every socket receives a clone of the same bytes. A socket that falls more than
-//! `ROOM_BUFFER` events behind is closed as a slow consumer (close code 4001) and counted,
-//! so one slow viewer never holds memory or delays the others; it reconnects with `after=`
-//! and is backfilled from history.
+//! Each stream with local connections has a room (see [`room`]): its [`Member`]s, a queue
+//! of the broker's events for them, and a task that delivers those events, encoding each
+//! frame once and handing the same bytes to every member in one pass. A member writes to
+//! its socket on the spot; one that falls behind is cut off by its own bound (the hub
+//! holds no per-socket buffer).
 //!
 //! The hub holds no broker subscription itself: each connection's [`Membership`] holds the
 //! [`Subscription`] the broker gave it for the stream, and the broker decides when to
 //! subscribe and unsubscribe.
 //!
 //! Lock order: the hub never calls the broker while holding a room's map guard (the
-//! broker may call [`Hub::dispatch`] while holding its own).
+//! broker may call [`Hub::dispatch`] while holding its own); dispatching only queues.
 
 mod batch;
+mod room;
 mod viewers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink, Subscription};
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{CommentId, StreamId, UserId, now_ms};
-use crate::metrics::Metrics;
+use crate::domain::{CommentId, StreamId, UserId};
+use crate::metrics::{DropReason, Metrics};
 
 pub use batch::CommentBatch;
-
-/// Events a room's buffer holds before its slowest socket counts as a slow consumer.
-/// At ~300 bytes a frame this bounds a room's buffered bytes to ~300 KiB.
-pub const ROOM_BUFFER: usize = 1024;
+pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS};
 
 /// Most comments in one `comments` frame (at most ~3 KiB each: ~300 KiB a frame).
 pub const MAX_FRAME_COMMENTS: usize = 100;
 
-/// What a room broadcasts to its sockets.
+/// What a room hands its members.
 #[derive(Debug, Clone)]
 pub enum RoomEvent {
     Comments(Arc<CommentBatch>),
@@ -52,8 +49,16 @@ pub enum RoomEvent {
     Resync,
 }
 
+/// A connection as its room sees it.
+pub trait Member: Send + Sync + 'static {
+    /// The room's next event, in the room's order, from the room's task. Must not wait:
+    /// a member writes what its socket takes now and keeps (boundedly) what it does not.
+    /// Returns how many comments it handed to its socket.
+    fn deliver(&self, event: &RoomEvent) -> usize;
+}
+
 struct Room {
-    tx: broadcast::Sender<RoomEvent>,
+    shared: Arc<room::Shared>,
     local: usize,
     /// The viewer count last pushed to this room.
     viewers_pushed: Option<u64>,
@@ -84,6 +89,8 @@ pub struct Hub {
 struct HubInner {
     rooms: DashMap<StreamId, Room>,
     metrics: Arc<Metrics>,
+    /// `DANMAKU_COALESCE_MS`: a hot room's shortest time between two passes.
+    window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +98,12 @@ struct HubInner {
 pub struct JoinError(#[from] BrokerError);
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, window: Duration) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 rooms: DashMap::new(),
                 metrics,
+                window,
             }),
         }
     }
@@ -111,109 +119,94 @@ impl Hub {
         viewers::spawn(self.clone(), broker, cancel);
     }
 
-    /// Joins a stream's room and waits until the broker's subscription is live, so
-    /// anything published from now on reaches the returned membership.
-    pub async fn join(&self, stream: &StreamId, broker: &Broker) -> Result<Membership, JoinError> {
-        let seat = self.seat(stream);
+    /// Joins `member` to a stream's room and waits until the broker's subscription is
+    /// live, so anything published from now on reaches it.
+    pub async fn join(
+        &self,
+        stream: &StreamId,
+        broker: &Broker,
+        member: Arc<dyn Member>,
+    ) -> Result<Membership, JoinError> {
+        let seat = self.seat(stream, member);
         let subscription = broker.subscribe(stream).await?;
         Ok(Membership {
-            seat,
+            _seat: seat,
             _subscription: subscription,
         })
     }
 
     /// A place in the stream's room, made before the subscription so that nothing the
     /// subscription delivers can pass this connection by.
-    fn seat(&self, stream: &StreamId) -> Seat {
-        let rx = {
-            let mut room = self
-                .inner
-                .rooms
-                .entry(stream.clone())
-                .or_insert_with(|| Room {
-                    tx: broadcast::channel(ROOM_BUFFER).0,
-                    local: 0,
-                    viewers_pushed: None,
-                    changes: AtomicU64::new(0),
-                    recent: Mutex::new(None),
-                });
-            room.local += 1;
-            room.tx.subscribe()
-        };
+    fn seat(&self, stream: &StreamId, member: Arc<dyn Member>) -> Seat {
+        let mut room = self.inner.rooms.entry(stream.clone()).or_insert_with(|| {
+            let shared = Arc::new(room::Shared::new());
+            let task = room::run(
+                shared.clone(),
+                self.inner.metrics.clone(),
+                self.inner.window,
+            );
+            tokio::spawn(task);
+            Room {
+                shared,
+                local: 0,
+                viewers_pushed: None,
+                changes: AtomicU64::new(0),
+                recent: Mutex::new(None),
+            }
+        });
+        room.local += 1;
+        let key = room.shared.add(member);
         Seat {
             hub: self.clone(),
             stream: stream.clone(),
-            rx,
+            key,
         }
     }
 
-    fn leave(&self, stream: &StreamId) {
+    fn leave(&self, stream: &StreamId, key: usize) {
         let mut emptied = false;
         if let Some(mut room) = self.inner.rooms.get_mut(stream) {
+            room.shared.remove(key);
             room.local -= 1;
             emptied = room.local == 0;
         }
-        if emptied {
-            self.inner
+        if emptied
+            && let Some((_, room)) = self
+                .inner
                 .rooms
-                .remove_if(stream, |_, room| room.local == 0);
+                .remove_if(stream, |_, room| room.local == 0)
+        {
+            room.shared.close();
         }
     }
 
-    /// Fans a broker event out to the stream's local sockets, encoding it once.
+    /// Queues a broker event for the stream's room; its task encodes and delivers it.
     pub fn dispatch(&self, event: BrokerEvent) {
         // Whether the event changes what a fresh `init` shows.
         let mut changes_history = true;
-        let (stream, event) = match event {
-            BrokerEvent::Comments {
-                stream,
-                mut comments,
-            } => {
-                // A backfill can be long: keep every frame small enough to send.
-                while comments.len() > MAX_FRAME_COMMENTS {
-                    let rest = comments.split_off(MAX_FRAME_COMMENTS);
-                    let first = std::mem::replace(&mut comments, rest);
-                    self.dispatch(BrokerEvent::Comments {
-                        stream: stream.clone(),
-                        comments: first,
-                    });
-                }
-                // SLI 2: publish time to arrival at this instance, once per comment.
-                let now = now_ms();
-                for comment in &comments {
-                    self.inner
-                        .metrics
-                        .latencies
-                        .delivery
-                        .record(now.saturating_sub(comment.ts) as f64 / 1000.0, &[]);
-                }
-                match CommentBatch::new(comments) {
-                    Some(batch) => (stream, RoomEvent::Comments(Arc::new(batch))),
-                    None => return,
-                }
+        let (stream, queued) = match event {
+            BrokerEvent::Comments { stream, comments } => {
+                (stream, room::Queued::Comments(comments))
             }
-            BrokerEvent::Deleted { stream, ids } => (
-                stream,
-                RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode()),
-            ),
+            BrokerEvent::Deleted { stream, ids } => (stream, room::Queued::Deleted(ids)),
             BrokerEvent::Banned { stream, user_id } => {
                 changes_history = false;
-                (stream, RoomEvent::Banned(user_id))
+                (stream, room::Queued::Banned(user_id))
             }
-            BrokerEvent::Resync { stream } => (stream, RoomEvent::Resync),
+            BrokerEvent::Resync { stream } => (stream, room::Queued::Resync),
         };
-        if let Some(room) = self.inner.rooms.get(&stream) {
-            if let RoomEvent::Comments(batch) = &event {
-                // No socket can join while the room's guard is held.
-                batch
-                    .remaining
-                    .store(room.tx.receiver_count(), Ordering::Release);
-            }
-            if changes_history {
-                room.changes.fetch_add(1, Ordering::AcqRel);
-            }
-            // An error only means no socket is listening right now.
-            let _ = room.tx.send(event);
+        let Some(room) = self.inner.rooms.get(&stream) else {
+            return;
+        };
+        if changes_history {
+            room.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        if !room.shared.push(queued) {
+            let dropped = room.shared.fell_behind();
+            tracing::warn!(%stream, dropped, "a room's delivery fell behind; resynchronising its sockets");
+            self.inner
+                .metrics
+                .dropped(DropReason::RoomLag, dropped.max(1));
         }
     }
 
@@ -253,9 +246,8 @@ impl Hub {
             && room.viewers_pushed.is_some_and(|pushed| pushed != count)
         {
             room.viewers_pushed = Some(count);
-            let _ = room
-                .tx
-                .send(RoomEvent::Frame(ServerFrame::Viewers { count }.encode()));
+            let frame = ServerFrame::Viewers { count }.encode();
+            room.shared.push(room::Queued::Frame(frame));
         }
     }
 
@@ -272,42 +264,59 @@ impl Hub {
 /// A connection's place in a room and its hold on the stream's broker subscription.
 /// Dropping it leaves the room and releases the hold.
 pub struct Membership {
-    seat: Seat,
+    _seat: Seat,
     /// Held, never read: dropping it (after the seat) releases the hold.
     _subscription: Subscription,
-}
-
-impl Membership {
-    pub async fn recv(&mut self) -> Result<RoomEvent, broadcast::error::RecvError> {
-        self.seat.rx.recv().await
-    }
-
-    pub fn try_recv(&mut self) -> Result<RoomEvent, broadcast::error::TryRecvError> {
-        self.seat.rx.try_recv()
-    }
 }
 
 /// A place in a room; dropping it leaves the room.
 struct Seat {
     hub: Hub,
     stream: StreamId,
-    rx: broadcast::Receiver<RoomEvent>,
+    key: usize,
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.hub.leave(&self.stream);
+        self.hub.leave(&self.stream, self.key);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::broker::MemoryBroker;
     use crate::domain::{Comment, CommentKind};
     use crate::metrics::Latencies;
+
+    /// A member that keeps what it is handed.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<RoomEvent>>);
+
+    impl Member for Recorder {
+        fn deliver(&self, event: &RoomEvent) -> usize {
+            self.0.lock().unwrap().push(event.clone());
+            match event {
+                RoomEvent::Comments(batch) => batch.comments.len(),
+                _ => 0,
+            }
+        }
+    }
+
+    impl Recorder {
+        /// Comment ids per `comments` event, and `deleted` frames as `"deleted"`.
+        fn seen(&self) -> Vec<Vec<u64>> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| match e {
+                    RoomEvent::Comments(b) => b.comments.iter().map(|c| c.id.ms).collect(),
+                    _ => vec![0],
+                })
+                .collect()
+        }
+    }
 
     fn recent(last: u64) -> Arc<Recent> {
         Arc::new(Recent {
@@ -328,19 +337,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn recent_comments_are_kept_until_the_stream_changes() {
+    fn hub_and_broker() -> (Hub, Broker) {
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
-        let hub = Hub::new(metrics.clone());
+        let hub = Hub::new(metrics.clone(), Duration::from_millis(50));
         let broker = Broker::Memory(Arc::new(MemoryBroker::new(
             10,
             Duration::from_secs(1),
             hub.sink(),
             metrics,
         )));
+        (hub, broker)
+    }
+
+    #[tokio::test]
+    async fn recent_comments_are_kept_until_the_stream_changes() {
+        let (hub, broker) = hub_and_broker();
         let s = StreamId::parse("s").unwrap();
         assert!(hub.recent(&s).is_err(), "no room, nothing kept");
-        let _member = hub.join(&s, &broker).await.unwrap();
+        let _member = hub
+            .join(&s, &broker, Arc::new(Recorder::default()))
+            .await
+            .unwrap();
         let before = hub.recent(&s).unwrap_err();
         hub.keep_recent(&s, before, recent(1));
         assert_eq!(hub.recent(&s).unwrap().last_id, Some(CommentId::new(1, 0)));
@@ -370,5 +387,94 @@ mod tests {
             ids: vec![CommentId::new(2, 0)],
         });
         assert!(hub.recent(&s).is_err(), "a deletion changes history");
+    }
+
+    /// Events queued while the room's task is busy go out in order, runs of comments
+    /// merged into one frame of at most 100, other frames between them kept in place.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pass_merges_runs_of_comments_in_order() {
+        let (hub, broker) = hub_and_broker();
+        let s = StreamId::parse("s").unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let _member = hub.join(&s, &broker, recorder.clone()).await.unwrap();
+        let comments = |range: std::ops::Range<u64>| BrokerEvent::Comments {
+            stream: s.clone(),
+            comments: range.map(|ms| comment(&s, ms)).collect(),
+        };
+        // On a current-thread runtime the room's task runs only once this test awaits.
+        hub.dispatch(comments(1..3));
+        hub.dispatch(comments(3..4));
+        hub.dispatch(BrokerEvent::Deleted {
+            stream: s.clone(),
+            ids: vec![CommentId::new(1, 0)],
+        });
+        hub.dispatch(comments(4..154));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let seen = recorder.seen();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[0], [1, 2, 3]);
+        assert_eq!(seen[1], [0]);
+        assert_eq!(seen[2], (4..104).collect::<Vec<_>>());
+        assert_eq!(seen[3], (104..154).collect::<Vec<_>>());
+    }
+
+    /// A room whose task cannot keep up drops its backlog and resynchronises its sockets.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_room_that_falls_behind_resyncs() {
+        let (hub, broker) = hub_and_broker();
+        let s = StreamId::parse("s").unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let _member = hub.join(&s, &broker, recorder.clone()).await.unwrap();
+        for ms in 1..=MAX_QUEUED_EVENTS as u64 + 1 {
+            hub.dispatch(BrokerEvent::Comments {
+                stream: s.clone(),
+                comments: vec![comment(&s, ms)],
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let events = recorder.0.lock().unwrap();
+        assert!(matches!(events[..], [RoomEvent::Resync]), "{events:?}");
+        let dropped = hub.inner.metrics.dropped_by_reason();
+        let room_lag = dropped.into_iter().find(|(r, _)| *r == "room_lag");
+        assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64)));
+    }
+
+    /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 50,000) makes at
+    /// most one pass per window, sending what arrived meanwhile as one frame.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_hot_room_coalesces_within_the_window_a_cold_one_does_not() {
+        let (hub, broker) = hub_and_broker();
+        let s = StreamId::parse("s").unwrap();
+        let first = Arc::new(Recorder::default());
+        let mut members = vec![hub.join(&s, &broker, first.clone()).await.unwrap()];
+        for _ in 1..1000 {
+            let member = Arc::new(Recorder::default());
+            members.push(hub.join(&s, &broker, member).await.unwrap());
+        }
+        let comments = |range: std::ops::Range<u64>| BrokerEvent::Comments {
+            stream: s.clone(),
+            comments: range.map(|ms| comment(&s, ms)).collect(),
+        };
+        let settle = Duration::from_millis(1);
+        hub.dispatch(comments(1..2));
+        tokio::time::sleep(settle).await;
+        assert_eq!(first.seen().len(), 1, "a cold room does not wait");
+        // 60 comments a second to 1,000 viewers: hot from here on.
+        hub.dispatch(comments(2..62));
+        tokio::time::sleep(settle).await;
+        assert_eq!(first.seen().len(), 2, "it was cold when they arrived");
+        hub.dispatch(comments(62..63));
+        tokio::time::sleep(settle).await;
+        assert_eq!(first.seen().len(), 2, "a hot room waits for its window");
+        hub.dispatch(comments(63..64));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let seen = first.seen();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(
+            seen[2],
+            [62, 63],
+            "what arrived within the window shares a frame"
+        );
+        drop(members);
     }
 }

@@ -1,6 +1,8 @@
-//! Every WebSocket byte: the socket's buffer settings, framing the server's frames, reading
-//! the client's, pings, and the closing handshake. The only file that sees tungstenite; the
-//! rest of the server speaks [`SharedFrame`]s, [`Incoming`] messages and [`End`]s.
+//! The WebSocket protocol as the connection reads it, through tungstenite: the socket's
+//! settings, the client's frames, the replies tungstenite writes itself (pongs, the close
+//! handshake) and closing. The server's own frames do not pass through tungstenite: they
+//! are framed once and written by [`super::outbox`], in order with tungstenite's replies
+//! (which reach the socket through the same outbox).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,38 +10,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame, Utf8Bytes};
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::close::{CloseReason, End};
-use crate::domain::wire::SharedFrame;
 
 /// tungstenite's defaults cost ~137 KB per idle socket: a 128 KiB read buffer allocated up
 /// front, a 128 KiB write buffer, 64 MiB messages. These fit comments of 200 characters: a
 /// 512-byte read buffer that grows only for a larger frame (an idle socket keeps it, so it
-/// is small; a 4 KiB client frame takes a few reads), client messages and frames of at most
-/// 4 KiB, and a write buffer that collects a batch of frames into one write. tungstenite's
-/// write buffer keeps the capacity of the largest write, so `init` (up to the whole
-/// history) does not go through it: it is written with [`write_unwrapped`] before the
-/// socket is wrapped. The cap fits the largest frame that does, a `comments` frame of 100
-/// comments; a stalled socket is cut off by the write timeout long before it holds that.
+/// is small; a 4 KiB client frame takes a few reads), and client messages and frames of at
+/// most 4 KiB. tungstenite writes only its pongs and closes, straight through (no write
+/// buffer); the outbox bounds what waits.
 pub const READ_BUFFER: usize = 512;
-pub const WRITE_BUFFER: usize = 16 * 1024;
-pub const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
 /// How long a closing handshake may take before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_CLIENT_FRAME))
         .max_frame_size(Some(MAX_CLIENT_FRAME))
 }
@@ -50,7 +44,7 @@ pub(super) enum Incoming {
     /// A text frame (valid UTF-8).
     Text(Bytes),
     Binary,
-    /// A WebSocket ping; its pong is queued and leaves with the next flush.
+    /// A WebSocket ping; tungstenite wrote its pong.
     Ping,
     /// A pong (or a bare frame): proof of life, nothing to answer.
     Pong,
@@ -64,49 +58,28 @@ pub(super) struct Socket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
-    /// Wraps a stream that has done its HTTP upgrade (and any unwrapped writes).
+    /// Wraps a stream that has done its HTTP upgrade.
     pub(super) async fn wrap(io: S) -> Self {
         Self {
             inner: WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config())).await,
         }
     }
 
-    /// Queues a text frame of the shared bytes (no copy, no UTF-8 check: the server made
-    /// them from a `String`); it leaves with the next flush, or when the buffer is full.
-    pub(super) async fn feed(&mut self, frame: SharedFrame) -> Result<(), End> {
-        self.inner
-            .feed(text(frame))
-            .await
-            .map_err(|_| End::PeerGone)
+    /// Writes what tungstenite queued (the reply to a client's close), within
+    /// [`CLOSE_TIMEOUT`].
+    pub(super) async fn flush(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.inner.flush()).await;
     }
 
-    pub(super) async fn flush(&mut self) -> Result<(), End> {
-        self.inner.flush().await.map_err(|_| End::PeerGone)
-    }
-
-    /// Queues and flushes one frame.
-    pub(super) async fn send(&mut self, frame: SharedFrame) -> Result<(), End> {
-        self.inner
-            .send(text(frame))
-            .await
-            .map_err(|_| End::PeerGone)
-    }
-
-    pub(super) async fn ping(&mut self) -> Result<(), End> {
-        self.inner
-            .send(Message::Ping(Bytes::new()))
-            .await
-            .map_err(|_| End::PeerGone)
-    }
-
-    /// Sends a close frame with `reason` (within [`CLOSE_TIMEOUT`]) and drops the socket.
-    pub(super) async fn close(mut self, reason: CloseReason) {
+    /// Sends a close frame with `reason` after whatever waits (within `wait`) and drops the
+    /// socket.
+    pub(super) async fn close(mut self, reason: CloseReason, wait: Duration) {
         let frame = CloseFrame {
             code: reason.code().into(),
             reason: Utf8Bytes::from_static(reason.reason()),
         };
         let close = self.inner.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+        let _ = tokio::time::timeout(wait, close).await;
     }
 }
 
@@ -131,37 +104,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Socket<S> {
     }
 }
 
-fn text(frame: SharedFrame) -> Message {
-    Message::Frame(Frame::message(
-        frame.into_bytes(),
-        OpCode::Data(Data::Text),
-        true,
-    ))
-}
-
-/// Writes one text frame straight to a stream that is not wrapped yet: one write of a
-/// buffer freed right after (see [`WRITE_BUFFER`] for why `init` goes this way).
-/// `written` counts the bytes that went out, so that after a timeout the caller knows
-/// whether a close frame could still follow.
-pub(super) async fn write_unwrapped<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    frame: SharedFrame,
-    written: &mut usize,
-) -> std::io::Result<()> {
-    let payload = frame.into_bytes();
-    let mut bytes = Vec::with_capacity(payload.len() + 10);
-    Frame::message(payload, OpCode::Data(Data::Text), true)
-        .format(&mut bytes)
-        .expect("a Vec takes any frame");
-    while *written < bytes.len() {
-        match io.write(&bytes[*written..]).await? {
-            0 => return Err(std::io::ErrorKind::WriteZero.into()),
-            n => *written += n,
-        }
-    }
-    io.flush().await
-}
-
 /// How a read error ends the connection: RFC 6455 violations get the RFC's code.
 fn end_for(error: tungstenite::Error) -> End {
     use tungstenite::error::{CapacityError, Error, ProtocolError};
@@ -182,34 +124,22 @@ fn end_for(error: tungstenite::Error) -> End {
 mod tests {
     use super::*;
 
-    /// The server's frames, read back by a tungstenite client over an in-memory pipe.
+    /// The client's frames read as [`Incoming`] messages; the close frame carries the code.
     #[tokio::test]
-    async fn frames_written_wrapped_or_not_read_back_as_text() {
+    async fn client_frames_read_back_and_close_carries_the_code() {
         let (server, client) = tokio::io::duplex(64 * 1024);
         let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        let mut server = server;
-        let mut written = 0;
-        let init = SharedFrame::from(r#"{"type":"init"}"#.to_owned());
-        write_unwrapped(&mut server, init, &mut written)
-            .await
-            .unwrap();
-        assert!(written > 0);
         let mut socket = Socket::wrap(server).await;
-        socket
-            .send(SharedFrame::from(r#"{"type":"pong"}"#.to_owned()))
-            .await
-            .unwrap();
-        for expected in [r#"{"type":"init"}"#, r#"{"type":"pong"}"#] {
-            match client.next().await.unwrap().unwrap() {
-                Message::Text(text) => assert_eq!(text.as_str(), expected),
-                other => panic!("{other:?}"),
-            }
-        }
         client.send(Message::Text("hello".into())).await.unwrap();
         assert!(matches!(socket.next().await, Some(Ok(Incoming::Text(t))) if t == "hello"));
         client.send(Message::Binary(Bytes::new())).await.unwrap();
         assert!(matches!(socket.next().await, Some(Ok(Incoming::Binary))));
-        socket.close(CloseReason::Policy).await;
+        client.send(Message::Ping(Bytes::new())).await.unwrap();
+        assert!(matches!(socket.next().await, Some(Ok(Incoming::Ping))));
+        // tungstenite writes the pong as it next reads or flushes.
+        socket.flush().await;
+        assert!(matches!(client.next().await, Some(Ok(Message::Pong(_)))));
+        socket.close(CloseReason::Policy, CLOSE_TIMEOUT).await;
         match client.next().await.unwrap().unwrap() {
             Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1008),
             other => panic!("{other:?}"),

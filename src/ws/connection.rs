@@ -1,36 +1,43 @@
-//! One WebSocket connection, from its first byte to its close, in one task: join the
-//! stream, write `init`, then one loop over the room's events, the client's frames, the
-//! ping/idle timer and the drain signals.
+//! One WebSocket connection, from its first byte to its close: join the stream, write
+//! `init`, then one loop over the client's frames, the ping/idle timer, the drain signals
+//! and what the room's side asks of it.
 //!
-//! Generic over the byte stream: the server runs it over an upgraded HTTP connection,
-//! benchmarks and tests over in-memory pipes.
+//! The room's comments never pass through this task: the room's delivery task writes them
+//! to the socket itself (see [`super::peer`]). This task wakes for the client's frames,
+//! its timers, and when the room's side needs it: bytes the socket would not take (written
+//! here as the socket takes them, under the write timeout), or an end (ban, resync, slow
+//! consumer, dead socket).
+//!
+//! Generic over the socket: the server runs it over TCP, benchmarks and tests over Unix
+//! socket pairs.
 
+use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use rand::Rng;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::sleep_until;
 
 use super::WsState;
 use super::close::{CloseReason, End};
-use super::codec::{Incoming, Socket, write_unwrapped};
+use super::codec::{CLOSE_TIMEOUT, Incoming, Socket};
 use super::init::init_frame;
+use super::outbox::{PING, RawSocket};
+use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
-use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
+use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, StreamId};
-use crate::hub::{Membership, RoomEvent};
+use crate::hub::Membership;
 use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
 
 /// How long a stream's subscription may take before the connection is closed with 1013.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// A write the socket does not take within this long (or within the idle timeout, if
-/// shorter: such a socket is as good as silent) marks a slow consumer.
+/// Bytes the socket does not take within this long (or within the idle timeout, if
+/// shorter: such a socket is as good as silent) mark a slow consumer.
 const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most frames written per flush when events queue up.
-const MAX_BATCH: usize = 64;
 /// More malformed frames in a row than this close the connection (the contract's
 /// section 2).
 const MAX_MALFORMED_IN_A_ROW: u32 = 10;
@@ -50,18 +57,21 @@ pub struct Session {
     pub upgraded_at: Instant,
 }
 
-/// Runs a connection over `io`, a byte stream that has done its HTTP upgrade, until it
-/// closes.
+/// Runs a connection over `socket`, which has done its HTTP upgrade (`prefix`: bytes the
+/// client sent after its handshake that were read with it), until it closes.
 ///
 /// Every await but the loop's own is boxed (joining and `init` in [`open`], and in
-/// [`Connection::run`] a client's frame, a delivery, a ping; the close): the task's future
-/// is as large as its largest state and lives as long as the socket, and `select!` keeps
-/// its branches' futures alive while a handler awaits, so inline they would add up.
-/// `session` comes boxed for the same reason: an argument keeps its slot in the future.
-pub async fn serve<S>(io: S, session: Box<Session>, ws: WsState)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// [`Connection::run`] a client's frame; the close): the task's future is as large as its
+/// largest state and lives as long as the socket, and `select!` keeps its branches'
+/// futures alive while a handler awaits, so inline they would add up. `session` comes
+/// boxed for the same reason: an argument keeps its slot in the future.
+pub async fn serve<S: RawSocket>(socket: S, prefix: Bytes, session: Box<Session>, ws: WsState) {
+    let user = match &session.identity {
+        Identity::Viewer(viewer) => Some(viewer.user.id.clone()),
+        Identity::Anonymous => None,
+    };
+    let peer = Arc::new(Peer::new(socket, user, ws.metrics.clone()));
+    let io = PeerIo::new(peer, prefix);
     let Some((mut connection, permit, sent)) = Box::pin(open(io, session, &ws)).await else {
         return;
     };
@@ -70,10 +80,20 @@ where
         Err(end) => end,
     };
     let Connection {
-        socket, membership, ..
+        socket,
+        peer,
+        membership,
+        write_timeout,
+        ..
     } = connection;
+    peer.end();
     match end {
-        End::Close(reason) => Box::pin(socket.close(reason)).await,
+        // A slow consumer's client learns why once it reads what it was sent; give it as
+        // long as any write.
+        End::Close(CloseReason::SlowConsumer) => {
+            Box::pin(socket.close(CloseReason::SlowConsumer, write_timeout)).await;
+        }
+        End::Close(reason) => Box::pin(socket.close(reason, CLOSE_TIMEOUT)).await,
         End::PeerGone => drop(socket),
     }
     ws.metrics.connection_closed();
@@ -83,8 +103,8 @@ where
 
 /// Joins the stream's room and sends `init`: the connection, or `None` if it never opened
 /// (the join failed and the socket is closed).
-async fn open<S: AsyncRead + AsyncWrite + Unpin>(
-    mut io: S,
+async fn open<S: RawSocket>(
+    io: PeerIo<S>,
     session: Box<Session>,
     ws: &WsState,
 ) -> Option<(Connection<S>, ConnectionPermit, Result<(), End>)> {
@@ -95,93 +115,83 @@ async fn open<S: AsyncRead + AsyncWrite + Unpin>(
         permit,
         upgraded_at,
     } = *session;
-    let joined = tokio::time::timeout(JOIN_TIMEOUT, ws.hub.join(&stream, &ws.broker)).await;
+    let peer = io.peer.clone();
+    let joined =
+        tokio::time::timeout(JOIN_TIMEOUT, ws.hub.join(&stream, &ws.broker, peer.clone())).await;
     let membership = match joined {
         Ok(Ok(membership)) => membership,
         Ok(Err(error)) => {
             tracing::warn!(%stream, %error, "could not join stream");
-            Socket::wrap(io)
-                .await
-                .close(CloseReason::TryAgainLater)
-                .await;
+            let reason = CloseReason::TryAgainLater;
+            Socket::wrap(io).await.close(reason, CLOSE_TIMEOUT).await;
             return None;
         }
         Err(_) => {
             tracing::warn!(%stream, "stream subscription timed out");
-            Socket::wrap(io)
-                .await
-                .close(CloseReason::TryAgainLater)
-                .await;
+            let reason = CloseReason::TryAgainLater;
+            Socket::wrap(io).await.close(reason, CLOSE_TIMEOUT).await;
             return None;
         }
     };
     ws.metrics.connection_opened();
     let write_timeout = MAX_WRITE_TIMEOUT.min(ws.settings.idle_timeout);
-    let sent = match init_frame(ws, &stream, after).await {
-        Ok((frame, last_id)) => write_init(&mut io, frame, write_timeout, ws)
-            .await
-            .map(|()| last_id),
-        Err(end) => Err(end),
-    };
     let mut connection = Connection {
         socket: Socket::wrap(io).await,
+        peer,
         stream,
         membership,
         identity,
         ws: ws.clone(),
-        last_id: None,
         malformed: 0,
         write_timeout,
     };
-    let sent = sent.map(|last_id| {
-        connection.last_id = last_id;
-        ws.metrics
-            .latencies
-            .init
-            .record(upgraded_at.elapsed().as_secs_f64(), &[]);
-    });
+    let sent = match init_frame(ws, &connection.stream, after).await {
+        Ok((frame, last_id)) => connection.write_init(&frame, last_id).await,
+        Err(end) => Err(end),
+    };
+    if sent.is_ok() {
+        let init = upgraded_at.elapsed().as_secs_f64();
+        ws.metrics.latencies.init.record(init, &[]);
+    }
     Some((connection, permit, sent))
 }
 
-/// Writes `init` before the socket is wrapped, under the write timeout.
-async fn write_init<S: AsyncWrite + Unpin>(
-    io: &mut S,
-    frame: crate::domain::wire::SharedFrame,
-    write_timeout: Duration,
-    ws: &WsState,
-) -> Result<(), End> {
-    let mut written = 0;
-    let result =
-        tokio::time::timeout(write_timeout, write_unwrapped(io, frame, &mut written)).await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(End::PeerGone),
-        Err(_) => {
-            ws.metrics.dropped(DropReason::WriteTimeout, 1);
-            // A close frame after part of a frame would be garbage to the client.
-            Err(if written == 0 {
-                End::Close(CloseReason::SlowConsumer)
-            } else {
-                End::PeerGone
-            })
-        }
-    }
-}
-
 pub(super) struct Connection<S> {
-    pub(super) socket: Socket<S>,
+    socket: Socket<PeerIo<S>>,
+    peer: Arc<Peer<S>>,
     pub(super) stream: StreamId,
     membership: Membership,
     pub(super) identity: Identity,
     pub(super) ws: WsState,
-    /// The newest comment id this socket has been sent; older ones are never sent again.
-    last_id: Option<CommentId>,
     /// Malformed frames in a row.
     pub(super) malformed: u32,
     write_timeout: Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S: RawSocket> Connection<S> {
+    /// Writes `init` (within the write timeout), then lets the room write to the socket.
+    async fn write_init(
+        &mut self,
+        frame: &SharedFrame,
+        last_id: Option<CommentId>,
+    ) -> Result<(), End> {
+        self.peer.send(frame).map_err(ended_by)?;
+        let peer = &self.peer;
+        let flushed =
+            tokio::time::timeout(self.write_timeout, poll_fn(|cx| peer.poll_flush(cx))).await;
+        match flushed {
+            Ok(Ok(())) => {
+                self.peer.start(last_id);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::PeerGone),
+            Err(_) => {
+                self.ws.metrics.dropped(DropReason::WriteTimeout, 1);
+                Err(End::Close(CloseReason::SlowConsumer))
+            }
+        }
+    }
+
     async fn run(&mut self) -> End {
         let idle_timeout = self.ws.settings.idle_timeout;
         let ping_every = idle_timeout / 3;
@@ -192,6 +202,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let hint = sleep_until(far_future);
         tokio::pin!(hint);
         let mut hint_scheduled = false;
+        // Armed while bytes wait that the socket would not take.
+        let write_deadline = sleep_until(far_future);
+        tokio::pin!(write_deadline);
+        let mut blocked = false;
         // Made once and kept across turns: every connection shares these two tokens, and
         // making their futures anew on each wake-up takes the tokens' lock every time.
         let lifecycle = self.ws.lifecycle.clone();
@@ -199,11 +213,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         tokio::pin!(closing);
         let draining = lifecycle.draining().cancelled();
         tokio::pin!(draining);
+        let peer = self.peer.clone();
 
         loop {
             tokio::select! {
                 biased;
                 () = &mut closing => return End::Close(CloseReason::GoingAway),
+                attention = poll_fn(|cx| peer.poll_attention(cx, blocked)) => match attention {
+                    Attention::End(signal) => return self.ended(signal),
+                    Attention::Blocked(since) => {
+                        blocked = true;
+                        write_deadline.as_mut().reset((since + self.write_timeout).into());
+                    }
+                    Attention::Drained => {
+                        blocked = false;
+                        write_deadline.as_mut().reset(far_future);
+                    }
+                },
+                () = &mut write_deadline, if blocked => {
+                    tracing::info!(stream = %self.stream, "closing a socket whose writes stalled");
+                    let lost = self.peer.queued_comments().max(1);
+                    self.ws.metrics.dropped(DropReason::WriteTimeout, lost);
+                    return End::Close(CloseReason::SlowConsumer);
+                }
                 () = &mut draining, if !hint_scheduled => {
                     hint_scheduled = true;
                     // Spread the hints over most of the drain time so reconnects arrive at
@@ -216,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     hint.as_mut().reset(far_future);
                     let after_ms = rand::rng().random_range(0..RECONNECT_SPREAD_MS);
                     let frame = ServerFrame::Reconnect { after_ms }.encode();
-                    if let Err(end) = Box::pin(self.write_now(frame)).await {
+                    if let Err(end) = self.write_now(frame) {
                         return end;
                     }
                 }
@@ -232,23 +264,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         None => return End::PeerGone,
                     }
                 }
-                event = self.membership.recv() => {
-                    let event = match event {
-                        Ok(event) => event,
-                        Err(RecvError::Lagged(missed)) => return self.slow_consumer(missed),
-                        Err(RecvError::Closed) => return End::Close(CloseReason::Internal),
-                    };
-                    if let Err(end) = Box::pin(self.deliver(event)).await {
-                        return end;
-                    }
-                }
                 () = &mut timer => {
                     let now = Instant::now();
                     if now.duration_since(last_seen) >= idle_timeout {
                         return End::Close(CloseReason::IdleTimeout);
                     }
-                    if let Err(end) = Box::pin(self.ping()).await {
-                        return end;
+                    if let Err(signal) = self.peer.send_framed(&PING) {
+                        return ended_by(signal);
                     }
                     let next = (now + ping_every).min(last_seen + idle_timeout);
                     timer.as_mut().reset(next.into());
@@ -257,72 +279,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Writes `first` and whatever else the room has queued (up to [`MAX_BATCH`] frames)
-    /// with one flush.
-    async fn deliver(&mut self, first: RoomEvent) -> Result<(), End> {
-        let mut comments = 0u64;
-        let mut frames = 0usize;
-        let mut next = Some(first);
-        let written = tokio::time::timeout(self.write_timeout, async {
-            while let Some(event) = next.take() {
-                match event {
-                    RoomEvent::Comments(batch) => {
-                        let frame = batch.frame_for(&mut self.last_id, &self.ws.metrics);
-                        if let Some((frame, n)) = frame {
-                            comments += n as u64;
-                            frames += 1;
-                            self.socket.feed(frame).await?;
-                        }
-                    }
-                    RoomEvent::Frame(frame) => {
-                        frames += 1;
-                        self.socket.feed(frame).await?;
-                    }
-                    RoomEvent::Resync => return Err(End::Close(CloseReason::Resync)),
-                    RoomEvent::Banned(user_id) => {
-                        if matches!(&self.identity, Identity::Viewer(v) if v.user.id == user_id) {
-                            // Tell the person why before closing, then close with 4003.
-                            let error = ErrorBody::new(
-                                ErrorCode::Banned,
-                                "you were banned from this stream",
-                            );
-                            self.socket
-                                .feed(ServerFrame::Error(&error).encode())
-                                .await?;
-                            self.socket.flush().await?;
-                            return Err(End::Close(CloseReason::Banned));
-                        }
-                    }
-                }
-                if frames >= MAX_BATCH {
-                    break;
-                }
-                next = match self.membership.try_recv() {
-                    Ok(event) => Some(event),
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-                    Err(TryRecvError::Lagged(missed)) => return Err(self.slow_consumer(missed)),
-                };
-            }
-            self.socket.flush().await
-        })
-        .await;
-        self.ws.metrics.delivered(comments);
-        match written {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::info!(stream = %self.stream, "closing a socket whose writes stalled");
-                self.ws
-                    .metrics
-                    .dropped(DropReason::WriteTimeout, comments.max(1));
-                Err(End::Close(CloseReason::SlowConsumer))
+    /// The room's side ended the connection: how it closes.
+    fn ended(&mut self, signal: Signal) -> End {
+        if signal == Signal::Banned {
+            // Tell the person why before closing with 4003.
+            let error = ErrorBody::new(ErrorCode::Banned, "you were banned from this stream");
+            if let Err(end) = self.write_now(ServerFrame::Error(&error).encode()) {
+                return end;
             }
         }
-    }
-
-    fn slow_consumer(&self, missed: u64) -> End {
-        tracing::info!(stream = %self.stream, missed, "closing a slow consumer");
-        self.ws.metrics.dropped(DropReason::SlowConsumer, missed);
-        End::Close(CloseReason::SlowConsumer)
+        if signal == Signal::SlowConsumer {
+            tracing::info!(stream = %self.stream, "closing a slow consumer");
+        }
+        ended_by(signal)
     }
 
     async fn on_message(&mut self, message: Incoming) -> Result<(), End> {
@@ -330,7 +299,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Incoming::Text(text) => match serde_json::from_slice::<ClientFrame>(&text) {
                 Ok(ClientFrame::Ping) => {
                     self.malformed = 0;
-                    self.write_now(ServerFrame::Pong.encode()).await
+                    self.write_now(ServerFrame::Pong.encode())
                 }
                 Ok(ClientFrame::Comment { text, reference }) => self.post(text, reference).await,
                 Err(_) => {
@@ -338,56 +307,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         ErrorCode::Invalid,
                         "expected a JSON frame of type comment or ping",
                     );
-                    self.refuse(error).await
+                    self.refuse(error)
                 }
             },
             Incoming::Binary => Err(End::Close(CloseReason::Policy)),
-            // The pong is queued; flush so it leaves now.
-            Incoming::Ping => self.socket.flush().await,
-            Incoming::Pong => Ok(()),
+            // tungstenite wrote the pong as it read the ping.
+            Incoming::Ping | Incoming::Pong => Ok(()),
             Incoming::Close => {
-                // The close reply is queued; send it and stop.
-                let _ = self.socket.flush().await;
+                // tungstenite queued the close reply; send it and stop.
+                self.socket.flush().await;
                 Err(End::PeerGone)
             }
         }
     }
 
     /// Sends an `error` frame; `invalid` ones count towards the malformed-in-a-row limit.
-    pub(super) async fn refuse(&mut self, error: ErrorBody) -> Result<(), End> {
+    pub(super) fn refuse(&mut self, error: ErrorBody) -> Result<(), End> {
         self.ws.metrics.rejected(error.code);
         if error.code == ErrorCode::Invalid {
             self.malformed += 1;
         }
-        self.write_now(ServerFrame::Error(&error).encode()).await?;
+        self.write_now(ServerFrame::Error(&error).encode())?;
         if self.malformed > MAX_MALFORMED_IN_A_ROW {
             return Err(End::Close(CloseReason::Policy));
         }
         Ok(())
     }
 
-    /// Sends one frame now, under the write timeout.
-    pub(super) async fn write_now(
-        &mut self,
-        frame: crate::domain::wire::SharedFrame,
-    ) -> Result<(), End> {
-        let sent = tokio::time::timeout(self.write_timeout, self.socket.send(frame)).await;
-        self.within_timeout(sent)
+    /// Sends one frame: now if the socket takes it, else after what waits (the loop sees
+    /// it out under the write timeout).
+    pub(super) fn write_now(&self, frame: SharedFrame) -> Result<(), End> {
+        self.peer.send(&frame).map_err(ended_by)
     }
+}
 
-    async fn ping(&mut self) -> Result<(), End> {
-        let sent = tokio::time::timeout(self.write_timeout, self.socket.ping()).await;
-        self.within_timeout(sent)
-    }
-
-    /// A write that did not finish within the write timeout marks a slow consumer.
-    fn within_timeout(
-        &self,
-        result: Result<Result<(), End>, tokio::time::error::Elapsed>,
-    ) -> Result<(), End> {
-        result.unwrap_or_else(|_| {
-            self.ws.metrics.dropped(DropReason::WriteTimeout, 1);
-            Err(End::Close(CloseReason::SlowConsumer))
-        })
+/// How a connection ends when the room's side ended it.
+fn ended_by(signal: Signal) -> End {
+    match signal {
+        Signal::Banned => End::Close(CloseReason::Banned),
+        Signal::Resync => End::Close(CloseReason::Resync),
+        Signal::SlowConsumer => End::Close(CloseReason::SlowConsumer),
+        Signal::Gone => End::PeerGone,
     }
 }

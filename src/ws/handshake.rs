@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::upgrade::downcast;
+use tokio::net::TcpStream;
 
 use super::WsState;
 use super::connection::{self, Session};
@@ -110,10 +112,17 @@ pub async fn handshake(
         .expect("a valid 101 response")
 }
 
+/// Takes the TCP socket back from the upgraded connection (the room's task writes to it
+/// directly), with any bytes the client sent after its handshake, and serves it.
 async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: WsState) {
-    match on_upgrade.await {
-        Ok(upgraded) => connection::serve(TokioIo::new(upgraded), session, ws).await,
-        Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
+    };
+    match downcast::<TokioIo<TcpStream>>(upgraded) {
+        Ok(parts) => connection::serve(parts.io.into_inner(), parts.read_buf, session, ws).await,
+        // Only if the server were served over something other than TCP.
+        Err(_) => tracing::error!("an upgraded connection is not a TCP socket; dropped"),
     }
 }
 

@@ -3,13 +3,16 @@
 //! - [`handshake`]: the checks before the upgrade, cheapest first (refusals are plain
 //!   HTTP), then the upgrade and the connection's task.
 //! - [`connection`]: one connection from its first byte to its close: join the stream,
-//!   `init`, then one loop over the room's events, the client's frames, the ping/idle timer
-//!   and the drain signals. Generic over the byte stream, so benchmarks and tests drive
-//!   the production loop over in-memory pipes.
+//!   `init`, then one loop over the client's frames, the ping/idle timer, the drain
+//!   signals and what the room's side asks of it. Generic over the socket, so benchmarks
+//!   and tests drive the production loop over Unix socket pairs.
+//! - [`peer`]: the connection as its room sees it: the room's task writes each frame to
+//!   the socket there and then; [`outbox`]: the one way bytes reach a socket, and the
+//!   bounded queue of what it would not take yet.
 //! - [`init`]: the `init` frame. [`post`]: a client's `comment` frame, through the posting
 //!   rules, to an `ack` or an `error`.
-//! - [`codec`]: every WebSocket byte: socket settings, framing, reading, writing, closing.
-//!   The only file that sees tungstenite.
+//! - [`codec`]: the client's frames through tungstenite, its pongs and the closing
+//!   handshake.
 //! - [`close`]: the close codes, in one table, and how a connection's loop ends.
 
 mod close;
@@ -17,6 +20,8 @@ mod codec;
 mod connection;
 mod handshake;
 mod init;
+mod outbox;
+mod peer;
 mod post;
 
 use std::ops::Deref;
@@ -34,9 +39,10 @@ use crate::posting::Posting;
 use crate::readiness::Readiness;
 
 pub use close::CloseReason;
-pub use codec::{MAX_CLIENT_FRAME, MAX_WRITE_BUFFER, READ_BUFFER, WRITE_BUFFER};
+pub use codec::{MAX_CLIENT_FRAME, READ_BUFFER};
 pub use connection::{Session, serve};
 pub use handshake::handshake;
+pub use outbox::{MAX_QUEUED_BYTES, RawSocket};
 
 /// What every connection shares: one pointer per connection task.
 #[derive(Clone)]

@@ -1,13 +1,12 @@
 //! A client's `comment` frame: through the posting rules to an `ack` with the comment's id,
 //! or an `error` frame with the refusal's code (the connection stays open).
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use super::close::End;
 use super::connection::Connection;
+use super::outbox::RawSocket;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S: RawSocket> Connection<S> {
     pub(super) async fn post(
         &mut self,
         text: String,
@@ -18,7 +17,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .is_some_and(|r| r.chars().count() > ClientFrame::MAX_REF_CHARS)
         {
             let error = ErrorBody::new(ErrorCode::Invalid, "ref must be at most 64 characters");
-            return self.refuse(error).await;
+            return self.refuse(error);
         }
         let posted = self
             .ws
@@ -37,13 +36,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     reference: reference.as_deref(),
                     id: comment.id,
                 };
-                self.write_now(ack.encode()).await
+                self.write_now(ack.encode())
             }
             Err(refused) => {
                 let mut error =
                     ErrorBody::new(refused.code(), refused.to_string()).with_ref(reference);
                 error.retry_after_ms = refused.retry_after_ms();
-                self.refuse(error).await
+                self.refuse(error)
             }
         }
     }

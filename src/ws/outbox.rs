@@ -1,0 +1,347 @@
+//! The bytes a socket has yet to take, and the one way bytes reach a socket.
+//!
+//! A room's delivery task writes a frame straight to the socket with one non-blocking
+//! `writev` (header and shared payload); only what the socket would not take waits here,
+//! for the connection's own task to write when the socket is writable again. Every write
+//! to a socket happens under its peer's lock and only when this queue is empty, or from
+//! the queue's head: frames never interleave or reorder.
+//!
+//! The queue is bounded by [`MAX_QUEUED_BYTES`]; a socket that falls further behind is a
+//! slow consumer (see [`super::peer`]).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::{TcpStream, UnixStream};
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// Most bytes queued for one socket before it counts as a slow consumer: about a thousand
+/// comments of 200 characters, or a dozen full `init` frames.
+pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
+
+/// A WebSocket ping frame with no payload.
+pub(super) const PING: [u8; 2] = [0x89, 0];
+
+/// Most frames handed to one `writev`.
+const MAX_SLICES: usize = 32;
+
+/// A connected byte stream that can be written without `&mut` (so a room's task and the
+/// connection's task can share it) and polled for readiness.
+pub trait RawSocket: Send + Sync + 'static {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+macro_rules! raw_socket {
+    ($type:ty) => {
+        impl RawSocket for $type {
+            fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                <$type>::try_write_vectored(self, bufs)
+            }
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$type>::poll_write_ready(self, cx)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$type>::try_read(self, buf)
+            }
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$type>::poll_read_ready(self, cx)
+            }
+        }
+    };
+}
+
+raw_socket!(TcpStream);
+raw_socket!(UnixStream);
+
+/// A WebSocket frame header (at most 10 bytes: servers do not mask).
+#[derive(Clone, Copy)]
+pub(super) struct Header {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl Header {
+    /// An empty header, for bytes that are framed already.
+    const NONE: Self = Self {
+        bytes: [0; 10],
+        len: 0,
+    };
+
+    /// The header of a final text frame of `payload_len` bytes.
+    pub(super) fn text(payload_len: usize) -> Self {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let mut bytes = [0; 10];
+        let mut out = &mut bytes[..];
+        header
+            .format(payload_len as u64, &mut out)
+            .expect("an unmasked header fits 10 bytes");
+        let len = 10 - out.len();
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// One frame (or framed bytes) waiting, and how much of it went out already.
+struct Waiting {
+    header: Header,
+    payload: Bytes,
+    written: usize,
+    /// Comments it carries, for counting what a cut-off socket lost.
+    comments: u64,
+}
+
+impl Waiting {
+    fn len(&self) -> usize {
+        self.header.len as usize + self.payload.len()
+    }
+
+    /// The unwritten part, as at most two slices.
+    fn slices(&self) -> [&[u8]; 2] {
+        let header = self.header.as_slice();
+        if self.written < header.len() {
+            [&header[self.written..], &self.payload]
+        } else {
+            [&[], &self.payload[self.written - header.len()..]]
+        }
+    }
+}
+
+/// What a socket has yet to take.
+#[derive(Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Waiting>,
+    bytes: usize,
+    /// Since when the queue has not been empty.
+    since: Option<Instant>,
+}
+
+/// How a write went.
+pub(super) enum Wrote {
+    /// All of it is on the socket.
+    Sent,
+    /// Some or all of it waits in the queue: the connection's task must write it.
+    Queued,
+    /// It waits, but the queue is now over [`MAX_QUEUED_BYTES`].
+    Full,
+}
+
+impl Outbox {
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Since when the socket has had bytes waiting.
+    pub(super) fn blocked_since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Comments in frames not wholly written.
+    pub(super) fn comments(&self) -> u64 {
+        self.queue.iter().map(|w| w.comments).sum()
+    }
+
+    /// Writes a text frame of `payload` now if nothing waits before it and the socket takes
+    /// it, else queues what it did not take.
+    pub(super) fn write_text(
+        &mut self,
+        socket: &impl RawSocket,
+        payload: &Bytes,
+        comments: u64,
+    ) -> io::Result<Wrote> {
+        self.write(socket, Header::text(payload.len()), payload, comments)
+    }
+
+    /// The same for bytes that are framed already (tungstenite's pongs and closes).
+    pub(super) fn write_framed(
+        &mut self,
+        socket: &impl RawSocket,
+        bytes: &[u8],
+    ) -> io::Result<Wrote> {
+        if self.queue.is_empty() {
+            let written = try_write(socket, &[IoSlice::new(bytes)])?;
+            if written == bytes.len() {
+                return Ok(Wrote::Sent);
+            }
+            let rest = Bytes::copy_from_slice(&bytes[written..]);
+            return Ok(self.push(Header::NONE, rest, 0, 0));
+        }
+        Ok(self.push(Header::NONE, Bytes::copy_from_slice(bytes), 0, 0))
+    }
+
+    fn write(
+        &mut self,
+        socket: &impl RawSocket,
+        header: Header,
+        payload: &Bytes,
+        comments: u64,
+    ) -> io::Result<Wrote> {
+        let mut written = 0;
+        if self.queue.is_empty() {
+            let slices = [IoSlice::new(header.as_slice()), IoSlice::new(payload)];
+            written = try_write(socket, &slices)?;
+            if written == header.len as usize + payload.len() {
+                return Ok(Wrote::Sent);
+            }
+        }
+        Ok(self.push(header, payload.clone(), written, comments))
+    }
+
+    fn push(&mut self, header: Header, payload: Bytes, written: usize, comments: u64) -> Wrote {
+        if self.queue.is_empty() {
+            self.since = Some(Instant::now());
+        }
+        let waiting = Waiting {
+            header,
+            payload,
+            written,
+            comments,
+        };
+        self.bytes += waiting.len() - written;
+        self.queue.push_back(waiting);
+        if self.bytes > MAX_QUEUED_BYTES {
+            Wrote::Full
+        } else {
+            Wrote::Queued
+        }
+    }
+
+    /// Writes the queue as the socket takes it: `Ready(Ok)` once it is empty, `Pending`
+    /// (with `cx` woken when the socket is writable) while it is not.
+    pub(super) fn poll_drain(
+        &mut self,
+        socket: &impl RawSocket,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            ready!(socket.poll_write_ready(cx))?;
+            let mut slices = Vec::with_capacity(2 * MAX_SLICES.min(self.queue.len()));
+            for waiting in self.queue.iter().take(MAX_SLICES) {
+                for slice in waiting.slices() {
+                    if !slice.is_empty() {
+                        slices.push(IoSlice::new(slice));
+                    }
+                }
+            }
+            let written = try_write(socket, &slices)?;
+            self.advance(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.bytes -= written;
+        while written > 0 {
+            let head = self.queue.front_mut().expect("wrote no more than queued");
+            let left = head.len() - head.written;
+            if written < left {
+                head.written += written;
+                return;
+            }
+            written -= left;
+            self.queue.pop_front();
+        }
+        if self.queue.is_empty() {
+            self.since = None;
+        }
+    }
+
+    /// Drops every frame not begun (a socket being cut off): what stays is the rest of a
+    /// frame half written, so whatever follows (a close frame) still reads as a frame.
+    /// Returns the comments dropped.
+    pub(super) fn cut_off(&mut self) -> u64 {
+        let keep = usize::from(self.queue.front().is_some_and(|w| w.written > 0));
+        let dropped: u64 = self.queue.iter().skip(keep).map(|w| w.comments).sum();
+        self.queue.truncate(keep);
+        self.bytes = self.queue.front().map_or(0, |w| w.len() - w.written);
+        if self.queue.is_empty() {
+            self.since = None;
+        }
+        dropped
+    }
+}
+
+/// A non-blocking write: the bytes taken, `0` if none.
+fn try_write(socket: &impl RawSocket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    match socket.try_write_vectored(slices) {
+        Ok(0) if slices.iter().any(|s| !s.is_empty()) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[test]
+    fn headers_frame_text_of_every_length() {
+        assert_eq!(Header::text(5).as_slice(), [0x81, 5]);
+        assert_eq!(Header::text(300).as_slice(), [0x81, 126, 1, 44]);
+        assert_eq!(Header::text(70_000).len, 10);
+    }
+
+    /// A socket that stops reading: frames queue in order, half a frame survives a cut-off,
+    /// and the queue drains once the reader reads.
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_waits_in_order() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut outbox = Outbox::default();
+        let payload = Bytes::from(vec![b'x'; 1000]);
+        let mut frames = 0;
+        while outbox.is_empty() {
+            outbox.write_text(&server, &payload, 1).unwrap();
+            frames += 1;
+        }
+        for _ in 0..10 {
+            assert!(matches!(
+                outbox.write_text(&server, &payload, 1).unwrap(),
+                Wrote::Queued
+            ));
+        }
+        assert!(outbox.blocked_since().is_some());
+        assert_eq!(outbox.comments(), 11);
+        let half_written = outbox.queue.front().unwrap().written > 0;
+        let dropped = outbox.cut_off();
+        assert_eq!(dropped, if half_written { 10 } else { 11 });
+        outbox.write_framed(&server, &[0x88, 0]).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        poll_fn(|cx| outbox.poll_drain(&server, cx)).await.unwrap();
+        assert!(outbox.is_empty() && outbox.blocked_since().is_none());
+        drop(server);
+        let all = reader.await.unwrap();
+        // The loop's last frame is the queue's head: kept only if it was begun.
+        let whole = frames - 1 + usize::from(half_written);
+        assert_eq!(all.len(), whole * 1004 + 2);
+        assert_eq!(&all[all.len() - 2..], [0x88, 0]);
+        assert!(
+            all.chunks(1004)
+                .take(whole)
+                .all(|f| f[..4] == [0x81, 126, 3, 232])
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! A connection as its room sees it: the room's delivery task hands it each event and it
+//! writes the frame to the socket there and then, without waking the connection's task.
+//! That task is woken only when the socket would not take a frame, when the connection
+//! must end (a ban, a resync, a slow consumer, a dead socket), or by its own reads and
+//! timers.
+//!
+//! Until the connection's `init` is written the peer holds the room's events (at most
+//! [`MAX_HELD`]); then it sends those `init` did not cover, and from there on writes
+//! as they come. A socket that falls [`MAX_QUEUED_BYTES`](super::outbox::MAX_QUEUED_BYTES)
+//! behind is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::outbox::{Outbox, RawSocket, Wrote};
+use crate::domain::wire::SharedFrame;
+use crate::domain::{CommentId, UserId};
+use crate::hub::{Member, RoomEvent};
+use crate::metrics::{DropReason, Metrics};
+
+/// Events held for a connection whose `init` is still being written.
+const MAX_HELD: usize = 1024;
+
+/// Why the room's side ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    /// The connection's user was banned from the stream.
+    Banned,
+    /// The stream lost comments the broker could not backfill.
+    Resync,
+    /// The socket fell too far behind; what it had queued was dropped.
+    SlowConsumer,
+    /// A write failed: the peer is gone.
+    Gone,
+}
+
+/// What the connection's task must see to.
+pub(super) enum Attention {
+    /// The connection must end.
+    End(Signal),
+    /// Bytes wait that the socket would not take, since then: arm the write timeout.
+    Blocked(Instant),
+    /// Everything waiting has been written.
+    Drained,
+}
+
+pub(super) struct Peer<S> {
+    socket: S,
+    /// The connection's user, if it has one (a ban names a user).
+    user: Option<UserId>,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    outbox: Outbox,
+    /// The connection's task, to wake when it has something to see to.
+    waker: Option<Waker>,
+    signal: Option<Signal>,
+    /// Set once the signal went to the task, or the connection ended: nothing more is
+    /// written by the room.
+    ended: bool,
+    /// `init` is written: events go straight to the socket.
+    started: bool,
+    held: Vec<RoomEvent>,
+    /// The newest comment id this socket has been sent; older ones are never sent again.
+    last_id: Option<CommentId>,
+}
+
+impl<S: RawSocket> Peer<S> {
+    pub(super) fn new(socket: S, user: Option<UserId>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            socket,
+            user,
+            metrics,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    /// `init` is written and covered comments up to `last_id`: sends what the room held
+    /// meanwhile that `init` did not cover, then lets the room write directly.
+    pub(super) fn start(&self, last_id: Option<CommentId>) {
+        let mut state = self.state();
+        state.last_id = last_id;
+        state.started = true;
+        let held = std::mem::take(&mut state.held);
+        let mut delivered = 0;
+        for event in &held {
+            delivered += self.apply(&mut state, event);
+        }
+        self.metrics.delivered(delivered as u64);
+    }
+
+    /// Queues a frame of the connection's own (`init`, an `ack`, a `pong`, …) behind
+    /// whatever waits; the task sees it out. Goes out even after the room's side ended the
+    /// connection (the `error` frame before a ban's close); fails only if the socket is
+    /// gone or this frame overfilled it.
+    pub(super) fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
+        let mut state = self.state();
+        let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
+        self.own_write(&mut state, wrote)
+    }
+
+    /// The same for bytes framed already (a ping).
+    pub(super) fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
+        let mut state = self.state();
+        let wrote = state.outbox.write_framed(&self.socket, bytes);
+        self.own_write(&mut state, wrote)
+    }
+
+    fn own_write(&self, state: &mut State, wrote: io::Result<Wrote>) -> Result<(), Signal> {
+        match wrote {
+            Ok(Wrote::Sent | Wrote::Queued) => Ok(()),
+            Ok(Wrote::Full) => {
+                self.wrote(state, Ok(Wrote::Full));
+                Err(Signal::SlowConsumer)
+            }
+            Err(_) => Err(Signal::Gone),
+        }
+    }
+
+    /// Writes what waits: `Ready` once nothing does.
+    pub(super) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.state();
+        state.outbox.poll_drain(&self.socket, cx)
+    }
+
+    /// Waits until the task has something to see to (`blocked`: the write timeout is
+    /// armed already, so report only the end of the blockage).
+    pub(super) fn poll_attention(&self, cx: &mut Context<'_>, armed: bool) -> Poll<Attention> {
+        let mut state = self.state();
+        if let Some(signal) = state.signal {
+            state.ended = true;
+            return Poll::Ready(Attention::End(signal));
+        }
+        if !state.outbox.is_empty() {
+            match state.outbox.poll_drain(&self.socket, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Attention::End(Signal::Gone)),
+                Poll::Pending if armed => {}
+                Poll::Pending => {
+                    let since = state.outbox.blocked_since().unwrap_or_else(Instant::now);
+                    return Poll::Ready(Attention::Blocked(since));
+                }
+            }
+        }
+        if armed && state.outbox.is_empty() {
+            return Poll::Ready(Attention::Drained);
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Comments in frames the socket has not taken yet.
+    pub(super) fn queued_comments(&self) -> u64 {
+        self.state().outbox.comments()
+    }
+
+    /// The connection is ending: the room writes nothing more to it.
+    pub(super) fn end(&self) {
+        self.state().ended = true;
+    }
+
+    /// Sends one event to the socket; returns the comments it carried to this socket.
+    fn apply(&self, state: &mut State, event: &RoomEvent) -> usize {
+        match event {
+            RoomEvent::Comments(batch) => {
+                let Some((frame, n)) = batch.frame_for(&mut state.last_id) else {
+                    return 0;
+                };
+                let wrote = state
+                    .outbox
+                    .write_text(&self.socket, frame.as_bytes(), n as u64);
+                self.wrote(state, wrote);
+                n
+            }
+            RoomEvent::Frame(frame) => {
+                let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
+                self.wrote(state, wrote);
+                0
+            }
+            RoomEvent::Banned(user) => {
+                if self.user.as_ref() == Some(user) {
+                    self.signal(state, Signal::Banned);
+                }
+                0
+            }
+            RoomEvent::Resync => {
+                self.signal(state, Signal::Resync);
+                0
+            }
+        }
+    }
+
+    /// After the room's write: wake the task if bytes now wait, cut the socket off if too
+    /// many do, end it if the write failed.
+    fn wrote(&self, state: &mut State, wrote: io::Result<Wrote>) {
+        match wrote {
+            Ok(Wrote::Sent) => {}
+            Ok(Wrote::Queued) => {
+                if let Some(waker) = state.waker.take() {
+                    waker.wake();
+                }
+            }
+            Ok(Wrote::Full) => {
+                let dropped = state.outbox.cut_off();
+                tracing::info!(dropped, "cutting off a slow consumer");
+                self.metrics
+                    .dropped(DropReason::SlowConsumer, dropped.max(1));
+                self.signal(state, Signal::SlowConsumer);
+            }
+            Err(_) => self.signal(state, Signal::Gone),
+        }
+    }
+
+    fn signal(&self, state: &mut State, signal: Signal) {
+        if state.signal.is_none() {
+            state.signal = Some(signal);
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl<S: RawSocket> Member for Peer<S> {
+    fn deliver(&self, event: &RoomEvent) -> usize {
+        let mut state = self.state();
+        if state.ended || state.signal.is_some() {
+            return 0;
+        }
+        if !state.started {
+            if state.held.len() < MAX_HELD {
+                state.held.push(event.clone());
+            } else {
+                let held = state.held.len() as u64;
+                self.metrics.dropped(DropReason::SlowConsumer, held);
+                self.signal(&mut state, Signal::SlowConsumer);
+            }
+            return 0;
+        }
+        self.apply(&mut state, event)
+    }
+}
+
+/// The socket as tungstenite reads and writes it: reads come from the socket (after any
+/// bytes read with the HTTP request), writes (its pongs and close frames) go through the
+/// peer, in order with everything else.
+pub(super) struct PeerIo<S> {
+    pub(super) peer: Arc<Peer<S>>,
+    prefix: Bytes,
+}
+
+impl<S> PeerIo<S> {
+    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes) -> Self {
+        Self { peer, prefix }
+    }
+}
+
+impl<S: RawSocket> AsyncRead for PeerIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        let socket = &self.peer.socket;
+        loop {
+            std::task::ready!(socket.poll_read_ready(cx))?;
+            match socket.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<S: RawSocket> AsyncWrite for PeerIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let peer = &self.peer;
+        let mut state = peer.state();
+        match state.outbox.write_framed(&peer.socket, buf) {
+            Ok(Wrote::Full) => {
+                peer.wrote(&mut state, Ok(Wrote::Full));
+                Poll::Ready(Err(io::ErrorKind::WouldBlock.into()))
+            }
+            Ok(_) => Poll::Ready(Ok(buf.len())),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.peer.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.peer.poll_flush(cx)
+    }
+}
