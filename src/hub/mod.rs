@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64)));
     }
 
-    /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 50,000) makes at
+    /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 150,000) makes at
     /// most one pass per window, sending what arrived meanwhile as one frame.
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_hot_room_coalesces_within_the_window_a_cold_one_does_not() {
@@ -459,20 +459,21 @@ mod tests {
         hub.dispatch(comments(1..2));
         tokio::time::sleep(settle).await;
         assert_eq!(first.seen().len(), 1, "a cold room does not wait");
-        // 60 comments a second to 1,000 viewers: hot from here on.
-        hub.dispatch(comments(2..62));
+        // 160 comments a second to 1,000 viewers: hot from here on.
+        hub.dispatch(comments(2..162));
         tokio::time::sleep(settle).await;
-        assert_eq!(first.seen().len(), 2, "it was cold when they arrived");
-        hub.dispatch(comments(62..63));
+        // (in two frames: at most 100 comments a frame)
+        assert_eq!(first.seen().len(), 3, "it was cold when they arrived");
+        hub.dispatch(comments(162..163));
         tokio::time::sleep(settle).await;
-        assert_eq!(first.seen().len(), 2, "a hot room waits for its window");
-        hub.dispatch(comments(63..64));
+        assert_eq!(first.seen().len(), 3, "a hot room waits for its window");
+        hub.dispatch(comments(163..164));
         tokio::time::sleep(Duration::from_millis(60)).await;
         let seen = first.seen();
-        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.len(), 4);
         assert_eq!(
-            seen[2],
-            [62, 63],
+            seen[3],
+            [162, 163],
             "what arrived within the window shares a frame"
         );
         drop(members);

@@ -33,8 +33,10 @@ use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, UserId, now_ms};
 use crate::metrics::Metrics;
 
-/// Deliveries per second (local viewers × comments per second) from which a room coalesces.
-pub const HOT_DELIVERIES_PER_SEC: f64 = 50_000.0;
+/// Deliveries per second (local viewers × comments per second) from which a room coalesces:
+/// about three quarters of a core of sends (a loopback send costs ~5 µs), where frames, not
+/// comments, become what a box runs out of.
+pub const HOT_DELIVERIES_PER_SEC: f64 = 150_000.0;
 
 /// Events queued for a room's task before it counts as fallen behind.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
@@ -42,6 +44,10 @@ pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Members handed an event between two yields of the room's task, so that a pass over a
 /// large room does not hold a runtime worker for long.
 const YIELD_EVERY: usize = 512;
+
+/// Fewest members per share when a pass is split over the runtime's workers: below this
+/// a share's sends cost less than handing it to another worker.
+const MIN_SHARE: usize = 256;
 
 /// What the broker said, queued for the room's task.
 pub(super) enum Queued {
@@ -173,14 +179,27 @@ pub(super) async fn run(shared: Arc<Shared>, metrics: Arc<Metrics>, window: Dura
     }
 }
 
-/// Hands one event to every member, yielding now and then; records the fan-out SLI.
+/// Hands one event to every member and records the fan-out SLI. A large room's pass is
+/// split into shares (at least [`MIN_SHARE`] members each, at most one per runtime worker)
+/// written in parallel; the pass ends when every share is done, so no socket sees the next
+/// event first.
 async fn pass(members: &Members, event: &RoomEvent, metrics: &Metrics) {
-    let mut delivered = 0;
-    for (i, member) in members.iter().enumerate() {
-        delivered += member.deliver(event);
-        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            tokio::task::yield_now().await;
-        }
+    let n = members.len();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let shares = workers.min(n / MIN_SHARE).max(1);
+    let share = n.div_ceil(shares);
+    let others: Vec<_> = (1..shares)
+        .map(|i| {
+            let (members, event) = (members.clone(), event.clone());
+            tokio::spawn(async move {
+                let range = i * share..((i + 1) * share).min(members.len());
+                deliver(&members[range], &event).await
+            })
+        })
+        .collect();
+    let mut delivered = deliver(&members[..share.min(n)], event).await;
+    for other in others {
+        delivered += other.await.unwrap_or(0);
     }
     metrics.delivered(delivered as u64);
     if let RoomEvent::Comments(batch) = event {
@@ -190,6 +209,18 @@ async fn pass(members: &Members, event: &RoomEvent, metrics: &Metrics) {
             metrics.latencies.fanout.record(latency, &[]);
         }
     }
+}
+
+/// Hands one event to some members, yielding now and then; the comments delivered.
+async fn deliver(members: &[Arc<dyn Member>], event: &RoomEvent) -> usize {
+    let mut delivered = 0;
+    for (i, member) in members.iter().enumerate() {
+        delivered += member.deliver(event);
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    delivered
 }
 
 /// The queued events as the members get them: runs of comments merged into frames of at

@@ -13,6 +13,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::upgrade::downcast;
@@ -120,7 +121,14 @@ async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: Ws
         Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
     };
     match downcast::<TokioIo<TcpStream>>(upgraded) {
-        Ok(parts) => connection::serve(parts.io.into_inner(), parts.read_buf, session, ws).await,
+        Ok(parts) => {
+            // `read_buf` is a view of hyper's read buffer (8 KiB or more): copied and
+            // dropped here, so that buffer is freed rather than kept per connection.
+            let prefix = Bytes::copy_from_slice(&parts.read_buf);
+            let socket = parts.io.into_inner();
+            drop(parts.read_buf);
+            connection::serve(socket, prefix, session, ws).await;
+        }
         // Only if the server were served over something other than TCP.
         Err(_) => tracing::error!("an upgraded connection is not a TCP socket; dropped"),
     }
