@@ -13,7 +13,7 @@ pub struct CommentBatch {
 }
 
 impl CommentBatch {
-    pub(super) fn new(comments: Vec<Comment>) -> Option<Self> {
+    pub fn new(comments: Vec<Comment>) -> Option<Self> {
         let first = comments.first()?.id;
         let last = comments.last()?.id;
         let frame = ServerFrame::Comments {

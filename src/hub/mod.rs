@@ -201,8 +201,12 @@ impl Hub {
         if changes_history {
             room.changes.fetch_add(1, Ordering::AcqRel);
         }
+        let comments = match &queued {
+            room::Queued::Comments(comments) => comments.len() as u64,
+            _ => 0,
+        };
         if !room.shared.push(queued) {
-            let dropped = room.shared.fell_behind();
+            let dropped = room.shared.fell_behind() + comments;
             tracing::warn!(%stream, dropped, "a room's delivery fell behind; resynchronising its sockets");
             self.inner
                 .metrics
@@ -436,7 +440,8 @@ mod tests {
         assert!(matches!(events[..], [RoomEvent::Resync]), "{events:?}");
         let dropped = hub.inner.metrics.dropped_by_reason();
         let room_lag = dropped.into_iter().find(|(r, _)| *r == "room_lag");
-        assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64)));
+        // The backlog and the comment that found the queue full.
+        assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64 + 1)));
     }
 
     /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 150,000) makes at

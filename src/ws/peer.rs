@@ -323,3 +323,90 @@ impl<S: RawSocket> AsyncWrite for PeerIo<S> {
         self.peer.poll_flush(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+    use crate::domain::{Comment, CommentKind, StreamId};
+    use crate::hub::CommentBatch;
+    use crate::metrics::Latencies;
+
+    fn batch(ids: &[u64]) -> RoomEvent {
+        let stream = StreamId::parse("s").unwrap();
+        let comments = ids
+            .iter()
+            .map(|&ms| Comment {
+                id: CommentId::new(ms, 0),
+                stream_id: stream.clone(),
+                kind: CommentKind::System,
+                user: None,
+                text: format!("c{ms}"),
+                data: None,
+                ts: ms,
+            })
+            .collect();
+        RoomEvent::Comments(Arc::new(CommentBatch::new(comments).unwrap()))
+    }
+
+    /// The text of every frame the client has been sent so far.
+    async fn frames(client: &mut UnixStream) -> Vec<String> {
+        let mut bytes = vec![0; 64 * 1024];
+        let n = client.read(&mut bytes).await.unwrap();
+        let mut rest = &bytes[..n];
+        let mut frames = Vec::new();
+        while !rest.is_empty() {
+            assert_eq!(rest[0], 0x81, "a final text frame");
+            let len = rest[1] as usize;
+            assert!(len < 126, "short frames only in this test");
+            frames.push(String::from_utf8(rest[2..2 + len].to_vec()).unwrap());
+            rest = &rest[2 + len..];
+        }
+        frames
+    }
+
+    /// Events that arrive while `init` is written wait for it and skip what it carried;
+    /// after that, events go straight to the socket.
+    #[tokio::test]
+    async fn events_before_init_are_held_and_deduplicated() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let peer = Peer::new(server, None, metrics);
+        assert_eq!(peer.deliver(&batch(&[1, 2])), 0, "held, not sent");
+        peer.send(&SharedFrame::from("init".to_owned())).unwrap();
+        peer.start(Some(CommentId::new(1, 0)));
+        assert_eq!(peer.deliver(&batch(&[3])), 1);
+        let frames = frames(&mut client).await;
+        assert_eq!(frames.len(), 3, "{frames:?}");
+        assert_eq!(frames[0], "init");
+        assert!(frames[1].contains(r#""id":"2-0""#) && !frames[1].contains(r#""1-0""#));
+        assert!(frames[2].contains(r#""id":"3-0""#));
+    }
+
+    /// A ban of the connection's user, and only of it, ends the connection.
+    #[tokio::test]
+    async fn a_ban_of_this_user_ends_the_connection() {
+        let (server, _client) = UnixStream::pair().unwrap();
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let user = UserId::parse("u").unwrap();
+        let peer = Peer::new(server, Some(user.clone()), metrics);
+        peer.start(None);
+        peer.deliver(&RoomEvent::Banned(UserId::parse("other").unwrap()));
+        let waiting = poll_fn(|cx| Poll::Ready(peer.poll_attention(cx, false).is_pending()));
+        assert!(waiting.await, "another user's ban is not this connection's");
+        peer.deliver(&RoomEvent::Banned(user));
+        match poll_fn(|cx| peer.poll_attention(cx, false)).await {
+            Attention::End(signal) => assert_eq!(signal, Signal::Banned),
+            _ => panic!("expected the end"),
+        }
+        assert_eq!(
+            peer.deliver(&batch(&[1])),
+            0,
+            "nothing is written after the end"
+        );
+    }
+}
