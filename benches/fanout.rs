@@ -25,7 +25,7 @@ use danmaku::auth::Identity;
 use danmaku::broker::BrokerEvent;
 use danmaku::config::Config;
 use danmaku::domain::{Comment, CommentId, CommentKind, StreamId, User, UserId, now_ms};
-use danmaku::hub::{Member, Membership, RoomEvent};
+use danmaku::hub::{Delivery, Member, Membership, RoomEvent, Tier};
 use danmaku::ws::{READ_BUFFER, Session};
 use futures_util::StreamExt;
 use tokio::net::UnixStream;
@@ -108,6 +108,7 @@ impl Comments {
                 text: format!("comment number {} with a typical length of text", self.seq),
                 data: None,
                 ts: now_ms(),
+                by_moderator: false,
             }],
         }
     }
@@ -126,17 +127,17 @@ struct Receiver {
 }
 
 impl Member for Receiver {
-    fn deliver(&self, event: &RoomEvent) -> usize {
+    fn deliver(&self, event: &RoomEvent) -> Delivery {
         let RoomEvent::Comments(batch) = event else {
-            return 0;
+            return Delivery::default();
         };
         let mut last_id = self.last_id.lock().expect("not poisoned");
-        let Some((frame, n)) = batch.frame_for(&mut last_id) else {
-            return 0;
+        let Some(sent) = batch.for_socket(Tier::UNLIMITED, None, &mut last_id) else {
+            return Delivery::default();
         };
-        black_box(frame);
+        black_box(sent.frame);
         self.reads.one_read();
-        n
+        Delivery::sent(sent.comments)
     }
 }
 
@@ -298,6 +299,7 @@ impl Sockets {
                 stream: stream.clone(),
                 identity: Identity::Anonymous,
                 after: None,
+                budget: Tier::UNLIMITED,
                 permit: node.parts().lifecycle.admit().expect("no connection limit"),
                 upgraded_at: Instant::now(),
             });

@@ -191,6 +191,16 @@ pub struct Config {
     )]
     pub coalesce_ms: u64,
 
+    /// User comments per second sent to one viewer at most; 0 is no limit. Beyond it a
+    /// viewer's user comments are thinned (system and moderator comments never are).
+    #[arg(
+        long,
+        env = "DANMAKU_VIEWER_MAX_RATE",
+        value_name = "DANMAKU_VIEWER_MAX_RATE",
+        default_value_t = 30
+    )]
+    pub viewer_max_rate: u32,
+
     /// Deployment slot reported in `init` and `/version`.
     #[arg(
         long,
@@ -259,6 +269,9 @@ impl Config {
         }
         if self.coalesce_ms > 100 {
             return Err(bad("DANMAKU_COALESCE_MS", "must be at most 100"));
+        }
+        if self.viewer_max_rate > 1000 {
+            return Err(bad("DANMAKU_VIEWER_MAX_RATE", "must be at most 1000"));
         }
         if self.idle_timeout_ms < 100 {
             return Err(bad("DANMAKU_IDLE_TIMEOUT_MS", "must be at least 100"));
@@ -332,6 +345,7 @@ impl fmt::Debug for Config {
             .field("ready_ramp_ms", &self.ready_ramp_ms)
             .field("unsubscribe_linger_ms", &self.unsubscribe_linger_ms)
             .field("coalesce_ms", &self.coalesce_ms)
+            .field("viewer_max_rate", &self.viewer_max_rate)
             .field("slot", &self.slot)
             .field("pod_name", &self.pod_name)
             .field("dev", &self.dev)

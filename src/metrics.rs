@@ -109,6 +109,26 @@ impl DropReason {
     }
 }
 
+/// Why a viewer was not sent a comment (it is told of it in `skipped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinReason {
+    /// The viewer's budget of user comments per second was spent.
+    Budget,
+    /// The viewer's socket fell behind and was moved to a thinner tier.
+    SlowConsumer,
+}
+
+impl ThinReason {
+    const ALL: [ThinReason; 2] = [Self::Budget, Self::SlowConsumer];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Budget => "budget",
+            Self::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
 const KINDS: [CommentKind; 5] = [
     CommentKind::User,
     CommentKind::Gift,
@@ -132,6 +152,7 @@ pub struct Metrics {
     published: [AtomicU64; KINDS.len()],
     delivered: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    thinned: [AtomicU64; ThinReason::ALL.len()],
     rejected: [AtomicU64; REJECT_CODES.len()],
     handshakes_refused: AtomicU64,
     subscriptions_rebuilt: AtomicU64,
@@ -146,6 +167,7 @@ impl Metrics {
             published: Default::default(),
             delivered: AtomicU64::new(0),
             dropped: Default::default(),
+            thinned: Default::default(),
             rejected: Default::default(),
             handshakes_refused: AtomicU64::new(0),
             subscriptions_rebuilt: AtomicU64::new(0),
@@ -187,6 +209,12 @@ impl Metrics {
 
     pub fn dropped(&self, reason: DropReason, n: u64) {
         self.dropped[reason.index()].fetch_add(n, Relaxed);
+    }
+
+    pub fn thinned(&self, reason: ThinReason, n: u64) {
+        if n > 0 {
+            self.thinned[reason as usize].fetch_add(n, Relaxed);
+        }
     }
 
     pub fn rejected(&self, code: ErrorCode) {
@@ -236,6 +264,13 @@ impl Metrics {
         DropReason::ALL
             .iter()
             .zip(&self.dropped)
+            .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
+    }
+
+    pub fn thinned_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ThinReason::ALL
+            .iter()
+            .zip(&self.thinned)
             .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
     }
 

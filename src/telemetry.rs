@@ -111,6 +111,17 @@ impl Telemetry {
             .build();
         let m = metrics.clone();
         meter
+            .u64_observable_counter("danmaku.comments.thinned")
+            .with_unit("{message}")
+            .with_description("Comments a viewer was not sent and told of in skipped, by reason")
+            .with_callback(move |o| {
+                for (reason, n) in m.thinned_by_reason() {
+                    o.observe(n, &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        meter
             .u64_observable_counter("danmaku.comments.rejected")
             .with_unit("{comment}")
             .with_description("Client comments refused, by error code")

@@ -190,6 +190,7 @@ impl MemoryBroker {
             text: new.text.into_string(),
             data: new.data,
             ts,
+            by_moderator: new.by_moderator,
         };
         state.last_id = Some(id);
         state.comment_count += 1;
@@ -371,6 +372,7 @@ mod tests {
             }),
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
+            by_moderator: false,
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         }
     }

@@ -64,6 +64,8 @@ pub struct NewComment {
     pub user: Option<User>,
     pub text: CommentText,
     pub data: Option<CommentData>,
+    /// The author moderates the stream: the comment is never thinned.
+    pub by_moderator: bool,
     /// Same key within [`IDEMPOTENCY_TTL`]: the first comment is returned, nothing published.
     pub idempotency_key: Option<IdempotencyKey>,
 }

@@ -15,6 +15,10 @@ pub struct Comment {
     pub data: Option<CommentData>,
     /// Publish time (epoch ms) on the instance that accepted the comment.
     pub ts: u64,
+    /// Posted by a moderator of the stream, so never thinned. Stored and carried between
+    /// instances with the comment (`by_mod`), never sent to clients.
+    #[serde(default, rename = "by_mod", skip_serializing)]
+    pub by_moderator: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -105,6 +109,7 @@ mod tests {
             text: "hello".into(),
             data: None,
             ts: 1_732_240_000_000,
+            by_moderator: false,
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

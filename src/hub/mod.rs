@@ -16,6 +16,7 @@
 
 mod batch;
 mod room;
+mod thinning;
 mod viewers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink, Subscription};
 use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{CommentId, StreamId, UserId};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, Metrics, ThinReason};
 
-pub use batch::CommentBatch;
+pub use batch::{CommentBatch, Sent};
 pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS};
+pub use thinning::Tier;
 
 /// Most comments in one `comments` frame (at most ~3 KiB each: ~300 KiB a frame).
 pub const MAX_FRAME_COMMENTS: usize = 100;
@@ -53,8 +55,42 @@ pub enum RoomEvent {
 pub trait Member: Send + Sync + 'static {
     /// The room's next event, in the room's order, from the room's task. Must not wait:
     /// a member writes what its socket takes now and keeps (boundedly) what it does not.
-    /// Returns how many comments it handed to its socket.
-    fn deliver(&self, event: &RoomEvent) -> usize;
+    fn deliver(&self, event: &RoomEvent) -> Delivery;
+}
+
+/// What members did with an event: the comments handed to sockets, and those left out
+/// (and told of in `skipped`), by why.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: u64,
+    /// Left out by the viewer's budget.
+    pub over_budget: u64,
+    /// Left out because the viewer's socket fell behind.
+    pub behind: u64,
+}
+
+impl Delivery {
+    pub fn sent(n: u64) -> Self {
+        Self {
+            sent: n,
+            ..Self::default()
+        }
+    }
+
+    /// Counts these deliveries in the metrics.
+    pub fn record(&self, metrics: &Metrics) {
+        metrics.delivered(self.sent);
+        metrics.thinned(ThinReason::Budget, self.over_budget);
+        metrics.thinned(ThinReason::SlowConsumer, self.behind);
+    }
+}
+
+impl std::ops::AddAssign for Delivery {
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.over_budget += other.over_budget;
+        self.behind += other.behind;
+    }
 }
 
 struct Room {
@@ -298,11 +334,11 @@ mod tests {
     struct Recorder(Mutex<Vec<RoomEvent>>);
 
     impl Member for Recorder {
-        fn deliver(&self, event: &RoomEvent) -> usize {
+        fn deliver(&self, event: &RoomEvent) -> Delivery {
             self.0.lock().unwrap().push(event.clone());
             match event {
-                RoomEvent::Comments(batch) => batch.comments.len(),
-                _ => 0,
+                RoomEvent::Comments(batch) => Delivery::sent(batch.comments.len() as u64),
+                _ => Delivery::default(),
             }
         }
     }
@@ -338,6 +374,7 @@ mod tests {
             text: "t".into(),
             data: None,
             ts: ms,
+            by_moderator: false,
         }
     }
 

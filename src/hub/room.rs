@@ -28,7 +28,8 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{CommentBatch, MAX_FRAME_COMMENTS, Member, RoomEvent};
+use super::thinning::Samplers;
+use super::{CommentBatch, Delivery, MAX_FRAME_COMMENTS, Member, RoomEvent};
 use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, UserId, now_ms};
 use crate::metrics::Metrics;
@@ -67,6 +68,8 @@ pub(super) struct Shared {
     wake: Notify,
     /// The room is gone from the hub: the task ends once the queue is empty.
     closed: AtomicBool,
+    /// Which user comments each thinning tier keeps.
+    samplers: Arc<Samplers>,
 }
 
 #[derive(Default)]
@@ -84,6 +87,7 @@ impl Shared {
             queue: Mutex::default(),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            samplers: Arc::default(),
         }
     }
 
@@ -169,7 +173,7 @@ pub(super) async fn run(shared: Arc<Shared>, metrics: Arc<Metrics>, window: Dura
             }
             last_pass = Some(Instant::now());
             let members = shared.snapshot();
-            for event in events(queued, &metrics, &mut rate) {
+            for event in events(queued, &shared.samplers, &metrics, &mut rate) {
                 pass(&members, &event, &metrics).await;
             }
         }
@@ -199,9 +203,9 @@ async fn pass(members: &Members, event: &RoomEvent, metrics: &Metrics) {
         .collect();
     let mut delivered = deliver(&members[..share.min(n)], event).await;
     for other in others {
-        delivered += other.await.unwrap_or(0);
+        delivered += other.await.unwrap_or_default();
     }
-    metrics.delivered(delivered as u64);
+    delivered.record(metrics);
     if let RoomEvent::Comments(batch) = event {
         let now = now_ms();
         for comment in &batch.comments {
@@ -211,9 +215,9 @@ async fn pass(members: &Members, event: &RoomEvent, metrics: &Metrics) {
     }
 }
 
-/// Hands one event to some members, yielding now and then; the comments delivered.
-async fn deliver(members: &[Arc<dyn Member>], event: &RoomEvent) -> usize {
-    let mut delivered = 0;
+/// Hands one event to some members, yielding now and then.
+async fn deliver(members: &[Arc<dyn Member>], event: &RoomEvent) -> Delivery {
+    let mut delivered = Delivery::default();
     for (i, member) in members.iter().enumerate() {
         delivered += member.deliver(event);
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
@@ -225,12 +229,18 @@ async fn deliver(members: &[Arc<dyn Member>], event: &RoomEvent) -> usize {
 
 /// The queued events as the members get them: runs of comments merged into frames of at
 /// most [`MAX_FRAME_COMMENTS`], each encoded once. Records SLI 2 for every comment.
-fn events(queued: VecDeque<Queued>, metrics: &Metrics, rate: &mut Rate) -> Vec<RoomEvent> {
+fn events(
+    queued: VecDeque<Queued>,
+    samplers: &Arc<Samplers>,
+    metrics: &Metrics,
+    rate: &mut Rate,
+) -> Vec<RoomEvent> {
     let mut events = Vec::new();
     let mut run: Vec<Comment> = Vec::new();
     let now = now_ms();
     let flush = |run: &mut Vec<Comment>, events: &mut Vec<RoomEvent>| {
-        if let Some(batch) = CommentBatch::new(std::mem::take(run)) {
+        let comments = std::mem::take(run);
+        if let Some(batch) = CommentBatch::thinned_by(comments, Some(samplers.clone())) {
             events.push(RoomEvent::Comments(Arc::new(batch)));
         }
     };

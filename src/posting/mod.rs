@@ -154,6 +154,7 @@ impl Posting {
             user: Some(viewer.user.clone()),
             text,
             data: None,
+            by_moderator: viewer.moderates(stream),
             idempotency_key: None,
         };
         match self.publish(new).await? {
@@ -216,6 +217,7 @@ impl Posting {
             user,
             text,
             data,
+            by_moderator: false,
             idempotency_key,
         })
     }

@@ -29,7 +29,7 @@ use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, StreamId};
-use crate::hub::Membership;
+use crate::hub::{Membership, Tier};
 use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
 
@@ -51,6 +51,9 @@ pub struct Session {
     pub identity: Identity,
     /// `after=`: resume after this comment id.
     pub after: Option<CommentId>,
+    /// The user comments per second it is sent at most (`DANMAKU_VIEWER_MAX_RATE`,
+    /// lowered by `max_rate=`).
+    pub budget: Tier,
     /// Its slot under `DANMAKU_MAX_CONNECTIONS`, held until the connection ends.
     pub permit: ConnectionPermit,
     /// When the handshake completed (SLI 1 runs from here to `init` written).
@@ -70,7 +73,7 @@ pub async fn serve<S: RawSocket>(socket: S, prefix: Bytes, session: Box<Session>
         Identity::Viewer(viewer) => Some(viewer.user.id.clone()),
         Identity::Anonymous => None,
     };
-    let peer = Arc::new(Peer::new(socket, user, ws.metrics.clone()));
+    let peer = Arc::new(Peer::new(socket, user, session.budget, ws.metrics.clone()));
     let io = PeerIo::new(peer, prefix);
     let Some((mut connection, permit, sent)) = Box::pin(open(io, session, &ws)).await else {
         return;
@@ -114,6 +117,7 @@ async fn open<S: RawSocket>(
         after,
         permit,
         upgraded_at,
+        budget: _,
     } = *session;
     let peer = io.peer.clone();
     let joined =
@@ -231,6 +235,13 @@ impl<S: RawSocket> Connection<S> {
                     }
                 },
                 () = &mut write_deadline, if blocked => {
+                    // A socket that takes its bytes, however slowly, is not stalled.
+                    if let Some(since) = self.peer.stalled_since()
+                        && since + self.write_timeout > Instant::now()
+                    {
+                        write_deadline.as_mut().reset((since + self.write_timeout).into());
+                        continue;
+                    }
                     tracing::info!(stream = %self.stream, "closing a socket whose writes stalled");
                     let lost = self.peer.queued_comments().max(1);
                     self.ws.metrics.dropped(DropReason::WriteTimeout, lost);

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::upgrade::downcast;
+use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use super::WsState;
@@ -25,6 +26,7 @@ use crate::api_error::ApiError;
 use crate::auth::{Identity, bearer_token};
 use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, StreamId};
+use crate::hub::Tier;
 use crate::lifecycle::AdmitError;
 
 /// The request's upgrade handle, cloned before axum's [`WebSocketUpgrade`] takes it.
@@ -43,6 +45,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RawUpgrade {
     }
 }
 
+/// The kernel's send buffer of a WebSocket's socket (the kernel doubles it for its own
+/// bookkeeping). Left to itself the kernel grows a loopback or long-haul socket's buffer to
+/// megabytes, seconds of a busy stream that a viewer behind would get late and the server
+/// would not see it fall behind; this much holds a second of the busiest stream a viewer
+/// is sent at a budget, and past it the socket's own queue (see `peer`) thins and bounds it.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// The handler of `GET /v1/streams/{stream_id}/ws`.
 pub async fn handshake(
     State(ws): State<WsState>,
@@ -59,7 +68,7 @@ pub async fn handshake(
             return refuse(&ws, error);
         }
     };
-    let (stream, identity, after) = match check(&ws, &stream, &params, &headers).await {
+    let (stream, identity, after, budget) = match check(&ws, &stream, &params, &headers).await {
         Ok(checked) => checked,
         Err(error) => return refuse(&ws, error),
     };
@@ -96,6 +105,7 @@ pub async fn handshake(
         stream,
         identity,
         after,
+        budget,
         permit,
         upgraded_at: Instant::now(),
     });
@@ -127,6 +137,9 @@ async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: Ws
             let prefix = Bytes::copy_from_slice(&parts.read_buf);
             let socket = parts.io.into_inner();
             drop(parts.read_buf);
+            if let Err(error) = SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER) {
+                tracing::debug!(%error, "could not size the socket's send buffer");
+            }
             connection::serve(socket, prefix, session, ws).await;
         }
         // Only if the server were served over something other than TCP.
@@ -153,7 +166,7 @@ async fn check(
     stream: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<(StreamId, Identity, Option<CommentId>), ApiError> {
+) -> Result<(StreamId, Identity, Option<CommentId>, Tier), ApiError> {
     if ws.lifecycle.is_draining() {
         return Err(draining());
     }
@@ -164,6 +177,16 @@ async fn check(
         .map(|a| a.parse::<CommentId>())
         .transpose()
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("after: {e}")))?;
+    let max_rate = params
+        .get("max_rate")
+        .map(|n| n.parse::<u32>().ok().filter(|&n| n >= 1))
+        .map(|n| {
+            n.ok_or_else(|| {
+                ApiError::new(ErrorCode::Invalid, "max_rate: expected a positive integer")
+            })
+        })
+        .transpose()?;
+    let budget = Tier::for_viewer(ws.settings.viewer_max_rate, max_rate);
     if let (Some(allowed), Some(origin)) =
         (&ws.settings.allowed_origins, headers.get(header::ORIGIN))
         && !origin.to_str().is_ok_and(|o| allowed.allows(o))
@@ -197,5 +220,5 @@ async fn check(
             "this instance is warming up after high load; connect to another",
         ));
     }
-    Ok((stream, identity, after))
+    Ok((stream, identity, after, budget))
 }

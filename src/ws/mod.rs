@@ -71,6 +71,8 @@ pub struct Settings {
     pub init_comments: usize,
     /// The `server` block of `init`.
     pub server: ServerInfo,
+    /// `DANMAKU_VIEWER_MAX_RATE`: a viewer's budget of user comments per second (0: none).
+    pub viewer_max_rate: u32,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             drain: config.drain(),
             init_comments: config.init_comments.min(config.history_len),
             server,
+            viewer_max_rate: config.viewer_max_rate,
         }
     }
 }

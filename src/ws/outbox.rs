@@ -97,10 +97,43 @@ impl Header {
     }
 }
 
+/// The end of a `comments` frame that carries `skipped`: the one part of it that is this
+/// socket's own (the rest is the room's shared bytes, less their closing brace).
+#[derive(Clone, Copy)]
+pub(super) struct Tail {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl Tail {
+    const NONE: Self = Self {
+        bytes: [0; 32],
+        len: 0,
+    };
+
+    /// `,"skipped":<n>}` (at most 32 bytes: `u64::MAX` has 20 digits).
+    fn skipped(n: u64) -> Self {
+        use std::io::Write;
+        let mut bytes = [0; 32];
+        let mut out = &mut bytes[..];
+        write!(out, ",\"skipped\":{n}}}").expect("fits 32 bytes");
+        let len = 32 - out.len();
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
 /// One frame (or framed bytes) waiting, and how much of it went out already.
 struct Waiting {
     header: Header,
     payload: Bytes,
+    tail: Tail,
     written: usize,
     /// Comments it carries, for counting what a cut-off socket lost.
     comments: u64,
@@ -108,17 +141,23 @@ struct Waiting {
 
 impl Waiting {
     fn len(&self) -> usize {
-        self.header.len as usize + self.payload.len()
+        self.header.len as usize + self.payload.len() + self.tail.len as usize
     }
 
-    /// The unwritten part, as at most two slices.
-    fn slices(&self) -> [&[u8]; 2] {
-        let header = self.header.as_slice();
-        if self.written < header.len() {
-            [&header[self.written..], &self.payload]
-        } else {
-            [&[], &self.payload[self.written - header.len()..]]
+    /// The unwritten part, as at most three slices.
+    fn slices(&self) -> [&[u8]; 3] {
+        let mut written = self.written;
+        let mut parts = [
+            self.header.as_slice(),
+            &self.payload[..],
+            self.tail.as_slice(),
+        ];
+        for part in &mut parts {
+            let skip = written.min(part.len());
+            *part = &part[skip..];
+            written -= skip;
         }
+        parts
     }
 }
 
@@ -127,7 +166,7 @@ impl Waiting {
 pub(super) struct Outbox {
     queue: VecDeque<Waiting>,
     bytes: usize,
-    /// Since when the queue has not been empty.
+    /// While the queue is not empty: since when the socket has taken none of it.
     since: Option<Instant>,
 }
 
@@ -146,9 +185,15 @@ impl Outbox {
         self.queue.is_empty()
     }
 
-    /// Since when the socket has had bytes waiting.
-    pub(super) fn blocked_since(&self) -> Option<Instant> {
+    /// While bytes wait: since when the socket has taken none of them (a socket that
+    /// takes some, however slowly, is not stalled).
+    pub(super) fn stalled_since(&self) -> Option<Instant> {
         self.since
+    }
+
+    /// Bytes waiting.
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Comments in frames not wholly written.
@@ -164,7 +209,32 @@ impl Outbox {
         payload: &Bytes,
         comments: u64,
     ) -> io::Result<Wrote> {
-        self.write(socket, Header::text(payload.len()), payload, comments)
+        self.write(
+            socket,
+            Header::text(payload.len()),
+            payload,
+            Tail::NONE,
+            comments,
+        )
+    }
+
+    /// The same for a `comments` frame, with `"skipped": skipped` added when not 0 (the
+    /// shared bytes are written as they are, bar their closing brace).
+    pub(super) fn write_comments(
+        &mut self,
+        socket: &impl RawSocket,
+        frame: &Bytes,
+        comments: u64,
+        skipped: u64,
+    ) -> io::Result<Wrote> {
+        if skipped == 0 {
+            return self.write_text(socket, frame, comments);
+        }
+        debug_assert_eq!(frame.last(), Some(&b'}'), "a JSON object");
+        let body = frame.slice(..frame.len() - 1);
+        let tail = Tail::skipped(skipped);
+        let header = Header::text(body.len() + tail.len as usize);
+        self.write(socket, header, &body, tail, comments)
     }
 
     /// The same for bytes that are framed already (tungstenite's pongs and closes).
@@ -179,9 +249,10 @@ impl Outbox {
                 return Ok(Wrote::Sent);
             }
             let rest = Bytes::copy_from_slice(&bytes[written..]);
-            return Ok(self.push(Header::NONE, rest, 0, 0));
+            return Ok(self.push(Header::NONE, rest, Tail::NONE, 0, 0));
         }
-        Ok(self.push(Header::NONE, Bytes::copy_from_slice(bytes), 0, 0))
+        let bytes = Bytes::copy_from_slice(bytes);
+        Ok(self.push(Header::NONE, bytes, Tail::NONE, 0, 0))
     }
 
     fn write(
@@ -189,26 +260,40 @@ impl Outbox {
         socket: &impl RawSocket,
         header: Header,
         payload: &Bytes,
+        tail: Tail,
         comments: u64,
     ) -> io::Result<Wrote> {
         let mut written = 0;
         if self.queue.is_empty() {
-            let slices = [IoSlice::new(header.as_slice()), IoSlice::new(payload)];
-            written = try_write(socket, &slices)?;
-            if written == header.len as usize + payload.len() {
+            let slices = [
+                IoSlice::new(header.as_slice()),
+                IoSlice::new(payload),
+                IoSlice::new(tail.as_slice()),
+            ];
+            let slices = if tail.len == 0 { &slices[..2] } else { &slices };
+            written = try_write(socket, slices)?;
+            if written == header.len as usize + payload.len() + tail.len as usize {
                 return Ok(Wrote::Sent);
             }
         }
-        Ok(self.push(header, payload.clone(), written, comments))
+        Ok(self.push(header, payload.clone(), tail, written, comments))
     }
 
-    fn push(&mut self, header: Header, payload: Bytes, written: usize, comments: u64) -> Wrote {
+    fn push(
+        &mut self,
+        header: Header,
+        payload: Bytes,
+        tail: Tail,
+        written: usize,
+        comments: u64,
+    ) -> Wrote {
         if self.queue.is_empty() {
             self.since = Some(Instant::now());
         }
         let waiting = Waiting {
             header,
             payload,
+            tail,
             written,
             comments,
         };
@@ -230,7 +315,7 @@ impl Outbox {
     ) -> Poll<io::Result<()>> {
         while !self.queue.is_empty() {
             ready!(socket.poll_write_ready(cx))?;
-            let mut slices = Vec::with_capacity(2 * MAX_SLICES.min(self.queue.len()));
+            let mut slices = Vec::with_capacity(3 * MAX_SLICES.min(self.queue.len()));
             for waiting in self.queue.iter().take(MAX_SLICES) {
                 for slice in waiting.slices() {
                     if !slice.is_empty() {
@@ -245,20 +330,21 @@ impl Outbox {
     }
 
     fn advance(&mut self, mut written: usize) {
+        if written == 0 {
+            return;
+        }
         self.bytes -= written;
         while written > 0 {
             let head = self.queue.front_mut().expect("wrote no more than queued");
             let left = head.len() - head.written;
             if written < left {
                 head.written += written;
-                return;
+                break;
             }
             written -= left;
             self.queue.pop_front();
         }
-        if self.queue.is_empty() {
-            self.since = None;
-        }
+        self.since = (!self.queue.is_empty()).then(Instant::now);
     }
 
     /// Drops every frame not begun (a socket being cut off): what stays is the rest of a
@@ -319,7 +405,7 @@ mod tests {
                 Wrote::Queued
             ));
         }
-        assert!(outbox.blocked_since().is_some());
+        assert!(outbox.stalled_since().is_some());
         assert_eq!(outbox.comments(), 11);
         let half_written = outbox.queue.front().unwrap().written > 0;
         let dropped = outbox.cut_off();
@@ -331,7 +417,7 @@ mod tests {
             all
         });
         poll_fn(|cx| outbox.poll_drain(&server, cx)).await.unwrap();
-        assert!(outbox.is_empty() && outbox.blocked_since().is_none());
+        assert!(outbox.is_empty() && outbox.stalled_since().is_none());
         drop(server);
         let all = reader.await.unwrap();
         // The loop's last frame is the queue's head: kept only if it was begun.
@@ -342,6 +428,50 @@ mod tests {
             all.chunks(1004)
                 .take(whole)
                 .all(|f| f[..4] == [0x81, 126, 3, 232])
+        );
+    }
+
+    /// `skipped` goes in before the shared frame's closing brace, whether the frame goes out
+    /// at once or waits and goes out in pieces.
+    #[tokio::test]
+    async fn skipped_is_added_to_the_shared_frame() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut outbox = Outbox::default();
+        let frame = Bytes::from_static(br#"{"type":"comments","comments":[1]}"#);
+        outbox.write_comments(&server, &frame, 1, 0).unwrap();
+        outbox.write_comments(&server, &frame, 1, 42).unwrap();
+        // Fill the socket so the next one waits, and read everything back.
+        let filler = Bytes::from(vec![b'x'; 4000]);
+        while outbox.is_empty() {
+            outbox.write_text(&server, &filler, 0).unwrap();
+        }
+        outbox.write_comments(&server, &frame, 1, 7).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        poll_fn(|cx| outbox.poll_drain(&server, cx)).await.unwrap();
+        drop(server);
+        let all = reader.await.unwrap();
+        let mut frames = Vec::new();
+        let mut rest = &all[..];
+        while !rest.is_empty() {
+            let (len, at) = match rest[1] {
+                126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+                n => (usize::from(n), 2),
+            };
+            frames.push(&rest[at..at + len]);
+            rest = &rest[at + len..];
+        }
+        assert_eq!(frames[0], &frame[..]);
+        assert_eq!(
+            frames[1],
+            br#"{"type":"comments","comments":[1],"skipped":42}"#
+        );
+        assert_eq!(
+            *frames.last().unwrap(),
+            br#"{"type":"comments","comments":[1],"skipped":7}"#
         );
     }
 }

@@ -6,14 +6,21 @@
 //!
 //! Until the connection's `init` is written the peer holds the room's events (at most
 //! [`MAX_HELD`]); then it sends those `init` did not cover, and from there on writes
-//! as they come. A socket that falls [`MAX_QUEUED_BYTES`](super::outbox::MAX_QUEUED_BYTES)
-//! behind is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
+//! as they come.
+//!
+//! **Thinning and the priority lane.** A viewer is sent the user comments of its tier (its
+//! budget, see `hub::thinning`); what it is not sent is counted and told in the `skipped`
+//! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
+//! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
+//! own comments only), and back up a step per second once its queue is empty. Only a
+//! socket that falls [`MAX_QUEUED_BYTES`](super::outbox::MAX_QUEUED_BYTES) behind even
+//! so is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,11 +28,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::outbox::{Outbox, RawSocket, Wrote};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
-use crate::hub::{Member, RoomEvent};
+use crate::hub::{Delivery, Member, RoomEvent, Tier};
 use crate::metrics::{DropReason, Metrics};
 
 /// Events held for a connection whose `init` is still being written.
 const MAX_HELD: usize = 1024;
+
+/// A socket that falls behind: from how many queued bytes it is held to which tier at
+/// most. Below the first step it keeps its own.
+const SLOWER: [(usize, u32); 3] = [(16 * 1024, 10), (64 * 1024, 2), (128 * 1024, 0)];
+
+/// How long a socket's queue must stay empty between two steps back up.
+const STEP_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the room's side ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +66,11 @@ pub(super) enum Attention {
 
 pub(super) struct Peer<S> {
     socket: S,
-    /// The connection's user, if it has one (a ban names a user).
+    /// The connection's user, if it has one (a ban names a user; its own comments are
+    /// never thinned).
     user: Option<UserId>,
+    /// The viewer's budget of user comments.
+    budget: Tier,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
@@ -70,15 +87,27 @@ struct State {
     /// `init` is written: events go straight to the socket.
     started: bool,
     held: Vec<RoomEvent>,
-    /// The newest comment id this socket has been sent; older ones are never sent again.
+    /// The newest comment id this socket has been sent or told of; older ones are never
+    /// sent again.
     last_id: Option<CommentId>,
+    /// Comments not sent since the last `comments` frame: the next one's `skipped`.
+    skipped: u64,
+    /// Steps down [`SLOWER`] the socket is held, and when it last changed.
+    slower: usize,
+    slower_since: Option<Instant>,
 }
 
 impl<S: RawSocket> Peer<S> {
-    pub(super) fn new(socket: S, user: Option<UserId>, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(
+        socket: S,
+        user: Option<UserId>,
+        budget: Tier,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             socket,
             user,
+            budget,
             metrics,
             state: Mutex::default(),
         }
@@ -95,11 +124,11 @@ impl<S: RawSocket> Peer<S> {
         state.last_id = last_id;
         state.started = true;
         let held = std::mem::take(&mut state.held);
-        let mut delivered = 0;
+        let mut delivered = Delivery::default();
         for event in &held {
             delivered += self.apply(&mut state, event);
         }
-        self.metrics.delivered(delivered as u64);
+        delivered.record(&self.metrics);
     }
 
     /// Queues a frame of the connection's own (`init`, an `ack`, a `pong`, …) behind
@@ -150,7 +179,7 @@ impl<S: RawSocket> Peer<S> {
                 Poll::Ready(Err(_)) => return Poll::Ready(Attention::End(Signal::Gone)),
                 Poll::Pending if armed => {}
                 Poll::Pending => {
-                    let since = state.outbox.blocked_since().unwrap_or_else(Instant::now);
+                    let since = state.outbox.stalled_since().unwrap_or_else(Instant::now);
                     return Poll::Ready(Attention::Blocked(since));
                 }
             }
@@ -170,39 +199,90 @@ impl<S: RawSocket> Peer<S> {
         self.state().outbox.comments()
     }
 
+    /// While bytes wait: since when the socket has taken none of them.
+    pub(super) fn stalled_since(&self) -> Option<Instant> {
+        self.state().outbox.stalled_since()
+    }
+
     /// The connection is ending: the room writes nothing more to it.
     pub(super) fn end(&self) {
         self.state().ended = true;
     }
 
-    /// Sends one event to the socket; returns the comments it carried to this socket.
-    fn apply(&self, state: &mut State, event: &RoomEvent) -> usize {
+    /// Sends one event to the socket.
+    fn apply(&self, state: &mut State, event: &RoomEvent) -> Delivery {
         match event {
             RoomEvent::Comments(batch) => {
-                let Some((frame, n)) = batch.frame_for(&mut state.last_id) else {
-                    return 0;
+                let tier = self.tier(state);
+                let user = self.user.as_ref();
+                let Some(sent) = batch.for_socket(tier, user, &mut state.last_id) else {
+                    return Delivery::default();
                 };
-                let wrote = state
-                    .outbox
-                    .write_text(&self.socket, frame.as_bytes(), n as u64);
-                self.wrote(state, wrote);
-                n
+                state.skipped += sent.skipped;
+                let mut delivery = Delivery::sent(sent.comments);
+                if state.slower > 0 {
+                    delivery.behind = sent.skipped;
+                } else {
+                    delivery.over_budget = sent.skipped;
+                }
+                if let Some(frame) = sent.frame {
+                    let skipped = std::mem::take(&mut state.skipped);
+                    let wrote = state.outbox.write_comments(
+                        &self.socket,
+                        frame.as_bytes(),
+                        sent.comments,
+                        skipped,
+                    );
+                    self.wrote(state, wrote);
+                }
+                delivery
             }
             RoomEvent::Frame(frame) => {
                 let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
                 self.wrote(state, wrote);
-                0
+                Delivery::default()
             }
             RoomEvent::Banned(user) => {
                 if self.user.as_ref() == Some(user) {
                     self.signal(state, Signal::Banned);
                 }
-                0
+                Delivery::default()
             }
             RoomEvent::Resync => {
                 self.signal(state, Signal::Resync);
-                0
+                Delivery::default()
             }
+        }
+    }
+
+    /// The tier this socket is sent now: its budget, or less while it is behind. A socket
+    /// whose queue is empty steps back up, one step per [`STEP_UP_AFTER`] at most.
+    fn tier(&self, state: &mut State) -> Tier {
+        if state.slower > 0
+            && state.outbox.is_empty()
+            && state
+                .slower_since
+                .is_none_or(|since| since.elapsed() >= STEP_UP_AFTER)
+        {
+            state.slower -= 1;
+            state.slower_since = Some(Instant::now());
+        }
+        match state.slower {
+            0 => self.budget,
+            n => self.budget.min(Tier::at_most(SLOWER[n - 1].1)),
+        }
+    }
+
+    /// A socket with bytes waiting steps down [`SLOWER`] as far as they reach.
+    fn fell_behind(state: &mut State) {
+        let queued = state.outbox.queued_bytes();
+        let steps = SLOWER
+            .iter()
+            .take_while(|(from, _)| queued >= *from)
+            .count();
+        if steps > state.slower {
+            state.slower = steps;
+            state.slower_since = Some(Instant::now());
         }
     }
 
@@ -212,6 +292,7 @@ impl<S: RawSocket> Peer<S> {
         match wrote {
             Ok(Wrote::Sent) => {}
             Ok(Wrote::Queued) => {
+                Self::fell_behind(state);
                 if let Some(waker) = state.waker.take() {
                     waker.wake();
                 }
@@ -238,10 +319,10 @@ impl<S: RawSocket> Peer<S> {
 }
 
 impl<S: RawSocket> Member for Peer<S> {
-    fn deliver(&self, event: &RoomEvent) -> usize {
+    fn deliver(&self, event: &RoomEvent) -> Delivery {
         let mut state = self.state();
         if state.ended || state.signal.is_some() {
-            return 0;
+            return Delivery::default();
         }
         if !state.started {
             if state.held.len() < MAX_HELD {
@@ -251,7 +332,7 @@ impl<S: RawSocket> Member for Peer<S> {
                 self.metrics.dropped(DropReason::SlowConsumer, held);
                 self.signal(&mut state, Signal::SlowConsumer);
             }
-            return 0;
+            return Delivery::default();
         }
         self.apply(&mut state, event)
     }
@@ -348,6 +429,7 @@ mod tests {
                 text: format!("c{ms}"),
                 data: None,
                 ts: ms,
+                by_moderator: false,
             })
             .collect();
         RoomEvent::Comments(Arc::new(CommentBatch::new(comments).unwrap()))
@@ -375,11 +457,11 @@ mod tests {
     async fn events_before_init_are_held_and_deduplicated() {
         let (server, mut client) = UnixStream::pair().unwrap();
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
-        let peer = Peer::new(server, None, metrics);
-        assert_eq!(peer.deliver(&batch(&[1, 2])), 0, "held, not sent");
+        let peer = Peer::new(server, None, Tier::UNLIMITED, metrics);
+        assert_eq!(peer.deliver(&batch(&[1, 2])).sent, 0, "held, not sent");
         peer.send(&SharedFrame::from("init".to_owned())).unwrap();
         peer.start(Some(CommentId::new(1, 0)));
-        assert_eq!(peer.deliver(&batch(&[3])), 1);
+        assert_eq!(peer.deliver(&batch(&[3])).sent, 1);
         let frames = frames(&mut client).await;
         assert_eq!(frames.len(), 3, "{frames:?}");
         assert_eq!(frames[0], "init");
@@ -393,7 +475,7 @@ mod tests {
         let (server, _client) = UnixStream::pair().unwrap();
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
         let user = UserId::parse("u").unwrap();
-        let peer = Peer::new(server, Some(user.clone()), metrics);
+        let peer = Peer::new(server, Some(user.clone()), Tier::UNLIMITED, metrics);
         peer.start(None);
         peer.deliver(&RoomEvent::Banned(UserId::parse("other").unwrap()));
         let waiting = poll_fn(|cx| Poll::Ready(peer.poll_attention(cx, false).is_pending()));
@@ -404,7 +486,7 @@ mod tests {
             _ => panic!("expected the end"),
         }
         assert_eq!(
-            peer.deliver(&batch(&[1])),
+            peer.deliver(&batch(&[1])).sent,
             0,
             "nothing is written after the end"
         );

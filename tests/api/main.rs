@@ -19,3 +19,4 @@ mod ws_frames;
 mod ws_handshake;
 mod ws_limits;
 mod ws_moderation;
+mod ws_thinning;

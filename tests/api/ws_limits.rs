@@ -298,6 +298,7 @@ async fn publish(app: &TestApp, stream: &str, text: &str) {
         .publish(NewComment {
             stream: StreamId::parse(stream).unwrap(),
             kind: CommentKind::System,
+            by_moderator: false,
             user: None,
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,

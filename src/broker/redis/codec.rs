@@ -18,6 +18,8 @@ pub(super) struct CommentBody<'a> {
     pub(super) text: &'a str,
     pub(super) data: Option<&'a CommentData>,
     pub(super) ts: u64,
+    #[serde(rename = "by_mod", skip_serializing_if = "std::ops::Not::not")]
+    pub(super) by_moderator: bool,
 }
 
 impl CommentBody<'_> {
@@ -89,6 +91,7 @@ mod tests {
             text: "rose",
             data: Some(&CommentData::from_value(&serde_json::json!({"n": 1})).unwrap()),
             ts: 5,
+            by_moderator: false,
         }
         .encode();
         let comment = parse_entry_message(&format!("7-1 {body}")).unwrap();
@@ -97,6 +100,39 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&comment).unwrap(),
             r#"{"id":"7-1","stream_id":"s","kind":"gift","user":null,"text":"rose","data":{"n":1},"ts":5}"#
+        );
+    }
+
+    /// A moderator's comment is stored as one (other instances must not thin it either),
+    /// and clients never see the mark.
+    #[test]
+    fn a_moderators_comment_keeps_its_mark_between_instances() {
+        let stream = StreamId::parse("s").unwrap();
+        let user = User {
+            id: UserId::parse("boss").unwrap(),
+            name: "Boss".into(),
+        };
+        let body = |by_moderator| {
+            CommentBody {
+                stream_id: &stream,
+                kind: CommentKind::User,
+                user: Some(&user),
+                text: "hi",
+                data: None,
+                ts: 5,
+                by_moderator,
+            }
+            .encode()
+        };
+        assert!(body(true).ends_with(r#","ts":5,"by_mod":true}"#));
+        assert!(body(false).ends_with(r#","ts":5}"#));
+        let marked = parse_entry_message(&format!("7-1 {}", body(true))).unwrap();
+        assert!(marked.by_moderator);
+        assert!(!serde_json::to_string(&marked).unwrap().contains("by_mod"));
+        assert!(
+            !parse_entry_message(&format!("7-1 {}", body(false)))
+                .unwrap()
+                .by_moderator
         );
     }
 

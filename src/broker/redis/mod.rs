@@ -137,6 +137,7 @@ impl RedisBroker {
             text: new.text.as_str(),
             data: new.data.as_ref(),
             ts: now_ms(),
+            by_moderator: new.by_moderator,
         }
         .encode();
         let idem = new.idempotency_key.as_ref().map(|k| k.as_str());

@@ -46,6 +46,7 @@ fn comment(ms: u64) -> Comment {
         text: format!("c{ms}"),
         data: None,
         ts: ms,
+        by_moderator: false,
     }
 }
 
