@@ -33,7 +33,7 @@ use crate::metrics::{DropReason, Metrics, ThinReason};
 
 pub use batch::{CommentBatch, Sent};
 pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS};
-pub use thinning::Tier;
+pub use thinning::{Samplers, Tier};
 
 /// Most comments in one `comments` frame (at most ~3 KiB each: ~300 KiB a frame).
 pub const MAX_FRAME_COMMENTS: usize = 100;

@@ -414,8 +414,15 @@ mod tests {
 
     use super::*;
     use crate::domain::{Comment, CommentKind, StreamId};
-    use crate::hub::CommentBatch;
+    use crate::hub::{CommentBatch, Samplers};
     use crate::metrics::Latencies;
+
+    impl<S: RawSocket> Peer<S> {
+        /// The signal, if the room's side ended the connection.
+        fn poll_attention_now(&self) -> Option<Signal> {
+            self.state().signal
+        }
+    }
 
     fn batch(ids: &[u64]) -> RoomEvent {
         let stream = StreamId::parse("s").unwrap();
@@ -490,5 +497,78 @@ mod tests {
             0,
             "nothing is written after the end"
         );
+    }
+
+    /// Comments of `kind` with long texts, thinned by `samplers`.
+    fn long(ids: std::ops::Range<u64>, kind: CommentKind, samplers: &Arc<Samplers>) -> RoomEvent {
+        let stream = StreamId::parse("s").unwrap();
+        let comments = ids
+            .map(|ms| Comment {
+                id: CommentId::new(ms, 0),
+                stream_id: stream.clone(),
+                kind,
+                user: Some(crate::domain::User {
+                    id: UserId::parse("chat").unwrap(),
+                    name: "chat".into(),
+                }),
+                text: "x".repeat(1000),
+                data: None,
+                ts: ms,
+                by_moderator: false,
+            })
+            .collect();
+        let batch = CommentBatch::thinned_by(comments, Some(samplers.clone())).unwrap();
+        RoomEvent::Comments(Arc::new(batch))
+    }
+
+    /// A socket that stops reading is held to thinner tiers as its queue grows, down to the
+    /// priority lane, before it would be cut off; once it drains it steps back up.
+    #[tokio::test]
+    async fn a_socket_behind_steps_down_to_the_priority_lane_and_back_up() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let peer = Arc::new(Peer::new(server, None, Tier::UNLIMITED, metrics));
+        peer.start(None);
+        let samplers = Arc::new(Samplers::default());
+        let mut next = 0;
+        let mut batch = |n: u64, kind| {
+            next += n;
+            long(next - n..next, kind, &samplers)
+        };
+        // Unread, the socket fills, then its queue; chat is left out from 16 KiB queued on.
+        let chat = peer.deliver(&batch(4, CommentKind::User));
+        assert_eq!(chat.sent, 4, "in its own tier while nothing waits");
+        while peer.state().outbox.queued_bytes() < 16 * 1024 {
+            peer.deliver(&batch(4, CommentKind::Gift));
+        }
+        assert_eq!(peer.state().slower, 1);
+        // Gifts are never thinned: they fill the queue on down to the priority lane.
+        while peer.state().outbox.queued_bytes() < 128 * 1024 {
+            assert_eq!(peer.deliver(&batch(4, CommentKind::Gift)).sent, 4);
+        }
+        assert_eq!(peer.state().slower, SLOWER.len(), "in the priority lane");
+        let chat = peer.deliver(&batch(10, CommentKind::User));
+        assert_eq!((chat.sent, chat.behind), (0, 10), "chat is left out");
+        let gift = peer.deliver(&batch(1, CommentKind::Gift));
+        assert_eq!(gift.sent, 1, "a gift goes out");
+        assert!(peer.poll_attention_now().is_none(), "not cut off");
+
+        // The reader catches up; a second later the socket steps back up.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 1 << 16];
+            while client.read(&mut buf).await.unwrap_or(0) > 0 {}
+        });
+        poll_fn(|cx| peer.poll_flush(cx)).await.unwrap();
+        tokio::time::sleep(STEP_UP_AFTER + Duration::from_millis(100)).await;
+        let chat = peer.deliver(&batch(10, CommentKind::User));
+        assert_eq!(peer.state().slower, SLOWER.len() - 1, "one step up");
+        assert_eq!(
+            (chat.sent, chat.behind),
+            (1, 9),
+            "a tier of 2 a second, fresh"
+        );
+        peer.end();
+        drop(peer);
+        reader.abort();
     }
 }
