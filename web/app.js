@@ -31,6 +31,8 @@
       duplicates: hook.duplicates,
       lastUrl: hook.lastUrl,
       resumed: conn.resumed,
+      skipped: conn.skipped,
+      maxRate: conn.maxRate,
       errors: hook.errors.slice(),
     }),
   };
@@ -48,6 +50,8 @@
     token: null, // the JWT in use, or null (anonymous)
     claims: null,
     lastId: null,
+    maxRate: null, // the max_rate asked for (user comments a second), or null: all the server sends
+    skipped: 0, // comments the server said it skipped (`skipped`) since the list began
     attempt: 0, // failed attempts since the last `init`
     timer: null,
     countdown: null,
@@ -109,6 +113,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const params = new URLSearchParams();
     if (conn.token) params.set("access_token", conn.token);
+    if (conn.maxRate) params.set("max_rate", String(conn.maxRate));
     if (conn.lastId) params.set("after", conn.lastId);
     const q = params.toString();
     return `${scheme}://${location.host}/v1/streams/${encodeURIComponent(conn.stream)}/ws${q ? `?${q}` : ""}`;
@@ -237,9 +242,7 @@
     conn.claims = token ? decodeClaims(token) : null;
     conn.wanted = true;
     conn.attempt = 0;
-    const params = new URLSearchParams(location.search);
-    params.set("stream", stream);
-    history.replaceState(null, "", `?${params}`);
+    updateAddress();
     $("identity").textContent = conn.claims
       ? `${conn.claims.name || conn.claims.sub}${isModerator() ? " · moderator" : ""}`
       : "anonymous";
@@ -247,6 +250,34 @@
     $("connect").textContent = "Reconnect";
     $("disconnect").disabled = false;
     showPostError("");
+    open();
+  }
+
+  // `?stream=` and `?rate=` in the address bar, so a reload or a shared link comes back to both.
+  function updateAddress() {
+    const params = new URLSearchParams(location.search);
+    if (conn.stream) params.set("stream", conn.stream);
+    if (conn.maxRate) params.set("rate", String(conn.maxRate));
+    else params.delete("rate");
+    const q = params.toString();
+    history.replaceState(null, "", q ? `?${q}` : location.pathname);
+  }
+
+  function chosenRate() {
+    const value = $("rate").value;
+    return value ? Number(value) : null;
+  }
+
+  // A new rate takes a new socket: reconnect now, resuming after the last comment shown (the
+  // same `after=` as any reconnect: no gap, no repeat). A reconnect already scheduled (backoff,
+  // a `reconnect` hint) just uses the new rate when it comes.
+  function changeRate() {
+    conn.maxRate = chosenRate();
+    updateAddress();
+    if (!conn.wanted || conn.timer) return;
+    closeSocket(1000, "rate changed");
+    setPosting(false);
+    conn.attempt = 0;
     open();
   }
 
@@ -267,6 +298,8 @@
         onInit(frame);
         break;
       case "comments":
+        // What was skipped came before this frame's comments.
+        if (Number.isInteger(frame.skipped) && frame.skipped > 0) addSkipped(frame.skipped);
         for (const c of frame.comments || []) addComment(c, true);
         break;
       case "deleted":
@@ -403,12 +436,23 @@
 
   // ---- the list -----------------------------------------------------------------------------
   function listIds() {
-    return Array.from($("comments").children, (li) => li.dataset.id);
+    return Array.from($("comments").querySelectorAll(":scope > li[data-id]"), (li) => li.dataset.id);
   }
 
   function clearComments() {
     $("comments").replaceChildren();
     for (const el of $("stage").querySelectorAll(".flyer")) el.remove();
+    conn.skipped = 0;
+    showSkippedTotal();
+  }
+
+  // Appends `li` to the list (comment or skip marker), keeps LIST_LIMIT, follows the bottom.
+  function appendToList(li) {
+    const list = $("comments");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.append(li);
+    while (list.children.length > LIST_LIMIT) list.firstElementChild.remove();
+    if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
   function compareIds(a, b) {
@@ -449,11 +493,42 @@
     time.textContent = ts.toLocaleTimeString();
     li.append(author, text, time);
     if (isModerator()) li.append(modButtons(c));
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    list.append(li);
-    while (list.children.length > LIST_LIMIT) list.firstElementChild.remove();
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    appendToList(li);
     if (fly) flyComment(c, system);
+  }
+
+  function skippedWords(n) {
+    return `${n} comment${n === 1 ? "" : "s"} skipped`;
+  }
+
+  // A "+N" marker where the server skipped comments; one marker for skips with nothing shown
+  // between them.
+  function addSkipped(n) {
+    conn.skipped += n;
+    showSkippedTotal();
+    const last = $("comments").lastElementChild;
+    let li = last && last.classList.contains("skipped") ? last : null;
+    const total = n + (li ? Number(li.dataset.skipped) : 0);
+    if (!li) {
+      li = document.createElement("li");
+      li.className = "skipped";
+      const count = document.createElement("span");
+      count.className = "skipped-count";
+      count.setAttribute("aria-hidden", "true");
+      const label = document.createElement("span");
+      label.className = "visually-hidden";
+      li.append(count, label);
+    }
+    li.dataset.skipped = String(total);
+    li.title = `${skippedWords(total)}: over your rate, or while the connection fell behind`;
+    li.querySelector(".skipped-count").textContent = `+${total}`;
+    li.querySelector(".visually-hidden").textContent = skippedWords(total);
+    if (li !== last) appendToList(li);
+  }
+
+  function showSkippedTotal() {
+    $("skipped").textContent = String(conn.skipped);
+    $("skipped-chip").hidden = conn.skipped === 0;
   }
 
   function removeComment(id) {
@@ -556,12 +631,20 @@
     const params = new URLSearchParams(location.search);
     const stream = params.get("stream");
     if (stream) $("stream").value = stream;
+    const rate = params.get("rate");
+    if (rate && /^[1-9][0-9]{0,5}$/.test(rate)) {
+      // A rate the menu does not offer (a hand-made link) gets an entry of its own.
+      if (![...$("rate").options].some((o) => o.value === rate)) $("rate").add(new Option(rate, rate));
+      $("rate").value = rate;
+    }
+    conn.maxRate = chosenRate();
     if (devMode) $("as-dev").checked = true;
     for (const radio of document.querySelectorAll('input[name="identity"]')) {
       radio.addEventListener("change", showIdentityFields);
     }
     showIdentityFields();
     $("connect-form").addEventListener("submit", connect);
+    $("rate").addEventListener("change", changeRate);
     $("disconnect").addEventListener("click", disconnect);
     $("post-form").addEventListener("submit", send);
     $("text").addEventListener("input", updateCount);

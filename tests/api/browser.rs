@@ -479,6 +479,201 @@ async fn two_browsers_chat_see_errors_and_resume_after_a_reconnect_hint() {
     m.close().await;
 }
 
+/// Thinning as a viewer sees it: choosing 1 comment a second reconnects with `max_rate=1`
+/// (resuming with `after=`), a burst of other people's comments arrives as a few comments and
+/// "+N" markers, and the user comments listed plus the skipped total are exactly the user
+/// comments published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_at_one_comment_a_second_sees_how_many_were_skipped() {
+    // The server's budget is the default (30 a second); the page asks for less.
+    let app = spawn_app_with(|c| c.viewer_max_rate = 30).await;
+    let driver = Driver::start().await;
+    let stream = "browser-thin";
+    // Tall enough to show the header, the stage and the list without scrolling.
+    let v = driver.session(1280, 1400).await;
+    v.join(&app, stream, None).await;
+    let state = v.state().await;
+    assert_eq!(state["maxRate"], Value::Null, "{state}");
+    assert!(
+        !state["lastUrl"].as_str().unwrap().contains("max_rate"),
+        "{state}"
+    );
+    // A comment to resume after.
+    let first = app.post_system(stream, "warm-up").await;
+    v.until("the warm-up comment", &list_has("warm-up")).await;
+
+    // Choosing 1 a second reconnects at once, with max_rate=1 and after=<the last id>.
+    v.client
+        .find(Locator::Css("#rate"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    v.until(
+        "the reconnect at 1 a second",
+        "window.__danmaku.state().connects === 2 && \
+         document.getElementById('conn-state').textContent.startsWith('connected (resumed)')",
+    )
+    .await;
+    let state = v.state().await;
+    assert_eq!(state["maxRate"], 1, "{state}");
+    assert!(
+        state["lastUrl"].as_str().unwrap().ends_with(&format!(
+            "?max_rate=1&after={}",
+            first["id"].as_str().unwrap()
+        )),
+        "{state}"
+    );
+    assert_eq!(
+        v.js("return location.search;").await,
+        json!(format!("?stream={stream}&rate=1"))
+    );
+
+    // 60 user comments by four people within about a second, then a system comment (never
+    // skipped) whose frame carries the count of whatever was skipped before it.
+    let users = ["ann", "bob", "cy", "dee"];
+    let mut tick = tokio::time::interval(Duration::from_millis(15));
+    for i in 0..60 {
+        tick.tick().await;
+        let user = users[i % users.len()];
+        let response = app
+            .post(
+                stream,
+                json!({"kind": "user", "text": format!("burst {i}"),
+                       "user": {"id": user, "name": format!("{user}-name")}}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    app.post_system(stream, "end").await;
+    v.until("the end of the burst", &list_has("end")).await;
+    v.until(
+        "a +N marker",
+        "document.querySelector('#comments li.skipped')",
+    )
+    .await;
+
+    let page = v
+        .js("const s = window.__danmaku.state(); \
+             const markers = [...document.querySelectorAll('#comments li.skipped')]; \
+             return { \
+               listed: document.querySelectorAll('#comments li[data-kind=\"user\"]').length, \
+               skipped: s.skipped, duplicates: s.duplicates, \
+               markers: markers.map(li => Number(li.dataset.skipped)), \
+               shown: markers.map(li => li.querySelector('.skipped-count').textContent), \
+               labels: markers.map(li => li.querySelector('.visually-hidden').textContent), \
+               total: document.getElementById('skipped').textContent, \
+               chipHidden: document.getElementById('skipped-chip').hidden };")
+        .await;
+    let listed = page["listed"].as_u64().unwrap();
+    let skipped = page["skipped"].as_u64().unwrap();
+    assert_eq!(listed + skipped, 60, "{page}");
+    assert!(
+        listed <= 10,
+        "at 1 a second, a burst of 60 is mostly skipped: {page}"
+    );
+    let markers: Vec<u64> = page["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(markers.iter().sum::<u64>(), skipped, "{page}");
+    for (i, n) in markers.iter().enumerate() {
+        assert_eq!(page["shown"][i], json!(format!("+{n}")), "{page}");
+        let plural = if *n == 1 { "" } else { "s" };
+        assert_eq!(
+            page["labels"][i],
+            json!(format!("{n} comment{plural} skipped")),
+            "{page}"
+        );
+    }
+    assert_eq!(page["total"], json!(skipped.to_string()), "{page}");
+    assert_eq!(page["chipHidden"], false, "{page}");
+    assert_eq!(page["duplicates"], 0, "{page}");
+
+    let shot = v.screenshot("session-thinned-rate-1").await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+    let errors = v.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    v.close().await;
+}
+
+/// The page's side of `skipped`, fed frames directly: a marker before the frame's comments,
+/// skips with nothing shown between them merged, the total in the header and in `state()`,
+/// and `?rate=` preselecting the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_marks_skipped_comments_and_merges_adjacent_skips() {
+    let app = spawn_app_with(|_| {}).await;
+    let driver = Driver::start().await;
+    let p = driver.session(1280, 900).await;
+    p.client
+        .goto(&app.url("/?stream=marks&rate=7"))
+        .await
+        .unwrap();
+    p.until("the page script", "window.__danmaku").await;
+    // 7 is not on the menu: a link's rate gets an entry of its own.
+    assert_eq!(
+        p.js("return document.getElementById('rate').value;").await,
+        "7"
+    );
+    assert_eq!(p.state().await["maxRate"], 7);
+    assert_eq!(
+        p.js("return document.getElementById('skipped-chip').hidden;")
+            .await,
+        true
+    );
+
+    p.js("const c = (id, text) => \
+            ({id, kind: 'user', user: {id: 'u', name: 'U'}, text, ts: Date.now()}); \
+          const feed = window.__danmaku.handleFrame; \
+          feed({type: 'comments', skipped: 1, comments: [c('1-0', 'one')]}); \
+          feed({type: 'comments', comments: [c('2-0', 'two')]}); \
+          feed({type: 'comments', skipped: 2, comments: []}); \
+          feed({type: 'comments', skipped: 4, comments: [c('3-0', 'three')]}); \
+          feed({type: 'comments', skipped: 0, comments: [c('4-0', 'four')]});")
+        .await;
+    let rows = p
+        .js(
+            "return [...document.querySelectorAll('#comments li')].map(li => \
+               li.classList.contains('skipped') \
+                 ? [li.querySelector('.skipped-count').textContent, \
+                    li.querySelector('.visually-hidden').textContent] \
+                 : li.querySelector('.text').textContent);",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([
+            ["+1", "1 comment skipped"],
+            "one",
+            "two",
+            ["+6", "6 comments skipped"],
+            "three",
+            "four"
+        ])
+    );
+    let state = p.state().await;
+    assert_eq!(state["skipped"], 7, "{state}");
+    assert_eq!(state["ids"], json!(["1-0", "2-0", "3-0", "4-0"]), "{state}");
+    assert_eq!(p.text_of("#skipped-chip").await, "skipped 7");
+
+    // Back to everything: no max_rate, and no rate= in the address.
+    p.client
+        .find(Locator::Css("#rate"))
+        .await
+        .unwrap()
+        .select_by_value("")
+        .await
+        .unwrap();
+    assert_eq!(p.state().await["maxRate"], Value::Null);
+    assert_eq!(p.js("return location.search;").await, "?stream=marks");
+    let errors = p.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    p.close().await;
+}
+
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     let app = spawn_app_with(|_| {}).await;
