@@ -10,10 +10,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use crate::ipc::{Command, Event, Plan, Scenario, Totals};
+use crate::ipc::{Command, Event, Plan, Scenario, StreamTotals, Totals};
 use crate::plan::Layout;
 use crate::procfs;
-use crate::result::{InstanceSample, InstanceSeries, Limit, Summary, Tick, ToolCost};
+use crate::result::{
+    InstanceSample, InstanceSeries, Limit, PerViewerRate, Summary, Tick, ToolCost,
+};
 use crate::stats::Latency;
 
 /// How the measured phase runs.
@@ -102,7 +104,7 @@ pub async fn run(
     workers: u32,
     timing: &Timing,
     sampled: &Sampled,
-    token: impl Fn(&str) -> Option<String>,
+    token: impl Fn(&str, Option<&str>) -> Option<String>,
 ) -> anyhow::Result<Outcome> {
     let plans = layout.split(workers, token);
     let collected = drive(layout.scenario, plans, timing, sampled).await?;
@@ -228,6 +230,28 @@ async fn drive(
 
     let mut sampler = tokio::time::interval(Duration::from_secs(1));
     let setup_deadline = Duration::from_secs(60 + connections as u64 / 200);
+    // Every worker posts its history first; only then do the viewers connect.
+    {
+        let gathering = gather(
+            &mut events,
+            count,
+            setup_deadline,
+            "history posted",
+            |_, _| {},
+            |e| matches!(e, Event::Prefilled).then_some(()),
+        );
+        tokio::pin!(gathering);
+        loop {
+            tokio::select! {
+                done = &mut gathering => {
+                    done?;
+                    break;
+                }
+                _ = sampler.tick() => sample(instances, &mut samples),
+            }
+        }
+    }
+    send(&mut workers, Command::Connect).await?;
     let ready = {
         let gathering = gather(
             &mut events,
@@ -318,6 +342,7 @@ async fn drive(
         &mut samples,
         &mut events,
         &mut ticks,
+        plans.first().is_some_and(|p| p.expect_end),
     )
     .await?;
     sample(instances, &mut samples);
@@ -373,16 +398,19 @@ const MAX_SETTLE: Duration = Duration::from_secs(60);
 /// Deliveries are over once no worker reported one for this long.
 const QUIET: Duration = Duration::from_millis(2500);
 
-/// Waits at least `min`, then until deliveries stop arriving (a server that fell behind still
-/// delivers its backlog, which must not count as lost), at most [`MAX_SETTLE`].
+/// Waits at least `min`, then until every viewer has its stream's end marker (nothing can come
+/// after it) or deliveries stop arriving (a server that fell behind still delivers its
+/// backlog, which must not count as lost), at most [`MAX_SETTLE`].
 async fn settle(
     min: Duration,
     instances: &[Instance],
     samples: &mut Samples,
     events: &mut mpsc::UnboundedReceiver<(u32, Event)>,
     ticks: &mut [Vec<crate::ipc::TickCounts>],
+    expect_end: bool,
 ) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
+    let ticks_before: Vec<usize> = ticks.iter().map(Vec::len).collect();
     let mut last_delivery = start;
     let mut sampler = tokio::time::interval(Duration::from_secs(1));
     let mut check = tokio::time::interval(Duration::from_millis(250));
@@ -391,7 +419,12 @@ async fn settle(
             _ = check.tick() => {
                 let now = tokio::time::Instant::now();
                 let quiet = now.duration_since(last_delivery) >= QUIET;
-                if (now.duration_since(start) >= min && quiet) || now.duration_since(start) >= MAX_SETTLE {
+                // By each worker's latest tick, sent since posting stopped.
+                let ended = expect_end
+                    && ticks.iter().zip(&ticks_before).all(|(t, &before)| {
+                        t.len() > before && t.last().is_some_and(|t| t.awaiting_end == 0)
+                    });
+                if (now.duration_since(start) >= min && (quiet || ended)) || now.duration_since(start) >= MAX_SETTLE {
                     return Ok(());
                 }
             }
@@ -432,7 +465,10 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
     let mut sent = 0;
     let (mut accepted, mut rejected, mut deliveries, mut frames, mut duplicates, mut order) =
         (0, 0, 0, 0, 0, 0);
-    let mut viewers_by_stream: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut viewers_by_stream: HashMap<u32, StreamTotals> = HashMap::new();
+    let mut system_by_stream: HashMap<u32, u64> = HashMap::new();
+    let (mut system_sent, mut system_accepted, mut system_rejected) = (0, 0, 0);
+    let mut ends_by_stream: HashMap<u32, u64> = HashMap::new();
     let (mut upgrades, mut cycles) = (0, 0);
     for t in &c.totals {
         latency.merge(&t.latency);
@@ -456,12 +492,20 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
             accepted += p.accepted;
             sent += p.sent;
             rejected += p.rejected;
+            system_sent += p.system_sent;
+            system_accepted += p.system_accepted;
+            system_rejected += p.system_rejected;
             *accepted_by_stream.entry(p.stream_index).or_default() += p.accepted;
+            *system_by_stream.entry(p.stream_index).or_default() += p.system_accepted;
+        }
+        for &stream in &t.ends_accepted {
+            *ends_by_stream.entry(stream).or_default() += 1;
         }
         for s in &t.streams {
-            let entry = viewers_by_stream.entry(s.stream_index).or_default();
-            entry.0 += s.viewers;
-            entry.1 += s.distinct;
+            viewers_by_stream
+                .entry(s.stream_index)
+                .or_default()
+                .merge(s);
         }
     }
     // A worker's totals repeat the connect errors its ready report gave.
@@ -490,13 +534,52 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
 
     match layout.scenario {
         Scenario::Fanout => {
-            let losses: u64 = viewers_by_stream
-                .iter()
-                .map(|(stream, &(viewers, distinct))| {
-                    let expected = viewers * accepted_by_stream.get(stream).copied().unwrap_or(0);
-                    expected.saturating_sub(distinct)
+            // Published on each stream after every viewer's `init` (no viewer connects before
+            // the history is in): the acknowledged user and system comments and end marker.
+            let published: HashMap<u32, Published> = viewers_by_stream
+                .keys()
+                .map(|&stream| {
+                    let get = |m: &HashMap<u32, u64>| m.get(&stream).copied().unwrap_or(0);
+                    let system = get(&system_by_stream);
+                    let all = get(&accepted_by_stream) + system + get(&ends_by_stream);
+                    (stream, Published { all, system })
                 })
-                .sum();
+                .collect();
+            let books = account(&viewers_by_stream, &published);
+            let missing_end = books.viewers - books.ended;
+            if layout.end_markers && missing_end > 0 {
+                eprintln!(
+                    "warning: {missing_end} viewers never got their stream's end marker: what was left out after their last frame is not in `skipped`"
+                );
+            }
+            let posting_s = timing.duration.as_secs_f64();
+            summary.skipped = Some(books.skipped);
+            summary.excess = Some(books.excess);
+            summary.system_sent_comments = Some(system_sent);
+            summary.system_accepted_comments = Some(system_accepted);
+            summary.system_rejected_comments = Some(system_rejected);
+            summary.system_deliveries = Some(books.system_received);
+            summary.system_losses = Some(books.system_losses);
+            summary.system_received_pct = (books.system_expected > 0)
+                .then(|| books.system_received as f64 * 100.0 / books.system_expected as f64);
+            if books.viewers > 0 {
+                summary.user_per_viewer_per_s = Some(PerViewerRate {
+                    mean: books.user as f64 / books.viewers as f64 / posting_s,
+                    min: books.user_min as f64 / posting_s,
+                    max: books.user_max as f64 / posting_s,
+                });
+            }
+            let viewers: u64 = layout.viewers.iter().sum();
+            if viewers > 0 {
+                let offered: f64 = layout
+                    .viewers
+                    .iter()
+                    .zip(layout.stream_rates())
+                    .map(|(&v, (user, _))| v as f64 * user)
+                    .sum();
+                summary.offered_user_per_viewer_per_s = Some(offered / viewers as f64);
+            }
+            let losses = books.losses;
             summary.offered_comments_per_s =
                 Some(layout.posters.iter().map(|&p| p as f64).sum::<f64>() * layout.poster_rate);
             summary.sent_comments = Some(sent);
@@ -512,6 +595,10 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
                 .fold(timing.duration.as_secs_f64(), f64::max);
             summary.deliveries_per_s = Some(deliveries as f64 / delivering_s);
             summary.frames = Some(frames);
+            if frames > 0 {
+                summary.comments_per_frame = Some(deliveries as f64 / frames as f64);
+            }
+            summary.skipped_per_s = Some(books.skipped as f64 / delivering_s);
             summary.losses = Some(losses);
             summary.duplicates = Some(duplicates);
             summary.order_violations = Some(order);
@@ -582,6 +669,66 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
     }
 }
 
+/// Comments published on a stream after its viewers' `init`: all of them, and the system
+/// comments among them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Published {
+    all: u64,
+    system: u64,
+}
+
+/// The books of a fanout run, per viewer: received + skipped against published.
+#[derive(Debug, Default, PartialEq)]
+struct Books {
+    viewers: u64,
+    /// Viewers that got their stream's end marker.
+    ended: u64,
+    /// Sum over viewers of what published exceeded received + skipped by.
+    losses: u64,
+    /// Sum over viewers of what received + skipped exceeded published by (an accounting
+    /// error: a comment counted twice, or a `skipped` too large).
+    excess: u64,
+    skipped: u64,
+    user: u64,
+    user_min: u64,
+    user_max: u64,
+    system_received: u64,
+    /// System comments the viewers should have received (each viewer every one).
+    system_expected: u64,
+    /// System comments a viewer did not receive (never thinned, so each one missing is lost).
+    system_losses: u64,
+}
+
+fn account(streams: &HashMap<u32, StreamTotals>, published: &HashMap<u32, Published>) -> Books {
+    let mut books = Books::default();
+    let mut first = true;
+    for (stream, totals) in streams {
+        if totals.viewers == 0 {
+            continue;
+        }
+        let p = published.get(stream).copied().unwrap_or_default();
+        for &(accounted, viewers) in &totals.accounted {
+            books.losses += p.all.saturating_sub(accounted) * viewers;
+            books.excess += accounted.saturating_sub(p.all) * viewers;
+        }
+        books.viewers += totals.viewers;
+        books.ended += totals.ended;
+        books.skipped += totals.skipped;
+        books.user += totals.user;
+        books.user_min = if first {
+            totals.user_min
+        } else {
+            books.user_min.min(totals.user_min)
+        };
+        books.user_max = books.user_max.max(totals.user_max);
+        first = false;
+        books.system_received += totals.system;
+        books.system_expected += p.system * totals.viewers;
+        books.system_losses += (p.system * totals.viewers).saturating_sub(totals.system);
+    }
+    books
+}
+
 /// CPU seconds the processes `pids` used between two instants (`None` without any).
 fn cpu_between(samples: &Samples, pids: &[u32], from: Instant, to: Instant) -> Option<f64> {
     if pids.is_empty() {
@@ -630,6 +777,7 @@ fn merge_ticks(ticks: &[Vec<crate::ipc::TickCounts>]) -> Vec<Tick> {
                 if let Some(t) = worker.get(i) {
                     tick.deliveries += t.deliveries;
                     tick.frames += t.frames;
+                    tick.skipped += t.skipped;
                     tick.connected += t.connected;
                     tick.upgrades += t.upgrades;
                     latency.merge(&t.latency);
@@ -711,8 +859,12 @@ fn verdict(
         machine_cores.map_or("?".to_owned(), |c| format!("{c:.2}")),
     );
     let offered = layout.offered_deliveries_per_s();
-    let short_of_offer = layout.scenario == Scenario::Fanout
-        && summary.deliveries_per_s.is_some_and(|d| d < 0.95 * offered);
+    // Comments left out by thinning were handled, not late: they count against the offer.
+    let handled_per_s = summary
+        .deliveries_per_s
+        .map(|d| d + summary.skipped_per_s.unwrap_or(0.0));
+    let short_of_offer =
+        layout.scenario == Scenario::Fanout && handled_per_s.is_some_and(|d| d < 0.95 * offered);
     let late = summary.latency_ms.as_ref().is_some_and(|p| p.p99 > 50.0);
     let single_threaded = layout.target == crate::proto::Target::Socketio;
     let (verdict, why) = if tool.max_worker_cores >= 0.9 {
@@ -744,5 +896,82 @@ fn verdict(
     Limit {
         verdict: verdict.to_owned(),
         reason: format!("{why}: {figures}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(
+        index: u32,
+        accounted: &[(u64, u64)],
+        user: (u64, u64, u64),
+        system: u64,
+    ) -> StreamTotals {
+        let viewers = accounted.iter().map(|a| a.1).sum();
+        StreamTotals {
+            stream_index: index,
+            viewers,
+            distinct: 0,
+            skipped: 10,
+            user: user.0,
+            user_min: user.1,
+            user_max: user.2,
+            system,
+            ended: viewers,
+            accounted: accounted.to_vec(),
+        }
+    }
+
+    #[test]
+    fn books_hold_per_viewer() {
+        // Stream 0: 100 published (10 system); three viewers account for 100, one for 97 (3
+        // lost), one for 101 (1 too many). Stream 1: 20 published, 4 system; both viewers
+        // account for all, and got 7 of the 8 system comments between them.
+        let streams = HashMap::from([
+            (
+                0,
+                stream(0, &[(97, 1), (100, 3), (101, 1)], (200, 30, 50), 50),
+            ),
+            (1, stream(1, &[(20, 2)], (30, 15, 15), 7)),
+        ]);
+        let published = HashMap::from([
+            (
+                0,
+                Published {
+                    all: 100,
+                    system: 10,
+                },
+            ),
+            (1, Published { all: 20, system: 4 }),
+        ]);
+        let books = account(&streams, &published);
+        assert_eq!(
+            books,
+            Books {
+                viewers: 7,
+                ended: 7,
+                losses: 3,
+                excess: 1,
+                skipped: 20,
+                user: 230,
+                user_min: 15,
+                user_max: 50,
+                system_received: 57,
+                system_expected: 58,
+                system_losses: 1,
+            }
+        );
+        // Two workers' viewers of one stream merge.
+        let mut merged = StreamTotals::default();
+        merged.merge(&stream(0, &[(100, 2)], (60, 20, 40), 20));
+        merged.merge(&stream(0, &[(100, 1), (99, 1)], (70, 10, 60), 20));
+        assert_eq!(merged.viewers, 4);
+        assert_eq!(
+            (merged.user, merged.user_min, merged.user_max),
+            (130, 10, 60)
+        );
+        assert_eq!(merged.accounted, vec![(99, 1), (100, 3)]);
     }
 }

@@ -24,6 +24,16 @@ pub struct Plan {
     pub churn_choices: Vec<Endpoint>,
     /// Handshakes in flight at once in this worker.
     pub concurrency: usize,
+    /// Fanout: one moderator per stream with posters, posting the stream's end marker
+    /// ([`crate::proto::end_text`]) once every poster's comments are acknowledged.
+    #[serde(default)]
+    pub closers: Vec<PosterSpec>,
+    /// Whether viewers wait for their stream's end marker (the settle ends once all have it).
+    #[serde(default)]
+    pub expect_end: bool,
+    /// Bearer token of the service API, for system comments.
+    #[serde(default)]
+    pub service_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -55,6 +65,9 @@ pub struct Endpoint {
     /// Index of the stream in the run (for loss accounting).
     pub stream_index: u32,
     pub source: Ipv4Addr,
+    /// User comments per second the connection asks for at most (`max_rate=`).
+    #[serde(default)]
+    pub max_rate: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,12 +82,17 @@ pub struct PosterSpec {
     pub rate: f64,
     /// Comments to post before the run (history for `init`), as fast as acknowledged.
     pub prefill: u32,
+    /// Fraction of the comments posted as system comments (gifts, over the service API).
+    #[serde(default)]
+    pub system_share: f64,
 }
 
 /// Coordinator → worker, after the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
+    /// Every worker's history is posted: open the viewers' connections.
+    Connect,
     /// Start the measured phase (posting, churn loops, the storm's reconnect wave).
     Start,
     /// Stop posting; keep reading.
@@ -87,6 +105,9 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
+    /// The posters are connected and the history is posted; waiting for [`Command::Connect`]
+    /// (so that no viewer connects before every stream's history is in).
+    Prefilled,
     /// Every connection of the plan is open (or failed), history is posted.
     Ready {
         connected: u64,
@@ -111,6 +132,12 @@ pub enum Event {
 pub struct TickCounts {
     pub deliveries: u64,
     pub frames: u64,
+    /// Comments the server told viewers it left out (`skipped`).
+    #[serde(default)]
+    pub skipped: u64,
+    /// Viewers still waiting for their stream's end marker.
+    #[serde(default)]
+    pub awaiting_end: u64,
     pub connected: u64,
     pub upgrades: u64,
     pub latency: Buckets,
@@ -129,6 +156,7 @@ pub struct Totals {
     pub last_delivery_s: f64,
     /// Every text frame read during the measured phase (the tool's unit of work).
     pub frames: u64,
+    /// `comments` frames that carried at least one delivery.
     pub comment_frames: u64,
     pub deliveries: u64,
     pub duplicates: u64,
@@ -143,20 +171,93 @@ pub struct Totals {
     /// Viewers that stayed connected through the run, and the distinct comments they got.
     pub streams: Vec<StreamTotals>,
     pub posters: Vec<PosterTotals>,
+    /// The streams whose end marker the server acknowledged.
+    #[serde(default)]
+    pub ends_accepted: Vec<u32>,
 }
 
+/// What the viewers of one stream that stayed connected through the run saw, summed over
+/// them, with what must hold per viewer kept per viewer (as counts of viewers per value).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StreamTotals {
     pub stream_index: u32,
     pub viewers: u64,
+    /// Distinct benchmark comments received (user and system; not the end marker).
     pub distinct: u64,
+    /// Sum of `skipped`.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Distinct user comments received, and the fewest and most one viewer received.
+    #[serde(default)]
+    pub user: u64,
+    #[serde(default)]
+    pub user_min: u64,
+    #[serde(default)]
+    pub user_max: u64,
+    /// Distinct system comments received.
+    #[serde(default)]
+    pub system: u64,
+    /// Viewers that received the end marker.
+    #[serde(default)]
+    pub ended: u64,
+    /// Each viewer's received + skipped (the end marker counted), as (value, viewers) in
+    /// increasing value: it must equal the comments published on the stream after the
+    /// viewer's `init`. (Pairs, not a map: an internally tagged [`Event`] cannot read a map's
+    /// integer keys back.)
+    #[serde(default)]
+    pub accounted: Vec<(u64, u64)>,
+}
+
+impl StreamTotals {
+    /// Adds another worker's viewers of the same stream.
+    pub fn merge(&mut self, other: &StreamTotals) {
+        if other.viewers == 0 {
+            return;
+        }
+        self.user_min = if self.viewers == 0 {
+            other.user_min
+        } else {
+            self.user_min.min(other.user_min)
+        };
+        self.user_max = self.user_max.max(other.user_max);
+        self.stream_index = other.stream_index;
+        self.viewers += other.viewers;
+        self.distinct += other.distinct;
+        self.skipped += other.skipped;
+        self.user += other.user;
+        self.system += other.system;
+        self.ended += other.ended;
+        for &(value, viewers) in &other.accounted {
+            match self.accounted.binary_search_by_key(&value, |a| a.0) {
+                Ok(at) => self.accounted[at].1 += viewers,
+                Err(at) => self.accounted.insert(at, (value, viewers)),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PosterTotals {
     pub index: u32,
     pub stream_index: u32,
+    /// User comments (over the WebSocket).
     pub sent: u64,
     pub accepted: u64,
     pub rejected: u64,
+    /// System comments (over the service API).
+    #[serde(default)]
+    pub system_sent: u64,
+    #[serde(default)]
+    pub system_accepted: u64,
+    #[serde(default)]
+    pub system_rejected: u64,
+}
+
+impl PosterTotals {
+    /// Comments sent and not yet answered.
+    pub fn in_flight(&self) -> u64 {
+        (self.sent + self.system_sent).saturating_sub(
+            self.accepted + self.rejected + self.system_accepted + self.system_rejected,
+        )
+    }
 }

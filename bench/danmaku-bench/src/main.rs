@@ -8,6 +8,7 @@
 mod compare;
 mod coordinator;
 mod floor;
+mod http;
 mod ipc;
 mod plan;
 mod procfs;
@@ -64,6 +65,18 @@ enum Commands {
         /// Put this fraction of the viewers on the first stream (one hot stream).
         #[arg(long)]
         hot: Option<f64>,
+        /// Connections ask for at most N user comments per second (`max_rate=N`, capped at
+        /// the server's `DANMAKU_VIEWER_MAX_RATE`); 0: not asked, the server's budget.
+        #[arg(long, default_value_t = 0)]
+        max_rate: u32,
+        /// Fraction (0 to 1) of the posted comments that are system comments: gifts posted
+        /// over the service API (`POST /v1/streams/{id}/comments`), never thinned.
+        #[arg(long, default_value_t = 0.0)]
+        system_share: f64,
+        /// Bearer token of danmaku's service API, for `--system-share` (the first of a
+        /// comma-separated list, as in the server's `DANMAKU_SERVICE_TOKENS`).
+        #[arg(long, env = "DANMAKU_SERVICE_TOKENS", hide_env_values = true)]
+        service_token: Option<String>,
     },
     /// Connect N clients, then drop and reconnect them all at once; report upgrades/s and
     /// `init` latency of the reconnect wave.
@@ -224,8 +237,8 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
     };
     let secret = common.jwt_secret.clone();
     let target = common.target;
-    let token = move |user: &str| match target {
-        Target::Danmaku => Some(sign(&secret, user)),
+    let token = move |user: &str, moderated: Option<&str>| match target {
+        Target::Danmaku => Some(sign(&secret, user, moderated)),
         Target::Socketio => None,
     };
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -275,6 +288,9 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         rate: f64,
         hot: Option<f64>,
         churn: Option<(u32, u64, u64)>,
+        max_rate: u32,
+        system_share: f64,
+        service_token: Option<String>,
     }
     let (scenario, common, shape) = match command {
         Commands::Idle {
@@ -297,6 +313,9 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
             posters,
             rate,
             hot,
+            max_rate,
+            system_share,
+            service_token,
         } => (
             Scenario::Fanout,
             common,
@@ -307,6 +326,9 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
                 rate,
                 hot,
                 churn: None,
+                max_rate,
+                system_share,
+                service_token,
             },
         ),
         Commands::Storm {
@@ -346,12 +368,32 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         rate,
         hot,
         churn,
+        max_rate,
+        system_share,
+        service_token,
     } = shape;
     if streams == 0 || common.urls.is_empty() || common.sources == 0 {
         bail!("--streams, --url and --sources must not be empty");
     }
     if hot.is_some_and(|h| !(0.0..=1.0).contains(&h)) {
         bail!("--hot is a fraction between 0 and 1");
+    }
+    if !(0.0..=1.0).contains(&system_share) {
+        bail!("--system-share is a fraction between 0 and 1");
+    }
+    let danmaku = common.target == Target::Danmaku;
+    if !danmaku && (max_rate > 0 || system_share > 0.0) {
+        bail!(
+            "--max-rate and --system-share are danmaku's (the Socket.IO peer neither thins nor has a service API)"
+        );
+    }
+    // The first token of a `DANMAKU_SERVICE_TOKENS`-style list.
+    let service_token = service_token
+        .as_deref()
+        .and_then(|t| t.split(',').map(str::trim).find(|t| !t.is_empty()))
+        .map(str::to_owned);
+    if system_share > 0.0 && service_token.is_none() {
+        bail!("--system-share needs --service-token (or DANMAKU_SERVICE_TOKENS)");
     }
     let run_id: u32 = rand::random::<u32>() & 0xff_ffff;
     let weights = popularity(streams, common.zipf, hot);
@@ -380,6 +422,12 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         churn_slots: slots,
         churn_hold_ms: (hold_min, hold_max),
         concurrency: common.concurrency,
+        max_rate: (max_rate > 0).then_some(max_rate),
+        system_share,
+        service_token,
+        // A server that thins tells a viewer what it left out in its next `comments` frame:
+        // a last comment per stream that no server thins (a moderator's) carries the rest.
+        end_markers: scenario == Scenario::Fanout && danmaku,
     };
     let params = serde_json::json!({
         "case": common.case,
@@ -388,6 +436,8 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         "posters": posters,
         "rate": rate,
         "hot": hot,
+        "max_rate": max_rate,
+        "system_share": system_share,
         "zipf": common.zipf,
         "history": common.history,
         "duration_s": common.duration,
@@ -419,13 +469,17 @@ fn parse_pids(pids: &[String]) -> anyhow::Result<Vec<Instance>> {
         .collect()
 }
 
-/// An HS256 token danmaku accepts for `user`, valid for a day.
-fn sign(secret: &str, user: &str) -> String {
+/// An HS256 token danmaku accepts for `user`, valid for a day; a moderator of the stream
+/// `moderated` when given.
+fn sign(secret: &str, user: &str, moderated: Option<&str>) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 86_400;
-    let claims = serde_json::json!({ "sub": user, "name": user, "exp": exp });
+    let mut claims = serde_json::json!({ "sub": user, "name": user, "exp": exp });
+    if let Some(stream) = moderated {
+        claims["mod"] = serde_json::json!([stream]);
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -506,6 +560,46 @@ fn print_summary(r: &RunResult) {
             s.duplicates.unwrap_or(0),
             s.order_violations.unwrap_or(0)
         ));
+        lines.push(format!(
+            "delivered {} comments in {} frames ({} per frame), thinned (skipped) {} ({:.0}/s), lost {}, excess {}",
+            s.deliveries.unwrap_or(0),
+            s.frames.unwrap_or(0),
+            s.comments_per_frame
+                .map_or("-".to_owned(), |c| format!("{c:.2}")),
+            s.skipped.unwrap_or(0),
+            s.skipped_per_s.unwrap_or(0.0),
+            s.losses.unwrap_or(0),
+            s.excess.unwrap_or(0),
+        ));
+        if let Some(u) = &s.user_per_viewer_per_s {
+            let asked = r.params["max_rate"].as_u64().filter(|&n| n > 0);
+            lines.push(format!(
+                "user comments per viewer per second: mean {:.2}, min {:.2}, max {:.2} (offered {:.2}, max_rate {})",
+                u.mean,
+                u.min,
+                u.max,
+                s.offered_user_per_viewer_per_s.unwrap_or(0.0),
+                asked.map_or("not asked".to_owned(), |n| n.to_string())
+            ));
+        }
+        if s.system_sent_comments.is_some_and(|n| n > 0) {
+            lines.push(format!(
+                "system comments sent {} accepted {} refused {}, received {} ({}), lost {}",
+                s.system_sent_comments.unwrap_or(0),
+                s.system_accepted_comments.unwrap_or(0),
+                s.system_rejected_comments.unwrap_or(0),
+                s.system_deliveries.unwrap_or(0),
+                s.system_received_pct
+                    .map_or("-".to_owned(), |p| format!("{p:.2} %")),
+                s.system_losses.unwrap_or(0),
+            ));
+        }
+        if let (Some(p), Some(cpu)) = (&s.latency_ms, s.server_cpu_ms_per_1k_deliveries) {
+            lines.push(format!(
+                "p99 publish→receive {:.2} ms, server CPU per 1k delivered {cpu:.2} ms",
+                p.p99
+            ));
+        }
     }
     for (name, p) in [
         ("latency (ts)", &s.latency_ms),

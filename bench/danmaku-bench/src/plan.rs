@@ -29,6 +29,14 @@ pub struct Layout {
     pub churn_slots: u32,
     pub churn_hold_ms: (u64, u64),
     pub concurrency: usize,
+    /// Fanout: user comments per second each connection asks for at most (`max_rate=`).
+    pub max_rate: Option<u32>,
+    /// Fanout: fraction of each poster's comments posted as system comments.
+    pub system_share: f64,
+    /// Bearer token of the service API (system comments).
+    pub service_token: Option<String>,
+    /// Fanout: close every stream with posters with an end marker posted by a moderator.
+    pub end_markers: bool,
 }
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
@@ -82,12 +90,24 @@ impl Layout {
         self.viewers.iter().sum::<u64>() + self.posters.iter().map(|&p| p as u64).sum::<u64>()
     }
 
+    /// Fanout: user and system comments per second posted to each stream.
+    pub fn stream_rates(&self) -> Vec<(f64, f64)> {
+        self.posters
+            .iter()
+            .map(|&p| {
+                let total = p as f64 * self.poster_rate;
+                (total * (1.0 - self.system_share), total * self.system_share)
+            })
+            .collect()
+    }
+
     fn endpoint(&self, stream: usize, n: usize) -> Endpoint {
         Endpoint {
             base: self.urls[n % self.urls.len()].clone(),
             stream: self.streams[stream].clone(),
             stream_index: stream as u32,
             source: self.sources[n % self.sources.len()],
+            max_rate: self.max_rate,
         }
     }
 
@@ -95,7 +115,15 @@ impl Layout {
     /// shares a process with thousands of busy viewers posts late, and the offered load would
     /// fall with the tool's backlog. Viewers of a stream alternate between instances, so every
     /// stream with two viewers or more crosses instances; viewers are dealt to workers in turn.
-    pub fn split(&self, workers: u32, token: impl Fn(&str) -> Option<String>) -> Vec<Plan> {
+    /// The end markers' moderators go with the posters (they post once those are answered).
+    ///
+    /// `token(user, moderated)` signs a user's token, as a moderator of the stream named
+    /// `moderated` when given.
+    pub fn split(
+        &self,
+        workers: u32,
+        token: impl Fn(&str, Option<&str>) -> Option<String>,
+    ) -> Vec<Plan> {
         let has_posters = self.posters.iter().any(|&p| p > 0);
         let workers = workers.max(1);
         let mut plans: Vec<Plan> = (0..workers + u32::from(has_posters))
@@ -109,6 +137,9 @@ impl Layout {
                 churn_hold_ms: self.churn_hold_ms,
                 churn_choices: Vec::new(),
                 concurrency: self.concurrency,
+                closers: Vec::new(),
+                expect_end: self.end_markers && has_posters,
+                service_token: self.service_token.clone(),
             })
             .collect();
         let count = workers as usize;
@@ -120,12 +151,26 @@ impl Layout {
                 plans[count].posters.push(PosterSpec {
                     index: poster_index,
                     endpoint: self.endpoint(stream, n),
-                    token: token(&user),
+                    token: token(&user, None),
                     user,
                     rate: self.poster_rate,
                     prefill: 0,
+                    system_share: self.system_share,
                 });
                 poster_index += 1;
+                n += 1;
+            }
+            if self.end_markers && self.posters[stream] > 0 {
+                let user = format!("bench-end-{stream}");
+                plans[count].closers.push(PosterSpec {
+                    index: u32::MAX - (1 << 20) - stream as u32,
+                    endpoint: self.endpoint(stream, n),
+                    token: token(&user, Some(&self.streams[stream])),
+                    user,
+                    rate: 0.0,
+                    prefill: 0,
+                    system_share: 0.0,
+                });
                 n += 1;
             }
         }
@@ -136,10 +181,11 @@ impl Layout {
                 plans[n % count].posters.push(PosterSpec {
                     index: u32::MAX - stream as u32,
                     endpoint: self.endpoint(stream, n),
-                    token: token(&user),
+                    token: token(&user, None),
                     user,
                     rate: 0.0,
                     prefill: self.prefill,
+                    system_share: 0.0,
                 });
                 n += 1;
             }
@@ -204,12 +250,19 @@ mod tests {
             churn_slots: 0,
             churn_hold_ms: (0, 0),
             concurrency: 10,
+            max_rate: Some(7),
+            system_share: 0.25,
+            service_token: Some("svc".into()),
+            end_markers: true,
         };
+        assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);
         assert_eq!(
             layout.offered_deliveries_per_s(),
             6.0 * 2.0 * 5.0 + 2.0 * 5.0
         );
-        let plans = layout.split(2, |user| Some(format!("t-{user}")));
+        let plans = layout.split(2, |user, moderated| {
+            Some(format!("t-{user}-{}", moderated.unwrap_or("")))
+        });
         assert_eq!(plans.len(), 3, "two for the viewers, one for the posters");
         assert_eq!(plans[2].posters.len(), 3);
         assert!(plans[2].viewers.is_empty());
@@ -229,6 +282,32 @@ mod tests {
             .collect();
         assert!(on_a.contains(&"ws://127.0.0.1:1") && on_a.contains(&"ws://127.0.0.1:2"));
         assert!(plans[..2].iter().all(|p| p.viewers.len() == 4));
-        assert_eq!(plans[2].posters[0].token.as_deref(), Some("t-poster-0"));
+        assert_eq!(plans[2].posters[0].token.as_deref(), Some("t-poster-0-"));
+        assert_eq!(plans[2].posters[0].system_share, 0.25);
+        // One end marker per stream with posters, from a moderator of that stream.
+        let closers: Vec<(&str, Option<&str>)> = plans[2]
+            .closers
+            .iter()
+            .map(|c| (c.endpoint.stream.as_str(), c.token.as_deref()))
+            .collect();
+        assert_eq!(
+            closers,
+            vec![
+                ("a", Some("t-bench-end-0-a")),
+                ("b", Some("t-bench-end-1-b"))
+            ]
+        );
+        assert!(plans.iter().all(|p| p.expect_end));
+        assert!(
+            plans
+                .iter()
+                .all(|p| p.service_token.as_deref() == Some("svc"))
+        );
+        assert!(
+            plans
+                .iter()
+                .flat_map(|p| &p.viewers)
+                .all(|e| e.max_rate == Some(7))
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The two wire protocols the load generator speaks: danmaku's JSON frames, and Socket.IO 5 over
 //! Engine.IO 4 on a plain WebSocket (the peer in `bench/peers/socketio`).
 //!
-//! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `text` and `ts`,
-//! and an acknowledgement's `ref`, `id` or error. Everything else is skipped by serde without
-//! being built.
+//! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `kind`, `text`
+//! and `ts`, a `comments` frame's `skipped`, and an acknowledgement's `ref`, `id` or error.
+//! Everything else is skipped by serde without being built.
 
 use std::borrow::Cow;
 
@@ -26,15 +26,30 @@ impl Target {
         }
     }
 
-    /// The WebSocket URL of `stream` on the instance at `base` (`ws://host:port`).
-    pub fn url(self, base: &str, stream: &str, token: Option<&str>) -> String {
+    /// The WebSocket URL of `stream` on the instance at `base` (`ws://host:port`), asking
+    /// for at most `max_rate` user comments a second when given (danmaku's `max_rate=`).
+    pub fn url(
+        self,
+        base: &str,
+        stream: &str,
+        token: Option<&str>,
+        max_rate: Option<u32>,
+    ) -> String {
         let base = base.trim_end_matches('/');
-        match (self, token) {
-            (Target::Danmaku, Some(token)) => {
-                format!("{base}/v1/streams/{stream}/ws?access_token={token}")
+        match self {
+            Target::Danmaku => {
+                let query: Vec<String> = max_rate
+                    .map(|n| format!("max_rate={n}"))
+                    .into_iter()
+                    .chain(token.map(|t| format!("access_token={t}")))
+                    .collect();
+                if query.is_empty() {
+                    format!("{base}/v1/streams/{stream}/ws")
+                } else {
+                    format!("{base}/v1/streams/{stream}/ws?{}", query.join("&"))
+                }
             }
-            (Target::Danmaku, None) => format!("{base}/v1/streams/{stream}/ws"),
-            (Target::Socketio, _) => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+            Target::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
         }
     }
 
@@ -83,8 +98,13 @@ impl Target {
 pub enum Frame<'a> {
     /// The first frame of a stream (its comments are history, not deliveries).
     Init,
-    /// New comments.
-    Comments(Vec<WireComment<'a>>),
+    /// New comments, and how many of the stream's comments the server chose not to send
+    /// this connection since its previous `comments` frame or `init` (`skipped`, 0 when
+    /// absent).
+    Comments {
+        comments: Vec<WireComment<'a>>,
+        skipped: u64,
+    },
     /// A post was accepted (`id`) or refused (`error`).
     Ack {
         reference: Option<Cow<'a, str>>,
@@ -106,9 +126,19 @@ pub const ENGINE_IO_PONG: &str = "3";
 pub struct WireComment<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
+    /// `user`, `gift`, `follow`, `mission` or `system` (absent: `user`).
+    #[serde(borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub text: Cow<'a, str>,
     pub ts: u64,
+}
+
+impl WireComment<'_> {
+    /// A user comment: the only kind a server may thin.
+    pub fn is_user(&self) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == "user")
+    }
 }
 
 /// The union of the payload fields of every frame kind of both protocols.
@@ -118,6 +148,8 @@ struct Payload<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     comments: Vec<WireComment<'a>>,
+    #[serde(default)]
+    skipped: u64,
     #[serde(rename = "ref", borrow, default)]
     reference: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -130,7 +162,10 @@ impl<'a> Frame<'a> {
     fn from_payload(kind: &str, payload: Payload<'a>) -> Self {
         match kind {
             "init" => Frame::Init,
-            "comments" => Frame::Comments(payload.comments),
+            "comments" => Frame::Comments {
+                comments: payload.comments,
+                skipped: payload.skipped,
+            },
             "ack" => Frame::Ack {
                 reference: payload.reference,
                 error: payload.error,
@@ -170,6 +205,19 @@ pub fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
     format!("bench {poster} {seq} {sent_unix_us}")
 }
 
+/// The text of the end marker of a stream: the last comment of a run on it, posted by a
+/// moderator once every other comment is acknowledged. A server never thins a moderator's
+/// comment, so every viewer gets it, and its frame carries the `skipped` of whatever was
+/// left out after the viewer's previous frame.
+pub fn end_text(stream_index: u32) -> String {
+    format!("bench-end {stream_index}")
+}
+
+/// Parses [`end_text`]: the stream index.
+pub fn parse_end_text(text: &str) -> Option<u32> {
+    text.strip_prefix("bench-end ")?.parse().ok()
+}
+
 /// Parses [`comment_text`]; `None` for comments the benchmark did not post.
 pub fn parse_comment_text(text: &str) -> Option<(u32, u32, u64)> {
     let mut parts = text.strip_prefix("bench ")?.split(' ');
@@ -189,16 +237,28 @@ mod tests {
     fn decodes_danmaku_frames() {
         let t = Target::Danmaku;
         let frame = format!(r#"{{"type":"comments","comments":[{COMMENT}]}}"#);
-        let Frame::Comments(comments) = t.decode(&frame).unwrap() else {
+        let Frame::Comments { comments, skipped } = t.decode(&frame).unwrap() else {
             panic!("not comments");
         };
+        assert_eq!(skipped, 0, "absent means 0");
         assert_eq!(comments.len(), 1);
+        assert!(comments[0].is_user());
         assert_eq!(comments[0].id, "1732240000000-3");
         assert_eq!(comments[0].ts, 1_732_240_000_000);
         assert_eq!(
             parse_comment_text(&comments[0].text),
             Some((4, 7, 1_732_240_000_000_123))
         );
+        // Thinned: `skipped`, and a gift (never thinned) between two user comments.
+        let gift = r#"{"id":"1732240000001-0","stream_id":"s1","kind":"gift","user":null,"text":"bench 4 1 5","data":{"n":1},"ts":1732240000001}"#;
+        let frame = format!(r#"{{"type":"comments","comments":[{COMMENT},{gift}],"skipped":12}}"#);
+        let Frame::Comments { comments, skipped } = t.decode(&frame).unwrap() else {
+            panic!("not comments");
+        };
+        assert_eq!(skipped, 12);
+        assert_eq!(comments.len(), 2);
+        assert!(!comments[1].is_user());
+        assert_eq!(comments[1].kind.as_deref(), Some("gift"));
         let init = r#"{"type":"init","stream_id":"s1","comments":[],"viewer_count":1,"resumed":false,"server":{"pod":"p","slot":"blue","version":"0.1.0"}}"#;
         assert_eq!(t.decode(init).unwrap(), Frame::Init);
         let ack = r#"{"type":"ack","ref":"c1","id":"1-0"}"#;
@@ -238,7 +298,7 @@ mod tests {
             Frame::Refused(r#"{"message":"bad_request"}"#.to_owned())
         );
         let frame = format!(r#"42["comments",{{"comments":[{COMMENT}]}}]"#);
-        let Frame::Comments(comments) = t.decode(&frame).unwrap() else {
+        let Frame::Comments { comments, .. } = t.decode(&frame).unwrap() else {
             panic!("not comments");
         };
         assert_eq!(comments[0].ts, 1_732_240_000_000);
@@ -260,11 +320,19 @@ mod tests {
     #[test]
     fn encodes_what_each_server_expects() {
         assert_eq!(
-            Target::Danmaku.url("ws://127.0.0.1:8080/", "s1", Some("t")),
+            Target::Danmaku.url("ws://127.0.0.1:8080/", "s1", Some("t"), None),
             "ws://127.0.0.1:8080/v1/streams/s1/ws?access_token=t"
         );
         assert_eq!(
-            Target::Socketio.url("ws://127.0.0.1:9000", "s1", None),
+            Target::Danmaku.url("ws://127.0.0.1:8080", "s1", None, Some(5)),
+            "ws://127.0.0.1:8080/v1/streams/s1/ws?max_rate=5"
+        );
+        assert_eq!(
+            Target::Danmaku.url("ws://127.0.0.1:8080", "s1", Some("t"), Some(5)),
+            "ws://127.0.0.1:8080/v1/streams/s1/ws?max_rate=5&access_token=t"
+        );
+        assert_eq!(
+            Target::Socketio.url("ws://127.0.0.1:9000", "s1", None, Some(5)),
             "ws://127.0.0.1:9000/socket.io/?EIO=4&transport=websocket"
         );
         assert_eq!(
@@ -283,5 +351,8 @@ mod tests {
         assert_eq!(post["type"], "comment");
         assert_eq!(parse_comment_text("hello"), None);
         assert_eq!(parse_comment_text(&comment_text(1, 2, 3)), Some((1, 2, 3)));
+        assert_eq!(parse_end_text(&end_text(7)), Some(7));
+        assert_eq!(parse_comment_text(&end_text(7)), None);
+        assert_eq!(parse_end_text(&comment_text(1, 2, 3)), None);
     }
 }

@@ -309,6 +309,25 @@ fn table_columns() -> Vec<Column> {
             "accepted comments a connected viewer never received",
             |s| s.losses.map(fmt_int),
         ),
+        Column::summary(
+            "thinned",
+            "comments the server told viewers it left out (skipped)",
+            |s| s.skipped.map(fmt_int),
+        ),
+        Column::summary(
+            "user/viewer/s",
+            "user comments one viewer received per second (mean over viewers)",
+            |s| {
+                s.user_per_viewer_per_s
+                    .as_ref()
+                    .map(|u| fmt_fixed(u.mean, 1))
+            },
+        ),
+        Column::summary(
+            "system recv %",
+            "system comments received, percent of accepted × viewers",
+            |s| s.system_received_pct.map(|p| fmt_fixed(p, 2)),
+        ),
         Column::summary("dups", "duplicate deliveries", |s| {
             s.duplicates.map(fmt_int)
         }),
@@ -1002,6 +1021,7 @@ mod tests {
                 t_s: f64::from(t),
                 deliveries: rate + 1_000 * u64::from(t % 4),
                 frames: rate / 10,
+                skipped: 0,
                 connected: 10_000,
                 upgrades: 0,
                 latency_p50_ms: lat + 0.1 * f64::from(t),

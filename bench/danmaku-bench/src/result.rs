@@ -57,8 +57,48 @@ pub struct Summary {
     pub deliveries_per_s: Option<f64>,
     /// Frames received by viewers carrying those deliveries (a frame may batch several).
     pub frames: Option<u64>,
-    /// Accepted comments a viewer that stayed connected never received.
+    /// Deliveries per `comments` frame.
+    #[serde(default)]
+    pub comments_per_frame: Option<f64>,
+    /// Comments the server told viewers it chose not to send them (the sum of `skipped`:
+    /// thinned to their budget, or left out while they were behind), fanout.
+    #[serde(default)]
+    pub skipped: Option<u64>,
+    #[serde(default)]
+    pub skipped_per_s: Option<f64>,
+    /// Comments a viewer that stayed connected neither received nor was told it was not
+    /// sent: the sum over viewers of published − received − skipped, where below 0.
     pub losses: Option<u64>,
+    /// The sum over viewers of received + skipped − published, where above 0 (an
+    /// accounting error of the server's `skipped`, or a comment counted twice).
+    #[serde(default)]
+    pub excess: Option<u64>,
+    /// User comments one viewer received per second of posting: the mean over viewers, the
+    /// fewest and the most.
+    #[serde(default)]
+    pub user_per_viewer_per_s: Option<PerViewerRate>,
+    /// User comments per second posted to a viewer's stream, the mean over viewers: what an
+    /// unthinned viewer would get.
+    #[serde(default)]
+    pub offered_user_per_viewer_per_s: Option<f64>,
+    /// System comments (gifts over the service API) the posters sent, the server accepted
+    /// and refused.
+    #[serde(default)]
+    pub system_sent_comments: Option<u64>,
+    #[serde(default)]
+    pub system_accepted_comments: Option<u64>,
+    #[serde(default)]
+    pub system_rejected_comments: Option<u64>,
+    /// System comments received by viewers (counted in `deliveries` too).
+    #[serde(default)]
+    pub system_deliveries: Option<u64>,
+    /// System comments a viewer never received (never thinned, so every one missing is lost;
+    /// also counted in `losses` unless the server counted it in `skipped`).
+    #[serde(default)]
+    pub system_losses: Option<u64>,
+    /// System comments received, percent of accepted ones × viewers of their stream.
+    #[serde(default)]
+    pub system_received_pct: Option<f64>,
     pub duplicates: Option<u64>,
     /// Comments received out of id order (danmaku promises id order per connection).
     pub order_violations: Option<u64>,
@@ -95,6 +135,14 @@ pub struct Summary {
     pub other_cpu_s: Option<f64>,
 }
 
+/// A per-viewer rate: its mean over viewers, the lowest and the highest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PerViewerRate {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Percentiles {
@@ -116,6 +164,9 @@ pub struct Tick {
     pub deliveries: u64,
     /// Frames received in this second.
     pub frames: u64,
+    /// Comments the server told viewers it left out (`skipped`) in this second.
+    #[serde(default)]
+    pub skipped: u64,
     /// Connections open at the end of this second.
     pub connected: u64,
     /// Upgrades (`init` received) completed in this second.

@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::LocalSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +28,9 @@ use crate::ipc::{
     Totals,
 };
 use crate::procfs;
-use crate::proto::{ENGINE_IO_PONG, Frame, Target, comment_text, parse_comment_text};
+use crate::proto::{
+    ENGINE_IO_PONG, Frame, Target, comment_text, end_text, parse_comment_text, parse_end_text,
+};
 use crate::stats::Latency;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -58,6 +60,8 @@ struct State {
     frames: u64,
     comment_frames: u64,
     deliveries: u64,
+    /// Sum of `skipped` in the measured phase.
+    skipped: u64,
     duplicates: u64,
     order_violations: u64,
     disconnects: u64,
@@ -70,25 +74,40 @@ struct State {
     streams: HashMap<u32, StreamTotals>,
     posters: Vec<PosterTotals>,
     warnings: u32,
+    /// Whether viewers wait for their stream's end marker, and how many still do.
+    expect_end: bool,
+    awaiting_end: u64,
+    /// Streams whose end marker was acknowledged.
+    ends_accepted: Vec<u32>,
 }
 
 #[derive(Default)]
 struct TickState {
     deliveries: u64,
     frames: u64,
+    skipped: u64,
     upgrades: u64,
     latency: Latency,
 }
 
 type Shared = Rc<RefCell<State>>;
 
-/// What a viewer remembers to count duplicates, order and distinct comments.
+/// What a viewer remembers to count duplicates, order, distinct comments and what the
+/// server left out.
 #[derive(Default)]
 struct Seen {
-    /// Last sequence number received from each poster (posters number their comments 1, 2, …).
-    last_seq: HashMap<u32, u32>,
+    /// Last sequence number received from each poster, of its user and of its system
+    /// comments apart (a poster numbers each kind 1, 2, …, and the two take different roads).
+    last_seq: HashMap<(u32, bool), u32>,
     last_id: Option<(u64, u64)>,
+    /// Distinct benchmark comments (user and system).
     distinct: u64,
+    user: u64,
+    system: u64,
+    /// Sum of `skipped` since `init`.
+    skipped: u64,
+    /// Whether the stream's end marker came.
+    ended: bool,
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -122,7 +141,22 @@ async fn main_loop() -> anyhow::Result<()> {
     let (phase_tx, phase) = watch::channel(Phase::Setup);
     let handshakes = Rc::new(Semaphore::new(plan.concurrency.max(1)));
 
+    state.borrow_mut().expect_end = plan.expect_end;
     let posters = setup_posters(&plan, &state).await;
+    let closers = setup_closers(&plan, &state).await;
+    // No viewer connects before every worker's history is posted: comments published after
+    // a viewer's `init` are counted against what it receives.
+    emit(&Event::Prefilled);
+    match lines
+        .next_line()
+        .await?
+        .as_deref()
+        .map(serde_json::from_str::<Command>)
+    {
+        Some(Ok(Command::Connect)) => {}
+        Some(other) => bail!("expected connect, got {other:?}"),
+        None => return Ok(()),
+    }
     spawn_connections(&plan, &state, &phase, &handshakes);
     while state.borrow().setup_pending > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -136,7 +170,24 @@ async fn main_loop() -> anyhow::Result<()> {
         });
     }
     for (spec, ws) in posters {
-        tokio::task::spawn_local(post(plan.target, spec, ws, state.clone(), phase.clone()));
+        let service = plan.service_token.clone();
+        tokio::task::spawn_local(post(
+            plan.target,
+            spec,
+            ws,
+            service,
+            state.clone(),
+            phase.clone(),
+        ));
+    }
+    for (spec, ws) in closers {
+        tokio::task::spawn_local(close_stream(
+            plan.target,
+            spec,
+            ws,
+            state.clone(),
+            phase.clone(),
+        ));
     }
 
     let mut started = None;
@@ -162,6 +213,7 @@ async fn main_loop() -> anyhow::Result<()> {
                         let _ = phase_tx.send(Phase::StopPosting);
                     }
                     Command::Finish => break,
+                    Command::Connect => {}
                 }
             }
             _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => {
@@ -208,6 +260,7 @@ fn start_measuring(state: &Shared) {
     s.frames = 0;
     s.comment_frames = 0;
     s.deliveries = 0;
+    s.skipped = 0;
     s.duplicates = 0;
     s.order_violations = 0;
     s.upgrades = 0;
@@ -222,6 +275,8 @@ fn take_tick(state: &Shared) -> TickCounts {
     TickCounts {
         deliveries: tick.deliveries,
         frames: tick.frames,
+        skipped: tick.skipped,
+        awaiting_end: s.awaiting_end,
         connected: s.connected,
         upgrades: tick.upgrades,
         latency: tick.latency.buckets(),
@@ -254,6 +309,7 @@ fn totals(state: &Shared, cpu_s: f64) -> Totals {
         init: s.init.buckets(),
         streams,
         posters: s.posters.clone(),
+        ends_accepted: s.ends_accepted.clone(),
     }
 }
 
@@ -280,7 +336,7 @@ async fn connect(
 ) -> anyhow::Result<(Ws, Duration)> {
     let started = Instant::now();
     let attempt = async {
-        let url = target.url(&endpoint.base, &endpoint.stream, token);
+        let url = target.url(&endpoint.base, &endpoint.stream, token, endpoint.max_rate);
         let host = endpoint
             .base
             .trim_start_matches("ws://")
@@ -342,6 +398,25 @@ async fn setup_posters(plan: &Plan, state: &Shared) -> Vec<(PosterSpec, Ws)> {
             Err(e) => {
                 state.borrow_mut().connect_errors += 1;
                 warn(state, format!("poster {}: {e:#}", spec.index));
+            }
+        }
+    }
+    ready
+}
+
+/// Connects the end markers' moderators.
+async fn setup_closers(plan: &Plan, state: &Shared) -> Vec<(PosterSpec, Ws)> {
+    let mut ready = Vec::new();
+    for spec in &plan.closers {
+        let user = Some(spec.user.as_str());
+        match connect(plan.target, &spec.endpoint, spec.token.as_deref(), user).await {
+            Ok((ws, _)) => ready.push((spec.clone(), ws)),
+            Err(e) => {
+                state.borrow_mut().connect_errors += 1;
+                warn(
+                    state,
+                    format!("end marker of stream {}: {e:#}", spec.endpoint.stream_index),
+                );
             }
         }
     }
@@ -439,6 +514,12 @@ async fn viewer(
         state.borrow_mut().wave_pending -= 1;
     }
     let Some(mut ws) = ws else { return };
+    {
+        let mut s = state.borrow_mut();
+        if s.expect_end {
+            s.awaiting_end += 1;
+        }
+    }
     let stayed = loop {
         tokio::select! {
             message = ws.next() => match message {
@@ -467,11 +548,26 @@ async fn viewer(
 fn record_viewer_end(state: &Shared, endpoint: &Endpoint, seen: &Seen, stayed: bool) {
     let mut s = state.borrow_mut();
     s.connected -= 1;
+    if s.expect_end && !seen.ended {
+        s.awaiting_end = s.awaiting_end.saturating_sub(1);
+    }
     if stayed {
-        let totals = s.streams.entry(endpoint.stream_index).or_default();
-        totals.stream_index = endpoint.stream_index;
-        totals.viewers += 1;
-        totals.distinct += seen.distinct;
+        let one = StreamTotals {
+            stream_index: endpoint.stream_index,
+            viewers: 1,
+            distinct: seen.distinct,
+            skipped: seen.skipped,
+            user: seen.user,
+            user_min: seen.user,
+            user_max: seen.user,
+            system: seen.system,
+            ended: u64::from(seen.ended),
+            accounted: vec![(seen.distinct + u64::from(seen.ended) + seen.skipped, 1)],
+        };
+        s.streams
+            .entry(endpoint.stream_index)
+            .or_default()
+            .merge(&one);
     } else {
         s.disconnects += 1;
     }
@@ -547,15 +643,18 @@ fn on_viewer_frame(target: Target, text: &str, seen: &mut Seen, s: &mut State) -
         Ok(frame) => frame,
         Err(_) => return false,
     };
-    let comments = match frame {
-        Frame::Comments(comments) => comments,
+    let (comments, skipped) = match frame {
+        Frame::Comments { comments, skipped } => (comments, skipped),
         Frame::Ping => return true,
         _ => return false,
     };
+    seen.skipped += skipped;
     if s.measuring {
-        s.comment_frames += 1;
+        s.skipped += skipped;
+        s.tick.skipped += skipped;
     }
     let now_us = now_unix_us();
+    let deliveries_before = s.deliveries;
     for comment in comments {
         if let Some(id) = parse_id(&comment.id) {
             if seen.last_id.is_some_and(|last| id <= last) {
@@ -563,16 +662,33 @@ fn on_viewer_frame(target: Target, text: &str, seen: &mut Seen, s: &mut State) -
             }
             seen.last_id = Some(id);
         }
+        if parse_end_text(&comment.text).is_some() {
+            if seen.ended {
+                s.duplicates += 1;
+            } else {
+                seen.ended = true;
+                if s.expect_end {
+                    s.awaiting_end = s.awaiting_end.saturating_sub(1);
+                }
+            }
+            continue;
+        }
         let Some((poster, seq, sent_us)) = parse_comment_text(&comment.text) else {
             continue;
         };
-        let last = seen.last_seq.entry(poster).or_insert(0);
+        let system = !comment.is_user();
+        let last = seen.last_seq.entry((poster, system)).or_insert(0);
         if seq <= *last {
             s.duplicates += 1;
             continue;
         }
         *last = seq;
         seen.distinct += 1;
+        if system {
+            seen.system += 1;
+        } else {
+            seen.user += 1;
+        }
         if !s.measuring {
             continue;
         }
@@ -584,6 +700,11 @@ fn on_viewer_frame(target: Target, text: &str, seen: &mut Seen, s: &mut State) -
         s.tick.deliveries += 1;
         s.tick.latency.record_us(latency);
     }
+    // Frames carrying deliveries (not those with only the end marker, a duplicate or
+    // someone else's comment), so that deliveries / frames is comments per frame.
+    if s.deliveries > deliveries_before {
+        s.comment_frames += 1;
+    }
     false
 }
 
@@ -594,11 +715,14 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 }
 
 /// A poster: waits for the measured phase, posts at its rate until told to stop, and counts
-/// acknowledgements until the run finishes.
+/// acknowledgements until the run finishes. A share of its comments (`system_share`, spread
+/// evenly over its ticks) are system comments, posted over the service API by a task of its
+/// own so that a slow HTTP answer holds up neither its WebSocket posts nor its reads.
 async fn post(
     target: Target,
     spec: PosterSpec,
     mut ws: Ws,
+    service_token: Option<String>,
     state: Shared,
     mut phase: watch::Receiver<Phase>,
 ) {
@@ -609,13 +733,35 @@ async fn post(
         .iter()
         .position(|p| p.index == spec.index)
         .expect("poster registered at setup");
+    let system = match service_token {
+        Some(token) if spec.system_share > 0.0 => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::task::spawn_local(post_system(spec.clone(), token, rx, state.clone(), slot));
+            Some(tx)
+        }
+        _ => None,
+    };
+    // Which ticks post a system comment: each adds the share, and a whole one is spent on a
+    // system comment (the start is random so that posters do not all pick the same ticks).
+    let mut system_credit: f64 = rand::rng().random();
     let period = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
-    let mut seq = 0u32;
+    let (mut seq, mut system_seq) = (0u32, 0u32);
     let mut interval: Option<tokio::time::Interval> = None;
     loop {
         let posting = interval.is_some();
         tokio::select! {
             _ = async { interval.as_mut().expect("guarded").tick().await }, if posting => {
+                if let Some(system) = &system {
+                    system_credit += spec.system_share;
+                    if system_credit >= 1.0 {
+                        system_credit -= 1.0;
+                        system_seq += 1;
+                        let text = comment_text(spec.index, system_seq, now_unix_us() as u64);
+                        state.borrow_mut().posters[slot].system_sent += 1;
+                        let _ = system.send((system_seq, text));
+                        continue;
+                    }
+                }
                 seq += 1;
                 let text = comment_text(spec.index, seq, now_unix_us() as u64);
                 let frame = target.post(&text, &seq.to_string());
@@ -662,6 +808,143 @@ async fn post(
     let mut s = state.borrow_mut();
     s.connected -= 1;
     s.disconnects += 1;
+    // Comments it will never hear about: count them refused, so the end markers need not
+    // wait for them.
+    let poster = &mut s.posters[slot];
+    poster.rejected += poster
+        .sent
+        .saturating_sub(poster.accepted + poster.rejected);
+}
+
+/// A poster's system comments: `POST /v1/streams/{id}/comments` with the service token, one
+/// at a time on one kept-alive connection, each with an idempotency key (a request retried
+/// on a new connection publishes once).
+async fn post_system(
+    spec: PosterSpec,
+    token: String,
+    mut queue: mpsc::UnboundedReceiver<(u32, String)>,
+    state: Shared,
+    slot: usize,
+) {
+    let path = format!("/v1/streams/{}/comments", spec.endpoint.stream);
+    let mut client = match crate::http::Client::new(&spec.endpoint.base, spec.endpoint.source) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            warn(
+                &state,
+                format!("poster {} system comments: {e:#}", spec.index),
+            );
+            None
+        }
+    };
+    while let Some((seq, text)) = queue.recv().await {
+        let body = serde_json::json!({
+            "kind": "gift",
+            "text": text,
+            "data": { "bench": { "poster": spec.index, "seq": seq } },
+            "idempotency_key": format!("bench-{}-{seq}", spec.index),
+        });
+        let body = serde_json::to_vec(&body).expect("JSON serializes");
+        let outcome = match client.as_mut() {
+            Some(client) => client.post_json(&path, &token, &body).await,
+            None => Err(anyhow::anyhow!("no client")),
+        };
+        let accepted = match outcome {
+            // 201: published; 200: already published under this key (a retried request).
+            Ok(response) if response.status == 201 || response.status == 200 => true,
+            Ok(response) => {
+                warn(
+                    &state,
+                    format!(
+                        "poster {} system comment refused: {} {}",
+                        spec.index,
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                    ),
+                );
+                false
+            }
+            Err(e) => {
+                warn(
+                    &state,
+                    format!("poster {} system comment: {e:#}", spec.index),
+                );
+                false
+            }
+        };
+        let mut s = state.borrow_mut();
+        if accepted {
+            s.posters[slot].system_accepted += 1;
+        } else {
+            s.posters[slot].system_rejected += 1;
+        }
+    }
+}
+
+/// Longest wait for the posters' last comments to be answered before a stream's end marker
+/// goes out anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A stream's end marker: a moderator that reads along (answering pings) and, once posting
+/// stopped and every poster of this worker heard back about every comment it sent, posts
+/// [`end_text`], the stream's last comment of the run.
+async fn close_stream(
+    target: Target,
+    spec: PosterSpec,
+    mut ws: Ws,
+    state: Shared,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let stream = spec.endpoint.stream_index;
+    // Set once posting stopped: until when to wait for the posters' answers.
+    let mut draining: Option<Instant> = None;
+    let mut posted = false;
+    let mut check = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = check.tick(), if draining.is_some() && !posted => {
+                let in_flight: u64 = state.borrow().posters.iter().map(PosterTotals::in_flight).sum();
+                let deadline = draining.expect("guarded");
+                if in_flight == 0 || Instant::now() >= deadline {
+                    if in_flight > 0 {
+                        warn(&state, format!("end marker of stream {stream}: {in_flight} comments still unanswered"));
+                    }
+                    posted = true;
+                    if ws.send(Message::text(target.post(&end_text(stream), "end"))).await.is_err() {
+                        warn(&state, format!("end marker of stream {stream}: connection lost"));
+                        return;
+                    }
+                }
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => match target.decode(text.as_str()) {
+                    Ok(Frame::Ack { error, .. }) => match error {
+                        None => state.borrow_mut().ends_accepted.push(stream),
+                        Some(e) => warn(&state, format!("end marker of stream {stream} refused: {e}")),
+                    },
+                    Ok(Frame::Ping) => { let _ = ws.send(Message::text(ENGINE_IO_PONG)).await; }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    warn(&state, format!("end marker of stream {stream}: connection closed"));
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            changed = phase.changed() => {
+                if changed.is_err() { return; }
+                let now = *phase.borrow();
+                match now {
+                    Phase::StopPosting => draining = Some(Instant::now() + DRAIN_TIMEOUT),
+                    Phase::Finish => {
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 /// One churn loop: connect to a random stream, stay a random while, leave, again.
@@ -716,20 +999,29 @@ async fn churn(
 mod tests {
     use super::*;
 
-    fn frame(comments: &[(&str, u32, u32)]) -> String {
+    /// A `comments` frame of `(id, kind, text)`, with `skipped` when given.
+    fn frame_of(comments: &[(&str, &str, String)], skipped: Option<u64>) -> String {
         let comments: Vec<String> = comments
             .iter()
-            .map(|(id, poster, seq)| {
+            .map(|(id, kind, text)| {
                 format!(
-                    r#"{{"id":"{id}","stream_id":"s","kind":"user","user":{{"id":"u","name":"u"}},"text":"{}","data":null,"ts":1}}"#,
-                    comment_text(*poster, *seq, 1_000)
+                    r#"{{"id":"{id}","stream_id":"s","kind":"{kind}","user":{{"id":"u","name":"u"}},"text":"{text}","data":null,"ts":1}}"#
                 )
             })
             .collect();
+        let skipped = skipped.map_or(String::new(), |n| format!(r#","skipped":{n}"#));
         format!(
-            r#"{{"type":"comments","comments":[{}]}}"#,
+            r#"{{"type":"comments","comments":[{}]{skipped}}}"#,
             comments.join(",")
         )
+    }
+
+    fn frame(comments: &[(&str, u32, u32)]) -> String {
+        let comments: Vec<(&str, &str, String)> = comments
+            .iter()
+            .map(|&(id, poster, seq)| (id, "user", comment_text(poster, seq, 1_000)))
+            .collect();
+        frame_of(&comments, None)
     }
 
     #[test]
@@ -761,11 +1053,15 @@ mod tests {
         );
         on_viewer_frame(t, r#"{"type":"viewers","count":3}"#, &mut seen, &mut state);
         assert_eq!(seen.distinct, 3);
+        assert_eq!(seen.user, 3);
         assert_eq!(state.deliveries, 3);
         assert_eq!(state.duplicates, 1);
         assert_eq!(state.order_violations, 1);
         assert_eq!(state.frames, 5);
-        assert_eq!(state.comment_frames, 4);
+        assert_eq!(
+            state.comment_frames, 2,
+            "the frames that carried deliveries"
+        );
         // Engine.IO pings are answered.
         assert!(on_viewer_frame(
             Target::Socketio,
@@ -773,5 +1069,82 @@ mod tests {
             &mut seen,
             &mut state
         ));
+    }
+
+    #[test]
+    fn counts_skipped_system_comments_and_the_end_marker() {
+        let mut state = State {
+            measuring: true,
+            expect_end: true,
+            awaiting_end: 1,
+            ..State::default()
+        };
+        let mut seen = Seen::default();
+        let t = Target::Danmaku;
+        // Poster 1's user comments 1 and 4 (2 and 3 thinned, told in `skipped`), and its
+        // system comment 1 in between: two sequences of one poster.
+        let text = |seq| comment_text(1, seq, 1_000);
+        on_viewer_frame(
+            t,
+            &frame_of(
+                &[
+                    ("5-0", "user", text(1)),
+                    ("5-1", "gift", text(1)),
+                    ("5-4", "user", text(4)),
+                ],
+                Some(2),
+            ),
+            &mut seen,
+            &mut state,
+        );
+        // The system comment 2 after the user comment 5: not out of order.
+        on_viewer_frame(
+            t,
+            &frame_of(
+                &[("6-0", "user", text(5)), ("6-1", "system", text(2))],
+                Some(3),
+            ),
+            &mut seen,
+            &mut state,
+        );
+        assert_eq!(state.awaiting_end, 1);
+        on_viewer_frame(
+            t,
+            &frame_of(&[("7-0", "user", end_text(0))], Some(1)),
+            &mut seen,
+            &mut state,
+        );
+        assert_eq!((seen.user, seen.system, seen.distinct), (3, 2, 5));
+        assert_eq!(seen.skipped, 6);
+        assert!(seen.ended);
+        assert_eq!(state.awaiting_end, 0, "the viewer has its end marker");
+        assert_eq!(state.deliveries, 5, "the end marker is not a delivery");
+        assert_eq!((state.skipped, state.tick.skipped), (6, 6));
+        assert_eq!((state.duplicates, state.order_violations), (0, 0));
+        assert_eq!(state.comment_frames, 2, "not the end marker's");
+
+        // Its books: 5 received + the end marker + 6 skipped = 12 published.
+        let shared: Shared = Rc::new(RefCell::new(state));
+        shared.borrow_mut().connected = 1;
+        let endpoint = Endpoint {
+            base: "ws://127.0.0.1:1".into(),
+            stream: "s".into(),
+            stream_index: 0,
+            source: std::net::Ipv4Addr::LOCALHOST,
+            max_rate: None,
+        };
+        record_viewer_end(&shared, &endpoint, &seen, true);
+        let s = shared.borrow();
+        let totals = &s.streams[&0];
+        assert_eq!(totals.accounted, vec![(12, 1)]);
+        assert_eq!(
+            (
+                totals.user_min,
+                totals.user_max,
+                totals.system,
+                totals.ended
+            ),
+            (3, 3, 2, 1)
+        );
     }
 }

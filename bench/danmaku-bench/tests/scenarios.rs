@@ -9,6 +9,7 @@ use danmaku::{App, Config};
 use serde_json::Value;
 
 const SECRET: &str = "scenario-test-secret";
+const SERVICE_TOKEN: &str = "scenario-test-service";
 
 /// Starts danmaku on a free port; returns its WebSocket base URL.
 fn start_server(runtime: &tokio::runtime::Runtime) -> String {
@@ -16,6 +17,7 @@ fn start_server(runtime: &tokio::runtime::Runtime) -> String {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.jwt_secret = Some(SECRET.into());
+        config.service_tokens = Some(danmaku::config::List(vec![SERVICE_TOKEN.into()]));
         config.rate_per_sec = 1000.0;
         config.rate_burst = 1000.0;
         config.cpu_ready_threshold = 1.0;
@@ -113,6 +115,85 @@ fn fanout_counts_every_delivery_once() {
     assert!(!result["latency_cdf"].as_array().unwrap().is_empty());
     assert!(result["tool"]["frames"].as_u64().unwrap() >= s["frames"].as_u64().unwrap());
     assert!(s["server_cpu_s"].as_f64().unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// Viewers on a budget (`max_rate=5`) of a stream posted to at 80 user and 20 system comments
+/// a second: whether the server thins (and says so in `skipped`) or not, every viewer's
+/// received + skipped equals what was published after its `init`, each system comment reaches
+/// every viewer, nothing comes twice or out of order.
+#[test]
+fn fanout_on_a_budget_accounts_for_every_comment() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = start_server(&runtime);
+    let out = out_dir("budget");
+    let result = bench(
+        &out,
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--viewers",
+            "20",
+            "--streams",
+            "1",
+            "--posters",
+            "4",
+            "--rate",
+            "100",
+            "--max-rate",
+            "5",
+            "--system-share",
+            "0.2",
+            "--service-token",
+            SERVICE_TOKEN,
+            "--duration",
+            "3",
+            "--settle",
+            "1",
+            "--history",
+            "3",
+        ],
+    );
+    let s = &result["summary"];
+    assert_eq!(result["params"]["max_rate"], 5);
+    assert_eq!(s["rejected_comments"], 0, "{s}");
+    assert_eq!(s["system_rejected_comments"], 0, "{s}");
+    let user = s["accepted_comments"].as_u64().unwrap();
+    let system = s["system_accepted_comments"].as_u64().unwrap();
+    assert_eq!(s["sent_comments"].as_u64().unwrap(), user);
+    assert_eq!(s["system_sent_comments"].as_u64().unwrap(), system);
+    assert!(
+        user >= 100 && system >= 25,
+        "{user} user and {system} system comments"
+    );
+    // The books: received + skipped = published, per viewer.
+    assert_eq!(s["losses"], 0, "{s}");
+    assert_eq!(s["excess"], 0, "{s}");
+    assert_eq!(s["duplicates"], 0, "{s}");
+    assert_eq!(s["order_violations"], 0, "{s}");
+    assert_eq!(s["disconnects"], 0, "{s}");
+    assert_eq!(s["connect_errors"], 0, "{s}");
+    assert_eq!(s["system_losses"], 0, "{s}");
+    assert_eq!(s["system_received_pct"].as_f64(), Some(100.0), "{s}");
+    assert_eq!(s["system_deliveries"].as_u64().unwrap(), 20 * system);
+    let deliveries = s["deliveries"].as_u64().unwrap();
+    let skipped = s["skipped"].as_u64().unwrap();
+    // Every comment published went to each viewer or was told of (the end marker aside).
+    assert_eq!(deliveries + skipped, 20 * (user + system), "{s}");
+    let per_viewer = &s["user_per_viewer_per_s"];
+    let (min, mean, max) = (
+        per_viewer["min"].as_f64().unwrap(),
+        per_viewer["mean"].as_f64().unwrap(),
+        per_viewer["max"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= mean && mean <= max, "{per_viewer}");
+    if skipped > 0 {
+        // A thinning server: about the budget (5/s plus a burst), far below the 80/s posted.
+        assert!(max < 20.0, "{per_viewer}");
+    }
+    assert!(s["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(s["server_cpu_ms_per_1k_deliveries"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(out);
 }
 
