@@ -239,7 +239,14 @@ fn router(parts: &Parts) -> Router {
             "/v1/streams/{stream_id}/comments/{comment_id}",
             delete(http::comments::remove),
         )
-        .route("/v1/streams/{stream_id}/bans", post(http::bans::create))
+        .route(
+            "/v1/streams/{stream_id}/bans",
+            post(http::bans::create).get(http::bans::list),
+        )
+        .route(
+            "/v1/streams/{stream_id}/bans/{user_id}",
+            delete(http::bans::remove),
+        )
         .route("/v1/streams/{stream_id}", get(http::streams::show))
         .route("/livez", get(http::health::livez))
         .route("/readyz", get(http::health::readyz))

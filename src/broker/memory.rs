@@ -17,10 +17,10 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, NewComment,
+    Ban, BrokerError, BrokerEvent, Dedup, EventSink, HistoryPage, HistoryQuery, NewComment,
     Published, StreamStats,
 };
-use crate::domain::{Comment, CommentId, IdempotencyKey, StreamId, UserId, now_ms};
+use crate::domain::{Comment, CommentId, CommentKind, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 
 /// A stream with no viewers and no activity for this long is dropped from memory.
@@ -54,9 +54,10 @@ struct StreamState {
     viewers: u64,
     peak_viewers: u64,
     bans: HashMap<UserId, Instant>,
-    idempotency: HashMap<IdempotencyKey, Comment>,
-    /// Keys in insertion order with their expiry, to forget them in order.
-    idempotency_expiry: VecDeque<(Instant, IdempotencyKey)>,
+    idempotency: HashMap<Dedup, Comment>,
+    /// Keys in insertion order with their expiry, to forget them in order: one queue per
+    /// time to live (services' keys, viewers' refs), so each stays in expiry order.
+    idempotency_expiry: [VecDeque<(Instant, Dedup)>; 2],
     touched: Instant,
 }
 
@@ -71,18 +72,20 @@ impl StreamState {
             peak_viewers: 0,
             bans: HashMap::new(),
             idempotency: HashMap::new(),
-            idempotency_expiry: VecDeque::new(),
+            idempotency_expiry: Default::default(),
             touched: now,
         }
     }
 
     fn forget_expired_keys(&mut self, now: Instant) {
-        while let Some((expiry, _)) = self.idempotency_expiry.front() {
-            if *expiry > now {
-                break;
+        for queue in &mut self.idempotency_expiry {
+            while let Some((expiry, _)) = queue.front() {
+                if *expiry > now {
+                    break;
+                }
+                let (_, key) = queue.pop_front().expect("front exists");
+                self.idempotency.remove(&key);
             }
-            let (_, key) = self.idempotency_expiry.pop_front().expect("front exists");
-            self.idempotency.remove(&key);
         }
     }
 
@@ -168,14 +171,12 @@ impl MemoryBroker {
             .or_insert_with(|| StreamState::new(now));
         state.touched = now;
         state.forget_expired_keys(now);
-        if let Some(first) = new
-            .idempotency_key
-            .as_ref()
-            .and_then(|k| state.idempotency.get(k))
-        {
+        if let Some(first) = new.dedup.as_ref().and_then(|k| state.idempotency.get(k)) {
             return Ok(Published::Duplicate(first.clone()));
         }
-        if let Some(user) = &new.user
+        // A chat ban holds back the user's own comments, not a service's comment on their
+        // behalf (a paid gift still shows).
+        if let Some(user) = new.user.as_ref().filter(|_| new.kind == CommentKind::User)
             && state.is_banned(&user.id, now)
         {
             return Err(BrokerError::Banned);
@@ -199,11 +200,10 @@ impl MemoryBroker {
             let trimmed = state.history.pop_front().expect("longer than the cap");
             state.trimmed_upto = Some(trimmed.id);
         }
-        if let Some(key) = new.idempotency_key {
+        if let Some(key) = new.dedup {
+            let queue = usize::from(matches!(key, Dedup::Ref { .. }));
             state.idempotency.insert(key.clone(), comment.clone());
-            state
-                .idempotency_expiry
-                .push_back((now + IDEMPOTENCY_TTL, key));
+            state.idempotency_expiry[queue].push_back((now + key.ttl(), key));
         }
         // Deliver while the stream's entry is still locked, so concurrent publishes on one
         // stream reach the hub in id order.
@@ -280,6 +280,31 @@ impl MemoryBroker {
         }
     }
 
+    pub(super) fn unban(&self, stream: &StreamId, user: &UserId) -> bool {
+        let now = Instant::now();
+        self.streams.get_mut(stream).is_some_and(|mut s| {
+            let lifted = s.bans.remove(user).is_some_and(|until| until > now);
+            s.bans.retain(|_, until| *until > now);
+            lifted
+        })
+    }
+
+    pub(super) fn bans(&self, stream: &StreamId) -> Vec<Ban> {
+        let (now, now_ms) = (Instant::now(), now_ms());
+        let mut bans: Vec<Ban> = self.streams.get(stream).map_or_else(Vec::new, |s| {
+            s.bans
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(user, until)| Ban {
+                    user_id: user.clone(),
+                    expires_at: now_ms + (*until - now).as_millis() as u64,
+                })
+                .collect()
+        });
+        bans.sort_by(|a, b| (a.expires_at, &a.user_id).cmp(&(b.expires_at, &b.user_id)));
+        bans
+    }
+
     pub(super) fn is_banned(&self, stream: &StreamId, user: &UserId) -> bool {
         self.streams
             .get(stream)
@@ -341,7 +366,7 @@ pub(super) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CommentKind, CommentText, User};
+    use crate::domain::{CommentText, IdempotencyKey, User};
     use crate::metrics::Latencies;
     use std::sync::Mutex;
 
@@ -373,7 +398,7 @@ mod tests {
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
             by_moderator: false,
-            idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            dedup: key.map(|k| Dedup::Service(IdempotencyKey::parse(k).unwrap())),
         }
     }
 

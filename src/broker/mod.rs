@@ -66,8 +66,27 @@ pub struct NewComment {
     pub data: Option<CommentData>,
     /// The author moderates the stream: the comment is never thinned.
     pub by_moderator: bool,
-    /// Same key within [`IDEMPOTENCY_TTL`]: the first comment is returned, nothing published.
-    pub idempotency_key: Option<IdempotencyKey>,
+    /// The same key again within its time: the first comment is returned, nothing published.
+    pub dedup: Option<Dedup>,
+}
+
+/// What makes a publish idempotent on its stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dedup {
+    /// A service's `idempotency_key`, for [`IDEMPOTENCY_TTL`].
+    Service(IdempotencyKey),
+    /// A viewer's `ref` on its WebSocket, per user, for [`REF_TTL`]: a resend after a lost
+    /// `ack` (on any instance) is answered with the first `ack`.
+    Ref { user: UserId, reference: String },
+}
+
+impl Dedup {
+    pub fn ttl(&self) -> Duration {
+        match self {
+            Self::Service(_) => IDEMPOTENCY_TTL,
+            Self::Ref { .. } => REF_TTL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +98,17 @@ pub enum Published {
 
 /// How long an idempotency key is remembered (the contract's section 4).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
+
+/// How long a viewer's `ref` is remembered (the contract's section 8).
+pub const REF_TTL: Duration = Duration::from_secs(120);
+
+/// A ban in force.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ban {
+    pub user_id: UserId,
+    /// When it ends (epoch ms).
+    pub expires_at: u64,
+}
 
 /// Longest ban a moderator may give, and the length of a ban without `seconds`.
 pub const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -246,6 +276,22 @@ impl Broker {
                 Ok(())
             }
             Self::Redis(r) => Box::pin(r.ban(stream, user, duration)).await,
+        }
+    }
+
+    /// Lifts a user's ban on a stream: `false` if there was none.
+    pub async fn unban(&self, stream: &StreamId, user: &UserId) -> Result<bool, BrokerError> {
+        match self {
+            Self::Memory(m) => Ok(m.unban(stream, user)),
+            Self::Redis(r) => Box::pin(r.unban(stream, user)).await,
+        }
+    }
+
+    /// The stream's bans in force, soonest to end first.
+    pub async fn bans(&self, stream: &StreamId) -> Result<Vec<Ban>, BrokerError> {
+        match self {
+            Self::Memory(m) => Ok(m.bans(stream)),
+            Self::Redis(r) => Box::pin(r.bans(stream)).await,
         }
     }
 

@@ -1,5 +1,10 @@
 //! `POST /v1/streams/{id}/bans`: refuse a user's comments and handshakes on a stream, and
-//! close their open sockets there.
+//! close their open sockets there. `GET` lists the bans in force; `DELETE
+//! /v1/streams/{id}/bans/{user_id}` lifts one. A moderator of the stream or a service may
+//! do each.
+//!
+//! A ban holds back the user's own comments (`kind: user`), not a service's system comment
+//! on their behalf: a gift they paid for still shows.
 
 use std::time::Duration;
 
@@ -12,7 +17,7 @@ use serde::Deserialize;
 use super::{HttpState, json_body, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
-use crate::broker::MAX_BAN;
+use crate::broker::{Ban, MAX_BAN};
 use crate::domain::UserId;
 use crate::domain::wire::ErrorCode;
 
@@ -46,5 +51,42 @@ pub async fn create(
     };
     http.broker.ban(&stream, &user, duration).await?;
     tracing::info!(%stream, seconds = duration.as_secs(), "user banned");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bans in force: `200 {"bans": [{"user_id", "expires_at"}]}`, soonest to end first.
+pub async fn list(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<BanList>, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream)?;
+    let bans = http.broker.bans(&stream).await?;
+    Ok(Json(BanList { bans }))
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct BanList {
+    bans: Vec<Ban>,
+}
+
+/// Lifts a ban: `204`, or `404` if the user was not banned.
+pub async fn remove(
+    State(http): State<HttpState>,
+    Path((stream, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream)?;
+    let user = UserId::parse(&user)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
+    if !http.broker.unban(&stream, &user).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "this user is not banned",
+        ));
+    }
+    tracing::info!(%stream, "ban lifted");
     Ok(StatusCode::NO_CONTENT)
 }

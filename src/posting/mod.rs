@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
-use crate::broker::{Broker, BrokerError, NewComment, Published};
+use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published};
 use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
@@ -132,12 +132,15 @@ impl Posting {
         });
     }
 
-    /// A viewer's comment from its WebSocket: published, or refused.
+    /// A viewer's comment from its WebSocket: published, or refused. The same `reference`
+    /// (the frame's `ref`) from the same user on the stream within two minutes, on any
+    /// instance, publishes nothing and answers with the first comment.
     pub async fn as_viewer(
         &self,
         stream: &StreamId,
         identity: &Identity,
         text: String,
+        reference: Option<&str>,
     ) -> Result<Comment, PostError> {
         let viewer = match identity {
             Identity::Viewer(v) if !v.token_expired() => v,
@@ -155,7 +158,10 @@ impl Posting {
             text,
             data: None,
             by_moderator: viewer.moderates(stream),
-            idempotency_key: None,
+            dedup: reference.map(|reference| Dedup::Ref {
+                user: viewer.user.id.clone(),
+                reference: reference.to_owned(),
+            }),
         };
         match self.publish(new).await? {
             Published::New(comment) | Published::Duplicate(comment) => Ok(comment),
@@ -218,7 +224,7 @@ impl Posting {
             text,
             data,
             by_moderator: false,
-            idempotency_key,
+            dedup: idempotency_key.map(Dedup::Service),
         })
     }
 
@@ -287,7 +293,9 @@ mod tests {
     async fn viewers_must_be_signed_in_and_within_their_rate() {
         let p = posting();
         let s = StreamId::parse("s").unwrap();
-        let refused = p.as_viewer(&s, &Identity::Anonymous, "hi".into()).await;
+        let refused = p
+            .as_viewer(&s, &Identity::Anonymous, "hi".into(), None)
+            .await;
         assert_eq!(refused.unwrap_err().code(), ErrorCode::Unauthorized);
         let viewer = Identity::Viewer(crate::auth::Viewer {
             user: User {
@@ -298,12 +306,15 @@ mod tests {
             moderates: Vec::new(),
         });
         let long = "x".repeat(201);
-        let refused = p.as_viewer(&s, &viewer, long).await.unwrap_err();
+        let refused = p.as_viewer(&s, &viewer, long, None).await.unwrap_err();
         assert_eq!(refused, PostError::TooLong { max: 200 });
         assert!(!refused.comment_was_well_formed());
-        let comment = p.as_viewer(&s, &viewer, "hi".into()).await.unwrap();
+        let comment = p.as_viewer(&s, &viewer, "hi".into(), None).await.unwrap();
         assert_eq!(comment.text, "hi");
-        let limited = p.as_viewer(&s, &viewer, "again".into()).await.unwrap_err();
+        let limited = p
+            .as_viewer(&s, &viewer, "again".into(), None)
+            .await
+            .unwrap_err();
         assert_eq!(limited.code(), ErrorCode::RateLimited);
         assert!(limited.retry_after_ms().unwrap() >= 1);
         assert!(limited.comment_was_well_formed());

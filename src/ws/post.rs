@@ -22,7 +22,7 @@ impl<S: RawSocket> Connection<S> {
         let posted = self
             .ws
             .posting
-            .as_viewer(&self.stream, &self.identity, text)
+            .as_viewer(&self.stream, &self.identity, text, reference.as_deref())
             .await;
         if posted
             .as_ref()

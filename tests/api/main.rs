@@ -13,6 +13,7 @@ mod http_api;
 mod observability;
 mod otlp;
 mod redis_broker;
+mod redis_moderation;
 mod redis_smoke;
 mod shutdown;
 mod ws_frames;

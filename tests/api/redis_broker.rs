@@ -22,7 +22,7 @@ fn url_of(url: &str) -> RedisUrl {
     }
 }
 
-async fn instance(url: &str, pod: &str) -> TestApp {
+pub async fn instance(url: &str, pod: &str) -> TestApp {
     let redis = url_of(url);
     let pod = pod.to_owned();
     spawn_app_with(move |c| {

@@ -302,7 +302,7 @@ async fn publish(app: &TestApp, stream: &str, text: &str) {
             user: None,
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
-            idempotency_key: None,
+            dedup: None,
         })
         .await
         .unwrap();

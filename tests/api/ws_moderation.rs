@@ -118,3 +118,133 @@ async fn only_moderators_of_the_stream_may_ban() {
         204
     );
 }
+
+/// A ban can be listed and lifted; a lifted user connects and posts again.
+#[tokio::test]
+async fn bans_are_listed_and_lifted() {
+    let app = spawn_app().await;
+    let s = "mod-unban";
+    let moderator = app.token("streamer", &[s]);
+    let list = |bearer: String| {
+        let request = app
+            .http
+            .get(app.url(&format!("/v1/streams/{s}/bans")))
+            .bearer_auth(bearer);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let unban = |user: &str| {
+        let request = app
+            .http
+            .delete(app.url(&format!("/v1/streams/{s}/bans/{user}")))
+            .bearer_auth(&moderator);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let before = danmaku::domain::now_ms();
+    let short = json!({"user_id": "brief", "seconds": 60});
+    assert_eq!(ban(&app, s, &moderator, short).await, 204);
+    assert_eq!(
+        ban(&app, s, SERVICE_TOKEN, json!({"user_id": "long"})).await,
+        204
+    );
+
+    let (status, body) = list(moderator.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let bans = body["bans"].as_array().unwrap();
+    let users: Vec<&str> = bans
+        .iter()
+        .map(|b| b["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["brief", "long"], "soonest to end first");
+    let ends = |i: usize| bans[i]["expires_at"].as_u64().unwrap();
+    assert!(
+        (before + 59_000..=before + 62_000).contains(&ends(0)),
+        "{body}"
+    );
+    assert!(ends(1) >= before + 30 * 86_400_000 - 2_000, "{body}");
+    assert_eq!(
+        list(SERVICE_TOKEN.into()).await.0,
+        200,
+        "a service may list"
+    );
+    assert_eq!(
+        list(app.token("nobody", &[])).await.0,
+        403,
+        "a viewer may not"
+    );
+
+    assert_eq!(
+        app.refused(s, &format!("access_token={}", app.token("brief", &[])), &[])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(unban("brief").await, 204);
+    assert_eq!(unban("brief").await, 404, "no ban to lift");
+    let (mut back, _) = app.user(s, "brief").await;
+    back.send_json(json!({"type": "comment", "text": "I am back"}))
+        .await;
+    back.next_of("ack").await;
+    let (_, body) = list(moderator.clone()).await;
+    assert_eq!(body["bans"].as_array().unwrap().len(), 1, "{body}");
+}
+
+/// A ban holds back the user's own comments, not a gift a service posts on their behalf.
+#[tokio::test]
+async fn a_gift_for_a_banned_user_still_shows() {
+    let app = spawn_app().await;
+    let s = "mod-gift";
+    let (mut viewer, _) = app.viewer(s).await;
+    let (mut fan, _) = app.user(s, "fan").await;
+    assert_eq!(
+        ban(&app, s, SERVICE_TOKEN, json!({"user_id": "fan"})).await,
+        204
+    );
+    let gift = json!({"kind": "gift", "text": "a rose", "user": {"id": "fan", "name": "Fan"},
+        "data": {"item": "rose"}});
+    let response = app.post(s, gift).await;
+    assert_eq!(response.status(), 201);
+    let shown = viewer.comments(1).await;
+    assert_eq!(shown[0]["user"]["id"], "fan");
+    assert_eq!(shown[0]["kind"], "gift");
+    // The fan's own socket was closed by the ban; a chat comment from them is refused.
+    let _ = fan.closed().await;
+    let chat = json!({"kind": "user", "text": "hi", "user": {"id": "fan", "name": "Fan"}});
+    assert_eq!(app.post(s, chat).await.status(), 403);
+}
+
+/// A comment resent with the same `ref` (its `ack` was lost) is published once and
+/// answered with the first comment's id, from any connection of the same user; another
+/// user's `ref` is theirs.
+#[tokio::test]
+async fn a_resent_ref_posts_once() {
+    let app = spawn_app().await;
+    let s = "ref-once";
+    let (mut viewer, _) = app.viewer(s).await;
+    let (mut first, _) = app.user(s, "alice").await;
+    let (mut second, _) = app.user(s, "alice").await;
+    let (mut bob, _) = app.user(s, "bob").await;
+    let comment = json!({"type": "comment", "text": "hello", "ref": "r-1"});
+    first.send_json(comment.clone()).await;
+    let id = first.next_of("ack").await["id"].clone();
+    first.send_json(comment.clone()).await;
+    assert_eq!(first.next_of("ack").await["id"], id);
+    second.send_json(comment.clone()).await;
+    let again = second.next_of("ack").await;
+    assert_eq!((&again["id"], &again["ref"]), (&id, &json!("r-1")));
+    bob.send_json(comment).await;
+    let bobs = bob.next_of("ack").await["id"].clone();
+    assert_ne!(bobs, id);
+    let shown = viewer.comments(2).await;
+    assert_eq!(
+        (&shown[0]["id"], &shown[1]["id"]),
+        (&id, &bobs),
+        "alice's once, then bob's"
+    );
+    viewer
+        .quiet_for(std::time::Duration::from_millis(300))
+        .await;
+}

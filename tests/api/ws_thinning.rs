@@ -25,7 +25,7 @@ async fn publish(broker: &Broker, stream: &str, kind: CommentKind, author: &str,
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
             by_moderator: false,
-            idempotency_key: None,
+            dedup: None,
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! The Redis layout of the contract (section 6): one hash tag per stream, so its channel and
 //! every key of it live in one cluster slot (and one Lua script may touch them all).
 
+use crate::broker::Dedup;
 use crate::domain::StreamId;
 
 /// `danmaku:{<id>}:<suffix>`.
@@ -33,6 +34,8 @@ pub(super) struct StreamKeys {
     pub(super) peak: String,
     /// Sorted set of recent moderation messages (`d <id>`, `b <user>`) by time.
     pub(super) moderation: String,
+    /// Sorted set of the users banned from the stream, by when their ban ends (ms).
+    pub(super) bans: String,
 }
 
 impl StreamKeys {
@@ -45,11 +48,25 @@ impl StreamKeys {
             viewers: key(stream, "viewers"),
             peak: key(stream, "peak"),
             moderation: key(stream, "modlog"),
+            bans: key(stream, "bans"),
         }
     }
 
     pub(super) fn idempotency(stream: &StreamId, idempotency_key: &str) -> String {
         key(stream, &format!("idem:{idempotency_key}"))
+    }
+
+    /// The key remembering a publish: `idem:<key>` for a service's idempotency key,
+    /// `ref:<length of the user id>:<user id>:<ref>` for a viewer's `ref` (the length keeps
+    /// user ids with colons apart).
+    pub(super) fn dedup(stream: &StreamId, dedup: &Dedup) -> String {
+        match dedup {
+            Dedup::Service(k) => Self::idempotency(stream, k.as_str()),
+            Dedup::Ref { user, reference } => {
+                let user = user.as_str();
+                key(stream, &format!("ref:{}:{user}:{reference}", user.len()))
+            }
+        }
     }
 
     pub(super) fn ban(stream: &StreamId, user_id: &str) -> String {
@@ -72,6 +89,8 @@ mod tests {
             &keys.trimmed,
             &keys.viewers,
             &keys.peak,
+            &keys.moderation,
+            &keys.bans,
         ] {
             assert!(k.starts_with("danmaku:{live-42}:"), "{k}");
         }

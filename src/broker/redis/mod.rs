@@ -30,10 +30,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BrokerError, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live, NewComment, Published,
+    Ban, BrokerError, Dedup, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
+    NewComment, Published,
 };
 use crate::config::RedisUrl;
-use crate::domain::{CommentId, StreamId, UserId, now_ms};
+use crate::domain::{CommentId, CommentKind, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 use client::{run, unavailable, unexpected};
 use codec::{CommentBody, parse_entry_message};
@@ -140,24 +141,36 @@ impl RedisBroker {
             by_moderator: new.by_moderator,
         }
         .encode();
-        let idem = new.idempotency_key.as_ref().map(|k| k.as_str());
-        let user = new.user.as_ref().map(|u| u.id.as_str());
+        let dedup = new.dedup.as_ref();
+        // A chat ban holds back the user's own comments, not a service's comment on their
+        // behalf (a paid gift still shows).
+        let user = new
+            .user
+            .as_ref()
+            .filter(|_| new.kind == CommentKind::User)
+            .map(|u| u.id.as_str());
         let script_keys = vec![
             keys.hist,
             keys.channel,
             keys.count,
             keys.trimmed,
             // Unused placeholders still name a key of the stream's slot.
-            StreamKeys::idempotency(&new.stream, idem.unwrap_or("-")),
+            dedup.map_or_else(
+                || StreamKeys::idempotency(&new.stream, "-"),
+                |d| StreamKeys::dedup(&new.stream, d),
+            ),
             StreamKeys::ban(&new.stream, user.unwrap_or("-")),
         ];
         let args = vec![
             body,
             self.history_len.to_string(),
             self.trim_slack.to_string(),
-            IDEMPOTENCY_TTL.as_millis().to_string(),
+            dedup
+                .map_or(IDEMPOTENCY_TTL, Dedup::ttl)
+                .as_millis()
+                .to_string(),
             STATE_TTL.as_millis().to_string(),
-            flag(idem.is_some()),
+            flag(dedup.is_some()),
             flag(user.is_some()),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
@@ -215,6 +228,7 @@ impl RedisBroker {
             StreamKeys::ban(stream, user.as_str()),
             keys::channel(stream),
             StreamKeys::new(stream).moderation,
+            StreamKeys::new(stream).bans,
         ];
         let args = vec![
             user.as_str().to_owned(),
@@ -223,6 +237,39 @@ impl RedisBroker {
         ];
         let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
         Ok(())
+    }
+
+    pub(super) async fn unban(
+        &self,
+        stream: &StreamId,
+        user: &UserId,
+    ) -> Result<bool, BrokerError> {
+        let script_keys = vec![
+            StreamKeys::ban(stream, user.as_str()),
+            StreamKeys::new(stream).bans,
+        ];
+        let args = vec![user.as_str().to_owned()];
+        let n: i64 = run(&self.client, &scripts::UNBAN, script_keys, args).await?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn bans(&self, stream: &StreamId) -> Result<Vec<Ban>, BrokerError> {
+        let script_keys = vec![StreamKeys::new(stream).bans];
+        let reply: Vec<Value> = run(&self.client, &scripts::BANS, script_keys, vec![]).await?;
+        reply
+            .chunks(2)
+            .map(|pair| {
+                let user = pair[0].as_str().and_then(|u| UserId::parse(&u).ok());
+                let until = pair.get(1).and_then(|s| s.as_str()?.parse::<f64>().ok());
+                match (user, until) {
+                    (Some(user_id), Some(until)) => Ok(Ban {
+                        user_id,
+                        expires_at: until as u64,
+                    }),
+                    _ => Err(unexpected("bans")),
+                }
+            })
+            .collect()
     }
 
     pub(super) async fn is_banned(

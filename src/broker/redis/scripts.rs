@@ -85,17 +85,49 @@ return n
     ))
 });
 
-/// Ban: a key with the ban's expiry, log it, then tell the subscribers.
-/// KEYS: ban key, channel, moderation log. ARGV: user id, duration ms, state ttl ms.
+/// Ban: a key with the ban's expiry, the user in the stream's list of bans (scored by the
+/// ban's end, ended ones pruned), log it, then tell the subscribers.
+/// KEYS: ban key, channel, moderation log, bans. ARGV: user id, duration ms, state ttl ms.
 pub(super) static BAN: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
         r#"{LOG_MODERATION}
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[4], ARGV[2])
+end
 log_moderation(KEYS[3], 'b ' .. ARGV[1], ARGV[3])
 redis.call('SPUBLISH', KEYS[2], 'b ' .. ARGV[1])
 return 1
 "#
     ))
+});
+
+/// Unban: the ban key and the list entry go. KEYS: ban key, bans. ARGV: user id.
+/// Returns 1 if a ban was in force.
+pub(super) static UNBAN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+"#,
+    )
+});
+
+/// The bans in force, soonest to end first: {user, end ms, user, end ms, ...}.
+/// KEYS: bans.
+pub(super) static BANS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local t = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t[1] * 1000 + math.floor(t[2] / 1000))
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+"#,
+    )
 });
 
 /// Viewer counts: report this instance's local count (unless it is -1), forget expired
