@@ -23,6 +23,10 @@ use super::{
 use crate::domain::{Comment, CommentId, CommentKind, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 
+/// Deletions a stream remembers for resuming clients, and for how long.
+const DELETIONS_KEPT: usize = 1000;
+const DELETIONS_FOR: Duration = Duration::from_secs(24 * 3600);
+
 /// A stream with no viewers and no activity for this long is dropped from memory.
 pub const STREAM_IDLE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -54,6 +58,9 @@ struct StreamState {
     viewers: u64,
     peak_viewers: u64,
     bans: HashMap<UserId, Instant>,
+    /// The newest deletions (epoch ms, id), oldest first: at most [`DELETIONS_KEPT`], for a
+    /// day, as the Redis moderation log keeps them.
+    deleted: VecDeque<(u64, CommentId)>,
     idempotency: HashMap<Dedup, Comment>,
     /// Keys in insertion order with their expiry, to forget them in order: one queue per
     /// time to live (services' keys, viewers' refs), so each stays in expiry order.
@@ -71,6 +78,7 @@ impl StreamState {
             viewers: 0,
             peak_viewers: 0,
             bans: HashMap::new(),
+            deleted: VecDeque::new(),
             idempotency: HashMap::new(),
             idempotency_expiry: Default::default(),
             touched: now,
@@ -254,6 +262,16 @@ impl MemoryBroker {
             .binary_search_by(|c| c.id.cmp(&id))
             .map_err(|_| BrokerError::NotFound)?;
         state.history.remove(index);
+        let now = now_ms();
+        state.deleted.push_back((now, id));
+        while state.deleted.len() > DELETIONS_KEPT
+            || state
+                .deleted
+                .front()
+                .is_some_and(|(at, _)| at + DELETIONS_FOR.as_millis() as u64 <= now)
+        {
+            state.deleted.pop_front();
+        }
         if self.subscribed.contains_key(stream) {
             (self.sink)(BrokerEvent::Deleted {
                 stream: stream.clone(),
@@ -261,6 +279,17 @@ impl MemoryBroker {
             });
         }
         Ok(())
+    }
+
+    pub(super) fn deleted_since(&self, stream: &StreamId, since_ms: u64) -> Vec<CommentId> {
+        let horizon = now_ms().saturating_sub(DELETIONS_FOR.as_millis() as u64);
+        self.streams.get(stream).map_or_else(Vec::new, |s| {
+            s.deleted
+                .iter()
+                .filter(|(at, _)| *at >= since_ms.max(horizon))
+                .map(|(_, id)| *id)
+                .collect()
+        })
     }
 
     pub(super) fn ban(&self, stream: &StreamId, user: &UserId, duration: Duration) {

@@ -279,6 +279,20 @@ impl Broker {
         }
     }
 
+    /// The ids of the stream's comments deleted at or after `since_ms` (epoch ms), as far
+    /// back as the moderation log goes (the newest 1,000 events of the last day), oldest
+    /// deletion first.
+    pub async fn deleted_since(
+        &self,
+        stream: &StreamId,
+        since_ms: u64,
+    ) -> Result<Vec<CommentId>, BrokerError> {
+        match self {
+            Self::Memory(m) => Ok(m.deleted_since(stream, since_ms)),
+            Self::Redis(r) => Box::pin(r.deleted_since(stream, since_ms)).await,
+        }
+    }
+
     /// Lifts a user's ban on a stream: `false` if there was none.
     pub async fn unban(&self, stream: &StreamId, user: &UserId) -> Result<bool, BrokerError> {
         match self {

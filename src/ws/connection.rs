@@ -23,7 +23,7 @@ use tokio::time::sleep_until;
 use super::WsState;
 use super::close::{CloseReason, End};
 use super::codec::{CLOSE_TIMEOUT, Incoming, Socket};
-use super::init::init_frame;
+use super::init::{Init, init_frame};
 use super::outbox::{PING, RawSocket};
 use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
@@ -150,7 +150,7 @@ async fn open<S: RawSocket>(
         write_timeout,
     };
     let sent = match init_frame(ws, &connection.stream, after).await {
-        Ok((frame, last_id)) => connection.write_init(&frame, last_id).await,
+        Ok(init) => connection.write_init(init).await,
         Err(end) => Err(end),
     };
     if sent.is_ok() {
@@ -174,12 +174,12 @@ pub(super) struct Connection<S> {
 
 impl<S: RawSocket> Connection<S> {
     /// Writes `init` (within the write timeout), then lets the room write to the socket.
-    async fn write_init(
-        &mut self,
-        frame: &SharedFrame,
-        last_id: Option<CommentId>,
-    ) -> Result<(), End> {
-        self.peer.send(frame).map_err(ended_by)?;
+    async fn write_init(&mut self, init: Init) -> Result<(), End> {
+        self.peer.send(&init.frame).map_err(ended_by)?;
+        if let Some(deleted) = &init.deleted {
+            self.peer.send(deleted).map_err(ended_by)?;
+        }
+        let last_id = init.last_id;
         let peer = &self.peer;
         let flushed =
             tokio::time::timeout(self.write_timeout, poll_fn(|cx| peer.poll_flush(cx))).await;

@@ -2,6 +2,10 @@
 //! resume with `after=`, every retained comment newer than that id), its viewer count, and
 //! which server answered. The recent comments come from the hub's cache of them while
 //! nothing changed on the stream ([`crate::hub::Recent`]); a resume always reads history.
+//!
+//! A resumed `init` is followed, before anything else, by one `deleted` frame with the
+//! comments deleted since the comment it resumed after was published (as far back as the
+//! moderation log goes), so a client that was away drops what it still shows.
 
 use std::sync::Arc;
 
@@ -12,13 +16,20 @@ use crate::domain::wire::{ServerFrame, SharedFrame, encode_comments};
 use crate::domain::{CommentId, StreamId};
 use crate::hub::Recent;
 
-/// The `init` frame and the newest comment id it covers (the connection sends nothing
-/// older afterwards).
+/// What a connection is sent first.
+pub(super) struct Init {
+    pub(super) frame: SharedFrame,
+    /// The newest comment id `init` covers (the connection sends nothing older afterwards).
+    pub(super) last_id: Option<CommentId>,
+    /// After a resumed `init`: the deletions the client may have missed.
+    pub(super) deleted: Option<SharedFrame>,
+}
+
 pub(super) async fn init_frame(
     ws: &WsState,
     stream: &StreamId,
     after: Option<CommentId>,
-) -> Result<(SharedFrame, Option<CommentId>), End> {
+) -> Result<Init, End> {
     let broker = &ws.broker;
     let unavailable = |error: BrokerError| {
         tracing::warn!(%stream, %error, "could not read history for init");
@@ -35,8 +46,16 @@ pub(super) async fn init_frame(
         }
         None => None,
     };
+    let mut deleted = None;
     let (recent, resumed) = match resumed {
         Some((id, comments)) => {
+            let ids = broker
+                .deleted_since(stream, id.ms)
+                .await
+                .map_err(unavailable)?;
+            if !ids.is_empty() {
+                deleted = Some(ServerFrame::Deleted { ids: &ids }.encode());
+            }
             let last_id = comments.last().map_or(id, |c| c.id);
             let recent = Recent {
                 comments: encode_comments(&comments),
@@ -59,7 +78,11 @@ pub(super) async fn init_frame(
         server: &ws.settings.server,
     }
     .encode();
-    Ok((frame, recent.last_id))
+    Ok(Init {
+        frame,
+        last_id: recent.last_id,
+        deleted,
+    })
 }
 
 /// The newest comments for a fresh `init`: kept by the hub since the last change to the

@@ -77,3 +77,10 @@ async fn refs_and_bans_hold_across_instances() {
         .await;
     back.next_of("ack").await;
 }
+
+#[tokio::test]
+async fn a_resuming_client_learns_deletions_from_redis() {
+    let redis = crate::redis_support::RedisStandalone::start().await;
+    let app = instance(&redis.url(), "pod-a").await;
+    crate::ws_moderation::deletions_reach_a_resuming_client(&app).await;
+}

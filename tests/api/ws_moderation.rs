@@ -248,3 +248,60 @@ async fn a_resent_ref_posts_once() {
         .quiet_for(std::time::Duration::from_millis(300))
         .await;
 }
+
+/// A client that was away when comments were deleted learns it first thing on resuming.
+pub async fn deletions_reach_a_resuming_client(app: &TestApp) {
+    let s = "mod-resume";
+    let (mut viewer, _) = app.viewer(s).await;
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for text in ["one", "two", "three"] {
+            ids.push(
+                app.post_system(s, text).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        ids
+    };
+    let last = viewer.comments(3).await[2]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(viewer);
+    let moderator = app.token("streamer", &[s]);
+    let delete = |id: String| {
+        let request = app
+            .http
+            .delete(app.url(&format!("/v1/streams/{s}/comments/{id}")))
+            .bearer_auth(&moderator);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(delete(ids[1].clone()).await, 204, "one the client saw");
+    let later = app.post_system(s, "four").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(delete(later.clone()).await, 204, "one it never saw");
+    let kept = app.post_system(s, "five").await;
+
+    let (mut back, init) = app.viewer_with(s, &format!("after={last}")).await;
+    assert_eq!(init["resumed"], true);
+    assert_eq!(init["comments"].as_array().unwrap().len(), 1, "{init}");
+    assert_eq!(init["comments"][0]["id"], kept["id"]);
+    assert_eq!(
+        back.next_json().await,
+        json!({"type": "deleted", "ids": [ids[1], later]}),
+        "first thing after init"
+    );
+    // A fresh init shows the stream as it is and needs no such frame.
+    let (mut fresh, init) = app.viewer(s).await;
+    assert_eq!(init["resumed"], false);
+    fresh.quiet_for(std::time::Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_resuming_client_learns_what_was_deleted_while_it_was_away() {
+    deletions_reach_a_resuming_client(&spawn_app().await).await;
+}

@@ -239,6 +239,21 @@ impl RedisBroker {
         Ok(())
     }
 
+    pub(super) async fn deleted_since(
+        &self,
+        stream: &StreamId,
+        since_ms: u64,
+    ) -> Result<Vec<CommentId>, BrokerError> {
+        let logged = history::read_moderation_since(&self.client, stream, since_ms).await?;
+        Ok(logged
+            .into_iter()
+            .filter_map(|m| match m {
+                codec::Inbound::Deleted(id) => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub(super) async fn unban(
         &self,
         stream: &StreamId,
