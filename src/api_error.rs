@@ -65,6 +65,11 @@ impl From<BrokerError> for ApiError {
                 Self::new(ErrorCode::Banned, "the user is banned from this stream")
             }
             BrokerError::NotFound => Self::new(ErrorCode::NotFound, "no such comment"),
+            BrokerError::RateLimited { retry_after } => {
+                let mut error = Self::new(ErrorCode::RateLimited, "posting too fast");
+                error.body.retry_after_ms = Some(retry_after.as_millis() as u64);
+                error
+            }
             BrokerError::Unavailable(detail) => {
                 tracing::warn!(%detail, "broker unavailable");
                 Self::new(

@@ -428,6 +428,7 @@ mod tests {
             data: None,
             by_moderator: false,
             dedup: key.map(|k| Dedup::Service(IdempotencyKey::parse(k).unwrap())),
+            rate: None,
         }
     }
 

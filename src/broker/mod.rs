@@ -68,6 +68,17 @@ pub struct NewComment {
     pub by_moderator: bool,
     /// The same key again within its time: the first comment is returned, nothing published.
     pub dedup: Option<Dedup>,
+    /// The author's rate limit, for a broker that keeps it across instances (Redis: one
+    /// bucket per stream and user, in the stream's slot, checked in the publish itself).
+    /// The embedded broker ignores it: the instance's own limiter is the whole truth there.
+    pub rate: Option<RateLimit>,
+}
+
+/// Comments per second and burst of a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: f64,
 }
 
 /// What makes a publish idempotent on its stream.
@@ -146,6 +157,8 @@ pub enum BrokerError {
     Banned,
     #[error("no such comment")]
     NotFound,
+    #[error("the user posts too fast")]
+    RateLimited { retry_after: Duration },
     #[error("the broker is unavailable: {0}")]
     Unavailable(String),
 }
@@ -329,6 +342,11 @@ impl Broker {
             Self::Memory(m) => Ok(m.stats(stream)),
             Self::Redis(r) => Box::pin(r.stats(stream)).await,
         }
+    }
+
+    /// Whether rate limits are kept by the broker across instances ([`NewComment::rate`]).
+    pub fn limits_rates(&self) -> bool {
+        matches!(self, Self::Redis(_))
     }
 
     /// Whether the broker is reachable and its subscriptions are live (`/readyz`).

@@ -1,7 +1,9 @@
 //! Posting a comment: the rules both transports share, in one place.
 //!
 //! A viewer posts over the WebSocket ([`Posting::as_viewer`]): signed in with a token that
-//! has not expired, text within the rules, within the user's rate on the stream. A service
+//! has not expired, text within the rules, within the user's rate on the stream (kept by
+//! this instance with the embedded broker; by Redis, across every instance, with Redis —
+//! see [`NewComment::rate`]). A service
 //! posts over HTTP ([`Posting::as_service`]): any kind, a user for user comments, `data`
 //! only for system comments, an optional idempotency key. Either way the comment is
 //! validated once into a [`NewComment`] of validated parts, handed to the broker (which
@@ -148,7 +150,9 @@ impl Posting {
             Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
-        if let Err(retry_after) = self.rate.check(stream, &viewer.user.id) {
+        // With Redis the limit holds across instances, checked in the publish itself.
+        let shared_rate = self.broker.limits_rates();
+        if !shared_rate && let Err(retry_after) = self.rate.check(stream, &viewer.user.id) {
             return Err(PostError::RateLimited { retry_after });
         }
         let new = NewComment {
@@ -162,6 +166,7 @@ impl Posting {
                 user: viewer.user.id.clone(),
                 reference: reference.to_owned(),
             }),
+            rate: shared_rate.then_some(self.rate.limit()),
         };
         match self.publish(new).await? {
             Published::New(comment) | Published::Duplicate(comment) => Ok(comment),
@@ -225,6 +230,7 @@ impl Posting {
             data,
             by_moderator: false,
             dedup: idempotency_key.map(Dedup::Service),
+            rate: None,
         })
     }
 
@@ -239,6 +245,9 @@ impl Posting {
                 Ok(published)
             }
             Err(BrokerError::Banned) => Err(PostError::Banned),
+            Err(BrokerError::RateLimited { retry_after }) => {
+                Err(PostError::RateLimited { retry_after })
+            }
             Err(error) => {
                 tracing::warn!(%stream, %error, "publish failed");
                 Err(PostError::Unavailable)

@@ -1,11 +1,13 @@
-//! Per-user comment rate limits: one token bucket per (stream, user) on this instance,
-//! shared by all of that user's connections here. Full buckets carry no state and are
+//! Per-user comment rate limits with the embedded broker: one token bucket per (stream,
+//! user) on this instance, shared by all of that user's connections here. (With Redis the
+//! bucket lives in Redis and holds across instances; see the publish script.) Full buckets carry no state and are
 //! pruned every minute, so the map holds only users who posted recently.
 
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::broker::RateLimit;
 use crate::domain::{StreamId, TokenBucket, UserId};
 
 /// How often full buckets are forgotten.
@@ -34,6 +36,13 @@ impl RateLimits {
             .entry((stream.clone(), user.clone()))
             .or_insert_with(|| TokenBucket::full(self.burst, now));
         bucket.try_take(now, self.rate, self.burst)
+    }
+
+    pub(super) fn limit(&self) -> RateLimit {
+        RateLimit {
+            per_sec: self.rate,
+            burst: self.burst,
+        }
     }
 
     pub(super) fn prune(&self, now: Instant) {

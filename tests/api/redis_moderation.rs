@@ -84,3 +84,44 @@ async fn a_resuming_client_learns_deletions_from_redis() {
     let app = instance(&redis.url(), "pod-a").await;
     crate::ws_moderation::deletions_reach_a_resuming_client(&app).await;
 }
+
+/// A user with sockets on two instances gets the configured rate in total, not twice it.
+#[tokio::test]
+async fn a_users_rate_holds_across_instances() {
+    let redis = crate::redis_support::RedisStandalone::start().await;
+    let limited = |pod: &'static str| {
+        let url = redis.url();
+        crate::helpers::spawn_app_with(move |c| {
+            c.redis_url = Some(danmaku::config::RedisUrl::Standalone(
+                url.strip_prefix("redis://").unwrap().to_owned(),
+            ));
+            c.pod_name = pod.into();
+            c.rate_per_sec = 0.2;
+            c.rate_burst = 3.0;
+        })
+    };
+    let (a, b) = (limited("pod-a").await, limited("pod-b").await);
+    let s = "rate-across";
+    let (mut on_a, _) = a.user(s, "eager").await;
+    let (mut on_b, _) = b.user(s, "eager").await;
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let socket = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        socket
+            .send_json(json!({"type": "comment", "text": format!("c{i}")}))
+            .await;
+        let answer = socket.next_of(if i < 3 { "ack" } else { "error" }).await;
+        answers.push(answer);
+    }
+    for refused in &answers[3..] {
+        assert_eq!(refused["code"], "rate_limited", "{refused}");
+        let wait = refused["retry_after_ms"].as_u64().unwrap();
+        assert!((1..=5000).contains(&wait), "{refused}");
+    }
+    // Another user has a bucket of their own.
+    let (mut other, _) = b.user(s, "calm").await;
+    other
+        .send_json(json!({"type": "comment", "text": "hi"}))
+        .await;
+    other.next_of("ack").await;
+}

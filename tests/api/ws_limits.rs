@@ -303,6 +303,7 @@ async fn publish(app: &TestApp, stream: &str, text: &str) {
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
             dedup: None,
+            rate: None,
         })
         .await
         .unwrap();

@@ -26,6 +26,7 @@ async fn publish(broker: &Broker, stream: &str, kind: CommentKind, author: &str,
             data: None,
             by_moderator: false,
             dedup: None,
+            rate: None,
         })
         .await
         .unwrap();

@@ -69,6 +69,11 @@ impl StreamKeys {
         }
     }
 
+    /// A user's comment-rate token bucket on the stream.
+    pub(super) fn rate(stream: &StreamId, user_id: &str) -> String {
+        key(stream, &format!("rate:{user_id}"))
+    }
+
     pub(super) fn ban(stream: &StreamId, user_id: &str) -> String {
         key(stream, &format!("ban:{user_id}"))
     }

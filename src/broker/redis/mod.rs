@@ -160,7 +160,9 @@ impl RedisBroker {
                 |d| StreamKeys::dedup(&new.stream, d),
             ),
             StreamKeys::ban(&new.stream, user.unwrap_or("-")),
+            StreamKeys::rate(&new.stream, user.unwrap_or("-")),
         ];
+        let rate = new.rate.filter(|_| user.is_some());
         let args = vec![
             body,
             self.history_len.to_string(),
@@ -172,6 +174,8 @@ impl RedisBroker {
             STATE_TTL.as_millis().to_string(),
             flag(dedup.is_some()),
             flag(user.is_some()),
+            rate.map_or_else(String::new, |r| r.per_sec.to_string()),
+            rate.map_or_else(String::new, |r| r.burst.to_string()),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
         let status = reply
@@ -190,6 +194,12 @@ impl RedisBroker {
             0 => Ok(Published::Duplicate(
                 parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?,
             )),
+            -2 => {
+                let ms = message.parse().map_err(|_| unexpected("publish"))?;
+                Err(BrokerError::RateLimited {
+                    retry_after: Duration::from_millis(ms),
+                })
+            }
             _ => Err(BrokerError::Banned),
         }
     }

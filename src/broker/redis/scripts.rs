@@ -5,20 +5,34 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
-/// Publish: idempotency check, ban check, append to the history, trim it (remembering the
-/// newest trimmed id), count, remember the idempotency key, and `SPUBLISH` — in one step,
-/// so history and live delivery never disagree.
+/// Publish: idempotency check, the author's rate limit, ban check, append to the history,
+/// trim it (remembering the newest trimmed id), count, remember the idempotency key, and
+/// `SPUBLISH` — in one step, so history and live delivery never disagree, and a user's
+/// rate holds across every instance.
 ///
-/// KEYS: hist, channel, count, trimmed, idempotency key, ban key.
+/// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket.
 /// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
-/// has user (0/1).
-/// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate) or {-1, ""} (banned).
+/// has user (0/1), rate per second ("" for none), burst.
+/// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {-1, ""} (banned) or
+/// {-2, "<ms until a token>"} (rate limited).
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
 if ARGV[6] == '1' then
   local prior = redis.call('GET', KEYS[5])
   if prior then return {0, prior} end
+end
+if ARGV[8] ~= '' then
+  local rate, burst = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + t[2] / 1000
+  local bucket = redis.call('HMGET', KEYS[7], 'tokens', 'at')
+  local tokens = tonumber(bucket[1]) or burst
+  local at = tonumber(bucket[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+  if tokens < 1 then return {-2, tostring(math.ceil((1 - tokens) * 1000 / rate))} end
+  redis.call('HSET', KEYS[7], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[7], math.ceil(burst * 1000 / rate) + 1000)
 end
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[6]) == 1 then return {-1, ''} end
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[1])
