@@ -299,6 +299,7 @@ impl Sockets {
                 stream: stream.clone(),
                 identity: Identity::Anonymous,
                 after: None,
+                epoch: None,
                 budget: Tier::UNLIMITED,
                 permit: node.parts().lifecycle.admit().expect("no connection limit"),
                 upgraded_at: Instant::now(),

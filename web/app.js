@@ -50,6 +50,7 @@
     token: null, // the JWT in use, or null (anonymous)
     claims: null,
     lastId: null,
+    epoch: null, // the stream's epoch from the last `init`: a resume names it
     maxRate: null, // the max_rate asked for (user comments a second), or null: all the server sends
     skipped: 0, // comments the server said it skipped (`skipped`) since the list began
     attempt: 0, // failed attempts since the last `init`
@@ -115,6 +116,7 @@
     if (conn.token) params.set("access_token", conn.token);
     if (conn.maxRate) params.set("max_rate", String(conn.maxRate));
     if (conn.lastId) params.set("after", conn.lastId);
+    if (conn.lastId && conn.epoch) params.set("epoch", conn.epoch);
     const q = params.toString();
     return `${scheme}://${location.host}/v1/streams/${encodeURIComponent(conn.stream)}/ws${q ? `?${q}` : ""}`;
   }
@@ -325,6 +327,7 @@
   function onInit(frame) {
     conn.attempt = 0;
     conn.resumed = !!frame.resumed;
+    conn.epoch = frame.epoch || null;
     if (!frame.resumed) clearComments();
     for (const c of frame.comments || []) addComment(c, frame.resumed && conn.lastId !== null);
     $("viewers").textContent = String(frame.viewer_count);

@@ -58,6 +58,8 @@ struct StreamState {
     viewers: u64,
     peak_viewers: u64,
     bans: HashMap<UserId, Instant>,
+    /// Made with the stream's state; a stream forgotten and made again has a new one.
+    epoch: String,
     /// The newest deletions (epoch ms, id), oldest first: at most [`DELETIONS_KEPT`], for a
     /// day, as the Redis moderation log keeps them.
     deleted: VecDeque<(u64, CommentId)>,
@@ -78,6 +80,7 @@ impl StreamState {
             viewers: 0,
             peak_viewers: 0,
             bans: HashMap::new(),
+            epoch: super::new_epoch(),
             deleted: VecDeque::new(),
             idempotency: HashMap::new(),
             idempotency_expiry: Default::default(),
@@ -279,6 +282,15 @@ impl MemoryBroker {
             });
         }
         Ok(())
+    }
+
+    pub(super) fn epoch(&self, stream: &StreamId) -> String {
+        let now = Instant::now();
+        let state = self
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| StreamState::new(now));
+        state.epoch.clone()
     }
 
     pub(super) fn deleted_since(&self, stream: &StreamId, since_ms: u64) -> Vec<CommentId> {

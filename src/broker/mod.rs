@@ -113,6 +113,11 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
 /// How long a viewer's `ref` is remembered (the contract's section 8).
 pub const REF_TTL: Duration = Duration::from_secs(120);
 
+/// A fresh epoch: 12 random hex digits.
+pub fn new_epoch() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
 /// A ban in force.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ban {
@@ -289,6 +294,15 @@ impl Broker {
                 Ok(())
             }
             Self::Redis(r) => Box::pin(r.ban(stream, user, duration)).await,
+        }
+    }
+
+    /// The stream's epoch (the contract's section 8): it changes when the stream's history
+    /// was lost, so ids of an older epoch say nothing about the current history.
+    pub async fn epoch(&self, stream: &StreamId) -> Result<String, BrokerError> {
+        match self {
+            Self::Memory(m) => Ok(m.epoch(stream)),
+            Self::Redis(r) => Box::pin(r.epoch(stream)).await,
         }
     }
 

@@ -50,6 +50,8 @@ pub enum ServerFrame<'a> {
         comments: &'a RawValue,
         viewer_count: u64,
         resumed: bool,
+        /// The stream's epoch (the contract's section 8).
+        epoch: &'a str,
         server: &'a ServerInfo,
     },
     Comments {

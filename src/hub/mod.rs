@@ -115,6 +115,8 @@ pub struct Recent {
     pub comments: Box<serde_json::value::RawValue>,
     /// The newest of them.
     pub last_id: Option<CommentId>,
+    /// The stream's epoch when they were read.
+    pub epoch: String,
 }
 
 #[derive(Clone)]
@@ -362,6 +364,7 @@ mod tests {
         Arc::new(Recent {
             comments: crate::domain::wire::encode_comments(&[]),
             last_id: Some(CommentId::new(last, 0)),
+            epoch: "e".into(),
         })
     }
 

@@ -51,6 +51,8 @@ pub struct Session {
     pub identity: Identity,
     /// `after=`: resume after this comment id.
     pub after: Option<CommentId>,
+    /// `epoch=`: of this epoch of the stream (a resume across epochs is not one).
+    pub epoch: Option<String>,
     /// The user comments per second it is sent at most (`DANMAKU_VIEWER_MAX_RATE`,
     /// lowered by `max_rate=`).
     pub budget: Tier,
@@ -115,6 +117,7 @@ async fn open<S: RawSocket>(
         stream,
         identity,
         after,
+        epoch,
         permit,
         upgraded_at,
         budget: _,
@@ -149,7 +152,7 @@ async fn open<S: RawSocket>(
         malformed: 0,
         write_timeout,
     };
-    let sent = match init_frame(ws, &connection.stream, after).await {
+    let sent = match init_frame(ws, &connection.stream, after, epoch.as_deref()).await {
         Ok(init) => connection.write_init(init).await,
         Err(end) => Err(end),
     };

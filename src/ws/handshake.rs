@@ -105,6 +105,7 @@ pub async fn handshake(
         stream,
         identity,
         after,
+        epoch: params.get("epoch").cloned(),
         budget,
         permit,
         upgraded_at: Instant::now(),
@@ -187,6 +188,15 @@ async fn check(
         })
         .transpose()?;
     let budget = Tier::for_viewer(ws.settings.viewer_max_rate, max_rate);
+    if params
+        .get("epoch")
+        .is_some_and(|e| e.is_empty() || e.len() > 64)
+    {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "epoch: expected the epoch of an earlier init",
+        ));
+    }
     if let (Some(allowed), Some(origin)) =
         (&ws.settings.allowed_origins, headers.get(header::ORIGIN))
         && !origin.to_str().is_ok_and(|o| allowed.allows(o))

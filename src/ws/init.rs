@@ -25,30 +25,35 @@ pub(super) struct Init {
     pub(super) deleted: Option<SharedFrame>,
 }
 
+/// `after` (and `epoch`, if the client sent one): where a resuming client left off.
 pub(super) async fn init_frame(
     ws: &WsState,
     stream: &StreamId,
     after: Option<CommentId>,
+    epoch: Option<&str>,
 ) -> Result<Init, End> {
     let broker = &ws.broker;
     let unavailable = |error: BrokerError| {
         tracing::warn!(%stream, %error, "could not read history for init");
         End::Close(CloseReason::TryAgainLater)
     };
+    // A resume reads the epoch first: history read after it is of that epoch or newer.
     let resumed = match after {
         Some(id) => {
+            let now = broker.epoch(stream).await.map_err(unavailable)?;
             let query = HistoryQuery::After {
                 id,
                 limit: ALL_RETAINED,
             };
             let page = broker.history(stream, query).await.map_err(unavailable)?;
-            page.complete.then_some((id, page.comments))
+            let same_epoch = epoch.is_none_or(|e| e == now);
+            (page.complete && same_epoch).then_some((id, page.comments, now))
         }
         None => None,
     };
     let mut deleted = None;
     let (recent, resumed) = match resumed {
-        Some((id, comments)) => {
+        Some((id, comments, epoch)) => {
             let ids = broker
                 .deleted_since(stream, id.ms)
                 .await
@@ -60,6 +65,7 @@ pub(super) async fn init_frame(
             let recent = Recent {
                 comments: encode_comments(&comments),
                 last_id: Some(last_id),
+                epoch,
             };
             (Arc::new(recent), true)
         }
@@ -75,6 +81,7 @@ pub(super) async fn init_frame(
         comments: &recent.comments,
         viewer_count,
         resumed,
+        epoch: &recent.epoch,
         server: &ws.settings.server,
     }
     .encode();
@@ -92,6 +99,7 @@ async fn fresh(ws: &WsState, stream: &StreamId) -> Result<Arc<Recent>, BrokerErr
         Ok(recent) => return Ok(recent),
         Err(changes) => changes,
     };
+    let epoch = ws.broker.epoch(stream).await?;
     let query = HistoryQuery::Latest {
         limit: ws.settings.init_comments,
     };
@@ -99,6 +107,7 @@ async fn fresh(ws: &WsState, stream: &StreamId) -> Result<Arc<Recent>, BrokerErr
     let recent = Arc::new(Recent {
         comments: encode_comments(&page.comments),
         last_id: page.comments.last().map(|c| c.id),
+        epoch,
     });
     ws.hub.keep_recent(stream, changes, recent.clone());
     Ok(recent)

@@ -426,21 +426,42 @@ async fn a_master_failover_loses_and_duplicates_nothing() {
     );
 }
 
+/// Redis restarts empty (no persistence): the stream's history is lost, so its epoch
+/// changes. Viewers that watched through it are told (4002); a client that was away and
+/// resumes with the old epoch gets `resumed: false` and the new epoch; the instance
+/// subscribes again and everything published from then on reaches the new viewers once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_resubscribes_and_backfills_the_gap() {
+async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     let mut redis = RedisStandalone::start().await;
     let url = redis.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
-    let viewer = Collector::start(a.viewer("restart").await.0);
+    let (mut watcher, init) = a.viewer("restart").await;
+    let old_epoch = init["epoch"].as_str().unwrap().to_owned();
     let before = post_until_accepted(&b, "restart", "before", "r-0").await;
-    viewer.wait_for(1, WAIT).await;
+    assert_eq!(watcher.comments(1).await[0]["id"], before.as_str());
+    let (_away, init) = b.viewer("restart").await;
+    assert_eq!(
+        init["epoch"],
+        old_epoch.as_str(),
+        "one epoch on every instance"
+    );
 
     redis.restart().await;
     eventually_async("/readyz to recover after the restart", || async {
         a.http.get(a.url("/readyz")).send().await.unwrap().status() == 200
     })
     .await;
-    let mut accepted = vec![before];
+    assert_eq!(
+        watcher.closed().await,
+        Closed::Code(4002),
+        "the watcher is told"
+    );
+    let query = format!("after={before}&epoch={old_epoch}");
+    let (back, init) = a.viewer_with("restart", &query).await;
+    assert_eq!(init["resumed"], false, "{init}");
+    assert_ne!(init["epoch"], old_epoch.as_str());
+    let viewer = Collector::start(back);
+    let mut accepted = vec![];
     for i in 1..=20 {
         accepted.push(
             post_until_accepted(&b, "restart", &format!("after {i}"), &format!("r-{i}")).await,
@@ -450,10 +471,12 @@ async fn a_redis_restart_resubscribes_and_backfills_the_gap() {
         .wait_for(accepted.len(), Duration::from_secs(20))
         .await;
     viewer.assert_exactly_once_in_order(&accepted);
+    let (_, init) = b.viewer("restart").await;
+    assert_eq!(init["epoch"], a.viewer("restart").await.1["epoch"]);
     assert_eq!(
         cluster_free_numsub(&redis, "danmaku:{restart}:ch").await,
-        1,
-        "A subscribed again"
+        2,
+        "A and B subscribed again (both have viewers)"
     );
 }
 
@@ -515,20 +538,36 @@ async fn readiness_says_broker_while_redis_is_down() {
     .await;
 }
 
-/// Measures how long 1,000 streams take to be live again after Redis restarts: the time
-/// from the restart until a comment posted to every stream has reached its viewer.
+/// Measures how long 1,000 streams take to be live again after Redis restarts empty: every
+/// watcher is told the history was lost (4002), and the time from the restart until a
+/// comment posted to every stream has reached a viewer connected anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_streams_resubscribe_after_a_restart() {
     let mut redis = RedisStandalone::start().await;
     let url = redis.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
     let streams: Vec<String> = (0..1000).map(|i| format!("many-{i}")).collect();
+    let mut watchers = Vec::new();
+    for stream in &streams {
+        watchers.push(a.viewer(stream).await.0);
+    }
+    redis.restart().await;
+    let restarted = Instant::now();
+    // The restart lost every stream's history (a new epoch): each watcher is told.
+    let told = watchers
+        .iter_mut()
+        .map(|w| w.closed_within(Duration::from_secs(30)));
+    for closed in futures_util::future::join_all(told).await {
+        assert_eq!(closed, Closed::Code(4002));
+    }
+    println!(
+        "1000 streams resynchronised {:?} after the Redis restart",
+        restarted.elapsed()
+    );
     let mut viewers = Vec::new();
     for stream in &streams {
         viewers.push(Collector::start(a.viewer(stream).await.0));
     }
-    redis.restart().await;
-    let restarted = Instant::now();
     let keys: Vec<String> = streams.iter().map(|s| format!("{s}-back")).collect();
     let posts = streams
         .iter()

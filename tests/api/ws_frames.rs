@@ -275,3 +275,40 @@ async fn a_resumed_client_never_gets_a_comment_twice() {
     let next = v.comments(1).await;
     assert_eq!(next[0]["id"], c3["id"]);
 }
+
+/// `init` carries the stream's epoch, the same for every connection; a resume that names
+/// another epoch is not one.
+#[tokio::test]
+async fn a_resume_names_its_epoch_and_another_epoch_is_not_resumed() {
+    let app = spawn_app().await;
+    let s = "epoch";
+    let (_first, init) = app.viewer(s).await;
+    let epoch = init["epoch"].as_str().unwrap().to_owned();
+    assert!(!epoch.is_empty());
+    let id = app.post_system(s, "one").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post_system(s, "two").await;
+    let (_again, init) = app.viewer(s).await;
+    assert_eq!(init["epoch"], epoch.as_str());
+    let (_same, init) = app
+        .viewer_with(s, &format!("after={id}&epoch={epoch}"))
+        .await;
+    assert_eq!(
+        (&init["resumed"], init["comments"].as_array().unwrap().len()),
+        (&json!(true), 1)
+    );
+    let (_other, init) = app
+        .viewer_with(s, &format!("after={id}&epoch=0123abcd"))
+        .await;
+    assert_eq!(init["resumed"], false, "another epoch: {init}");
+    assert_eq!(
+        init["comments"].as_array().unwrap().len(),
+        2,
+        "the newest comments"
+    );
+    assert_eq!(init["epoch"], epoch.as_str());
+    let (status, _) = app.refused(s, "after=1-0&epoch=", &[]).await;
+    assert_eq!(status, 400);
+}

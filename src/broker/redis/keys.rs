@@ -36,6 +36,8 @@ pub(super) struct StreamKeys {
     pub(super) moderation: String,
     /// Sorted set of the users banned from the stream, by when their ban ends (ms).
     pub(super) bans: String,
+    /// The stream's epoch: made with its first key, gone only when its keys are lost.
+    pub(super) epoch: String,
 }
 
 impl StreamKeys {
@@ -49,6 +51,7 @@ impl StreamKeys {
             peak: key(stream, "peak"),
             moderation: key(stream, "modlog"),
             bans: key(stream, "bans"),
+            epoch: key(stream, "epoch"),
         }
     }
 
@@ -96,6 +99,7 @@ mod tests {
             &keys.peak,
             &keys.moderation,
             &keys.bans,
+            &keys.epoch,
         ] {
             assert!(k.starts_with("danmaku:{live-42}:"), "{k}");
         }

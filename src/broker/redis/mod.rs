@@ -161,6 +161,7 @@ impl RedisBroker {
             ),
             StreamKeys::ban(&new.stream, user.unwrap_or("-")),
             StreamKeys::rate(&new.stream, user.unwrap_or("-")),
+            keys.epoch,
         ];
         let rate = new.rate.filter(|_| user.is_some());
         let args = vec![
@@ -176,6 +177,7 @@ impl RedisBroker {
             flag(user.is_some()),
             rate.map_or_else(String::new, |r| r.per_sec.to_string()),
             rate.map_or_else(String::new, |r| r.burst.to_string()),
+            new_epoch(),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
         let status = reply
@@ -247,6 +249,10 @@ impl RedisBroker {
         ];
         let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
         Ok(())
+    }
+
+    pub(super) async fn epoch(&self, stream: &StreamId) -> Result<String, BrokerError> {
+        epoch(&self.client, stream).await
     }
 
     pub(super) async fn deleted_since(
@@ -324,4 +330,16 @@ impl RedisBroker {
 
 fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
+}
+
+/// A stream's epoch, made if it has none.
+pub(super) async fn epoch(client: &Client, stream: &StreamId) -> Result<String, BrokerError> {
+    let keys = vec![StreamKeys::new(stream).epoch];
+    let args = vec![new_epoch(), STATE_TTL.as_millis().to_string()];
+    run(client, &scripts::EPOCH, keys, args).await
+}
+
+/// A fresh epoch: random, short, URL-safe.
+fn new_epoch() -> String {
+    crate::broker::new_epoch()
 }

@@ -10,9 +10,9 @@ use fred::types::scripts::Script;
 /// `SPUBLISH` — in one step, so history and live delivery never disagree, and a user's
 /// rate holds across every instance.
 ///
-/// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket.
+/// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket, epoch.
 /// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
-/// has user (0/1), rate per second ("" for none), burst.
+/// has user (0/1), rate per second ("" for none), burst, a new epoch (kept if one exists).
 /// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {-1, ""} (banned) or
 /// {-2, "<ms until a token>"} (rate limited).
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
@@ -45,6 +45,8 @@ if len > cap + tonumber(ARGV[3]) then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
+redis.call('SET', KEYS[8], ARGV[10], 'NX')
+redis.call('PEXPIRE', KEYS[8], ARGV[5])
 redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local message = id .. ' ' .. ARGV[1]
@@ -140,6 +142,19 @@ pub(super) static BANS: LazyLock<Script> = LazyLock::new(|| {
 local t = redis.call('TIME')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t[1] * 1000 + math.floor(t[2] / 1000))
 return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+"#,
+    )
+});
+
+/// The stream's epoch: made (from ARGV[1]) when the stream has none, so it changes exactly
+/// when the stream's keys were lost (a restart without persistence, every key expired).
+/// KEYS: epoch. ARGV: a new epoch, state ttl ms. Returns the epoch.
+pub(super) static EPOCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('GET', KEYS[1])
 "#,
     )
 });

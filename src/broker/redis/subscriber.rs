@@ -262,6 +262,7 @@ async fn run_repair(
             let page = read_history(client, stream, HistoryQuery::Latest { limit: 1 }).await?;
             Ok(Repaired {
                 tail: page.comments.last().map(|c| c.id),
+                epoch: Some(super::epoch(client, stream).await?),
                 ..Repaired::default()
             })
         }
@@ -272,11 +273,13 @@ async fn run_repair(
             };
             let page = read_history(client, stream, query).await?;
             let moderation = read_moderation_since(client, stream, job.since_ms).await?;
+            let epoch = super::epoch(client, stream).await?;
             Ok(Repaired {
                 tail: None,
                 backfill: page.comments,
                 complete: page.complete,
                 moderation,
+                epoch: Some(epoch),
             })
         }
     }

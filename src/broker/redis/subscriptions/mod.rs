@@ -123,6 +123,8 @@ struct Stream {
     probe: Probe,
     /// The Redis node serving the stream's slot, once the topology is known.
     owner: Option<String>,
+    /// The stream's epoch when its subscription last went live.
+    epoch: Option<String>,
 }
 
 impl Stream {
@@ -141,6 +143,7 @@ impl Stream {
             generation: 0,
             attempts: 0,
             last_message: now,
+            epoch: None,
             last_message_ms: now_ms(),
             probe: Probe::Idle,
             owner,

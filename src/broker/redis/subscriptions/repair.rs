@@ -55,6 +55,8 @@ pub(in crate::broker::redis) struct Repaired {
     pub(in crate::broker::redis) complete: bool,
     /// Repairs: moderation since the stream was last heard from, oldest first.
     pub(in crate::broker::redis) moderation: Vec<Inbound>,
+    /// The stream's epoch as the subscription went live (`None`: not read).
+    pub(in crate::broker::redis) epoch: Option<String>,
 }
 
 impl Default for Repaired {
@@ -64,6 +66,7 @@ impl Default for Repaired {
             backfill: Vec::new(),
             complete: true,
             moderation: Vec::new(),
+            epoch: None,
         }
     }
 }
@@ -144,8 +147,21 @@ impl Subscriptions {
                 let _ = waiter.send(Ok(()));
             }
         }
-        if !repaired.complete {
+        // The stream's history was lost (its epoch changed): what this instance delivered
+        // says nothing about the history now, so its viewers resynchronise.
+        let lost = match (&entry.epoch, &repaired.epoch) {
+            (Some(known), Some(now)) => known != now,
+            _ => false,
+        };
+        if repaired.epoch.is_some() {
+            entry.epoch = repaired.epoch;
+        }
+        if lost {
+            tracing::warn!(%stream, "the stream's history was lost (new epoch); telling local viewers");
+        } else if !repaired.complete {
             tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
+        }
+        if lost || !repaired.complete {
             self.metrics.dropped(DropReason::HistoryGap, 1);
             (self.sink)(BrokerEvent::Resync {
                 stream: stream.clone(),
