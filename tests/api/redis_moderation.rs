@@ -125,3 +125,104 @@ async fn a_users_rate_holds_across_instances() {
         .await;
     other.next_of("ack").await;
 }
+
+/// One master of three fails: `/readyz` stays 200 on both instances throughout (a shard's
+/// failover is repaired and backfilled, not a reason to take every instance out of
+/// service); streams on the other shards keep flowing; the failed shard's stream loses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_failover_leaves_the_fleet_ready() {
+    use std::time::{Duration, Instant};
+
+    use crate::redis_support::key_slot;
+
+    let cluster = RedisCluster::start().await;
+    let url = cluster.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    // One stream per third of the slots: one per master.
+    let mut streams: Vec<String> = Vec::new();
+    for third in 0..3u16 {
+        let name = (0..)
+            .map(|i| format!("shard-{third}-{i}"))
+            .find(|s| key_slot(&format!("danmaku:{{{s}}}:ch")) / 5462 == third)
+            .unwrap();
+        streams.push(name);
+    }
+    let mut viewers = Vec::new();
+    for s in &streams {
+        viewers.push(a.viewer(s).await.0);
+        viewers.push(b.viewer(s).await.0);
+    }
+    let failing = key_slot(&format!("danmaku:{{{}}}:ch", streams[0]));
+    let watch_ready = async {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        let mut checks = 0;
+        while Instant::now() < deadline {
+            for app in [&a, &b] {
+                let status = app.http.get(app.url("/readyz")).send().await.unwrap();
+                let code = status.status().as_u16();
+                let body: Value = status.json().await.unwrap();
+                assert_eq!(code, 200, "not ready during one shard's failover: {body}");
+            }
+            checks += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        checks
+    };
+    let failover = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.kill_master_of(failing).await;
+        cluster.wait_for_failover(failing).await;
+    };
+    let posts = async {
+        let mut accepted = vec![Vec::new(), Vec::new(), Vec::new()];
+        for i in 0..40 {
+            for (n, s) in streams.iter().enumerate() {
+                accepted[n].push(post_until(&b, s, &format!("{s}-{i}")).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        accepted
+    };
+    let (checks, (), accepted) = tokio::join!(watch_ready, failover, posts);
+    assert!(
+        checks > 50,
+        "readiness was checked throughout ({checks} times)"
+    );
+    for (i, viewer) in viewers.iter_mut().enumerate() {
+        let want = &accepted[i / 2];
+        let got: Vec<String> = viewer
+            .comments(want.len())
+            .await
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(&got, want, "viewer {i}: every comment once, in order");
+    }
+}
+
+/// Posts a system comment with an idempotency key until it is accepted (a service retries
+/// through a failover); its id.
+async fn post_until(app: &crate::helpers::TestApp, stream: &str, key: &str) -> String {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = json!({"kind": "system", "text": key, "idempotency_key": key});
+        let sent = app
+            .http
+            .post(app.url(&format!("/v1/streams/{stream}/comments")))
+            .bearer_auth(crate::helpers::SERVICE_TOKEN)
+            .timeout(Duration::from_secs(5))
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(response) = sent
+            && response.status().is_success()
+        {
+            let body: Value = response.json().await.unwrap();
+            return body["comment"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{key} was never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

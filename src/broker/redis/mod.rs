@@ -21,7 +21,7 @@ mod subscriptions;
 mod viewers;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -60,7 +60,13 @@ pub struct RedisBroker {
     /// The subscription owner's mailbox.
     control: mpsc::UnboundedSender<Control>,
     live: Arc<AtomicBool>,
+    hearing: Arc<AtomicBool>,
+    /// When the clients were first seen disconnected (epoch ms; 0: connected).
+    disconnected_since: AtomicU64,
 }
+
+/// How long the clients may be disconnected before `/readyz` says `broker`.
+const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 
 impl RedisBroker {
     pub(super) async fn connect(
@@ -90,6 +96,7 @@ impl RedisBroker {
         // release, and the owner's own tasks report a few messages per stream in repair.
         let (control, control_rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(false));
+        let hearing = Arc::new(AtomicBool::new(false));
         let broker = Arc::new(Self {
             client: client.clone(),
             subscriber: subscriber.clone(),
@@ -100,6 +107,8 @@ impl RedisBroker {
             reported: DashMap::new(),
             control: control.clone(),
             live: live.clone(),
+            hearing: hearing.clone(),
+            disconnected_since: AtomicU64::new(0),
         });
         subscriber::spawn(subscriber::Subscriber {
             client,
@@ -108,6 +117,7 @@ impl RedisBroker {
             control,
             control_rx,
             live,
+            hearing,
             cancel: cancel.clone(),
         });
         viewers::spawn_reporter(broker.clone(), cancel);
@@ -316,10 +326,28 @@ impl RedisBroker {
         Ok(n == 1)
     }
 
+    /// Healthy while the subscriptions are live (see `subscriptions::probes`) and either
+    /// some stream is heard from or the clients are connected (or were disconnected less
+    /// than [`DISCONNECTED_GRACE`] ago): a cluster client reports itself disconnected for
+    /// as long as one node is down, and one shard's failover is not this instance's trouble.
     pub(super) fn is_healthy(&self) -> bool {
-        self.client.is_connected()
-            && self.subscriber.is_connected()
-            && self.live.load(Ordering::Acquire)
+        let connected = self.client.is_connected() && self.subscriber.is_connected();
+        let now = now_ms();
+        let since = if connected {
+            self.disconnected_since.store(0, Ordering::Relaxed);
+            now
+        } else {
+            match self.disconnected_since.load(Ordering::Relaxed) {
+                0 => {
+                    self.disconnected_since.store(now, Ordering::Relaxed);
+                    now
+                }
+                since => since,
+            }
+        };
+        let briefly = now.saturating_sub(since) < DISCONNECTED_GRACE.as_millis() as u64;
+        let hearing = self.hearing.load(Ordering::Acquire);
+        (briefly || hearing) && self.live.load(Ordering::Acquire)
     }
 
     pub(super) async fn close(&self) {

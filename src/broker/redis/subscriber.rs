@@ -58,6 +58,8 @@ pub(super) struct Subscriber {
     pub(super) control_rx: mpsc::UnboundedReceiver<Control>,
     /// Where [`Subscriptions::is_live`] is published for `/readyz`.
     pub(super) live: Arc<AtomicBool>,
+    /// Where [`Subscriptions::is_hearing`] is published for `/readyz`.
+    pub(super) hearing: Arc<AtomicBool>,
     pub(super) cancel: CancellationToken,
 }
 
@@ -81,6 +83,7 @@ impl Subscriber {
             control,
             mut control_rx,
             live,
+            hearing,
             cancel,
         } = self;
         let mut work = Work {
@@ -125,8 +128,9 @@ impl Subscriber {
                 },
                 stream = subscriptions.next_linger() => subscriptions.linger_over(stream),
                 _ = tick.tick() => {
-                    subscriptions.on_tick(work.subscriber.is_connected());
+                    subscriptions.on_tick();
                     live.store(subscriptions.is_live(), Ordering::Release);
+                    hearing.store(subscriptions.is_hearing(), Ordering::Release);
                 }
             }
             for effect in subscriptions.take_effects() {

@@ -74,6 +74,10 @@ pub(super) struct Subscriptions {
     effects: Vec<Effect>,
     /// Whether every stream is live or in a repair younger than the grace (`/readyz`).
     live: bool,
+    /// Some stream was heard from lately: the instance reaches Redis, whatever its client's
+    /// connection state says (a cluster client reports itself disconnected while one node
+    /// is down).
+    hearing: bool,
 }
 
 enum Phase {
@@ -166,6 +170,7 @@ impl Subscriptions {
             lingers: DelayQueue::new(),
             effects: Vec::new(),
             live: true,
+            hearing: false,
         }
     }
 
@@ -176,6 +181,10 @@ impl Subscriptions {
 
     pub(super) fn is_live(&self) -> bool {
         self.live
+    }
+
+    pub(super) fn is_hearing(&self) -> bool {
+        self.hearing
     }
 
     /// A local viewer takes a hold; `waiter` hears once the stream's delivery is live.

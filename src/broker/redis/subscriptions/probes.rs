@@ -5,8 +5,13 @@
 //!   is rebuilt.
 //! - A change of the node that owns a stream's slot (the subscriber task polls the cluster
 //!   topology every second) rebuilds the stream's subscription at once.
-//! - Readiness: a stream not live within [`UNCONFIRMED_GRACE`] of its (re)subscription makes
-//!   `/readyz` say `broker`.
+//! - Readiness says `broker` only for this instance's own trouble: none of its streams is
+//!   heard from while some have waited longer than [`UNCONFIRMED_GRACE`] for their
+//!   (re)subscription or [`HEARD_WITHIN`] for a message; or, with no stream heard from, its
+//!   clients stay disconnected (see `RedisBroker::is_healthy`). One shard of a cluster failing over
+//!   (its streams repairing while the others flow) is repaired and backfilled, and counted
+//!   in `danmaku_broker_subscriptions_rebuilt_total`, but does not take every instance
+//!   with a stream on that shard out of its Service at once.
 
 use std::time::Duration;
 
@@ -20,21 +25,27 @@ pub(in crate::broker::redis) const PROBE_QUIET: Duration = Duration::from_secs(3
 /// A probe not answered (by any message on the channel) within this long of its publish
 /// means the subscription is deaf.
 pub(in crate::broker::redis) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// A stream not confirmed live for this long makes `/readyz` say `broker`.
+/// A live stream not heard from for this long (no message, no probe answered) counts as
+/// stuck: the whole of Redis may be out of reach, so nothing is published to probe with.
+const HEARD_WITHIN: Duration =
+    Duration::from_secs(PROBE_QUIET.as_secs() + PROBE_TIMEOUT.as_secs() + 2);
+/// A stream not confirmed live for this long counts as stuck (see the module's readiness
+/// rule).
 const UNCONFIRMED_GRACE: Duration = Duration::from_secs(2);
 
 impl Subscriptions {
     /// Probes quiet streams, rebuilds those whose probe went unanswered, and works out
-    /// whether every stream is live (given whether the subscriber client is connected).
-    pub(in crate::broker::redis) fn on_tick(&mut self, connected: bool) {
+    /// whether the subscriptions are live by the readiness rule above (whether the clients
+    /// are connected is the broker's to judge).
+    pub(in crate::broker::redis) fn on_tick(&mut self) {
         let now = Instant::now();
         let mut deaf = Vec::new();
-        let mut all_live = connected;
+        let (mut stuck, mut any_live) = (false, false);
         for (stream, entry) in &mut self.streams {
             match &entry.phase {
                 Phase::Subscribing { since, .. } | Phase::Repairing { since } => {
                     if now.duration_since(*since) > UNCONFIRMED_GRACE {
-                        all_live = false;
+                        stuck = true;
                     }
                 }
                 Phase::Live => match entry.probe {
@@ -49,8 +60,16 @@ impl Subscriptions {
                 },
                 Phase::Unsubscribing { .. } => {}
             }
+            // Live and heard from lately (a probe is answered every few seconds at most).
+            let heard = now.duration_since(entry.last_message) <= HEARD_WITHIN;
+            match entry.phase {
+                Phase::Live if heard => any_live = true,
+                Phase::Live => stuck = true,
+                _ => {}
+            }
         }
-        self.live = all_live;
+        self.live = !stuck || any_live;
+        self.hearing = any_live;
         for stream in deaf {
             tracing::warn!(%stream, "subscription stopped answering probes; rebuilding it");
             self.metrics.subscription_rebuilt();

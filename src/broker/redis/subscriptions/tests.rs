@@ -323,19 +323,19 @@ async fn a_gap_older_than_history_tells_viewers_to_resync() {
 async fn a_quiet_stream_is_probed_and_rebuilt_when_the_probe_is_lost() {
     let mut h = harness();
     let _held = h.live();
-    h.subs.on_tick(true);
+    h.subs.on_tick();
     assert!(h.effects().is_empty(), "not quiet yet");
     tokio::time::advance(PROBE_QUIET + Duration::from_millis(1)).await;
-    h.subs.on_tick(true);
+    h.subs.on_tick();
     assert!(matches!(h.effects().as_slice(), [Effect::Probe(_)]));
     h.subs.probe_sent(&s());
     tokio::time::advance(PROBE_TIMEOUT + Duration::from_millis(1)).await;
-    h.subs.on_tick(true);
+    h.subs.on_tick();
     let job = h.repair_job();
     assert_eq!(job.repair, Repair::Resubscribe);
     assert_eq!(h.metrics.subscriptions_rebuilt(), 1);
     assert!(h.subs.is_live(), "a young repair does not fail readiness");
     tokio::time::advance(Duration::from_secs(3)).await;
-    h.subs.on_tick(true);
+    h.subs.on_tick();
     assert!(!h.subs.is_live(), "a repair that takes too long does");
 }
