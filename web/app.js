@@ -31,6 +31,7 @@
       duplicates: hook.duplicates,
       lastUrl: hook.lastUrl,
       resumed: conn.resumed,
+      epoch: conn.epoch,
       skipped: conn.skipped,
       maxRate: conn.maxRate,
       errors: hook.errors.slice(),

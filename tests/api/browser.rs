@@ -405,11 +405,13 @@ async fn two_browsers_chat_see_errors_and_resume_after_a_reconnect_hint() {
         .await;
     let after = b.state().await;
     let last_id = before["lastId"].as_str().unwrap();
+    // It resumes after the last comment it showed, in the epoch its `init` named.
+    let epoch = before["epoch"].as_str().unwrap();
     assert!(
         after["lastUrl"]
             .as_str()
             .unwrap()
-            .ends_with(&format!("after={last_id}")),
+            .ends_with(&format!("after={last_id}&epoch={epoch}")),
         "{after}"
     );
     assert_eq!(after["duplicates"], 0, "{after}");
@@ -520,8 +522,9 @@ async fn a_viewer_at_one_comment_a_second_sees_how_many_were_skipped() {
     assert_eq!(state["maxRate"], 1, "{state}");
     assert!(
         state["lastUrl"].as_str().unwrap().ends_with(&format!(
-            "?max_rate=1&after={}",
-            first["id"].as_str().unwrap()
+            "?max_rate=1&after={}&epoch={}",
+            first["id"].as_str().unwrap(),
+            state["epoch"].as_str().unwrap()
         )),
         "{state}"
     );
