@@ -339,3 +339,59 @@ async fn a_quiet_stream_is_probed_and_rebuilt_when_the_probe_is_lost() {
     h.subs.on_tick();
     assert!(!h.subs.is_live(), "a repair that takes too long does");
 }
+
+/// A repair that finds the stream in another epoch (its history was lost) tells the local
+/// viewers to resynchronise; the same epoch again does not.
+#[tokio::test(start_paused = true)]
+async fn a_new_epoch_tells_viewers_to_resync() {
+    let mut h = harness();
+    let mut answer = h.acquire();
+    let job = h.repair_job();
+    let first = Repaired {
+        epoch: Some("a".into()),
+        ..Repaired::default()
+    };
+    h.subs.repaired(s(), job.generation, Ok(first));
+    assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+    let repair = |h: &mut Harness, epoch: &str| {
+        h.subs.lagged(1);
+        let job = h.repair_job();
+        let again = Repaired {
+            epoch: Some(epoch.into()),
+            ..Repaired::default()
+        };
+        h.subs.repaired(s(), job.generation, Ok(again));
+    };
+    repair(&mut h, "a");
+    assert!(h.delivered_texts().is_empty(), "same epoch: nothing lost");
+    repair(&mut h, "b");
+    assert_eq!(h.delivered_texts(), ["Resync { stream: StreamId(s) }"]);
+    assert_eq!(
+        h.metrics
+            .dropped_by_reason()
+            .find(|(r, _)| *r == "history_gap")
+            .unwrap()
+            .1,
+        1
+    );
+}
+
+/// A stream that stops being heard from (no message, no probe answered: Redis out of
+/// reach) fails readiness once nothing else is heard either.
+#[tokio::test(start_paused = true)]
+async fn readiness_fails_when_no_stream_is_heard() {
+    let mut h = harness();
+    let _held = h.live();
+    h.subs.on_tick();
+    assert!(h.subs.is_live());
+    for _ in 0..8 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        h.subs.on_tick();
+        for effect in h.effects() {
+            if let Effect::Probe(stream) = effect {
+                h.subs.probe_failed(&stream); // Redis does not take the probe
+            }
+        }
+    }
+    assert!(!h.subs.is_live(), "nothing heard for 8 s");
+}
