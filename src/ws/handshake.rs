@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto::upgrade::downcast;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
@@ -130,7 +129,7 @@ async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: Ws
         Ok(upgraded) => upgraded,
         Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
     };
-    match downcast::<TokioIo<TcpStream>>(upgraded) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             // `read_buf` is a view of hyper's read buffer (8 KiB or more): copied and
             // dropped here, so that buffer is freed rather than kept per connection.

@@ -1,0 +1,97 @@
+//! Request bodies, read before any handler sees them: within `DANMAKU_HTTP_TIMEOUT_MS`
+//! (`408` when late) and within [`MAX_BODY_BYTES`] (`413`), each answer the contract's
+//! error object.
+//!
+//! A body announced larger than [`DRAIN_MAX_BYTES`] is refused at once, and the connection
+//! closed.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::MAX_BODY_BYTES;
+use crate::api_error::ApiError;
+use crate::domain::wire::ErrorCode;
+
+/// A body announced larger than this is refused without reading any of it.
+pub const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long a body may take (`DANMAKU_HTTP_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// The middleware: buffers the request body (if any) within the limits, then runs the
+/// handler with it.
+pub async fn read_body(
+    State(BodyTimeout(timeout)): State<BodyTimeout>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared.unwrap_or(0) == 0 && !chunked {
+        return next.run(request).await;
+    }
+    if declared.is_some_and(|n| n > DRAIN_MAX_BYTES) {
+        return closing(too_large());
+    }
+    let (parts, mut body) = request.into_parts();
+    let deadline = Instant::now() + timeout;
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return closing(ApiError::with_status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::Invalid,
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return closing(ApiError::new(
+                    ErrorCode::Invalid,
+                    "the request body could not be read",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > MAX_BODY_BYTES {
+            return closing(too_large());
+        }
+        buffer.extend_from_slice(&data);
+    }
+    next.run(Request::from_parts(parts, Body::from(buffer.freeze())))
+        .await
+}
+
+fn too_large() -> ApiError {
+    ApiError::with_status(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Invalid,
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// The answer, and the connection closed after it (the rest of the body was not read).
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
