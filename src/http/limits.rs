@@ -2,8 +2,11 @@
 //! (`408` when late) and within [`MAX_BODY_BYTES`] (`413`), each answer the contract's
 //! error object.
 //!
-//! A body announced larger than [`DRAIN_MAX_BYTES`] is refused at once, and the connection
-//! closed.
+//! A body that is too large is read on and thrown away, up to [`DRAIN_MAX_BYTES`] and
+//! [`DRAIN_TIME`], before the `413` goes out: a client that writes its whole body before it
+//! reads (Python's `urllib`, most simple clients) would otherwise have its socket reset
+//! under it and see a broken pipe instead of the answer. A body announced larger than that
+//! is refused at once, and the connection closed.
 
 use std::time::Duration;
 
@@ -20,8 +23,11 @@ use super::MAX_BODY_BYTES;
 use crate::api_error::ApiError;
 use crate::domain::wire::ErrorCode;
 
-/// A body announced larger than this is refused without reading any of it.
+/// The most of a too-large body read and thrown away so its sender can read the `413`.
 pub const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The longest a too-large body is read on for that.
+pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// How long a body may take (`DANMAKU_HTTP_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy)]
@@ -71,12 +77,32 @@ pub async fn read_body(
             continue;
         };
         if buffer.len() + data.len() > MAX_BODY_BYTES {
-            return closing(too_large());
+            let read = (buffer.len() + data.len()) as u64;
+            return match drain(body, read).await {
+                true => too_large().into_response(),
+                false => closing(too_large()),
+            };
         }
         buffer.extend_from_slice(&data);
     }
     next.run(Request::from_parts(parts, Body::from(buffer.freeze())))
         .await
+}
+
+/// Reads the rest of a body and throws it away, within [`DRAIN_MAX_BYTES`] (counting the
+/// `read` bytes already taken) and [`DRAIN_TIME`]; whether it all arrived.
+async fn drain(mut body: Body, mut read: u64) -> bool {
+    let deadline = Instant::now() + DRAIN_TIME;
+    while read <= DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+    false
 }
 
 fn too_large() -> ApiError {

@@ -237,3 +237,35 @@ async fn websockets_fill_the_open_file_limit_less_headroom_then_get_503() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_client_that_sends_a_whole_oversized_body_before_reading_gets_the_413() {
+    let app = spawn_app().await;
+    let body = format!(
+        "{{\"kind\":\"system\",\"text\":\"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+    for attempt in 0..5 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/streams/big/comments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SERVICE_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // In pieces, as a client on a real network would: the answer is ready long before
+        // the last piece is written.
+        for piece in body.as_bytes().chunks(64 * 1024) {
+            let written = stream.write_all(piece).await;
+            assert!(written.is_ok(), "attempt {attempt}: {written:?}");
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let (bytes, closed) = read_to_close(&mut stream, WAIT).await;
+        assert!(closed, "attempt {attempt}");
+        let (status, answer) = parse_response(&bytes);
+        assert_eq!(status, 413, "attempt {attempt}");
+        assert_error_body(&answer, "invalid");
+    }
+    // The instance is fine afterwards.
+    assert_eq!(app.post_system("big", "small").await["text"], "small");
+}
