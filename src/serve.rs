@@ -10,6 +10,8 @@
 //! its request at once (a probe, the service API) is served even while a flood of sockets
 //! that never finish theirs is open.
 
+mod error_bodies;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +29,8 @@ use tokio_util::task::TaskTracker;
 use tower::Service;
 
 use crate::lifecycle::Lifecycle;
+
+pub use error_bodies::ErrorBodies;
 
 /// Files kept free of client sockets, at least: the listener, stdio, the runtime's own,
 /// Redis and OTLP connections, and some plain-HTTP sockets while WebSockets are at their cap.
@@ -268,7 +272,7 @@ async fn connection(
         }
     });
     let conn = http1
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(ErrorBodies::new(stream)), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

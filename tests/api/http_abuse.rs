@@ -269,3 +269,36 @@ async fn a_client_that_sends_a_whole_oversized_body_before_reading_gets_the_413(
     // The instance is fine afterwards.
     assert_eq!(app.post_system("big", "small").await["text"], "small");
 }
+
+#[tokio::test]
+async fn requests_too_large_to_parse_get_the_error_object() {
+    let app = spawn_app().await;
+    let many_headers: String = (0..150).map(|i| format!("X-{i}: y\r\n")).collect();
+    let cases = [
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            414,
+        ),
+        (
+            format!(
+                "GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            ),
+            431,
+        ),
+        (format!("GET /livez HTTP/1.1\r\n{many_headers}\r\n"), 431),
+        ("NOT\u{1} HTTP AT ALL\r\n\r\n".to_owned(), 400),
+    ];
+    for (request, expected) in cases {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        // The server may answer and close before it has read everything.
+        let _ = stream.write_all(request.as_bytes()).await;
+        let (bytes, closed) = read_to_close(&mut stream, WAIT).await;
+        assert!(closed);
+        let (status, body) = parse_response(&bytes);
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&bytes));
+        assert_error_body(&body, "invalid");
+    }
+    // A WebSocket still upgrades through the same path.
+    app.viewer("after").await;
+}
