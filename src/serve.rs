@@ -6,7 +6,8 @@
 //! (the listener, Redis, OTLP, health probes). WebSockets stop short of it (their handshakes
 //! get `503`, see `Lifecycle::admit`), so a few sockets are always left for plain HTTP. When
 //! every socket of the budget is taken anyway, the connection that has waited longest
-//! without sending a complete request head is closed to make room: a client that sends
+//! for its client (no complete request head yet, or a body still coming) is closed to make
+//! room: a client that sends
 //! its request at once (a probe, the service API) is served even while a flood of sockets
 //! that never finish theirs is open.
 
@@ -169,6 +170,24 @@ impl Slot {
     }
 }
 
+/// A request's connection, in the request's extensions: the body reader marks it as waiting
+/// while the body is late to come, so it may be closed to make room as one that has not
+/// sent its head may.
+#[derive(Clone)]
+pub struct ConnectionSlot(Arc<Slot>);
+
+impl ConnectionSlot {
+    /// Waiting for the client (its body): may be closed to make room.
+    pub fn waiting(&self) {
+        self.0.waiting();
+    }
+
+    /// Serving the request: kept.
+    pub fn serving(&self) {
+        self.0.busy();
+    }
+}
+
 /// Serves `router` on `listener` until `stop` is cancelled, then closes idle connections,
 /// lets requests in flight finish and returns when every connection has ended.
 pub async fn serve(
@@ -255,8 +274,11 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let service_slot = slot.clone();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         service_slot.busy();
+        request
+            .extensions_mut()
+            .insert(ConnectionSlot(service_slot.clone()));
         let slot = service_slot.clone();
         let mut router = router.clone();
         async move {

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::MAX_BODY_BYTES;
 use crate::api_error::ApiError;
 use crate::domain::wire::ErrorCode;
+use crate::serve::ConnectionSlot;
 
 /// The most of a too-large body read and thrown away so its sender can read the `413`.
 pub const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
@@ -53,6 +54,11 @@ pub async fn read_body(
         return closing(too_large());
     }
     let (parts, mut body) = request.into_parts();
+    // While the body comes, the connection may be closed to make room for others.
+    let serving = Serving(parts.extensions.get::<ConnectionSlot>().cloned());
+    if let Some(slot) = &serving.0 {
+        slot.waiting();
+    }
     let deadline = Instant::now() + timeout;
     let mut buffer = BytesMut::new();
     loop {
@@ -85,8 +91,20 @@ pub async fn read_body(
         }
         buffer.extend_from_slice(&data);
     }
+    drop(serving);
     next.run(Request::from_parts(parts, Body::from(buffer.freeze())))
         .await
+}
+
+/// Marks the connection as serving again when the body has been read (or refused).
+struct Serving(Option<ConnectionSlot>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.0 {
+            slot.serving();
+        }
+    }
 }
 
 /// Reads the rest of a body and throws it away, within [`DRAIN_MAX_BYTES`] (counting the

@@ -302,3 +302,32 @@ async fn requests_too_large_to_parse_get_the_error_object() {
     // A WebSocket still upgrades through the same path.
     app.viewer("after").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_never_finish_do_not_lock_out_probes() {
+    let (_child, base) = spawn_command(
+        danmaku_command_with_files(256),
+        &[("DANMAKU_HTTP_TIMEOUT_MS", "5000")],
+    )
+    .await;
+    let addr = base.strip_prefix("http://").unwrap().to_owned();
+    let mut sockets = Vec::new();
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        let _ = stream
+            .write_all(
+                b"POST /v1/streams/s/comments HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .await;
+        sockets.push(stream);
+    }
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(get_fresh(&base, "/livez").await, Ok(200));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
