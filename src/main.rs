@@ -61,6 +61,11 @@ async fn main() -> ExitCode {
         tracing::warn!("development mode is on: never run it in production");
     }
 
+    // The soft open-file limit up to the hard one (as Go's runtime does): the socket budget
+    // then fits the limit the operator set, not a distribution's default of 1024.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {

@@ -373,7 +373,8 @@ pub fn danmaku_command_with_files(files: u64) -> tokio::process::Command {
     clean_command(command)
 }
 
-fn clean_command(mut command: tokio::process::Command) -> tokio::process::Command {
+/// `command` without the test process's `DANMAKU_*` or `OTEL_*` variables, logging warnings.
+pub fn clean_command(mut command: tokio::process::Command) -> tokio::process::Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("DANMAKU_") || key.starts_with("OTEL_") {
             command.env_remove(key);

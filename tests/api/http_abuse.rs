@@ -191,6 +191,30 @@ async fn handshake(url: &str) -> Result<WsClient, (u16, Value)> {
     }
 }
 
+/// Connects viewers to `url` until one is refused: the viewers and the refusal.
+async fn fill(url: &str, at_most: usize) -> (Vec<WsClient>, (u16, Value)) {
+    let mut viewers = Vec::new();
+    loop {
+        assert!(viewers.len() <= at_most, "never refused");
+        match handshake(url).await {
+            Ok(viewer) => viewers.push(viewer),
+            Err(refusal) => return (viewers, refusal),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let mut command = tokio::process::Command::new("prlimit");
+    command.args(["--nofile=128:300", "--", env!("CARGO_BIN_EXE_danmaku")]);
+    let (_child, base) = spawn_command(clean_command(command), &[]).await;
+    let url = format!("{}/v1/streams/raised/ws", base.replace("http://", "ws://"));
+    let (viewers, refusal) = fill(&url, 300).await;
+    // 300 files less 64 of headroom (128 would have left 64).
+    assert_eq!(viewers.len(), 236);
+    assert_eq!(refusal.0, 503);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_fill_the_open_file_limit_less_headroom_then_get_503() {
     let (_child, base) = spawn_command(
@@ -199,14 +223,7 @@ async fn websockets_fill_the_open_file_limit_less_headroom_then_get_503() {
     )
     .await;
     let url = format!("{}/v1/streams/full/ws", base.replace("http://", "ws://"));
-    let mut viewers = Vec::new();
-    let refusal = loop {
-        assert!(viewers.len() <= 256, "never refused");
-        match handshake(&url).await {
-            Ok(viewer) => viewers.push(viewer),
-            Err(refusal) => break refusal,
-        }
-    };
+    let (mut viewers, refusal) = fill(&url, 256).await;
     // 256 files less max(64, 5 %) of headroom.
     assert_eq!(viewers.len(), 192);
     assert_eq!(refusal.0, 503);
