@@ -2,7 +2,7 @@
 //! the route table, binds the listener, and runs until the shutdown future resolves, then
 //! drains. It imports everything; nothing in the server imports it.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{Latencies, Metrics};
 use crate::posting::Posting;
 use crate::readiness::{self, Readiness};
+use crate::serve::{self, SocketPlan};
 use crate::telemetry::Telemetry;
 use crate::web::{self, WebState};
 use crate::ws::{self, WsState};
@@ -91,6 +92,7 @@ struct AppState {
 pub struct App {
     listener: TcpListener,
     parts: Parts,
+    plan: SocketPlan,
     /// Stops the background tasks (broker, pushes, sampling) when the app is dropped
     /// without being run (benchmarks), or when `run` ends.
     background: DropGuard,
@@ -110,7 +112,14 @@ impl App {
         hub.start(broker.clone(), background.clone());
         let posting = Arc::new(Posting::new(&config, broker.clone(), metrics.clone()));
         posting.start(background.clone());
-        let lifecycle = Arc::new(Lifecycle::new(config.max_connections));
+        let plan = SocketPlan::for_this_process(config.max_connections);
+        if plan.websockets + 32 > plan.sockets {
+            tracing::warn!(
+                ?plan,
+                "the open-file limit leaves little room: raise it or lower DANMAKU_MAX_CONNECTIONS"
+            );
+        }
+        let lifecycle = Arc::new(Lifecycle::new(plan.websockets));
         let readiness = Arc::new(Readiness::new(&config, lifecycle.clone(), broker.clone()));
         readiness::spawn_sampler(readiness.clone(), background.clone());
         telemetry.observe(metrics.clone(), readiness.clone());
@@ -137,6 +146,7 @@ impl App {
         Ok(Self {
             listener,
             parts,
+            plan,
             background: background.drop_guard(),
         })
     }
@@ -161,27 +171,26 @@ impl App {
         let Self {
             listener,
             parts,
+            plan,
             background,
         } = self;
         let background: CancellationToken = background.disarm();
         let lifecycle = parts.lifecycle.clone();
         let drain = parts.config.drain();
-        let stop_http = lifecycle.closing().clone().cancelled_owned();
-        let mut server = tokio::spawn(
-            axum::serve(listener, router(&parts))
-                .with_graceful_shutdown(stop_http)
-                .into_future(),
-        );
+        let mut server = tokio::spawn(serve::serve(
+            listener,
+            router(&parts),
+            plan,
+            lifecycle.clone(),
+            parts.config.http_timeout(),
+            lifecycle.closing().clone(),
+        ));
 
         tokio::select! {
             () = shutdown => {}
             result = &mut server => {
                 background.cancel();
-                return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(e) => Err(e.into()),
-                };
+                return result.map_err(Into::into);
             }
         }
 
@@ -266,6 +275,10 @@ fn router(parts: &Parts) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            http::limits::BodyTimeout(parts.config.http_timeout()),
+            http::limits::read_body,
+        ))
         .with_state(AppState {
             ws: parts.ws_state(),
             http: parts.http_state(),

@@ -97,7 +97,8 @@ pub struct Config {
     )]
     pub rate_burst: f64,
 
-    /// WebSocket connections this instance accepts; 0 is no limit.
+    /// WebSocket connections this instance accepts; 0: as many as the open-file limit
+    /// allows, less headroom (64 files or 5 %, whichever is more).
     #[arg(
         long,
         env = "DANMAKU_MAX_CONNECTIONS",
@@ -114,6 +115,16 @@ pub struct Config {
         default_value_t = 60_000
     )]
     pub idle_timeout_ms: u64,
+
+    /// How long a client has to send a request's head, and then its body: a connection that
+    /// sends no complete head in time is closed; a body that is late gets `408`.
+    #[arg(
+        long,
+        env = "DANMAKU_HTTP_TIMEOUT_MS",
+        value_name = "DANMAKU_HTTP_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub http_timeout_ms: u64,
 
     /// On SIGTERM: how long `reconnect` hints are spread over before the rest is closed.
     #[arg(
@@ -276,6 +287,12 @@ impl Config {
         if self.idle_timeout_ms < 100 {
             return Err(bad("DANMAKU_IDLE_TIMEOUT_MS", "must be at least 100"));
         }
+        if !(100..=600_000).contains(&self.http_timeout_ms) {
+            return Err(bad(
+                "DANMAKU_HTTP_TIMEOUT_MS",
+                "must be between 100 and 600000",
+            ));
+        }
         if !(self.cpu_ready_threshold > 0.0 && self.cpu_ready_threshold <= 1.0) {
             return Err(bad("DANMAKU_CPU_READY_THRESHOLD", "must be in (0, 1]"));
         }
@@ -296,6 +313,10 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
     }
 
     pub fn drain(&self) -> Duration {
@@ -337,6 +358,7 @@ impl fmt::Debug for Config {
             .field("rate_burst", &self.rate_burst)
             .field("max_connections", &self.max_connections)
             .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("http_timeout_ms", &self.http_timeout_ms)
             .field("drain_ms", &self.drain_ms)
             .field("cpu_ready_threshold", &self.cpu_ready_threshold)
             .field("cpu_window_ms", &self.cpu_window_ms)

@@ -25,7 +25,7 @@
 //! | cluster | [`broker`] | the seam to the other instances: [`broker::memory`] embedded, or Redis; publishing, history, subscriptions |
 //! | this instance | [`hub`], [`posting`], [`readiness`] | rooms and fan-out; the posting rules and rate limits; why not ready |
 //! | edges | [`api_error`], [`telemetry`] | the error answer of HTTP refusals; OTLP and `/metrics` |
-//! | transports | [`ws`], [`http`], [`web`] | the WebSocket endpoint and connection loop; the service API and health; the page at `/` |
+//! | transports | [`ws`], [`http`], [`web`], [`serve`] | the WebSocket endpoint and connection loop; the service API and health; the page at `/`; the accept loop and the socket budget |
 //! | root | [`app`] | builds and wires the parts, the route table, the drain |
 
 pub mod api_error;
@@ -41,6 +41,7 @@ pub mod metrics;
 mod periodic;
 pub mod posting;
 pub mod readiness;
+pub mod serve;
 pub mod telemetry;
 pub mod web;
 pub mod ws;

@@ -26,7 +26,8 @@ pub enum AdmitError {
 }
 
 impl Lifecycle {
-    /// `max_connections` 0 is no limit.
+    /// Admits at most `max_connections` at once (see `serve::SocketPlan` for how the app
+    /// picks it).
     pub fn new(max_connections: usize) -> Self {
         Self {
             draining: CancellationToken::new(),
@@ -42,11 +43,7 @@ impl Lifecycle {
         if self.is_draining() {
             return Err(AdmitError::Draining);
         }
-        let limit = if self.max_connections == 0 {
-            usize::MAX
-        } else {
-            self.max_connections
-        };
+        let limit = self.max_connections;
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
@@ -56,6 +53,10 @@ impl Lifecycle {
             lifecycle: self.clone(),
             _task: self.tracker.token(),
         })
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn open_connections(&self) -> usize {
@@ -121,9 +122,8 @@ mod tests {
     }
 
     #[test]
-    fn zero_means_no_limit() {
+    fn zero_admits_none() {
         let l = Arc::new(Lifecycle::new(0));
-        let permits: Vec<_> = (0..1000).map(|_| l.admit().unwrap()).collect();
-        assert_eq!(l.open_connections(), permits.len());
+        assert_eq!(l.admit().err(), Some(AdmitError::Full));
     }
 }

@@ -5,7 +5,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use danmaku::{App, Config};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Dependencies that log what clients send (WebSocket frames, which may carry a token in a
+/// `refresh`; request lines, which may carry `access_token=`; rejected values) at debug and
+/// trace: held at info whatever `RUST_LOG` asks, so no secret reaches the log.
+const CLIENT_DATA_LOGGERS: [&str; 6] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "axum",
+];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,16 +46,26 @@ async fn main() -> ExitCode {
         eprintln!("danmaku: bad configuration: {e}");
         return ExitCode::from(2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let asked = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let capped = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CLIENT_DATA_LOGGERS.map(|target| (target, LevelFilter::INFO)));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(asked.and(capped)),
         )
-        .with_writer(std::io::stderr)
         .init();
     if config.dev {
         tracing::warn!("development mode is on: never run it in production");
     }
 
+    // The soft open-file limit up to the hard one (as Go's runtime does): the socket budget
+    // then fits the limit the operator set, not a distribution's default of 1024.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {

@@ -6,6 +6,7 @@ pub mod bans;
 pub mod comments;
 pub mod dev;
 pub mod health;
+pub mod limits;
 pub mod streams;
 
 use std::ops::Deref;

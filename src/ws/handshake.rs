@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto::upgrade::downcast;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
@@ -28,6 +27,7 @@ use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, StreamId};
 use crate::hub::Tier;
 use crate::lifecycle::AdmitError;
+use crate::serve::ErrorBodies;
 
 /// The request's upgrade handle, cloned before axum's [`WebSocketUpgrade`] takes it.
 ///
@@ -131,12 +131,12 @@ async fn upgrade_then_serve(on_upgrade: OnUpgrade, session: Box<Session>, ws: Ws
         Ok(upgraded) => upgraded,
         Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
     };
-    match downcast::<TokioIo<TcpStream>>(upgraded) {
+    match upgraded.downcast::<TokioIo<ErrorBodies<TcpStream>>>() {
         Ok(parts) => {
             // `read_buf` is a view of hyper's read buffer (8 KiB or more): copied and
             // dropped here, so that buffer is freed rather than kept per connection.
             let prefix = Bytes::copy_from_slice(&parts.read_buf);
-            let socket = parts.io.into_inner();
+            let socket = parts.io.into_inner().into_inner();
             drop(parts.read_buf);
             if let Err(error) = SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER) {
                 tracing::debug!(%error, "could not size the socket's send buffer");

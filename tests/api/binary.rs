@@ -160,3 +160,88 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
     }
     let _ = child.start_kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let service_token = "svc-marker-7f3a9c";
+    let frame_secret = "frame-marker-5e21b8";
+    let mut command = danmaku_command();
+    command
+        .env("RUST_LOG", "trace")
+        .stderr(std::process::Stdio::piped());
+    let (mut child, base) = spawn_command(
+        command,
+        &[
+            ("DANMAKU_JWT_SECRET", JWT_SECRET),
+            ("DANMAKU_SERVICE_TOKENS", service_token),
+        ],
+    )
+    .await;
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let _ = stderr.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let mut config = danmaku::Config::defaults();
+    config.jwt_secret = Some(JWT_SECRET.into());
+    let token = danmaku::auth::Auth::new(&config)
+        .mint(&danmaku::auth::Claims {
+            sub: "leaky".into(),
+            name: None,
+            exp: danmaku::domain::now_ms() / 1000 + 3600,
+            moderates: vec![],
+        })
+        .unwrap();
+
+    let url = format!(
+        "{}/v1/streams/logs/ws?access_token={token}",
+        base.replace("http://", "ws://")
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut ws = WsClient { ws };
+    assert_eq!(ws.next_json().await["type"], "init");
+    ws.ws
+        .send(Message::Text(
+            serde_json::json!({"type": "refresh", "token": frame_secret})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    // Refused (`unauthorized`, or `invalid` where `refresh` is unknown): read, not logged.
+    ws.next_of("error").await;
+    ws.send_json(serde_json::json!({"type": "comment", "text": "hello"}))
+        .await;
+    ws.next_of("ack").await;
+    let posted = reqwest::Client::new()
+        .post(format!("{base}/v1/streams/logs/comments"))
+        .bearer_auth(service_token)
+        .json(&serde_json::json!({"kind": "system", "text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    let _ = ws.ws.close(None).await;
+    while let Ok(Some(_)) = tokio::time::timeout(WAIT, ws.ws.next()).await {}
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(WAIT * 3, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = log.await.unwrap();
+    // The log was read.
+    assert!(log.contains("listening"), "{log}");
+    for secret in [token.as_str(), frame_secret, service_token, JWT_SECRET] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}

@@ -358,7 +358,23 @@ where
 
 /// The `danmaku` binary with none of the test process's `DANMAKU_*` or `OTEL_*` variables.
 pub fn danmaku_command() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_danmaku"));
+    clean_command(tokio::process::Command::new(env!("CARGO_BIN_EXE_danmaku")))
+}
+
+/// The binary as [`danmaku_command`], under an open-file limit of `files` (util-linux's
+/// `prlimit`, soft and hard).
+pub fn danmaku_command_with_files(files: u64) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("prlimit");
+    command.args([
+        &format!("--nofile={files}:{files}"),
+        "--",
+        env!("CARGO_BIN_EXE_danmaku"),
+    ]);
+    clean_command(command)
+}
+
+/// `command` without the test process's `DANMAKU_*` or `OTEL_*` variables, logging warnings.
+pub fn clean_command(mut command: tokio::process::Command) -> tokio::process::Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("DANMAKU_") || key.starts_with("OTEL_") {
             command.env_remove(key);
@@ -374,8 +390,15 @@ pub fn danmaku_command() -> tokio::process::Command {
 /// Starts the binary on a free 127.0.0.1 port with `envs`; returns it and its base URL
 /// (`http://127.0.0.1:<port>`), read from the line it prints once listening.
 pub async fn spawn_binary(envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    spawn_command(danmaku_command(), envs).await
+}
+
+/// [`spawn_binary`] for a command of [`danmaku_command`]'s kind.
+pub async fn spawn_command(
+    mut command: tokio::process::Command,
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
-    let mut command = danmaku_command();
     command
         .env("DANMAKU_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped());

@@ -9,6 +9,7 @@ mod redis_support;
 
 mod binary;
 mod browser;
+mod http_abuse;
 mod http_api;
 mod observability;
 mod otlp;
