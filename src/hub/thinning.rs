@@ -4,7 +4,7 @@
 //! to a [`Tier`], one of a fixed ladder of rates, so that viewers of a stream share a few
 //! tiers and each tier's frame is chosen and encoded once per pass, not per socket. A room
 //! keeps one [`Sampler`] per tier in use: it earns the tier's rate in credit as time goes
-//! by (up to half a second's worth) and spends it on the thinnable comments of each pass,
+//! by (up to a second's worth) and spends it on the thinnable comments of each pass,
 //! picked evenly over the pass with a random start, so every comment of a pass has the
 //! same chance and a busy second is sampled across, not cut after its first few.
 //!
@@ -88,10 +88,11 @@ impl Sampler {
         }
     }
 
-    /// Most credit kept: half a second's worth (at least one comment), so a viewer under
-    /// its budget gets a short burst whole.
+    /// Most credit kept: a second's worth (at least one comment), so a viewer under its
+    /// budget gets a short burst whole, and a room whose passes come up to a second apart
+    /// (a box under load) still sends each tier its full rate.
     fn burst(rate: f64) -> f64 {
-        (rate / 2.0).max(1.0)
+        rate.max(1.0)
     }
 
     /// Which of `n` thinnable comments to keep (`true` at their positions): as many as the
