@@ -15,11 +15,7 @@ use crate::helpers::*;
 use crate::redis_support::{RedisCluster, RedisStandalone, key_slot};
 
 fn url_of(url: &str) -> RedisUrl {
-    if let Some(nodes) = url.strip_prefix("redis-cluster://") {
-        RedisUrl::Cluster(nodes.split(',').map(String::from).collect())
-    } else {
-        RedisUrl::Standalone(url.strip_prefix("redis://").unwrap().to_owned())
-    }
+    url.parse().unwrap()
 }
 
 pub async fn instance(url: &str, pod: &str) -> TestApp {

@@ -33,7 +33,7 @@ use super::{
     Ban, BrokerError, Dedup, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
     NewComment, Published,
 };
-use crate::config::RedisUrl;
+use crate::config::RedisSettings;
 use crate::domain::{CommentId, CommentKind, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 use client::{run, unavailable, unexpected};
@@ -70,7 +70,7 @@ const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 
 impl RedisBroker {
     pub(super) async fn connect(
-        url: &RedisUrl,
+        settings: &RedisSettings,
         pod: &str,
         history_len: usize,
         linger: Duration,
@@ -78,8 +78,8 @@ impl RedisBroker {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = client::build_client(url)?;
-        let subscriber = client::build_client(url)?;
+        let client = client::build_client(settings)?;
+        let subscriber = client::build_client(settings)?;
         for c in [&client, &subscriber] {
             c.connect();
         }
