@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use danmaku::Config;
 
 use crate::helpers::*;
-use crate::redis_broker::{cross_instance_delivery_between, instance_with};
-use crate::redis_support::{RedisStandalone, Secured};
+use crate::redis_broker::{cross_instance_delivery_between, failover_loses_nothing, instance_with};
+use crate::redis_support::{RedisCluster, RedisStandalone, Secured, key_slot};
 use crate::tls_pki::TestPki;
 
 const USER: &str = "danmaku-app";
@@ -140,6 +140,43 @@ async fn mutual_tls_with_a_client_certificate_carries_comments() {
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["reason"], "broker", "{body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cluster_with_an_acl_user_carries_comments() {
+    let pki = Arc::new(TestPki::generate());
+    let cluster = RedisCluster::start_secured(secured(&pki, "optional")).await;
+    let url = cluster.url();
+    assert!(url.starts_with("rediss-cluster://"), "{url}");
+    let a = instance_with(&url, "pod-a", tls_settings(&pki, true)).await;
+    let b = instance_with(&url, "pod-b", tls_settings(&pki, true)).await;
+    wait_ready(&a, 200, None, WAIT).await;
+    cross_instance_delivery_between(&a, &b).await;
+    // A stream on every master: each is reached over TLS by the address it announces.
+    let mut masters = std::collections::BTreeSet::new();
+    for i in 0.. {
+        let stream = format!("s{i}");
+        let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
+        if !masters.insert(cluster.master_of(slot).await) {
+            continue;
+        }
+        let (mut viewer, _) = a.viewer(&stream).await;
+        let posted = b.post_system(&stream, "hello").await;
+        assert_eq!(viewer.comments(1).await[0]["id"], posted["id"], "{stream}");
+        if masters.len() == 3 {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_over_tls_loses_and_duplicates_nothing() {
+    let pki = Arc::new(TestPki::generate());
+    let cluster = RedisCluster::start_secured(secured(&pki, "optional")).await;
+    let url = cluster.url();
+    let a = instance_with(&url, "pod-a", tls_settings(&pki, false)).await;
+    let b = instance_with(&url, "pod-b", tls_settings(&pki, false)).await;
+    failover_loses_nothing(&cluster, &a, &b).await;
 }
 
 #[tokio::test]
