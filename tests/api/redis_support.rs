@@ -283,13 +283,25 @@ fn url_for(port: u16) -> String {
     Access::default().url(port)
 }
 
-/// A RESP2 multiplexed connection to one server.
+/// A RESP2 multiplexed connection to one server. A TLS handshake plus `AUTH` on a busy
+/// machine can outlast redis-rs's 500 ms default, so the timeouts are longer and a failed
+/// attempt is retried until [`REDIS_WAIT`].
 async fn connect(access: &Access, port: u16) -> MultiplexedConnection {
-    access
-        .client(access.url(port))
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let deadline = Instant::now() + REDIS_WAIT;
+    loop {
+        match access
+            .client(access.url(port))
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => return conn,
+            Err(e) if Instant::now() >= deadline => panic!("connect to 127.0.0.1:{port}: {e}"),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
 }
 
 /// A RESP3 connection whose pushes (`smessage`, `sunsubscribe`, …) arrive on the receiver.
