@@ -270,6 +270,16 @@ def check_deployment(dep, where):
     for secret in ("DANMAKU_JWT_SECRET", "DANMAKU_SERVICE_TOKENS"):
         e = env.get(secret) or {}
         check("value" not in e and "secretKeyRef" in (e.get("valueFrom") or {}), where, f"{secret} must come from a Secret")
+    # Redis secrets are files from a mounted Secret, never environment values.
+    check("DANMAKU_REDIS_PASSWORD" not in env, where, "the Redis password comes as a file (DANMAKU_REDIS_PASSWORD_FILE)")
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    for var in ("DANMAKU_REDIS_PASSWORD_FILE", "DANMAKU_REDIS_CA_FILE", "DANMAKU_REDIS_CERT_FILE", "DANMAKU_REDIS_KEY_FILE"):
+        path = (env.get(var) or {}).get("value")
+        if path is None:
+            continue
+        mounts = [m for m in c.get("volumeMounts") or [] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        check(mounts and mounts[0].get("readOnly") is True, where, f"{var} ({path}) lies in a read-only mount")
+        check(mounts and "secret" in volumes.get(mounts[0]["name"], {}), where, f"{var} comes from a Secret volume")
     # Probes: liveness never looks at readiness (CPU, Redis) or a busy pod would be restarted.
     check(probe_path(c, "livenessProbe") == "/livez", where, "livenessProbe on /livez")
     check(probe_path(c, "readinessProbe") == "/readyz", where, "readinessProbe on /readyz")

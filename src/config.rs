@@ -2,12 +2,17 @@
 //! each also a flag with the same meaning (`DANMAKU_RATE_PER_SEC` is `--rate-per-sec`). A
 //! flag wins over the variable. Plain data: nothing here knows the rest of the server.
 
+mod redis;
+
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
+
+pub use redis::{RedisNodes, RedisSettings, RedisUrl, Secret};
 
 #[derive(Clone, Parser)]
 #[command(
@@ -25,9 +30,56 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Unset: the embedded broker. `redis://host:port` or `redis-cluster://h1:p1,h2:p2`.
-    #[arg(long, env = "DANMAKU_REDIS_URL", value_name = "DANMAKU_REDIS_URL", value_parser = RedisUrl::parse)]
+    /// Unset: the embedded broker. `redis://host:port` or `redis-cluster://h1:p1,h2:p2`;
+    /// `rediss://` and `rediss-cluster://` for TLS. Credentials may be in the userinfo.
+    #[arg(long, env = "DANMAKU_REDIS_URL", value_name = "DANMAKU_REDIS_URL",
+          hide_env_values = true, value_parser = redis::RedisUrlParser)]
     pub redis_url: Option<RedisUrl>,
+
+    /// ACL user for every Redis connection (needs a password).
+    #[arg(
+        long,
+        env = "DANMAKU_REDIS_USERNAME",
+        value_name = "DANMAKU_REDIS_USERNAME"
+    )]
+    pub redis_username: Option<String>,
+
+    /// The Redis password. Prefer the file form.
+    #[arg(long, env = "DANMAKU_REDIS_PASSWORD", value_name = "DANMAKU_REDIS_PASSWORD",
+          hide_env_values = true, value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub redis_password: Option<Secret>,
+
+    /// A file holding the Redis password (a mounted Secret); a trailing newline is trimmed.
+    #[arg(
+        long,
+        env = "DANMAKU_REDIS_PASSWORD_FILE",
+        value_name = "DANMAKU_REDIS_PASSWORD_FILE"
+    )]
+    pub redis_password_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that Redis's TLS certificate must chain to. Unset: the system roots.
+    #[arg(
+        long,
+        env = "DANMAKU_REDIS_CA_FILE",
+        value_name = "DANMAKU_REDIS_CA_FILE"
+    )]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS with Redis, with DANMAKU_REDIS_KEY_FILE.
+    #[arg(
+        long,
+        env = "DANMAKU_REDIS_CERT_FILE",
+        value_name = "DANMAKU_REDIS_CERT_FILE"
+    )]
+    pub redis_cert_file: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "DANMAKU_REDIS_KEY_FILE",
+        value_name = "DANMAKU_REDIS_KEY_FILE"
+    )]
+    pub redis_key_file: Option<PathBuf>,
 
     /// HS256 secret for viewer tokens. Unset: every connection is anonymous.
     #[arg(
@@ -308,6 +360,7 @@ impl Config {
         if self.jwt_secret.as_deref() == Some("") {
             return Err(bad("DANMAKU_JWT_SECRET", "must not be empty when set"));
         }
+        self.redis()?;
         Ok(())
     }
 
@@ -338,6 +391,12 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("redis_url", &self.redis_url)
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &self.redis_password)
+            .field("redis_password_file", &self.redis_password_file)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_cert_file", &self.redis_cert_file)
+            .field("redis_key_file", &self.redis_key_file)
             .field(
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
@@ -387,42 +446,6 @@ impl Slot {
             Self::Blue => "blue",
             Self::Green => "green",
         }
-    }
-}
-
-/// Where Redis is. Only checked for shape here; the broker connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisUrl {
-    Standalone(String),
-    Cluster(Vec<String>),
-}
-
-impl RedisUrl {
-    fn parse(s: &str) -> Result<Self, String> {
-        if s.contains('@') {
-            return Err("credentials in the URL are not supported (and would reach logs)".into());
-        }
-        let host_port = |hp: &str| -> Result<String, String> {
-            let (host, port) = hp
-                .rsplit_once(':')
-                .ok_or_else(|| format!("'{hp}' is not host:port"))?;
-            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(format!("'{hp}' is not host:port"));
-            }
-            Ok(hp.to_owned())
-        };
-        if let Some(rest) = s.strip_prefix("redis-cluster://") {
-            let nodes = rest
-                .split(',')
-                .map(str::trim)
-                .map(host_port)
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Self::Cluster(nodes));
-        }
-        if let Some(rest) = s.strip_prefix("redis://") {
-            return Ok(Self::Standalone(host_port(rest.trim_end_matches('/'))?));
-        }
-        Err("expected redis://host:port or redis-cluster://host:port,host:port,...".into())
     }
 }
 
@@ -546,28 +569,113 @@ mod tests {
             "redis-cluster://127.0.0.1:7000, 127.0.0.1:7001",
         ])
         .unwrap();
+        let url = c.redis_url.unwrap();
         assert_eq!(
-            c.redis_url,
-            Some(RedisUrl::Cluster(vec![
-                "127.0.0.1:7000".into(),
-                "127.0.0.1:7001".into()
-            ]))
+            url.nodes,
+            RedisNodes::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()])
         );
-        let c = parse(&["--redis-url", "redis://localhost:6379"]).unwrap();
-        assert_eq!(
-            c.redis_url,
-            Some(RedisUrl::Standalone("localhost:6379".into()))
-        );
+        assert!(!url.tls);
+        let c = parse(&["--redis-url", "rediss://localhost:6379"]).unwrap();
+        let url = c.redis_url.unwrap();
+        assert_eq!(url.nodes, RedisNodes::Standalone("localhost:6379".into()));
+        assert!(url.tls);
         for bad in [
             "http://x:1",
             "redis://nohost",
             "redis://h:0",
             "redis-cluster://a:1,b",
-            "redis://:pw@h:1",
+            "rediss://app:hunter2@nohost",
         ] {
             let err = parse(&["--redis-url", bad]).unwrap_err();
             assert!(err.contains("DANMAKU_REDIS_URL"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    fn redis_settings(args: &[&str]) -> Result<RedisSettings, String> {
+        let c = parse(args)?;
+        Ok(c.redis().unwrap().unwrap())
+    }
+
+    #[test]
+    fn redis_credentials_come_from_one_place() {
+        let s = redis_settings(&["--redis-url", "rediss://app:pw@h:1"]).unwrap();
+        assert_eq!(s.url.username.as_deref(), Some("app"));
+        assert_eq!(s.url.password.as_ref().map(Secret::expose), Some("pw"));
+        let s = redis_settings(&[
+            "--redis-url",
+            "rediss-cluster://a:1,b:2",
+            "--redis-username",
+            "app",
+            "--redis-password",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(s.url.username.as_deref(), Some("app"));
+        assert_eq!(s.url.password.as_ref().map(Secret::expose), Some("pw"));
+
+        let file = std::env::temp_dir().join(format!("danmaku-pw-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let s =
+            redis_settings(&["--redis-url", "redis://h:1", "--redis-password-file", path]).unwrap();
+        assert_eq!(
+            s.url.password.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[
+                    "--redis-url",
+                    "redis://:hunter2@h:1",
+                    "--redis-password-file",
+                    path,
+                ],
+                "DANMAKU_REDIS_PASSWORD",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://u:hunter2@h:1",
+                    "--redis-username",
+                    "v",
+                ],
+                "DANMAKU_REDIS_USERNAME",
+            ),
+            (
+                &["--redis-url", "redis://h:1", "--redis-username", "u"],
+                "DANMAKU_REDIS_PASSWORD",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://h:1",
+                    "--redis-password-file",
+                    "/nonexistent/pw",
+                ],
+                "DANMAKU_REDIS_PASSWORD_FILE",
+            ),
+            (
+                &["--redis-url", "rediss://h:1", "--redis-cert-file", "c.pem"],
+                "DANMAKU_REDIS_KEY_FILE",
+            ),
+            (
+                &["--redis-url", "redis://h:1", "--redis-ca-file", "ca.pem"],
+                "DANMAKU_REDIS_URL",
+            ),
+            (&["--redis-password", "hunter2"], "DANMAKU_REDIS_URL"),
+        ];
+        for (args, var) in cases {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(var), "{args:?}: {err}");
+            assert!(!err.contains("hunter2"), "{args:?}: {err}");
+        }
+        std::fs::write(&file, "\n").unwrap();
+        let err =
+            parse(&["--redis-url", "redis://h:1", "--redis-password-file", path]).unwrap_err();
+        assert!(err.contains("DANMAKU_REDIS_PASSWORD_FILE"), "{err}");
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]
@@ -631,11 +739,21 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = parse(&["--jwt-secret", "hunter2", "--service-tokens", "tok-a,tok-b"]).unwrap();
+        let c = parse(&[
+            "--jwt-secret",
+            "hunter2",
+            "--service-tokens",
+            "tok-a,tok-b",
+            "--redis-url",
+            "rediss://app:url-pw@h:1",
+        ])
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("tok-a"),
-            "{shown}"
-        );
+        for secret in ["hunter2", "tok-a", "url-pw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let c = parse(&["--redis-url", "redis://h:1", "--redis-password", "flag-pw"]).unwrap();
+        let shown = format!("{c:?} {:?}", c.redis());
+        assert!(!shown.contains("flag-pw"), "{shown}");
     }
 }

@@ -206,7 +206,7 @@ impl Broker {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
-        match &config.redis_url {
+        match config.redis()? {
             None => {
                 let memory = Arc::new(MemoryBroker::new(
                     config.history_len,
@@ -217,9 +217,9 @@ impl Broker {
                 memory::spawn_sweeper(memory.clone(), cancel);
                 Ok(Self::Memory(memory))
             }
-            Some(url) => {
+            Some(settings) => {
                 let redis = RedisBroker::connect(
-                    url,
+                    &settings,
                     &config.pod_name,
                     config.history_len,
                     config.unsubscribe_linger(),

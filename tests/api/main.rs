@@ -6,6 +6,7 @@
 mod helpers;
 mod raw;
 mod redis_support;
+mod tls_pki;
 
 mod binary;
 mod browser;
@@ -16,6 +17,7 @@ mod otlp;
 mod redis_broker;
 mod redis_moderation;
 mod redis_smoke;
+mod redis_tls;
 mod shutdown;
 mod ws_frames;
 mod ws_handshake;

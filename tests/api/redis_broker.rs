@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use danmaku::Config;
 use danmaku::config::RedisUrl;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -15,14 +16,15 @@ use crate::helpers::*;
 use crate::redis_support::{RedisCluster, RedisStandalone, key_slot};
 
 fn url_of(url: &str) -> RedisUrl {
-    if let Some(nodes) = url.strip_prefix("redis-cluster://") {
-        RedisUrl::Cluster(nodes.split(',').map(String::from).collect())
-    } else {
-        RedisUrl::Standalone(url.strip_prefix("redis://").unwrap().to_owned())
-    }
+    url.parse().unwrap()
 }
 
 pub async fn instance(url: &str, pod: &str) -> TestApp {
+    instance_with(url, pod, |_| {}).await
+}
+
+/// An app instance on the Redis at `url`, named `pod`, with more settings from `configure`.
+pub async fn instance_with(url: &str, pod: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
     let redis = url_of(url);
     let pod = pod.to_owned();
     spawn_app_with(move |c| {
@@ -30,6 +32,7 @@ pub async fn instance(url: &str, pod: &str) -> TestApp {
         c.pod_name = pod;
         c.unsubscribe_linger_ms = 300;
         c.cpu_ready_threshold = 1.0;
+        configure(c);
     })
     .await
 }
@@ -158,6 +161,12 @@ async fn post_until_accepted(app: &TestApp, stream: &str, text: &str, key: &str)
 
 async fn cross_instance_delivery(url: &str) {
     let (a, b) = (instance(url, "pod-a").await, instance(url, "pod-b").await);
+    cross_instance_delivery_between(&a, &b).await;
+}
+
+/// A comment posted over HTTP and one over a socket on `b` reach a viewer on `a` (whose pod
+/// is `pod-a`), and a later viewer's `init` has both.
+pub async fn cross_instance_delivery_between(a: &TestApp, b: &TestApp) {
     let (mut on_a, _) = a.viewer("cross").await;
     let posted = b.post_system("cross", "from b").await;
     assert_eq!(on_a.comments(1).await[0]["id"], posted["id"]);
@@ -406,11 +415,17 @@ async fn a_master_failover_loses_and_duplicates_nothing() {
     let cluster = RedisCluster::start().await;
     let url = cluster.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    failover_loses_nothing(&cluster, &a, &b).await;
+}
+
+/// Viewers on `a` and `b` of a stream whose master is killed while `b` publishes: each gets
+/// every accepted comment exactly once, in order.
+pub async fn failover_loses_nothing(cluster: &RedisCluster, a: &TestApp, b: &TestApp) {
     let stream = "failing";
-    let viewers = viewers_on(&[&a, &b], stream, 4).await;
+    let viewers = viewers_on(&[a, b], stream, 4).await;
     let slot = key_slot(&format!("danmaku:{{{stream}}}:ch"));
 
-    let publisher = publish_steadily(&b, stream, 80, Duration::from_millis(50));
+    let publisher = publish_steadily(b, stream, 80, Duration::from_millis(50));
     let failover = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let killed = Instant::now();

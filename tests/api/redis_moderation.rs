@@ -92,9 +92,7 @@ async fn a_users_rate_holds_across_instances() {
     let limited = |pod: &'static str| {
         let url = redis.url();
         crate::helpers::spawn_app_with(move |c| {
-            c.redis_url = Some(danmaku::config::RedisUrl::Standalone(
-                url.strip_prefix("redis://").unwrap().to_owned(),
-            ));
+            c.redis_url = Some(url.parse().unwrap());
             c.pod_name = pod.into();
             c.rate_per_sec = 0.2;
             c.rate_burst = 3.0;

@@ -12,16 +12,21 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, Value};
-use testcontainers::core::WaitFor;
+use redis::{
+    AsyncConnectionConfig, ClientTlsConfig, ProtocolVersion, PushInfo, TlsCertificates, Value,
+};
+use testcontainers::core::{AccessMode, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::tls_pki::TestPki;
 
 pub const IMAGE_NAME: &str = "danmaku-redis";
 pub const IMAGE_TAG: &str = "local";
@@ -90,6 +95,7 @@ fn release_port(port: u16) {
 async fn start_container(
     port: u16,
     extra: &[String],
+    tls_dir: Option<PathBuf>,
 ) -> Result<ContainerAsync<GenericImage>, String> {
     let mut args: Vec<String> = [
         "--port",
@@ -109,9 +115,15 @@ async fn start_container(
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().cloned());
-    GenericImage::new(IMAGE_NAME, IMAGE_TAG)
+    let mut image = GenericImage::new(IMAGE_NAME, IMAGE_TAG)
         .with_wait_for(WaitFor::message_on_stdout(READY))
-        .with_network("host")
+        .with_network("host");
+    if let Some(dir) = tls_dir {
+        let dir = dir.to_str().expect("a UTF-8 temp path").to_owned();
+        image = image
+            .with_mount(Mount::bind_mount(dir, TLS_DIR).with_access_mode(AccessMode::ReadOnly));
+    }
+    image
         .with_label(TEST_LABEL.0, TEST_LABEL.1)
         .with_startup_timeout(REDIS_WAIT)
         .with_cmd(args)
@@ -124,12 +136,18 @@ async fn start_container(
 /// taken in the meantime. Panics with a hint when Docker or the image is missing.
 async fn start_node(
     bus: bool,
+    security: Option<&Secured>,
     extra: impl Fn(u16) -> Vec<String>,
 ) -> (u16, ContainerAsync<GenericImage>) {
     let mut last = String::new();
     for _ in 0..3 {
         let port = free_port(bus);
-        match start_container(port, &extra(port)).await {
+        let mut args = extra(port);
+        if let Some(security) = security {
+            args.extend(security.server_args(port, bus));
+        }
+        let tls_dir = security.map(|s| s.pki.dir().to_owned());
+        match start_container(port, &args, tls_dir).await {
             Ok(container) => return (port, container),
             Err(e) => {
                 release_port(port);
@@ -147,24 +165,153 @@ async fn start_node(
     )
 }
 
-fn url_for(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}")
+/// Where the test CA and the certificates are mounted in a container.
+const TLS_DIR: &str = "/tls";
+
+/// The ACL user the harness itself (and replication) uses on a [`Secured`] Redis, so a test
+/// may change the app's user freely.
+const HARNESS_USER: &str = "harness";
+const HARNESS_PASSWORD: &str = "harness-pw";
+
+/// A Redis that speaks TLS only (`--port 0 --tls-port`), with the `default` user off and
+/// two ACL users allowed everything: the app's (`user`) and the harness's. The harness
+/// reaches it over TLS with the client certificate.
+#[derive(Clone)]
+pub struct Secured {
+    pub pki: Arc<TestPki>,
+    /// `--tls-auth-clients`: `yes` (mutual TLS required) or `optional`.
+    pub auth_clients: &'static str,
+    pub user: String,
+    pub password: String,
 }
 
-/// A RESP2 multiplexed connection to one server.
-pub async fn connect(port: u16) -> MultiplexedConnection {
-    redis::Client::open(url_for(port))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+impl Secured {
+    fn server_args(&self, port: u16, cluster: bool) -> Vec<String> {
+        let file = |name: &str| format!("{TLS_DIR}/{name}");
+        let mut args = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.pem"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem"),
+            "--tls-auth-clients".into(),
+            self.auth_clients.into(),
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+        ];
+        for (user, password) in [
+            (&*self.user, &*self.password),
+            (HARNESS_USER, HARNESS_PASSWORD),
+        ] {
+            args.extend(
+                [
+                    "--user",
+                    user,
+                    "on",
+                    &format!(">{password}"),
+                    "~*",
+                    "&*",
+                    "+@all",
+                ]
+                .map(String::from),
+            );
+        }
+        if cluster {
+            args.extend(
+                [
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-replication",
+                    "yes",
+                    // With `tls-cluster` the announced client port is the TLS one;
+                    // `cluster-announce-port` would name a plaintext port, and there is none.
+                    "--cluster-announce-tls-port",
+                    &port.to_string(),
+                    "--cluster-announce-port",
+                    "0",
+                    "--masteruser",
+                    HARNESS_USER,
+                    "--masterauth",
+                    HARNESS_PASSWORD,
+                ]
+                .map(String::from),
+            );
+        }
+        args
+    }
+}
+
+/// How the harness reaches a node: plain RESP, or [`Secured`].
+#[derive(Clone, Default)]
+struct Access(Option<Secured>);
+
+impl Access {
+    fn url(&self, port: u16) -> String {
+        match &self.0 {
+            None => format!("redis://127.0.0.1:{port}"),
+            Some(_) => format!("rediss://{HARNESS_USER}:{HARNESS_PASSWORD}@127.0.0.1:{port}"),
+        }
+    }
+
+    fn client(&self, url: String) -> redis::Client {
+        match &self.0 {
+            None => redis::Client::open(url).unwrap(),
+            Some(s) => redis::Client::build_with_tls(url, s.certificates()).unwrap(),
+        }
+    }
+}
+
+impl Secured {
+    fn certificates(&self) -> TlsCertificates {
+        TlsCertificates {
+            client_tls: Some(ClientTlsConfig {
+                client_cert: self.pki.read("client.pem"),
+                client_key: self.pki.read("client.key"),
+            }),
+            root_cert: Some(self.pki.read("ca.pem")),
+        }
+    }
+}
+
+fn url_for(port: u16) -> String {
+    Access::default().url(port)
+}
+
+/// A RESP2 multiplexed connection to one server. A TLS handshake plus `AUTH` on a busy
+/// machine can outlast redis-rs's 500 ms default, so the timeouts are longer and a failed
+/// attempt is retried until [`REDIS_WAIT`].
+async fn connect(access: &Access, port: u16) -> MultiplexedConnection {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let deadline = Instant::now() + REDIS_WAIT;
+    loop {
+        match access
+            .client(access.url(port))
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(conn) => return conn,
+            Err(e) if Instant::now() >= deadline => panic!("connect to 127.0.0.1:{port}: {e}"),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
 }
 
 /// A RESP3 connection whose pushes (`smessage`, `sunsubscribe`, …) arrive on the receiver.
 /// Subscribe with a plain command: `redis::cmd("SSUBSCRIBE").arg(ch).exec_async(&mut conn)`.
-pub async fn connect_resp3(port: u16) -> (MultiplexedConnection, UnboundedReceiver<PushInfo>) {
+async fn connect_resp3(
+    access: &Access,
+    port: u16,
+) -> (MultiplexedConnection, UnboundedReceiver<PushInfo>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = redis::Client::open(format!("{}/?protocol=resp3", url_for(port))).unwrap();
+    let client = access.client(format!("{}/?protocol=resp3", access.url(port)));
     let config = AsyncConnectionConfig::new().set_push_sender(tx);
     let conn = client
         .get_multiplexed_async_connection_with_config(&config)
@@ -173,10 +320,8 @@ pub async fn connect_resp3(port: u16) -> (MultiplexedConnection, UnboundedReceiv
     (conn, rx)
 }
 
-async fn ping(port: u16) -> bool {
-    let Ok(client) = redis::Client::open(url_for(port)) else {
-        return false;
-    };
+async fn ping(access: &Access, port: u16) -> bool {
+    let client = access.client(access.url(port));
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(Some(Duration::from_millis(500)));
@@ -224,31 +369,49 @@ async fn shard_numsub_at(conn: &mut MultiplexedConnection, channel: &str) -> u64
 /// One standalone Redis on 127.0.0.1:`port()`.
 pub struct RedisStandalone {
     port: u16,
+    access: Access,
     container: ContainerAsync<GenericImage>,
 }
 
 impl RedisStandalone {
     pub async fn start() -> Self {
-        let (port, container) = start_node(false, |_| Vec::new()).await;
-        RedisStandalone { port, container }
+        let (port, container) = start_node(false, None, |_| Vec::new()).await;
+        RedisStandalone {
+            port,
+            access: Access::default(),
+            container,
+        }
+    }
+
+    /// A TLS-only server with an ACL user; see [`Secured`].
+    pub async fn start_secured(security: Secured) -> Self {
+        let (port, container) = start_node(false, Some(&security), |_| Vec::new()).await;
+        RedisStandalone {
+            port,
+            access: Access(Some(security)),
+            container,
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`
+    /// `redis://127.0.0.1:<port>` (`rediss://` with no credentials when secured).
     pub fn url(&self) -> String {
-        url_for(self.port)
+        match self.access.0 {
+            None => url_for(self.port),
+            Some(_) => format!("rediss://127.0.0.1:{}", self.port),
+        }
     }
 
     pub async fn client(&self) -> MultiplexedConnection {
-        connect(self.port).await
+        connect(&self.access, self.port).await
     }
 
     /// See [`connect_resp3`].
     pub async fn client_resp3(&self) -> (MultiplexedConnection, UnboundedReceiver<PushInfo>) {
-        connect_resp3(self.port).await
+        connect_resp3(&self.access, self.port).await
     }
 
     /// Stops the server without restarting it (connections drop; the port refuses).
@@ -266,9 +429,9 @@ impl RedisStandalone {
             .start()
             .await
             .expect("start the redis container again");
-        let port = self.port;
+        let (port, access) = (self.port, &self.access);
         poll_until("redis to answer PING after a restart", || async move {
-            ping(port).await.then_some(())
+            ping(access, port).await.then_some(())
         })
         .await;
     }
@@ -400,10 +563,22 @@ pub struct RedisCluster {
     /// Ports of the masters as created, in slot order; replicas\[i\] follows masters\[i\].
     masters: Vec<u16>,
     replicas: Vec<u16>,
+    access: Access,
 }
 
 impl RedisCluster {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Every node TLS-only with an ACL user, the cluster bus and replication over TLS too;
+    /// see [`Secured`].
+    pub async fn start_secured(security: Secured) -> Self {
+        Self::start_with(Some(security)).await
+    }
+
+    async fn start_with(security: Option<Secured>) -> Self {
+        let access = Access(security);
         let node_args = |port: u16| -> Vec<String> {
             let bus = (port + 10_000).to_string();
             [
@@ -433,7 +608,8 @@ impl RedisCluster {
         // Start all six at once.
         let mut set = tokio::task::JoinSet::new();
         for i in 0..6usize {
-            set.spawn(async move { (i, start_node(true, node_args).await) });
+            let security = access.0.clone();
+            set.spawn(async move { (i, start_node(true, security.as_ref(), node_args).await) });
         }
         let mut started: Vec<(usize, u16, ContainerAsync<GenericImage>)> = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -446,7 +622,7 @@ impl RedisCluster {
 
         let mut nodes = Vec::new();
         for (_, port, container) in started {
-            let mut conn = connect(port).await;
+            let mut conn = connect(&access, port).await;
             let id: String = redis::cmd("CLUSTER")
                 .arg("MYID")
                 .query_async(&mut conn)
@@ -465,6 +641,7 @@ impl RedisCluster {
             nodes,
             masters,
             replicas,
+            access,
         };
         cluster.create().await;
         cluster
@@ -475,7 +652,7 @@ impl RedisCluster {
     async fn create(&self) {
         let ranges = [(0u16, 5460u16), (5461, 10922), (10923, 16383)];
         for (i, &port) in self.masters.iter().enumerate() {
-            let mut conn = connect(port).await;
+            let mut conn = connect(&self.access, port).await;
             // Distinct epochs up front, as redis-cli does, so no epoch collision has to be
             // resolved later.
             redis::cmd("CLUSTER")
@@ -493,7 +670,7 @@ impl RedisCluster {
                 .unwrap();
         }
         let first = self.nodes[0].port;
-        let mut conn = connect(first).await;
+        let mut conn = connect(&self.access, first).await;
         for node in &self.nodes[1..] {
             redis::cmd("CLUSTER")
                 .arg("MEET")
@@ -519,7 +696,7 @@ impl RedisCluster {
         }
         for (i, &replica) in self.replicas.iter().enumerate() {
             let master_id = &self.node(self.masters[i]).id;
-            let mut conn = connect(replica).await;
+            let mut conn = connect(&self.access, replica).await;
             redis::cmd("CLUSTER")
                 .arg("REPLICATE")
                 .arg(master_id)
@@ -635,7 +812,7 @@ impl RedisCluster {
 
     async fn raw(&self, port: u16, cmd: &redis::Cmd) -> Option<Value> {
         tokio::time::timeout(Duration::from_secs(2), async {
-            let client = redis::Client::open(url_for(port)).ok()?;
+            let client = self.access.client(self.access.url(port));
             let mut conn = client.get_multiplexed_async_connection().await.ok()?;
             cmd.query_async::<Value>(&mut conn).await.ok()
         })
@@ -664,7 +841,8 @@ impl RedisCluster {
         Some(parse_info(&text))
     }
 
-    /// `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`: the masters as created, a
+    /// `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3` (`rediss-cluster://` with no
+    /// credentials when secured): the masters as created, a
     /// killed one replaced by its replica (which has taken its slots over after a failover).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
@@ -672,13 +850,28 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis-cluster://{}", hosts.join(","))
+        let scheme = match self.access.0 {
+            None => "redis-cluster",
+            Some(_) => "rediss-cluster",
+        };
+        format!("{scheme}://{}", hosts.join(","))
     }
 
     /// `redis://127.0.0.1:<port>` for each seed node of [`url`](Self::url), for
     /// `redis::cluster::ClusterClient::new`.
     pub fn node_urls(&self) -> Vec<String> {
-        self.seed_ports().into_iter().map(url_for).collect()
+        self.seed_ports()
+            .into_iter()
+            .map(|p| self.access.url(p))
+            .collect()
+    }
+
+    fn cluster_builder(&self) -> redis::cluster::ClusterClientBuilder {
+        let builder = redis::cluster::ClusterClientBuilder::new(self.node_urls());
+        match &self.access.0 {
+            None => builder,
+            Some(s) => builder.certs(s.certificates()),
+        }
     }
 
     fn seed_ports(&self) -> Vec<u16> {
@@ -702,12 +895,13 @@ impl RedisCluster {
 
     /// A raw RESP2 connection to one node (no redirects followed).
     pub async fn client(&self, port: u16) -> MultiplexedConnection {
-        connect(port).await
+        connect(&self.access, port).await
     }
 
     /// A redis-rs cluster connection over the seed nodes.
     pub async fn cluster_client(&self) -> redis::cluster_async::ClusterConnection {
-        redis::cluster::ClusterClient::new(self.node_urls())
+        self.cluster_builder()
+            .build()
             .unwrap()
             .get_async_connection()
             .await
@@ -723,7 +917,8 @@ impl RedisCluster {
         UnboundedReceiver<PushInfo>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let conn = redis::cluster::ClusterClientBuilder::new(self.node_urls())
+        let conn = self
+            .cluster_builder()
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(tx)
             .build()
@@ -802,8 +997,8 @@ impl RedisCluster {
         if source.port == to_port {
             return source;
         }
-        let mut src = connect(source.port).await;
-        let mut dst = connect(to_port).await;
+        let mut src = connect(&self.access, source.port).await;
+        let mut dst = connect(&self.access, to_port).await;
         redis::cmd("CLUSTER")
             .arg("SETSLOT")
             .arg(slot)
@@ -852,7 +1047,7 @@ impl RedisCluster {
             }
         }
         for port in order {
-            let mut conn = connect(port).await;
+            let mut conn = connect(&self.access, port).await;
             redis::cmd("CLUSTER")
                 .arg("SETSLOT")
                 .arg(slot)
@@ -930,7 +1125,7 @@ impl RedisCluster {
     pub async fn shard_numsub(&self, channel: &str) -> u64 {
         let mut total = 0;
         for port in self.live_ports() {
-            total += shard_numsub_at(&mut connect(port).await, channel).await;
+            total += shard_numsub_at(&mut connect(&self.access, port).await, channel).await;
         }
         total
     }

@@ -64,6 +64,16 @@ slot: {{ .slot }}
 {{- if has $k (list "DANMAKU_LISTEN" "DANMAKU_SLOT" "DANMAKU_POD_NAME" "DANMAKU_JWT_SECRET" "DANMAKU_SERVICE_TOKENS") -}}
 {{- fail (printf "config.%s is set by the chart (listen address, slot, pod name) or comes from the Secret; remove it from config" $k) -}}
 {{- end -}}
+{{- if hasPrefix "DANMAKU_REDIS_" $k | and (ne $k "DANMAKU_REDIS_URL") -}}
+{{- fail (printf "config.%s: set the Redis user and files under `redis` (username, existingSecret and its keys)" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $redis := .Values.redis -}}
+{{- if and (or $redis.passwordKey $redis.caKey $redis.certKey $redis.keyKey) (not $redis.existingSecret) -}}
+{{- fail "redis.passwordKey/caKey/certKey/keyKey name keys of redis.existingSecret: set it" -}}
+{{- end -}}
+{{- if ne (empty $redis.certKey) (empty $redis.keyKey) -}}
+{{- fail "redis.certKey and redis.keyKey go together (mutual TLS)" -}}
 {{- end -}}
 {{- if not .Values.resources.limits.cpu -}}
 {{- fail "resources.limits.cpu is required: /readyz compares CPU against the cgroup limit (docs/readiness.md)" -}}
@@ -148,4 +158,14 @@ slot: {{ .slot }}
 {{- fail "istio.enabled needs istio.gateway.create or at least one name in istio.gateways" -}}
 {{- end -}}
 {{- toYaml $gws -}}
+{{- end -}}
+
+{{/* The Redis Secret's keys that are set, as "key: ENV_VARIABLE" lines. */}}
+{{- define "danmaku.redisFiles" -}}
+{{- $r := .Values.redis -}}
+{{- range $pair := list (list $r.passwordKey "DANMAKU_REDIS_PASSWORD_FILE") (list $r.caKey "DANMAKU_REDIS_CA_FILE") (list $r.certKey "DANMAKU_REDIS_CERT_FILE") (list $r.keyKey "DANMAKU_REDIS_KEY_FILE") }}
+{{- if index $pair 0 }}
+{{ index $pair 0 | quote }}: {{ index $pair 1 }}
+{{- end }}
+{{- end }}
 {{- end -}}

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::ClusterDiscoveryPolicy;
+use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig};
 use fred::types::scripts::Script;
 
 use crate::broker::BrokerError;
-use crate::config::RedisUrl;
+use crate::config::{RedisNodes, RedisSettings};
 
 /// Commands fail after this long instead of waiting forever for a dead node.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -17,13 +17,19 @@ const MAX_QUEUED_COMMANDS: usize = 50_000;
 /// comments. Overflow is counted (`broker_lag`) and backfilled from history.
 const MESSAGE_BUFFER: usize = 16_384;
 
-pub(super) fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
-    let server = match url {
-        RedisUrl::Standalone(host_port) => {
+/// A client for `settings`, speaking TLS with `tls` when set and authenticating as the
+/// configured ACL user (or the `default` user with a password alone) on every connection.
+pub(super) fn build_client(
+    settings: &RedisSettings,
+    tls: Option<TlsConfig>,
+) -> anyhow::Result<Client> {
+    let url = &settings.url;
+    let server = match &url.nodes {
+        RedisNodes::Standalone(host_port) => {
             let (host, port) = split_host_port(host_port)?;
             ServerConfig::new_centralized(host, port)
         }
-        RedisUrl::Cluster(nodes) => {
+        RedisNodes::Cluster(nodes) => {
             let hosts = nodes
                 .iter()
                 .map(|n| split_host_port(n))
@@ -42,6 +48,9 @@ pub(super) fn build_client(url: &RedisUrl) -> anyhow::Result<Client> {
     let config = Config {
         server,
         fail_fast: false,
+        username: url.username.clone(),
+        password: url.password.as_ref().map(|p| p.expose().to_owned()),
+        tls,
         ..Default::default()
     };
     let client = Builder::from_config(config)
@@ -78,6 +87,12 @@ pub(super) async fn run<R: FromValue>(
         .evalsha_with_reload(client, keys, args)
         .await
         .map_err(unavailable)
+}
+
+/// Whether Redis refused the credentials (`WRONGPASS`, `NOAUTH`): a configuration error
+/// that no reconnect fixes.
+pub(super) fn is_auth_error(error: &fred::error::Error) -> bool {
+    *error.kind() == fred::error::ErrorKind::Auth
 }
 
 pub(super) fn unavailable(error: fred::error::Error) -> BrokerError {

@@ -9,7 +9,8 @@
 //!   delivers in id order. [`subscriber`] is the task that runs it against Redis.
 //! - [`viewers`]: viewer counts summed across instances.
 //! - Connections ([`client`]): one command client and one subscriber client, each with one
-//!   connection per Redis node, however many streams.
+//!   connection per Redis node, however many streams; over TLS ([`tls`]) for `rediss://`,
+//!   as the configured ACL user when one is set.
 
 mod client;
 mod codec;
@@ -18,6 +19,7 @@ mod keys;
 mod scripts;
 mod subscriber;
 mod subscriptions;
+mod tls;
 mod viewers;
 
 use std::sync::Arc;
@@ -33,10 +35,10 @@ use super::{
     Ban, BrokerError, Dedup, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
     NewComment, Published,
 };
-use crate::config::RedisUrl;
+use crate::config::RedisSettings;
 use crate::domain::{CommentId, CommentKind, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
-use client::{run, unavailable, unexpected};
+use client::{is_auth_error, run, unavailable, unexpected};
 use codec::{CommentBody, parse_entry_message};
 use keys::StreamKeys;
 use subscriber::Control;
@@ -45,6 +47,9 @@ use subscriptions::Subscriptions;
 /// Per-stream keys that would otherwise live forever expire this long after the stream's
 /// last comment or viewer report.
 const STATE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long start-up waits for Redis before it goes on without it (`/readyz` says `broker`
+/// until it is there).
+const START_WAIT: Duration = Duration::from_secs(5);
 
 pub struct RedisBroker {
     client: Client,
@@ -70,7 +75,7 @@ const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 
 impl RedisBroker {
     pub(super) async fn connect(
-        url: &RedisUrl,
+        settings: &RedisSettings,
         pod: &str,
         history_len: usize,
         linger: Duration,
@@ -78,19 +83,14 @@ impl RedisBroker {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = client::build_client(url)?;
-        let subscriber = client::build_client(url)?;
-        for c in [&client, &subscriber] {
-            c.connect();
-        }
-        for c in [&client, &subscriber] {
-            // Start even if Redis is not there yet: /readyz says `broker` until it is.
-            if tokio::time::timeout(Duration::from_secs(5), c.wait_for_connect())
-                .await
-                .is_err()
-            {
-                tracing::warn!("Redis is not reachable yet; retrying in the background");
-            }
+        let tls = tls::tls_config(settings)?;
+        let client = client::build_client(settings, tls.clone())?;
+        let subscriber = client::build_client(settings, tls)?;
+        let tasks = [client.connect(), subscriber.connect()];
+        if let Err(e) = tokio::try_join!(first_connect(&client), first_connect(&subscriber)) {
+            // The clients are never used: stop their reconnect loops.
+            tasks.iter().for_each(|t| t.abort());
+            return Err(e);
         }
         // Unbounded, yet bounded in practice: a local viewer sends one acquire and one
         // release, and the owner's own tasks report a few messages per stream in repair.
@@ -354,6 +354,47 @@ impl RedisBroker {
         let _ = self.subscriber.quit().await;
         let _ = self.client.quit().await;
     }
+}
+
+/// Waits up to [`START_WAIT`] for `client`'s first connection. Redis not there yet is not
+/// fatal (it is retried in the background); credentials Redis refuses are: no retry fixes
+/// them. The error names the settings, never the password.
+async fn first_connect(client: &Client) -> anyhow::Result<()> {
+    let mut errors = client.error_rx();
+    let connected = client.wait_for_connect();
+    tokio::pin!(connected);
+    let deadline = tokio::time::sleep(START_WAIT);
+    tokio::pin!(deadline);
+    let (mut waiting, mut listening) = (true, true);
+    let mut last = None;
+    loop {
+        let error = tokio::select! {
+            result = &mut connected, if waiting => match result {
+                Ok(()) => return Ok(()),
+                Err(e) => { waiting = false; e }
+            },
+            received = errors.recv(), if listening => match received {
+                Ok((e, _)) => e,
+                Err(_) => { listening = false; continue }
+            },
+            () = &mut deadline => break,
+        };
+        if is_auth_error(&error) {
+            anyhow::bail!(
+                "Redis refused the credentials (DANMAKU_REDIS_USERNAME and DANMAKU_REDIS_PASSWORD \
+                 or DANMAKU_REDIS_PASSWORD_FILE, or the user info of DANMAKU_REDIS_URL): {}",
+                error.details()
+            );
+        }
+        last = Some(error);
+    }
+    match last {
+        Some(e) => {
+            tracing::warn!(error = %e, "Redis is not reachable yet; retrying in the background")
+        }
+        None => tracing::warn!("Redis is not reachable yet; retrying in the background"),
+    }
+    Ok(())
 }
 
 fn flag(b: bool) -> String {
