@@ -288,8 +288,13 @@ impl Config {
         if self.pod_name.is_empty() || self.pod_name.len() > 253 {
             return Err(bad("DANMAKU_POD_NAME", "must be 1 to 253 characters"));
         }
-        if self.jwt_secret.as_deref() == Some("") {
-            return Err(bad("DANMAKU_JWT_SECRET", "must not be empty when set"));
+        // RFC 7518, 3.2: an HS256 key must be at least as long as the hash (32 bytes);
+        // shorter ones can be guessed offline from any one token.
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(bad(
+                "DANMAKU_JWT_SECRET",
+                "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
+            ));
         }
         Ok(())
     }
@@ -569,6 +574,10 @@ mod tests {
             ),
             (&["--slot", "red"], "DANMAKU_SLOT"),
             (&["--dev", "maybe"], "DANMAKU_DEV"),
+            (
+                &["--jwt-secret", "31-bytes-is-one-byte-too-short!"],
+                "DANMAKU_JWT_SECRET",
+            ),
         ];
         for (args, var) in cases {
             let err = parse(args).unwrap_err();
@@ -609,7 +618,8 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = parse(&["--jwt-secret", "hunter2", "--service-tokens", "tok-a,tok-b"]).unwrap();
+        let secret = "hunter2-hunter2-hunter2-hunter2-hunter2";
+        let c = parse(&["--jwt-secret", secret, "--service-tokens", "tok-a,tok-b"]).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("tok-a"),

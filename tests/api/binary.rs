@@ -14,6 +14,7 @@ async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
         ("DANMAKU_LISTEN", "everywhere"),
         ("DANMAKU_MAX_CONNECTIONS", "-1"),
         ("DANMAKU_SLOT", "purple"),
+        ("DANMAKU_JWT_SECRET", "too-short-secret"),
     ];
     for (variable, value) in cases {
         let output = danmaku_command()
@@ -26,6 +27,9 @@ async fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{variable}={value}: {stderr}");
         assert!(lines[0].contains(variable), "{variable}={value}: {stderr}");
+        if variable == "DANMAKU_JWT_SECRET" {
+            assert!(!stderr.contains(value), "the secret was shown: {stderr}");
+        }
     }
 }
 

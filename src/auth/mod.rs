@@ -1,13 +1,15 @@
 //! Who is calling: viewer JWTs (HS256) on the WebSocket and the moderation endpoints,
 //! bearer service tokens on the service API. Tokens are never logged.
 
+mod keys;
+
 use axum::http::{HeaderMap, header};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::domain::{StreamId, User, UserId, now_ms};
+use crate::domain::{StreamId, User, now_ms};
+use keys::Keys;
 
 /// The claims danmaku reads from a viewer token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +54,16 @@ pub enum AuthError {
     InvalidToken,
     #[error("the token has expired")]
     ExpiredToken,
+    #[error("the token is not valid yet (its nbf claim is in the future)")]
+    NotYetValid,
+    #[error("the token's header lists critical extensions (crit) this server does not support")]
+    CriticalHeader,
+    #[error("the token's {0} claim must be 1 to 128 characters without control characters")]
+    BadClaim(&'static str),
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NotBearer,
+    #[error("access_token is empty")]
+    EmptyToken,
     #[error("anonymous connections are not allowed; send a token")]
     AnonymousRefused,
     #[error("this endpoint needs a bearer token")]
@@ -62,40 +74,17 @@ pub enum AuthError {
 
 #[derive(Clone)]
 pub struct Auth {
-    jwt: Option<Jwt>,
+    jwt: Option<Keys>,
     allow_anonymous: bool,
     service_tokens: Vec<Vec<u8>>,
 }
 
-#[derive(Clone)]
-struct Jwt {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
-    validation: Validation,
-}
-
 impl Auth {
-    /// Seconds of clock skew tolerated on `exp`.
-    const LEEWAY_SECS: u64 = 5;
-
     pub fn new(config: &Config) -> Self {
         // Development mode without a configured secret signs its own tokens with a random
         // secret made here: valid until the process exits, never written anywhere.
         let dev_secret = (config.dev && config.jwt_secret.is_none()).then(random_secret);
-        let jwt = config
-            .jwt_secret
-            .as_deref()
-            .or(dev_secret.as_deref())
-            .map(|secret| {
-                let mut validation = Validation::new(Algorithm::HS256);
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                validation.leeway = Self::LEEWAY_SECS;
-                Jwt {
-                    decoding: DecodingKey::from_secret(secret.as_bytes()),
-                    encoding: EncodingKey::from_secret(secret.as_bytes()),
-                    validation,
-                }
-            });
+        let jwt = Keys::new(config.jwt_secret.as_deref().or(dev_secret.as_deref()));
         let service_tokens = config
             .service_tokens
             .as_ref()
@@ -108,7 +97,30 @@ impl Auth {
         }
     }
 
-    /// The identity of a WebSocket handshake, from its token (header or `access_token`).
+    /// The identity of a WebSocket handshake, from the token of its `Authorization` header
+    /// or, without one, its `access_token` parameter. A header that is not
+    /// `Bearer <token>` or an empty `access_token` is refused, not taken for "no token": a
+    /// client that meant to sign in must not silently become anonymous. (Without any key
+    /// to check tokens with, every connection is anonymous and credentials are ignored.)
+    pub fn handshake(
+        &self,
+        headers: &HeaderMap,
+        access_token: Option<&str>,
+    ) -> Result<Identity, AuthError> {
+        if self.jwt.is_none() {
+            return self.viewer(None);
+        }
+        let token = match headers.get(header::AUTHORIZATION) {
+            Some(_) => Some(bearer_token(headers).ok_or(AuthError::NotBearer)?),
+            None => match access_token.map(str::trim) {
+                Some("") => return Err(AuthError::EmptyToken),
+                other => other,
+            },
+        };
+        self.viewer(token)
+    }
+
+    /// The identity a token gives (`None`: anonymous, if allowed).
     pub fn viewer(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match (&self.jwt, token) {
             (Some(jwt), Some(token)) => jwt.decode(token).map(Identity::Viewer),
@@ -149,8 +161,7 @@ impl Auth {
 
     /// Signs a token with the configured secret (development mode's token endpoint, tests).
     pub fn mint(&self, claims: &Claims) -> Option<String> {
-        let jwt = self.jwt.as_ref()?;
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &jwt.encoding).ok()
+        self.jwt.as_ref()?.mint(claims)
     }
 }
 
@@ -170,30 +181,10 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Jwt {
-    fn decode(&self, token: &str) -> Result<Viewer, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
-                _ => AuthError::InvalidToken,
-            })?;
-        let claims = data.claims;
-        let id = UserId::parse(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        let name = claims
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or(claims.sub);
-        Ok(Viewer {
-            user: User { id, name },
-            expires_at: claims.exp,
-            moderates: claims.moderates,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::UserId;
 
     fn auth(secret: Option<&str>, anonymous: bool) -> Auth {
         let mut c = Config::defaults();
