@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+mod identity;
+pub use identity::TokenSettings;
+
 #[derive(Clone, Parser)]
 #[command(
     name = "danmaku",
@@ -29,7 +32,8 @@ pub struct Config {
     #[arg(long, env = "DANMAKU_REDIS_URL", value_name = "DANMAKU_REDIS_URL", value_parser = RedisUrl::parse)]
     pub redis_url: Option<RedisUrl>,
 
-    /// HS256 secret for viewer tokens. Unset: every connection is anonymous.
+    /// HS256 secret for viewer tokens (at least 32 bytes). Without it and without the
+    /// settings of `tokens`, every connection is anonymous.
     #[arg(
         long,
         env = "DANMAKU_JWT_SECRET",
@@ -37,6 +41,10 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// Identity-provider keys and the required `aud`/`iss`.
+    #[command(flatten)]
+    pub tokens: TokenSettings,
 
     /// Whether anonymous connections may watch (they never post).
     #[arg(long, env = "DANMAKU_ALLOW_ANONYMOUS", value_name = "DANMAKU_ALLOW_ANONYMOUS",
@@ -296,6 +304,7 @@ impl Config {
                 "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
             ));
         }
+        self.tokens.validate()?;
         Ok(())
     }
 
@@ -326,6 +335,7 @@ impl fmt::Debug for Config {
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("tokens", &self.tokens)
             .field("allow_anonymous", &self.allow_anonymous)
             .field(
                 "service_tokens",
@@ -578,6 +588,15 @@ mod tests {
                 &["--jwt-secret", "31-bytes-is-one-byte-too-short!"],
                 "DANMAKU_JWT_SECRET",
             ),
+            (
+                &["--jwt-jwks-url", "ftp://idp/keys"],
+                "DANMAKU_JWT_JWKS_URL",
+            ),
+            (
+                &["--jwt-jwks-url", "https://u:p@idp/keys"],
+                "DANMAKU_JWT_JWKS_URL",
+            ),
+            (&["--jwt-audience", ""], "DANMAKU_JWT_AUDIENCE"),
         ];
         for (args, var) in cases {
             let err = parse(args).unwrap_err();

@@ -30,7 +30,7 @@ pub async fn create(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
     let ban: BanRequest = json_body(body)?;
     let user = UserId::parse(&ban.user_id)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;

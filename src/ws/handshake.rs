@@ -200,6 +200,7 @@ async fn check(
     let identity = ws
         .auth
         .handshake(headers, access_token)
+        .await
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if let Identity::Viewer(viewer) = &identity {
         let banned = ws

@@ -10,6 +10,7 @@ mod redis_support;
 mod binary;
 mod browser;
 mod http_api;
+mod identity;
 mod observability;
 mod otlp;
 mod redis_broker;
