@@ -20,4 +20,5 @@ mod ws_frames;
 mod ws_handshake;
 mod ws_limits;
 mod ws_moderation;
+mod ws_refresh;
 mod ws_thinning;
