@@ -31,10 +31,17 @@ async fn main() -> ExitCode {
         eprintln!("danmaku: bad configuration: {e}");
         return ExitCode::from(2);
     }
+    // tungstenite logs every message a client sends at trace level, `refresh` tokens
+    // included: its trace stays off whatever RUST_LOG says (tokens are never logged).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(
+            "tungstenite::protocol=debug"
+                .parse()
+                .expect("a valid directive"),
+        );
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     if config.dev {

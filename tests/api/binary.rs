@@ -164,3 +164,114 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
     }
     let _ = child.start_kill();
 }
+
+/// With every log on (`RUST_LOG=trace`), no token reaches the log: not a viewer token in
+/// the query or a header, not a refused one, not one in a `refresh` frame, not a bearer on
+/// the service and moderation endpoints, not the secrets.
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_trace() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let secret = "log-test-secret-that-is-32-bytes-long";
+    let service = "log-test-service-token";
+    let mut child = danmaku_command()
+        .env("RUST_LOG", "trace")
+        .env("DANMAKU_LISTEN", "127.0.0.1:0")
+        .env("DANMAKU_JWT_SECRET", secret)
+        .env("DANMAKU_SERVICE_TOKENS", service)
+        .env("DANMAKU_DRAIN_MS", "200")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.unwrap();
+        text
+    });
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = line
+        .strip_prefix("danmaku listening on ")
+        .unwrap()
+        .to_owned();
+    let addr = base.strip_prefix("http://").unwrap().to_owned();
+
+    let now = danmaku::domain::now_ms() / 1000;
+    let sign = |claims: serde_json::Value| {
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    let in_query = sign(serde_json::json!({"sub": "q", "exp": now + 60}));
+    let in_header = sign(serde_json::json!({"sub": "h", "exp": now + 60, "mod": ["logs"]}));
+    let refreshed = sign(serde_json::json!({"sub": "q", "exp": now + 120}));
+    let expired = sign(serde_json::json!({"sub": "x", "exp": now - 3600}));
+    let garbage = "not.a-token.at-all-4f1c9e";
+
+    let url = format!("ws://{addr}/v1/streams/logs/ws");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?access_token={in_query}"))
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    let refresh = serde_json::json!({"type": "refresh", "token": refreshed}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        refresh.into(),
+    ))
+    .await
+    .unwrap();
+    let answer = ws.next().await.unwrap().unwrap();
+    assert!(answer.to_text().unwrap().contains("refreshed"), "{answer}");
+    let mut request = url.as_str().into_client_request().unwrap();
+    let bearer = format!("Bearer {in_header}").parse().unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (_by_header, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    for bad in [expired.as_str(), garbage] {
+        let refused = tokio_tungstenite::connect_async(format!("{url}?access_token={bad}")).await;
+        assert!(refused.is_err());
+    }
+    let http = reqwest::Client::new();
+    let ban = format!("{base}/v1/streams/logs/bans");
+    for bearer in [in_header.as_str(), service, garbage] {
+        let body = serde_json::json!({"user_id": "troll"});
+        http.post(&ban)
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    drop(ws);
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().await.unwrap();
+    let log = log.await.unwrap();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "logs were on: {log}"
+    );
+    for (what, value) in [
+        ("query token", in_query.as_str()),
+        ("header token", &in_header),
+        ("refresh token", &refreshed),
+        ("expired token", &expired),
+        ("garbage token", garbage),
+        ("service token", service),
+        ("JWT secret", secret),
+    ] {
+        // The signature alone would identify a token too.
+        let signature = value.rsplit('.').next().unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(signature)).collect();
+        assert!(lines.is_empty(), "the {what} reached the log: {lines:#?}");
+    }
+}
