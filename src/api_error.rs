@@ -90,13 +90,8 @@ impl From<PostError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::MissingBearer | AuthError::AnonymousRefused => {
-                Self::new(ErrorCode::Unauthorized, error.to_string())
-            }
-            AuthError::InvalidToken | AuthError::ExpiredToken => {
-                Self::new(ErrorCode::Unauthorized, error.to_string())
-            }
             AuthError::WrongBearer => Self::new(ErrorCode::Forbidden, error.to_string()),
+            _ => Self::new(ErrorCode::Unauthorized, error.to_string()),
         }
     }
 }

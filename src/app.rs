@@ -131,8 +131,10 @@ impl App {
             slot: config.slot.as_str().to_owned(),
             version: env!("CARGO_PKG_VERSION"),
         };
+        let auth = Arc::new(Auth::new(&config)?);
+        auth.fetch_keys().await;
         let parts = Parts {
-            auth: Arc::new(Auth::new(&config)),
+            auth,
             config: Arc::new(config),
             hub,
             broker,

@@ -12,7 +12,12 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+mod identity;
+mod values;
+pub use identity::TokenSettings;
 pub use redis::{RedisNodes, RedisSettings, RedisUrl, Secret};
+pub use values::{List, Origins, Slot};
+use values::{hostname, parse_list, parse_origins};
 
 #[derive(Clone, Parser)]
 #[command(
@@ -81,7 +86,8 @@ pub struct Config {
     )]
     pub redis_key_file: Option<PathBuf>,
 
-    /// HS256 secret for viewer tokens. Unset: every connection is anonymous.
+    /// HS256 secret for viewer tokens (at least 32 bytes). Without it and without the
+    /// settings of `tokens`, every connection is anonymous.
     #[arg(
         long,
         env = "DANMAKU_JWT_SECRET",
@@ -89,6 +95,10 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
+
+    /// Identity-provider keys and the required `aud`/`iss`.
+    #[command(flatten)]
+    pub tokens: TokenSettings,
 
     /// Whether anonymous connections may watch (they never post).
     #[arg(long, env = "DANMAKU_ALLOW_ANONYMOUS", value_name = "DANMAKU_ALLOW_ANONYMOUS",
@@ -357,10 +367,16 @@ impl Config {
         if self.pod_name.is_empty() || self.pod_name.len() > 253 {
             return Err(bad("DANMAKU_POD_NAME", "must be 1 to 253 characters"));
         }
-        if self.jwt_secret.as_deref() == Some("") {
-            return Err(bad("DANMAKU_JWT_SECRET", "must not be empty when set"));
+        // RFC 7518, 3.2: an HS256 key must be at least as long as the hash (32 bytes);
+        // shorter ones can be guessed offline from any one token.
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(bad(
+                "DANMAKU_JWT_SECRET",
+                "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
+            ));
         }
         self.redis()?;
+        self.tokens.validate()?;
         Ok(())
     }
 
@@ -401,6 +417,7 @@ impl fmt::Debug for Config {
                 "jwt_secret",
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("tokens", &self.tokens)
             .field("allow_anonymous", &self.allow_anonymous)
             .field(
                 "service_tokens",
@@ -432,72 +449,6 @@ impl fmt::Debug for Config {
             .field("dev", &self.dev)
             .finish()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Slot {
-    Blue,
-    Green,
-}
-
-impl Slot {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Blue => "blue",
-            Self::Green => "green",
-        }
-    }
-}
-
-/// A non-empty comma-separated list.
-#[derive(Clone, PartialEq, Eq)]
-pub struct List(pub Vec<String>);
-
-fn parse_list(s: &str) -> Result<List, String> {
-    let items: Vec<String> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect();
-    if items.is_empty() {
-        Err("the list is empty".into())
-    } else {
-        Ok(List(items))
-    }
-}
-
-/// Allowed WebSocket origins, compared by scheme, host and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origins(pub Vec<url::Origin>);
-
-impl Origins {
-    /// Whether an `Origin` header value is allowed. Unparsable values never are.
-    pub fn allows(&self, origin: &str) -> bool {
-        url::Url::parse(origin).is_ok_and(|u| self.0.contains(&u.origin()))
-    }
-}
-
-fn parse_origins(s: &str) -> Result<Origins, String> {
-    let list = parse_list(s)?;
-    let origins = list
-        .0
-        .iter()
-        .map(|o| match url::Url::parse(o) {
-            Ok(u) if u.origin().is_tuple() => Ok(u.origin()),
-            _ => Err(format!("'{o}' is not an origin like https://example.com")),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Origins(origins))
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "danmaku".into())
 }
 
 #[cfg(test)]
@@ -699,6 +650,19 @@ mod tests {
             ),
             (&["--slot", "red"], "DANMAKU_SLOT"),
             (&["--dev", "maybe"], "DANMAKU_DEV"),
+            (
+                &["--jwt-secret", "31-bytes-is-one-byte-too-short!"],
+                "DANMAKU_JWT_SECRET",
+            ),
+            (
+                &["--jwt-jwks-url", "ftp://idp/keys"],
+                "DANMAKU_JWT_JWKS_URL",
+            ),
+            (
+                &["--jwt-jwks-url", "https://u:p@idp/keys"],
+                "DANMAKU_JWT_JWKS_URL",
+            ),
+            (&["--jwt-audience", ""], "DANMAKU_JWT_AUDIENCE"),
         ];
         for (args, var) in cases {
             let err = parse(args).unwrap_err();
@@ -739,9 +703,10 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
+        let secret = "hunter2-hunter2-hunter2-hunter2-hunter2";
         let c = parse(&[
             "--jwt-secret",
-            "hunter2",
+            secret,
             "--service-tokens",
             "tok-a,tok-b",
             "--redis-url",

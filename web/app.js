@@ -50,6 +50,7 @@
     stream: null,
     token: null, // the JWT in use, or null (anonymous)
     claims: null,
+    refreshing: null, // {token, claims} sent in a `refresh` frame, until the answer
     lastId: null,
     epoch: null, // the stream's epoch from the last `init`: a resume names it
     maxRate: null, // the max_rate asked for (user comments a second), or null: all the server sends
@@ -206,6 +207,7 @@
   function closeSocket(code, reason) {
     const ws = conn.ws;
     conn.ws = null;
+    conn.refreshing = null;
     conn.generation += 1; // its events no longer count
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(code, reason);
   }
@@ -235,6 +237,15 @@
       $("connect-error").textContent = e.message;
       return;
     }
+    // A new pasted token for the same user on the same stream, while connected: sent in-band
+    // (`refresh`), the connection stays. The server answers `refreshed` or `unauthorized`.
+    const claims = kind === "token" ? decodeClaims(token) : null;
+    if (claims && conn.claims && claims.sub === conn.claims.sub && conn.stream === stream
+        && conn.ws && conn.ws.readyState === WebSocket.OPEN) {
+      conn.refreshing = { token, claims };
+      conn.ws.send(JSON.stringify({ type: "refresh", token }));
+      return;
+    }
     closeSocket(1000, "switching");
     if (conn.stream !== stream) {
       clearComments();
@@ -246,14 +257,18 @@
     conn.wanted = true;
     conn.attempt = 0;
     updateAddress();
-    $("identity").textContent = conn.claims
-      ? `${conn.claims.name || conn.claims.sub}${isModerator() ? " · moderator" : ""}`
-      : "anonymous";
+    showIdentity();
     $("stage-label").textContent = stream;
     $("connect").textContent = "Reconnect";
     $("disconnect").disabled = false;
     showPostError("");
     open();
+  }
+
+  function showIdentity() {
+    $("identity").textContent = conn.claims
+      ? `${conn.claims.name || conn.claims.sub}${isModerator() ? " · moderator" : ""}`
+      : "anonymous";
   }
 
   // `?stream=` and `?rate=` in the address bar, so a reload or a shared link comes back to both.
@@ -320,6 +335,9 @@
       case "reconnect":
         onReconnectHint(frame);
         break;
+      case "refreshed":
+        onRefreshed(frame);
+        break;
       default:
         break; // pong, and whatever a later version adds
     }
@@ -339,7 +357,26 @@
     setPosting(!!conn.token);
   }
 
+  // The token sent in `refresh` is now the connection's (and the one a reconnect uses).
+  function onRefreshed(frame) {
+    if (!conn.refreshing) return;
+    conn.token = conn.refreshing.token;
+    conn.claims = conn.refreshing.claims;
+    conn.refreshing = null;
+    showIdentity();
+    const until = new Date(Number(frame.exp) * 1000).toLocaleTimeString();
+    showPostError(`Token refreshed: valid until ${until}.`);
+    $("post-error").classList.add("ok");
+    setPosting(true);
+  }
+
   function onError(frame) {
+    if (frame.code === "unauthorized" && !frame.ref && conn.refreshing) {
+      // The answer to a `refresh` (comments always carry a ref): the old token stays.
+      conn.refreshing = null;
+      showPostError(`The new token was refused: ${frame.message}`);
+      return;
+    }
     if (frame.ref) conn.pending.delete(frame.ref);
     switch (frame.code) {
       case "rate_limited":
@@ -353,7 +390,7 @@
         break;
       case "unauthorized":
         showPostError(conn.token
-          ? "Your token has expired: get a new one and reconnect to post."
+          ? "Your token has expired: paste a new one and press Reconnect to post again."
           : "Sign in (a token or a name) to post; anonymous viewers only watch.");
         break;
       default:

@@ -2,7 +2,9 @@ use std::fmt;
 
 /// Comment text that passed the rules of the contract (`docs/protocol.md`, section 2): not
 /// empty, not only whitespace, no control characters, at most `max_chars` Unicode scalar
-/// values.
+/// values. Characters that render nothing (zero-width spaces and joiners, the byte-order
+/// mark, variation selectors: Unicode's `Default_Ignorable_Code_Point`) count as whitespace
+/// for "blank": a comment of only those would show as an empty line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CommentText(String);
 
@@ -18,7 +20,7 @@ pub enum TextError {
 
 impl CommentText {
     pub fn parse(text: String, max_chars: usize) -> Result<Self, TextError> {
-        if text.trim().is_empty() {
+        if text.chars().all(renders_nothing) {
             return Err(TextError::Blank);
         }
         if text.chars().any(char::is_control) {
@@ -38,6 +40,12 @@ impl CommentText {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// Whitespace, or a character that is never drawn (U+200B, U+200D, U+2060, U+FEFF, …).
+fn renders_nothing(c: char) -> bool {
+    use icu_properties::{CodePointSetData, props::DefaultIgnorableCodePoint};
+    c.is_whitespace() || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
 impl fmt::Debug for CommentText {
@@ -70,6 +78,27 @@ mod tests {
                 Err(TextError::Blank),
                 "{blank:?}"
             );
+        }
+    }
+
+    #[test]
+    fn refuses_text_of_only_invisible_characters() {
+        for blank in [
+            "\u{200b}",
+            "\u{200b}\u{200c}\u{200d}",
+            " \u{2060} \u{feff}",
+            "\u{00ad}\u{180e}\u{fe0f}",
+            "\u{e0041}\u{3164}",
+        ] {
+            assert_eq!(
+                CommentText::parse(blank.into(), 200),
+                Err(TextError::Blank),
+                "{blank:?}"
+            );
+        }
+        // Joiners inside visible text are part of it (an emoji family, a soft hyphen).
+        for kept in ["👨\u{200d}👩\u{200d}👧", "hy\u{00ad}phen", "a\u{200b}"] {
+            assert_eq!(CommentText::parse(kept.into(), 200).unwrap().as_str(), kept);
         }
     }
 

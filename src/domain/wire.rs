@@ -73,6 +73,10 @@ pub enum ServerFrame<'a> {
         after_ms: u64,
     },
     Pong,
+    /// The `refresh` was taken: the connection's token now expires at `exp` (epoch seconds).
+    Refreshed {
+        exp: u64,
+    },
 }
 
 impl ServerFrame<'_> {
@@ -177,6 +181,10 @@ pub enum ClientFrame {
         reference: Option<String>,
     },
     Ping,
+    /// A new token for the connection (contract section 8).
+    Refresh {
+        token: String,
+    },
 }
 
 impl ClientFrame {

@@ -35,7 +35,7 @@ pub async fn create(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
     let ban: BanRequest = json_body(body)?;
     let user = UserId::parse(&ban.user_id)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
@@ -61,7 +61,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<BanList>, ApiError> {
     let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
     let bans = http.broker.bans(&stream).await?;
     Ok(Json(BanList { bans }))
 }
@@ -78,7 +78,7 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
     let user = UserId::parse(&user)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
     if !http.broker.unban(&stream, &user).await? {

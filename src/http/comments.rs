@@ -75,7 +75,7 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
     let id: CommentId = comment_id
         .parse()
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("comment id: {e}")))?;

@@ -316,10 +316,14 @@ impl<S: RawSocket> Connection<S> {
                     self.write_now(ServerFrame::Pong.encode())
                 }
                 Ok(ClientFrame::Comment { text, reference }) => self.post(text, reference).await,
+                Ok(ClientFrame::Refresh { token }) => {
+                    self.malformed = 0;
+                    self.refresh(token).await
+                }
                 Err(_) => {
                     let error = ErrorBody::new(
                         ErrorCode::Invalid,
-                        "expected a JSON frame of type comment or ping",
+                        "expected a JSON frame of type comment, ping or refresh",
                     );
                     self.refuse(error)
                 }

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use super::WsState;
 use super::connection::{self, Session};
 use crate::api_error::ApiError;
-use crate::auth::{Identity, bearer_token};
+use crate::auth::Identity;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, StreamId};
 use crate::hub::Tier;
@@ -206,10 +206,11 @@ async fn check(
             "this origin is not allowed",
         ));
     }
-    let token = bearer_token(headers).or(params.get("access_token").map(String::as_str));
+    let access_token = params.get("access_token").map(String::as_str);
     let identity = ws
         .auth
-        .viewer(token)
+        .handshake(headers, access_token)
+        .await
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if let Identity::Viewer(viewer) = &identity {
         let banned = ws

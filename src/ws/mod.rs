@@ -23,6 +23,7 @@ mod init;
 mod outbox;
 mod peer;
 mod post;
+mod refresh;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -771,4 +771,78 @@ async fn dev_mode_mints_short_lived_tokens_for_a_name() {
     ] {
         assert_eq!(mint(bad.clone()).await.status(), 400, "{bad}");
     }
+}
+
+/// A pasted token for the same user while connected goes in-band (`refresh`): the socket
+/// stays, an expired connection posts again, under the new token's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pasting_a_new_token_while_connected_refreshes_in_band() {
+    let app = spawn_app().await;
+    let stream = "browser-refresh";
+    let (mut watcher, _) = app.viewer(stream).await;
+    let driver = Driver::start().await;
+    let page = driver.session(1280, 900).await;
+    page.client
+        .goto(&app.url(&format!("/?stream={stream}")))
+        .await
+        .unwrap();
+    page.until("the page script", "window.__danmaku").await;
+    let now = danmaku::domain::now_ms() / 1000;
+    let hs256 = || jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    // Within the handshake's 5 s of leeway (made after the browser started), but expired
+    // for posting.
+    let old = app.sign(
+        hs256(),
+        json!({"sub": "paste", "name": "Old", "exp": now - 1}),
+    );
+    let new = app.sign(
+        hs256(),
+        json!({"sub": "paste", "name": "New", "exp": now + 600}),
+    );
+    let paste = async |token: &str| {
+        page.client
+            .find(Locator::Css("#as-token"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let input = page.client.find(Locator::Css("#token")).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(token).await.unwrap();
+        page.client
+            .find(Locator::Css("#connect"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+    paste(&old).await;
+    page.until(
+        "connected",
+        "document.getElementById('conn-state').textContent.startsWith('connected')",
+    )
+    .await;
+    page.post("too late").await;
+    page.until(
+        "the expiry explained",
+        "document.getElementById('post-error').textContent.includes('expired')",
+    )
+    .await;
+    let connects = page.state().await["connects"].clone();
+    paste(&new).await;
+    page.until(
+        "the refresh answered",
+        "document.getElementById('post-error').textContent.startsWith('Token refreshed')",
+    )
+    .await;
+    assert_eq!(page.state().await["connects"], connects, "no new socket");
+    assert_eq!(page.text_of("#identity").await, "New");
+    page.post("back again").await;
+    let comment = &watcher.comments(1).await[0];
+    assert_eq!(comment["text"], "back again");
+    assert_eq!(comment["user"], json!({"id": "paste", "name": "New"}));
+    assert!(page.console_errors().await.is_empty());
+    page.close().await;
 }

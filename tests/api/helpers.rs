@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const JWT_SECRET: &str = "test-secret";
+pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes";
 pub const SERVICE_TOKEN: &str = "svc-token";
 /// How long any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -94,6 +94,12 @@ impl TestApp {
             .auth
             .mint(&claims)
             .expect("the test app has a JWT secret")
+    }
+
+    /// A viewer token with any header and claims, signed with the test app's HS256 secret.
+    pub fn sign(&self, header: jsonwebtoken::Header, claims: Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
     }
 
     /// Connects and reads `init`.

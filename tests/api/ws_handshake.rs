@@ -155,3 +155,98 @@ async fn connections_beyond_the_limit_are_503_until_one_leaves() {
     })
     .await;
 }
+
+fn hs256() -> jsonwebtoken::Header {
+    jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+}
+
+fn now() -> u64 {
+    danmaku::domain::now_ms() / 1000
+}
+
+/// A refusal whose message names `word` (the claim or the header at fault).
+async fn refused_naming(app: &TestApp, query: &str, headers: &[(&str, &str)], word: &str) {
+    let (status, body) = app.refused("s", query, headers).await;
+    assert_eq!(status, 401, "{query} {headers:?}: {body}");
+    assert_error(&body, "unauthorized");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(word), "{query} {headers:?}: {message}");
+}
+
+#[tokio::test]
+async fn tokens_valid_only_from_later_are_401_and_cannot_moderate() {
+    let app = spawn_app().await;
+    let claims =
+        json!({"sub": "early", "nbf": now() + 3600, "exp": now() + 7200, "mod": ["nbf-s"]});
+    let token = app.sign(hs256(), claims);
+    refused_naming(&app, &format!("access_token={token}"), &[], "nbf").await;
+    let response = app
+        .http
+        .post(app.url("/v1/streams/nbf-s/bans"))
+        .bearer_auth(&token)
+        .json(&json!({"user_id": "someone"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert_ne!(response.status(), 204);
+    // A token whose nbf has passed is fine.
+    let claims = json!({"sub": "now", "nbf": now() - 10, "exp": now() + 60});
+    let token = app.sign(hs256(), claims);
+    app.viewer_with("s", &format!("access_token={token}")).await;
+}
+
+#[tokio::test]
+async fn tokens_with_critical_header_extensions_are_401() {
+    let app = spawn_app().await;
+    let mut header = hs256();
+    header.crit = Some(vec!["x-danmaku-unknown".into()]);
+    header.extras.insert("x-danmaku-unknown", true);
+    let token = app.sign(header, json!({"sub": "c", "exp": now() + 60}));
+    refused_naming(&app, &format!("access_token={token}"), &[], "crit").await;
+}
+
+#[tokio::test]
+async fn empty_and_non_bearer_credentials_are_401_not_anonymous() {
+    let app = spawn_app().await;
+    refused_naming(&app, "access_token=", &[], "access_token").await;
+    refused_naming(&app, "access_token=%20", &[], "access_token").await;
+    for value in ["Basic dXNlcjpwYXNz", "Bearer ", "Token abc", "Bearer"] {
+        refused_naming(&app, "", &[("authorization", value)], "Bearer").await;
+    }
+    // Without any: anonymous, as allowed by default.
+    app.viewer("s").await;
+}
+
+#[tokio::test]
+async fn sub_and_name_claims_are_bounded_and_free_of_control_characters() {
+    let app = spawn_app().await;
+    let exp = now() + 60;
+    let long = "x".repeat(129);
+    let cases = [
+        (json!({"sub": "a\nb", "exp": exp}), "sub"),
+        (json!({"sub": "bell\u{7}", "exp": exp}), "sub"),
+        (json!({"sub": long, "exp": exp}), "sub"),
+        (json!({"sub": "", "exp": exp}), "sub"),
+        (
+            json!({"sub": "ok", "name": "esc\u{1b}[31m", "exp": exp}),
+            "name",
+        ),
+        (json!({"sub": "ok", "name": long, "exp": exp}), "name"),
+    ];
+    for (claims, claim) in cases {
+        let token = app.sign(hs256(), claims);
+        refused_naming(&app, &format!("access_token={token}"), &[], claim).await;
+    }
+    let name = "名".repeat(128);
+    let token = app.sign(
+        hs256(),
+        json!({"sub": "x".repeat(128), "name": name, "exp": exp}),
+    );
+    let (mut ws, _) = app
+        .viewer_with("bounds", &format!("access_token={token}"))
+        .await;
+    ws.send_json(json!({"type": "comment", "text": "hi"})).await;
+    ws.next_of("ack").await;
+    assert_eq!(ws.comments(1).await[0]["user"]["name"], name);
+}

@@ -123,7 +123,11 @@ enum Commands {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
         /// Secret of the posters' tokens (their names go into the frames).
-        #[arg(long, env = "DANMAKU_JWT_SECRET", default_value = "bench-secret")]
+        #[arg(
+            long,
+            env = "DANMAKU_JWT_SECRET",
+            default_value = "bench-secret-bench-secret-32bytes"
+        )]
         jwt_secret: String,
     },
     /// Internal: one worker process (started by the coordinator).
@@ -174,7 +178,11 @@ struct Common {
     #[arg(long, default_value = "")]
     case: String,
     /// JWT secret danmaku was started with (posters sign their tokens with it).
-    #[arg(long, env = "DANMAKU_JWT_SECRET", default_value = "bench-secret")]
+    #[arg(
+        long,
+        env = "DANMAKU_JWT_SECRET",
+        default_value = "bench-secret-bench-secret-32bytes"
+    )]
     jwt_secret: String,
     /// Where results go.
     #[arg(long, default_value = "bench/results")]

@@ -8,7 +8,7 @@ use std::process::Command;
 use danmaku::{App, Config};
 use serde_json::Value;
 
-const SECRET: &str = "scenario-test-secret";
+const SECRET: &str = "scenario-test-secret-of-32-bytes";
 const SERVICE_TOKEN: &str = "scenario-test-service";
 
 /// Starts danmaku on a free port; returns its WebSocket base URL.

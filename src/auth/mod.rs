@@ -1,13 +1,18 @@
-//! Who is calling: viewer JWTs (HS256) on the WebSocket and the moderation endpoints,
-//! bearer service tokens on the service API. Tokens are never logged.
+//! Who is calling: viewer JWTs on the WebSocket and the moderation endpoints, bearer
+//! service tokens on the service API. Viewer tokens are HS256 with `DANMAKU_JWT_SECRET`, or
+//! signed by an identity provider whose keys come from a PEM file or a JWKS document
+//! ([`jwks`]); [`keys`] checks them. Tokens are never logged.
+
+mod jwks;
+mod keys;
 
 use axum::http::{HeaderMap, header};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
-use crate::domain::{StreamId, User, UserId, now_ms};
+use crate::config::{Config, ConfigError};
+use crate::domain::{StreamId, User, now_ms};
+use keys::Keys;
 
 /// The claims danmaku reads from a viewer token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +57,20 @@ pub enum AuthError {
     InvalidToken,
     #[error("the token has expired")]
     ExpiredToken,
+    #[error("the token is not valid yet (its nbf claim is in the future)")]
+    NotYetValid,
+    #[error("the token's header lists critical extensions (crit) this server does not support")]
+    CriticalHeader,
+    #[error("the token's {0} claim must be 1 to 128 characters without control characters")]
+    BadClaim(&'static str),
+    #[error("the token's {0} claim is missing or not the one this server requires")]
+    WrongClaim(&'static str),
+    #[error("no key of this server matches the token's alg and kid")]
+    NoKey,
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NotBearer,
+    #[error("access_token is empty")]
+    EmptyToken,
     #[error("anonymous connections are not allowed; send a token")]
     AnonymousRefused,
     #[error("this endpoint needs a bearer token")]
@@ -62,56 +81,67 @@ pub enum AuthError {
 
 #[derive(Clone)]
 pub struct Auth {
-    jwt: Option<Jwt>,
+    jwt: Option<Keys>,
     allow_anonymous: bool,
     service_tokens: Vec<Vec<u8>>,
 }
 
-#[derive(Clone)]
-struct Jwt {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
-    validation: Validation,
-}
-
 impl Auth {
-    /// Seconds of clock skew tolerated on `exp`.
-    const LEEWAY_SECS: u64 = 5;
-
-    pub fn new(config: &Config) -> Self {
+    /// The configured keys (reads `DANMAKU_JWT_PUBLIC_KEY_FILE`; a JWKS is fetched by
+    /// [`Auth::fetch_keys`]).
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
         // Development mode without a configured secret signs its own tokens with a random
         // secret made here: valid until the process exits, never written anywhere.
         let dev_secret = (config.dev && config.jwt_secret.is_none()).then(random_secret);
-        let jwt = config
-            .jwt_secret
-            .as_deref()
-            .or(dev_secret.as_deref())
-            .map(|secret| {
-                let mut validation = Validation::new(Algorithm::HS256);
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                validation.leeway = Self::LEEWAY_SECS;
-                Jwt {
-                    decoding: DecodingKey::from_secret(secret.as_bytes()),
-                    encoding: EncodingKey::from_secret(secret.as_bytes()),
-                    validation,
-                }
-            });
+        let secret = config.jwt_secret.as_deref().or(dev_secret.as_deref());
+        let jwt = Keys::new(secret, &config.tokens)?;
         let service_tokens = config
             .service_tokens
             .as_ref()
             .map(|l| l.0.iter().map(|t| t.as_bytes().to_vec()).collect())
             .unwrap_or_default();
-        Self {
+        Ok(Self {
             jwt,
             allow_anonymous: config.allow_anonymous,
             service_tokens,
+        })
+    }
+
+    /// Fetches the JWKS document, if one is configured. A provider that is down now is not
+    /// fatal: the set starts empty and is fetched again on the first token (see [`jwks`]).
+    pub async fn fetch_keys(&self) {
+        if let Some(jwks) = self.jwt.as_ref().and_then(|k| k.jwks.as_ref()) {
+            jwks.refresh().await;
         }
     }
 
-    /// The identity of a WebSocket handshake, from its token (header or `access_token`).
-    pub fn viewer(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+    /// The identity of a WebSocket handshake, from the token of its `Authorization` header
+    /// or, without one, its `access_token` parameter. A header that is not
+    /// `Bearer <token>` or an empty `access_token` is refused, not taken for "no token": a
+    /// client that meant to sign in must not silently become anonymous. (Without any key
+    /// to check tokens with, every connection is anonymous and credentials are ignored.)
+    pub async fn handshake(
+        &self,
+        headers: &HeaderMap,
+        access_token: Option<&str>,
+    ) -> Result<Identity, AuthError> {
+        if self.jwt.is_none() {
+            return self.viewer(None).await;
+        }
+        let token = match headers.get(header::AUTHORIZATION) {
+            Some(_) => Some(bearer_token(headers).ok_or(AuthError::NotBearer)?),
+            None => match access_token.map(str::trim) {
+                Some("") => return Err(AuthError::EmptyToken),
+                other => other,
+            },
+        };
+        self.viewer(token).await
+    }
+
+    /// The identity a token gives (`None`: anonymous, if allowed).
+    pub async fn viewer(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match (&self.jwt, token) {
-            (Some(jwt), Some(token)) => jwt.decode(token).map(Identity::Viewer),
+            (Some(jwt), Some(token)) => jwt.decode(token).await.map(Identity::Viewer),
             // Without a secret no token can be checked: every connection is anonymous.
             _ if self.allow_anonymous => Ok(Identity::Anonymous),
             _ => Err(AuthError::AnonymousRefused),
@@ -129,13 +159,20 @@ impl Auth {
     }
 
     /// Moderation: a service token, or a viewer token whose `mod` claim lists the stream.
-    pub fn moderator(&self, bearer: Option<&str>, stream: &StreamId) -> Result<(), AuthError> {
+    pub async fn moderator(
+        &self,
+        bearer: Option<&str>,
+        stream: &StreamId,
+    ) -> Result<(), AuthError> {
         let bearer = bearer.ok_or(AuthError::MissingBearer)?;
         if self.is_service_token(bearer) {
             return Ok(());
         }
-        match self.jwt.as_ref().map(|jwt| jwt.decode(bearer)) {
-            Some(Ok(viewer)) if viewer.moderates(stream) => Ok(()),
+        let Some(jwt) = &self.jwt else {
+            return Err(AuthError::WrongBearer);
+        };
+        match jwt.decode(bearer).await {
+            Ok(viewer) if viewer.moderates(stream) => Ok(()),
             _ => Err(AuthError::WrongBearer),
         }
     }
@@ -149,8 +186,7 @@ impl Auth {
 
     /// Signs a token with the configured secret (development mode's token endpoint, tests).
     pub fn mint(&self, claims: &Claims) -> Option<String> {
-        let jwt = self.jwt.as_ref()?;
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &jwt.encoding).ok()
+        self.jwt.as_ref()?.mint(claims)
     }
 }
 
@@ -170,37 +206,17 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Jwt {
-    fn decode(&self, token: &str) -> Result<Viewer, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
-                _ => AuthError::InvalidToken,
-            })?;
-        let claims = data.claims;
-        let id = UserId::parse(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        let name = claims
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or(claims.sub);
-        Ok(Viewer {
-            user: User { id, name },
-            expires_at: claims.exp,
-            moderates: claims.moderates,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::UserId;
 
     fn auth(secret: Option<&str>, anonymous: bool) -> Auth {
         let mut c = Config::defaults();
         c.jwt_secret = secret.map(String::from);
         c.allow_anonymous = anonymous;
         c.service_tokens = Some(crate::config::List(vec!["svc-1".into(), "svc-2".into()]));
-        Auth::new(&c)
+        Auth::new(&c).unwrap()
     }
 
     fn claims(exp_offset: i64, moderates: &[&str]) -> Claims {
@@ -212,11 +228,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn valid_tokens_give_a_viewer() {
+    #[tokio::test]
+    async fn valid_tokens_give_a_viewer() {
         let a = auth(Some("secret"), false);
         let token = a.mint(&claims(60, &[])).unwrap();
-        let Identity::Viewer(v) = a.viewer(Some(&token)).unwrap() else {
+        let Identity::Viewer(v) = a.viewer(Some(&token)).await.unwrap() else {
             panic!("anonymous")
         };
         assert_eq!(
@@ -229,51 +245,60 @@ mod tests {
         assert!(!v.token_expired());
     }
 
-    #[test]
-    fn refuses_expired_forged_and_missing_tokens() {
+    #[tokio::test]
+    async fn refuses_expired_forged_and_missing_tokens() {
         let a = auth(Some("secret"), false);
         let expired = a.mint(&claims(-60, &[])).unwrap();
         assert_eq!(
-            a.viewer(Some(&expired)).unwrap_err(),
+            a.viewer(Some(&expired)).await.unwrap_err(),
             AuthError::ExpiredToken
         );
         let forged = auth(Some("other"), false).mint(&claims(60, &[])).unwrap();
         assert_eq!(
-            a.viewer(Some(&forged)).unwrap_err(),
+            a.viewer(Some(&forged)).await.unwrap_err(),
             AuthError::InvalidToken
         );
         assert_eq!(
-            a.viewer(Some("garbage")).unwrap_err(),
+            a.viewer(Some("garbage")).await.unwrap_err(),
             AuthError::InvalidToken
         );
-        assert_eq!(a.viewer(None).unwrap_err(), AuthError::AnonymousRefused);
-    }
-
-    #[test]
-    fn without_a_secret_everyone_is_anonymous() {
-        assert!(matches!(
-            auth(None, true).viewer(Some("anything")),
-            Ok(Identity::Anonymous)
-        ));
         assert_eq!(
-            auth(None, false).viewer(None).unwrap_err(),
+            a.viewer(None).await.unwrap_err(),
             AuthError::AnonymousRefused
         );
     }
 
-    #[test]
-    fn dev_mode_without_a_secret_makes_one() {
-        let mut c = Config::defaults();
-        c.dev = true;
-        let a = Auth::new(&c);
-        let token = a.mint(&claims(60, &[])).unwrap();
-        assert!(matches!(a.viewer(Some(&token)), Ok(Identity::Viewer(_))));
-        let other = Auth::new(&c).mint(&claims(60, &[])).unwrap();
-        assert_eq!(a.viewer(Some(&other)).unwrap_err(), AuthError::InvalidToken);
+    #[tokio::test]
+    async fn without_a_secret_everyone_is_anonymous() {
+        assert!(matches!(
+            auth(None, true).viewer(Some("anything")).await,
+            Ok(Identity::Anonymous)
+        ));
+        assert_eq!(
+            auth(None, false).viewer(None).await.unwrap_err(),
+            AuthError::AnonymousRefused
+        );
     }
 
-    #[test]
-    fn service_and_moderator_tokens() {
+    #[tokio::test]
+    async fn dev_mode_without_a_secret_makes_one() {
+        let mut c = Config::defaults();
+        c.dev = true;
+        let a = Auth::new(&c).unwrap();
+        let token = a.mint(&claims(60, &[])).unwrap();
+        assert!(matches!(
+            a.viewer(Some(&token)).await,
+            Ok(Identity::Viewer(_))
+        ));
+        let other = Auth::new(&c).unwrap().mint(&claims(60, &[])).unwrap();
+        assert_eq!(
+            a.viewer(Some(&other)).await.unwrap_err(),
+            AuthError::InvalidToken
+        );
+    }
+
+    #[tokio::test]
+    async fn service_and_moderator_tokens() {
         let a = auth(Some("secret"), true);
         let s1 = StreamId::parse("s1").unwrap();
         assert_eq!(a.service(None), Err(AuthError::MissingBearer));
@@ -281,9 +306,12 @@ mod tests {
         assert_eq!(a.service(Some("svc-2")), Ok(()));
         let moderator = a.mint(&claims(60, &["s1"])).unwrap();
         let viewer = a.mint(&claims(60, &["s2"])).unwrap();
-        assert_eq!(a.moderator(Some(&moderator), &s1), Ok(()));
-        assert_eq!(a.moderator(Some("svc-1"), &s1), Ok(()));
-        assert_eq!(a.moderator(Some(&viewer), &s1), Err(AuthError::WrongBearer));
+        assert_eq!(a.moderator(Some(&moderator), &s1).await, Ok(()));
+        assert_eq!(a.moderator(Some("svc-1"), &s1).await, Ok(()));
+        assert_eq!(
+            a.moderator(Some(&viewer), &s1).await,
+            Err(AuthError::WrongBearer)
+        );
         assert_eq!(a.service(Some(&moderator)), Err(AuthError::WrongBearer));
     }
 }

@@ -1,0 +1,163 @@
+//! `{"type":"refresh","token":…}`: a new token for the same user replaces the connection's
+//! identity (name, `mod`, `exp`); anything else is `unauthorized` and changes nothing.
+
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn now() -> u64 {
+    danmaku::domain::now_ms() / 1000
+}
+
+fn token(app: &TestApp, claims: Value) -> String {
+    app.sign(Header::new(Algorithm::HS256), claims)
+}
+
+/// Posts a comment and returns its `user` as the stream shows it.
+async fn post(ws: &mut WsClient, text: &str) -> Value {
+    ws.send_json(json!({"type": "comment", "text": text})).await;
+    ws.next_of("ack").await;
+    ws.comments(1).await[0]["user"].clone()
+}
+
+async fn refresh(ws: &mut WsClient, token: &str) -> Value {
+    ws.send_json(json!({"type": "refresh", "token": token}))
+        .await;
+    loop {
+        let frame = ws.next_json().await;
+        if frame["type"] != "viewers" && frame["type"] != "comments" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_for_the_same_user_replaces_name_and_exp() {
+    let app = spawn_app().await;
+    let old = token(
+        &app,
+        json!({"sub": "r1", "name": "Old", "exp": now() + 600}),
+    );
+    let (mut ws, _) = app.viewer_with("rf", &format!("access_token={old}")).await;
+    assert_eq!(post(&mut ws, "before").await["name"], "Old");
+    let exp = now() + 7200;
+    let new = token(&app, json!({"sub": "r1", "name": "New", "exp": exp}));
+    assert_eq!(
+        refresh(&mut ws, &new).await,
+        json!({"type": "refreshed", "exp": exp})
+    );
+    assert_eq!(
+        post(&mut ws, "after").await,
+        json!({"id": "r1", "name": "New"})
+    );
+}
+
+#[tokio::test]
+async fn an_expired_connection_posts_again_after_a_refresh() {
+    let app = spawn_app().await;
+    // Within the handshake's 5 s of leeway, but expired for posting.
+    let expired = token(&app, json!({"sub": "late", "exp": now() - 2}));
+    let (mut ws, _) = app
+        .viewer_with("rf-exp", &format!("access_token={expired}"))
+        .await;
+    ws.send_json(json!({"type": "comment", "text": "hi"})).await;
+    assert_eq!(ws.next_of("error").await["code"], "unauthorized");
+    let fresh = token(&app, json!({"sub": "late", "exp": now() + 600}));
+    assert_eq!(refresh(&mut ws, &fresh).await["type"], "refreshed");
+    assert_eq!(post(&mut ws, "back").await["id"], "late");
+}
+
+#[tokio::test]
+async fn a_bad_token_or_another_user_is_refused_and_the_identity_stays() {
+    let app = spawn_app().await;
+    let mine = token(&app, json!({"sub": "me", "name": "Me", "exp": now() + 600}));
+    let (mut ws, _) = app
+        .viewer_with("rf-bad", &format!("access_token={mine}"))
+        .await;
+    let refusals = [
+        token(
+            &app,
+            json!({"sub": "someone-else", "exp": now() + 600, "mod": ["rf-bad"]}),
+        ),
+        token(
+            &app,
+            json!({"sub": "me", "name": "Me2", "exp": now() - 3600}),
+        ),
+        token(
+            &app,
+            json!({"sub": "me", "name": "Me3", "exp": now() + 600, "nbf": now() + 60}),
+        ),
+        "garbage".to_owned(),
+        String::new(),
+    ];
+    for bad in refusals {
+        let frame = refresh(&mut ws, &bad).await;
+        assert_eq!(frame["type"], "error", "{bad}: {frame}");
+        assert_eq!(frame["code"], "unauthorized", "{bad}: {frame}");
+    }
+    assert_eq!(
+        post(&mut ws, "still me").await,
+        json!({"id": "me", "name": "Me"})
+    );
+    // Not counted as malformed frames: the connection is still open after more than 10.
+    for _ in 0..12 {
+        assert_eq!(refresh(&mut ws, "garbage").await["code"], "unauthorized");
+    }
+    post(&mut ws, "open").await;
+
+    let (mut anonymous, _) = app.viewer("rf-bad").await;
+    assert_eq!(refresh(&mut anonymous, &mine).await["code"], "unauthorized");
+}
+
+/// `mod` from the refresh applies to the next comments: a moderator's comments are never
+/// thinned, so a viewer on a budget of one comment a second gets all of them.
+#[tokio::test]
+async fn a_refreshed_mod_claim_applies_to_the_next_comments() {
+    let app = spawn_app().await;
+    let (mut viewer, _) = app.viewer_with("rf-mod", "max_rate=1").await;
+    let plain = token(&app, json!({"sub": "host", "exp": now() + 600}));
+    let (mut host, _) = app
+        .viewer_with("rf-mod", &format!("access_token={plain}"))
+        .await;
+    let burst = async |host: &mut WsClient, tag: &str| {
+        for i in 0..5 {
+            host.send_json(json!({"type": "comment", "text": format!("{tag}{i}")}))
+                .await;
+            host.next_of("ack").await;
+        }
+    };
+    // Comments from the viewer's side: (user comments of `tag` received, skipped told),
+    // read until the system comment that closes the burst.
+    let seen = async |viewer: &mut WsClient, tag: &str| {
+        let (mut received, mut skipped) = (0, 0);
+        loop {
+            let frame = viewer.next_of("comments").await;
+            skipped += frame["skipped"].as_u64().unwrap_or(0);
+            for c in frame["comments"].as_array().unwrap() {
+                if c["kind"] == "system" && c["text"] == format!("end-{tag}") {
+                    return (received, skipped);
+                }
+                if c["text"].as_str().unwrap().starts_with(tag) {
+                    received += 1;
+                }
+            }
+        }
+    };
+    burst(&mut host, "plain").await;
+    app.post_system("rf-mod", "end-plain").await;
+    let (received, skipped) = seen(&mut viewer, "plain").await;
+    assert!(
+        skipped > 0 && received < 5,
+        "{received} received, {skipped} skipped"
+    );
+
+    let moderator = token(
+        &app,
+        json!({"sub": "host", "exp": now() + 600, "mod": ["rf-mod"]}),
+    );
+    assert_eq!(refresh(&mut host, &moderator).await["type"], "refreshed");
+    burst(&mut host, "mod").await;
+    app.post_system("rf-mod", "end-mod").await;
+    assert_eq!(seen(&mut viewer, "mod").await, (5, 0));
+}
