@@ -272,8 +272,8 @@ mod tests {
         let a = batch.for_socket(tier, None, &mut None).unwrap();
         let b = batch.for_socket(tier, None, &mut None).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.comments, 1, "a fresh sampler sends one comment at once");
-        assert_eq!(a.skipped, 39);
+        assert_eq!(a.comments, 10, "a fresh tier has a second's worth");
+        assert_eq!(a.skipped, 30);
         let (a, b) = (a.frame.unwrap(), b.frame.unwrap());
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr(), "one encoding");
         let none = batch.for_socket(Tier::PRIORITY, None, &mut None).unwrap();

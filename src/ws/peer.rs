@@ -564,8 +564,8 @@ mod tests {
         assert_eq!(peer.state().slower, SLOWER.len() - 1, "one step up");
         assert_eq!(
             (chat.sent, chat.behind),
-            (1, 9),
-            "a tier of 2 a second, fresh"
+            (2, 8),
+            "a fresh tier of 2 a second"
         );
         peer.end();
         drop(peer);
