@@ -171,37 +171,27 @@ async fn real_load_closes_the_cpu_gate_and_it_reopens_when_the_load_stops() {
 #[tokio::test]
 async fn tokens_never_reach_the_logs_even_at_trace() {
     use futures_util::{SinkExt, StreamExt};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    use tokio::io::AsyncReadExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let secret = "log-test-secret-that-is-32-bytes-long";
     let service = "log-test-service-token";
-    let mut child = danmaku_command()
+    let mut command = danmaku_command();
+    command
         .env("RUST_LOG", "trace")
-        .env("DANMAKU_LISTEN", "127.0.0.1:0")
-        .env("DANMAKU_JWT_SECRET", secret)
-        .env("DANMAKU_SERVICE_TOKENS", service)
-        .env("DANMAKU_DRAIN_MS", "200")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    let envs = [
+        ("DANMAKU_JWT_SECRET", secret),
+        ("DANMAKU_SERVICE_TOKENS", service),
+        ("DANMAKU_DRAIN_MS", "200"),
+    ];
+    let (mut child, base) = spawn_command(command, &envs).await;
     let mut stderr = child.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         let mut text = String::new();
         stderr.read_to_string(&mut text).await.unwrap();
         text
     });
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .strip_prefix("danmaku listening on ")
-        .unwrap()
-        .to_owned();
     let addr = base.strip_prefix("http://").unwrap().to_owned();
 
     let now = danmaku::domain::now_ms() / 1000;

@@ -137,7 +137,7 @@ fn parse_id(id: &str) -> (u64, u64) {
 
 /// Posts with an idempotency key, retrying until accepted (as a service would through a
 /// failover); returns the comment id.
-async fn post_until_accepted(app: &TestApp, stream: &str, text: &str, key: &str) -> String {
+pub async fn post_until_accepted(app: &TestApp, stream: &str, text: &str, key: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let sent = app

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::redis_broker::instance;
+use crate::redis_broker::{instance, post_until_accepted};
 use crate::redis_support::RedisCluster;
 
 /// A post resent with the same `ref` to another instance (its first `ack` was lost with the
@@ -176,7 +176,8 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
         let mut accepted = vec![Vec::new(), Vec::new(), Vec::new()];
         for i in 0..40 {
             for (n, s) in streams.iter().enumerate() {
-                accepted[n].push(post_until(&b, s, &format!("{s}-{i}")).await);
+                let key = format!("{s}-{i}");
+                accepted[n].push(post_until_accepted(&b, s, &key, &key).await);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -196,31 +197,5 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
             .map(|c| c["id"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(&got, want, "viewer {i}: every comment once, in order");
-    }
-}
-
-/// Posts a system comment with an idempotency key until it is accepted (a service retries
-/// through a failover); its id.
-async fn post_until(app: &crate::helpers::TestApp, stream: &str, key: &str) -> String {
-    use std::time::{Duration, Instant};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = json!({"kind": "system", "text": key, "idempotency_key": key});
-        let sent = app
-            .http
-            .post(app.url(&format!("/v1/streams/{stream}/comments")))
-            .bearer_auth(crate::helpers::SERVICE_TOKEN)
-            .timeout(Duration::from_secs(5))
-            .json(&body)
-            .send()
-            .await;
-        if let Ok(response) = sent
-            && response.status().is_success()
-        {
-            let body: Value = response.json().await.unwrap();
-            return body["comment"]["id"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "{key} was never accepted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
