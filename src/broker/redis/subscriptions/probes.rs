@@ -27,8 +27,9 @@ pub(in crate::broker::redis) const PROBE_QUIET: Duration = Duration::from_secs(3
 pub(in crate::broker::redis) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A live stream not heard from for this long (no message, no probe answered) counts as
 /// stuck: the whole of Redis may be out of reach, so nothing is published to probe with.
-const HEARD_WITHIN: Duration =
-    Duration::from_secs(PROBE_QUIET.as_secs() + PROBE_TIMEOUT.as_secs() + 2);
+/// Longer than a shard's failover: fred's cluster client can publish nothing (no message,
+/// no probe) until it has remade its connections after one, seen to take over 7 s.
+const HEARD_WITHIN: Duration = Duration::from_secs(12);
 /// A stream not confirmed live for this long counts as stuck (see the module's readiness
 /// rule).
 const UNCONFIRMED_GRACE: Duration = Duration::from_secs(2);
