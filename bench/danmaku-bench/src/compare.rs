@@ -198,6 +198,7 @@ mod tests {
             init_cdf: vec![],
             instances: vec![],
             tool: ToolCost::default(),
+            soak: None,
             limit: Limit {
                 verdict: "server".into(),
                 reason: "why".into(),

@@ -302,7 +302,7 @@ async fn drive(
     let mut waves = Vec::new();
     let measured = async {
         match scenario {
-            Scenario::Idle | Scenario::Fanout | Scenario::Churn => {
+            Scenario::Idle | Scenario::Fanout | Scenario::Churn | Scenario::Soak => {
                 tokio::time::sleep(timing.duration).await;
             }
             Scenario::Storm => {}
@@ -532,8 +532,12 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
     summary.server_rss_bytes = peak_rss(&c.samples, &servers);
     summary.machine_busy = c.machine_busy;
 
+    if layout.scenario.churns() {
+        summary.cycles_per_s = Some(cycles as f64 / timing.duration.as_secs_f64());
+        summary.upgrades_per_s = Some(upgrades as f64 / timing.duration.as_secs_f64());
+    }
     match layout.scenario {
-        Scenario::Fanout => {
+        Scenario::Fanout | Scenario::Soak => {
             // Published on each stream after every viewer's `init` (no viewer connects before
             // the history is in): the acknowledged user and system comments and end marker.
             let published: HashMap<u32, Published> = viewers_by_stream
@@ -546,7 +550,13 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
                 })
                 .collect();
             let books = account(&viewers_by_stream, &published);
-            let missing_end = books.viewers - books.ended;
+            // Only streams with posters get an end marker (their closer's).
+            let expecting_end: u64 = viewers_by_stream
+                .iter()
+                .filter(|(stream, _)| ends_by_stream.get(stream).is_some_and(|&n| n > 0))
+                .map(|(_, totals)| totals.viewers)
+                .sum();
+            let missing_end = expecting_end.saturating_sub(books.ended);
             if layout.end_markers && missing_end > 0 {
                 eprintln!(
                     "warning: {missing_end} viewers never got their stream's end marker: what was left out after their last frame is not in `skipped`"
@@ -635,11 +645,7 @@ fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) 
                 summary.upgrades_per_s = Some(wave_upgrades as f64 / (slowest / 1000.0));
             }
         }
-        Scenario::Churn => {
-            summary.init_latency_ms = init.percentiles();
-            summary.cycles_per_s = Some(cycles as f64 / timing.duration.as_secs_f64());
-            summary.upgrades_per_s = Some(upgrades as f64 / timing.duration.as_secs_f64());
-        }
+        Scenario::Churn => summary.init_latency_ms = init.percentiles(),
     }
 
     let timeline = merge_ticks(&c.ticks);
@@ -864,7 +870,7 @@ fn verdict(
         .deliveries_per_s
         .map(|d| d + summary.skipped_per_s.unwrap_or(0.0));
     let short_of_offer =
-        layout.scenario == Scenario::Fanout && handled_per_s.is_some_and(|d| d < 0.95 * offered);
+        layout.scenario.fans_out() && handled_per_s.is_some_and(|d| d < 0.95 * offered);
     let late = summary.latency_ms.as_ref().is_some_and(|p| p.p99 > 50.0);
     let single_threaded = layout.target == crate::proto::Target::Socketio;
     let (verdict, why) = if tool.max_worker_cores >= 0.9 {
@@ -885,7 +891,7 @@ fn verdict(
             "server",
             "the server fell behind without saturating the box (latency or backpressure)",
         )
-    } else if layout.scenario == Scenario::Fanout {
+    } else if layout.scenario.fans_out() {
         (
             "none",
             "the offered load was delivered; neither side saturated",

@@ -1,10 +1,11 @@
-//! The least HTTP/1.1 client the service API needs: `POST` a JSON body with a bearer token on
-//! one keep-alive connection from a chosen source address, one request at a time, and read
-//! the status and body back (`Content-Length` or chunked).
+//! The least HTTP/1.1 client the service API needs: a request (a JSON body when it has one)
+//! with a bearer token on one keep-alive connection from a chosen source address, one request
+//! at a time, and the status and body read back (`Content-Length` or chunked).
 //!
-//! Posters send system comments with it (`POST /v1/streams/{id}/comments`). A request that
-//! fails on a kept-alive connection (the server closed it while idle) is sent once more on a
-//! new one; the posters make that safe with an idempotency key.
+//! Posters send system comments with it (`POST /v1/streams/{id}/comments`); the soak's
+//! moderator deletes, bans and lists with it. A request that fails on a kept-alive connection
+//! (the server closed it while idle) is sent once more on a new one; the posters make that safe
+//! with an idempotency key, and the moderator's requests are idempotent.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -59,13 +60,28 @@ impl Client {
         bearer: &str,
         body: &[u8],
     ) -> anyhow::Result<Response> {
-        let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        head.extend_from_slice(body);
+        self.request("POST", path, Some(bearer), Some(body)).await
+    }
+
+    /// `method path`, with `Authorization: Bearer <bearer>` and `body` as JSON when given.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<Response> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(bearer) = bearer {
+            head.push_str(&format!("Authorization: Bearer {bearer}\r\n"));
+        }
+        if let Some(body) = body {
+            head.push_str("Content-Type: application/json\r\n");
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut head = head.into_bytes();
+        head.extend_from_slice(body.unwrap_or_default());
         let reused = self.conn.is_some();
         match self.exchange(&head).await {
             Ok(response) => Ok(response),

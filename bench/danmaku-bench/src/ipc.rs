@@ -43,6 +43,8 @@ pub enum Scenario {
     Fanout,
     Storm,
     Churn,
+    /// Fan-out, churn and moderation together for a long while (`danmaku-bench soak`).
+    Soak,
 }
 
 impl Scenario {
@@ -52,7 +54,18 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Storm => "storm",
             Scenario::Churn => "churn",
+            Scenario::Soak => "soak",
         }
+    }
+
+    /// Whether viewers stay connected and count what they receive (fan-out and soak).
+    pub fn fans_out(self) -> bool {
+        matches!(self, Scenario::Fanout | Scenario::Soak)
+    }
+
+    /// Whether connect-and-leave loops run during the measured phase (churn and soak).
+    pub fn churns(self) -> bool {
+        matches!(self, Scenario::Churn | Scenario::Soak)
     }
 }
 

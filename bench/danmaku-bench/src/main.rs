@@ -15,6 +15,7 @@ mod procfs;
 mod proto;
 mod report;
 mod result;
+mod soak;
 mod stats;
 mod worker;
 
@@ -100,6 +101,37 @@ enum Commands {
         hold_min_ms: u64,
         #[arg(long, default_value_t = 1_000)]
         hold_max_ms: u64,
+    },
+    /// Fan-out, churn, deletions and bans together against instances (over Redis) for a long
+    /// while; samples each instance's RSS and subscriptions (and Redis's channels) every
+    /// `--sample-every`, and checks for RSS growth, leaked subscriptions and lost comments.
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1_000)]
+        viewers: u64,
+        #[arg(long, default_value_t = 20)]
+        streams: usize,
+        #[arg(long, default_value_t = 20)]
+        posters: u32,
+        /// Total comments per second over all posters.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        /// Fraction (0 to 1) of the posted comments that are system comments (gifts).
+        #[arg(long, default_value_t = 0.1)]
+        system_share: f64,
+        /// Bearer token of danmaku's service API (posting gifts, deleting, banning).
+        #[arg(long, env = "DANMAKU_SERVICE_TOKENS", hide_env_values = true)]
+        service_token: Option<String>,
+        /// Connect-and-leave loops beside the viewers.
+        #[arg(long, default_value_t = 100)]
+        churn_slots: u32,
+        #[arg(long, default_value_t = 500)]
+        hold_min_ms: u64,
+        #[arg(long, default_value_t = 5_000)]
+        hold_max_ms: u64,
+        #[command(flatten)]
+        watch: SoakArgs,
     },
     /// Render an HTML report from result files.
     Report {
@@ -192,6 +224,30 @@ struct Common {
     no_write: bool,
 }
 
+/// What the soak watches besides the load.
+#[derive(Args, Clone)]
+struct SoakArgs {
+    /// Redis nodes to read shard channels, memory and keys from, `host:port` (every master
+    /// of a cluster; none with the embedded broker).
+    #[arg(long, value_delimiter = ',')]
+    redis: Vec<String>,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 60.0)]
+    sample_every: f64,
+    /// Seconds from the start after which RSS must stop growing (the growth baseline).
+    #[arg(long, default_value_t = 300.0)]
+    growth_after: f64,
+    /// The most RSS may grow after the baseline, percent.
+    #[arg(long, default_value_t = 5.0)]
+    max_growth_pct: f64,
+    /// Seconds between moderation rounds (a deletion, a ban, an unban).
+    #[arg(long, default_value_t = 2.0)]
+    moderate_every: f64,
+    /// The instances' `DANMAKU_UNSUBSCRIBE_LINGER_MS`.
+    #[arg(long, default_value_t = 2_000)]
+    linger_ms: u64,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -228,6 +284,10 @@ fn read_results(files: &[PathBuf]) -> anyhow::Result<Vec<RunResult>> {
 }
 
 fn run_scenario(command: Commands) -> anyhow::Result<()> {
+    let soak_args = match &command {
+        Commands::Soak { watch, .. } => Some(watch.clone()),
+        _ => None,
+    };
     let (scenario, common, mut layout, params) = layout_of(command)?;
     let connections = layout.connections().max(layout.churn_slots as u64);
     let workers = common
@@ -257,7 +317,18 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         common.urls.join(", ")
     );
     let runtime = tokio::runtime::Runtime::new()?;
+    let soak = match soak_args {
+        Some(args) => {
+            let _context = runtime.enter();
+            Some(start_soak(args, &common, &layout, &sampled, &timing)?)
+        }
+        None => None,
+    };
     let outcome = runtime.block_on(coordinator::run(&layout, workers, &timing, &sampled, token))?;
+    let soak = match soak {
+        Some(watch) => Some(runtime.block_on(watch.finish(&outcome.summary))?),
+        None => None,
+    };
     let result = RunResult {
         scenario: scenario.as_str().to_owned(),
         target: target.as_str().to_owned(),
@@ -276,13 +347,65 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         instances: outcome.instances,
         tool: outcome.tool,
         limit: outcome.limit,
+        soak,
     };
     print_summary(&result);
     if !common.no_write {
         let (json, html) = write_result(&common.out_dir, &common.case, &result)?;
         println!("result: {}\nreport: {}", json.display(), html.display());
     }
-    Ok(())
+    match &result.soak {
+        Some(soak) if !soak.failures.is_empty() => {
+            bail!("the soak failed: {}", soak.failures.join("; "))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Starts the soak's sampler and moderator (in the runtime entered by the caller).
+fn start_soak(
+    args: SoakArgs,
+    common: &Common,
+    layout: &Layout,
+    sampled: &coordinator::Sampled,
+    timing: &Timing,
+) -> anyhow::Result<soak::Watch> {
+    if sampled.servers.len() != common.urls.len() {
+        bail!("soak: give one --pid per --url, in the same order (RSS is sampled per instance)");
+    }
+    let service_token = layout
+        .service_token
+        .clone()
+        .context("soak: needs --service-token (or DANMAKU_SERVICE_TOKENS) to moderate")?;
+    let secret = common.jwt_secret.clone();
+    let seconds = |s: f64, what: &str| {
+        Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{what} is a positive number of seconds"))
+    };
+    let settings = soak::Settings {
+        instances: common
+            .urls
+            .iter()
+            .cloned()
+            .zip(sampled.servers.clone())
+            .collect(),
+        redis: args.redis,
+        sample_every: seconds(args.sample_every, "sample-every")?,
+        growth_after: Duration::from_secs_f64(args.growth_after.max(0.0)),
+        max_growth_pct: args.max_growth_pct,
+        loaded_for: timing.duration,
+        linger: Duration::from_millis(args.linger_ms),
+    };
+    let moderator = soak::Moderator {
+        instances: common.urls.clone(),
+        streams: layout.streams.clone(),
+        service_token,
+        sign: Box::new(move |user| sign(&secret, user, None)),
+        every: seconds(args.moderate_every, "moderate-every")?,
+    };
+    Ok(soak::Watch::start(settings, moderator))
 }
 
 /// The layout and the parameters (as recorded in the result) of a scenario command.
@@ -367,6 +490,32 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
                 ..Shape::default()
             },
         ),
+        Commands::Soak {
+            common,
+            viewers,
+            streams,
+            posters,
+            rate,
+            system_share,
+            service_token,
+            churn_slots,
+            hold_min_ms,
+            hold_max_ms,
+            watch: _,
+        } => (
+            Scenario::Soak,
+            common,
+            Shape {
+                viewers,
+                streams,
+                posters,
+                rate,
+                churn: Some((churn_slots, hold_min_ms, hold_max_ms)),
+                system_share,
+                service_token,
+                ..Shape::default()
+            },
+        ),
         _ => bail!("not a scenario"),
     };
     let Shape {
@@ -435,7 +584,7 @@ fn layout_of(command: Commands) -> anyhow::Result<(Scenario, Common, Layout, ser
         service_token,
         // A server that thins tells a viewer what it left out in its next `comments` frame:
         // a last comment per stream that no server thins (a moderator's) carries the rest.
-        end_markers: scenario == Scenario::Fanout && danmaku,
+        end_markers: scenario.fans_out() && danmaku,
     };
     let params = serde_json::json!({
         "case": common.case,
@@ -664,6 +813,9 @@ fn print_summary(r: &RunResult) {
         r.tool.max_worker_cores
     ));
     lines.push(format!("limit: {} — {}", r.limit.verdict, r.limit.reason));
+    if let Some(soak) = &r.soak {
+        lines.extend(soak::describe(soak));
+    }
     for line in lines {
         println!("  {line}");
     }

@@ -196,7 +196,7 @@ impl Layout {
                 n += 1;
             }
         }
-        if self.scenario == Scenario::Churn {
+        if self.scenario.churns() {
             let choices: Vec<Endpoint> = (0..self.streams.len())
                 .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
                 .map(|(s, u)| self.endpoint(s, u))

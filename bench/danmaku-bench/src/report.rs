@@ -1081,6 +1081,7 @@ mod tests {
                 ns_per_frame: Some(850.0),
                 max_worker_cores: 0.61,
             },
+            soak: None,
             limit: Limit {
                 verdict: "server".into(),
                 reason: "server CPU at 2.0 cores & p99 > 50 ms".into(),
@@ -1104,6 +1105,7 @@ mod tests {
             instances: Vec::new(),
             tool: ToolCost::default(),
             limit: Limit::default(),
+            soak: None,
         }
     }
 

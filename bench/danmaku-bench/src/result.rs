@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// One scenario run against one target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
-    /// `idle`, `fanout`, `storm` or `churn`.
+    /// `idle`, `fanout`, `storm`, `churn` or `soak`.
     pub scenario: String,
     /// `danmaku` or `socketio`: the wire protocol spoken.
     pub target: String,
@@ -34,6 +34,9 @@ pub struct RunResult {
     pub tool: ToolCost,
     /// Which side limited the result, and why.
     pub limit: Limit,
+    /// The soak's samples, moderation and verdict (`soak` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::soak::SoakReport>,
 }
 
 /// Headline figures. Fields that a scenario does not produce are `None`.

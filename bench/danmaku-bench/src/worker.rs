@@ -455,27 +455,25 @@ fn spawn_connections(
     handshakes: &Rc<Semaphore>,
 ) {
     let target = plan.target;
-    match plan.scenario {
-        Scenario::Idle | Scenario::Fanout | Scenario::Storm => {
-            state.borrow_mut().setup_pending = plan.viewers.len() as u64;
-            if plan.scenario == Scenario::Storm {
-                state.borrow_mut().wave_pending = plan.viewers.len() as u64;
-            }
-            let storm = plan.scenario == Scenario::Storm;
-            for endpoint in plan.viewers.clone() {
-                let (state, phase, handshakes) = (state.clone(), phase.clone(), handshakes.clone());
-                tokio::task::spawn_local(async move {
-                    viewer(target, endpoint, storm, state, phase, handshakes).await;
-                });
-            }
+    if plan.scenario != Scenario::Churn {
+        state.borrow_mut().setup_pending = plan.viewers.len() as u64;
+        let storm = plan.scenario == Scenario::Storm;
+        if storm {
+            state.borrow_mut().wave_pending = plan.viewers.len() as u64;
         }
-        Scenario::Churn => {
-            for _ in 0..plan.churn_slots {
-                let (state, phase) = (state.clone(), phase.clone());
-                let choices = plan.churn_choices.clone();
-                let hold = plan.churn_hold_ms;
-                tokio::task::spawn_local(churn(target, choices, hold, state, phase));
-            }
+        for endpoint in plan.viewers.clone() {
+            let (state, phase, handshakes) = (state.clone(), phase.clone(), handshakes.clone());
+            tokio::task::spawn_local(async move {
+                viewer(target, endpoint, storm, state, phase, handshakes).await;
+            });
+        }
+    }
+    if plan.scenario.churns() {
+        for _ in 0..plan.churn_slots {
+            let (state, phase) = (state.clone(), phase.clone());
+            let choices = plan.churn_choices.clone();
+            let hold = plan.churn_hold_ms;
+            tokio::task::spawn_local(churn(target, choices, hold, state, phase));
         }
     }
 }

@@ -245,3 +245,89 @@ fn storm_reconnects_every_client_and_idle_measures_memory() {
     assert!(s["rss_per_connection_bytes"].is_number());
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// A short soak: viewers, posters, churn and the moderator together. Every comment arrives once
+/// and in order, every deletion and ban holds through the instance, the samples show the load,
+/// and once everyone has left the instance holds no subscription.
+#[test]
+fn soak_moderates_samples_and_finds_no_leak() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = start_server(&runtime);
+    let out = out_dir("soak");
+    let result = bench(
+        &out,
+        &[
+            "soak",
+            "--url",
+            &url,
+            "--service-token",
+            SERVICE_TOKEN,
+            "--viewers",
+            "20",
+            "--streams",
+            "2",
+            "--posters",
+            "2",
+            "--rate",
+            "10",
+            "--system-share",
+            "0.2",
+            "--churn-slots",
+            "6",
+            "--hold-min-ms",
+            "100",
+            "--hold-max-ms",
+            "400",
+            "--history",
+            "5",
+            "--duration",
+            "8",
+            "--settle",
+            "1",
+            "--sample-every",
+            "1",
+            "--growth-after",
+            "3",
+            // A few seconds of a test process are no measure of growth (the soak itself is).
+            "--max-growth-pct",
+            "1000",
+            "--moderate-every",
+            "0.5",
+        ],
+    );
+    assert_eq!(result["scenario"], "soak");
+    let s = &result["summary"];
+    assert_eq!(s["losses"], 0, "{s}");
+    assert_eq!(s["system_losses"], 0, "{s}");
+    assert_eq!(s["duplicates"], 0);
+    assert_eq!(s["order_violations"], 0);
+    assert!(s["deliveries"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["cycles_per_s"].as_f64().unwrap() > 0.0, "churn ran: {s}");
+
+    let soak = &result["soak"];
+    assert_eq!(soak["failures"].as_array().unwrap().len(), 0, "{soak}");
+    let m = &soak["moderation"];
+    assert_eq!(m["failures"], 0, "{m}");
+    assert!(m["deleted"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["banned"].as_u64().unwrap() >= 3, "{m}");
+    assert_eq!(m["unbanned"], m["banned"], "{m}");
+    let samples = soak["samples"].as_array().unwrap();
+    assert!(samples.len() >= 6, "{} samples", samples.len());
+    let loaded = samples.iter().any(|sample| {
+        let i = &sample["instances"][0];
+        i["subscribed"].as_f64() == Some(2.0) && i["connections"].as_f64().unwrap_or(0.0) >= 20.0
+    });
+    assert!(
+        loaded,
+        "a sample saw both streams subscribed and the viewers: {samples:?}"
+    );
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["instances"][0]["rss_bytes"].as_u64().unwrap() > 0)
+    );
+    assert_eq!(soak["growth"].as_array().unwrap().len(), 1);
+    assert_eq!(soak["leaked_subscriptions"], 0);
+    assert_eq!(soak["after"]["instances"][0]["subscribed"], 0.0);
+    let _ = std::fs::remove_dir_all(out);
+}
