@@ -5,7 +5,7 @@
 // No dependencies; runs wherever a WHATWG `WebSocket` exists (browsers, Node >= 22) or one is
 // passed in (`ws` on older Node).
 
-import { Banned, Closed, DanmakuError, Timeout, Unauthorized, errorFromFrame } from "./errors.js";
+import { Banned, Closed, DanmakuError, Timeout, TooLong, Unauthorized, errorFromFrame } from "./errors.js";
 import { backoffDelay, compareIds, refPrefix, socketBase, tokenExpiry } from "./wire.js";
 
 export * from "./errors.js";
@@ -18,6 +18,9 @@ const DEFAULTS = {
   heartbeatMs: 20000,
   refreshBeforeMs: 60000,
 };
+
+/** The server's limit on a client frame (it closes the connection with 1009 beyond it). */
+const MAX_FRAME_BYTES = 4096;
 
 /** Close codes after which reconnecting cannot help: the reason the stream stops. */
 const FINAL_CLOSES = { 4003: "banned", 1008: "policy", 1009: "too_big", 1002: "protocol", 1007: "bad_data" };
@@ -389,6 +392,11 @@ export class Stream {
     }
     ref = ref ?? `${this.#refPrefix}-${++this.#refSeq}`;
     if (this.#pending.has(ref)) return Promise.reject(new TypeError(`ref ${ref} is already waiting`));
+    // The server closes a connection (1009) for a frame over 4 KiB: refuse it here instead.
+    const bytes = new TextEncoder().encode(JSON.stringify({ type: "comment", text, ref })).length;
+    if (bytes > MAX_FRAME_BYTES) {
+      return Promise.reject(new TooLong(`${bytes} bytes: a comment frame may have at most ${MAX_FRAME_BYTES}`, ref));
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#settle(ref, reject, new Timeout(`no answer within ${timeoutMs} ms`, ref));

@@ -146,12 +146,18 @@ describe("against one instance (embedded broker)", () => {
     assert.equal(v.seen.states.at(-1).state, "closed", "no reconnect after a ban");
   });
 
-  test("a frame over 4 KiB (1009) stops with the reason; the post rejects", async () => {
+  test("a frame over 4 KiB (1009) stops with the reason; a post that big is refused before", async () => {
     const v = viewer("big", { token: sign({ sub: "big" }) });
     await v.live();
-    await assert.rejects(v.stream.post("x".repeat(5000)), Closed);
+    // A post over the frame limit would cost the connection: the library refuses it.
+    await assert.rejects(v.stream.post("x".repeat(5000)), (e) => e instanceof TooLong && /4096/.test(e.message));
+    assert.equal(v.stream.state, "live");
+    // A refresh frame that big is sent, and the server closes with 1009: no reconnect.
+    await assert.rejects(v.stream.refresh(sign({ sub: "big", pad: "x".repeat(5000) })), /closed|connection/);
+    await until("closed", () => v.stream.state === "closed");
     const closed = v.seen.states.at(-1);
     assert.deepEqual([closed.state, closed.reason, closed.code], ["closed", "too_big", 1009]);
+    await assert.rejects(v.stream.post("after"), Closed);
   });
 
   test("getToken is called again before exp and the token refreshed in-band", async () => {

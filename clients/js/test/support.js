@@ -2,7 +2,7 @@
 // a real redis-server, a TCP proxy that plays the load balancer, and HS256 tokens.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import net from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,10 +15,12 @@ const repo = resolve(here, "../../..");
 export const SECRET = "danmaku-client-tests-secret-0123456789";
 export const SERVICE_TOKEN = "client-tests-service-token";
 
-/** The binary: $DANMAKU_BIN, else the release build, else the debug build. */
+/** The binary: $DANMAKU_BIN, else the newer of the release and the debug build. */
 export function binary() {
-  const candidates = [process.env.DANMAKU_BIN, `${repo}/target/release/danmaku`, `${repo}/target/debug/danmaku`];
-  const found = candidates.find((p) => p && existsSync(p));
+  if (process.env.DANMAKU_BIN) return process.env.DANMAKU_BIN;
+  const found = [`${repo}/target/release/danmaku`, `${repo}/target/debug/danmaku`]
+    .filter((p) => existsSync(p))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!found) throw new Error("no danmaku binary: run `cargo build` (or set DANMAKU_BIN)");
   return found;
 }
