@@ -21,9 +21,10 @@ const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.
-const CLIENT_MODULES: [(&str, &str); 3] = [
+const CLIENT_MODULES: [(&str, &str); 4] = [
     ("index.js", include_str!("../../clients/js/src/index.js")),
     ("errors.js", include_str!("../../clients/js/src/errors.js")),
+    ("posts.js", include_str!("../../clients/js/src/posts.js")),
     ("wire.js", include_str!("../../clients/js/src/wire.js")),
 ];
 

@@ -5,8 +5,9 @@
 // No dependencies; runs wherever a WHATWG `WebSocket` exists (browsers, Node >= 22) or one is
 // passed in (`ws` on older Node).
 
-import { Banned, Closed, DanmakuError, Timeout, TooLong, Unauthorized, errorFromFrame } from "./errors.js";
-import { backoffDelay, compareIds, refPrefix, socketBase, tokenExpiry } from "./wire.js";
+import { Banned, Closed, DanmakuError, Timeout, Unauthorized, errorFromFrame } from "./errors.js";
+import { Posts } from "./posts.js";
+import { backoffDelay, compareIds, socketBase, tokenExpiry } from "./wire.js";
 
 export * from "./errors.js";
 export { compareIds } from "./wire.js";
@@ -18,9 +19,6 @@ const DEFAULTS = {
   heartbeatMs: 20000,
   refreshBeforeMs: 60000,
 };
-
-/** The server's limit on a client frame (it closes the connection with 1009 beyond it). */
-const MAX_FRAME_BYTES = 4096;
 
 /** Close codes after which reconnecting cannot help: the reason the stream stops. */
 const FINAL_CLOSES = { 4003: "banned", 1008: "policy", 1009: "too_big", 1002: "protocol", 1007: "bad_data" };
@@ -50,9 +48,7 @@ export class Stream {
   #refreshTimer = null;
   #refreshing = null; // {token, resolve, reject, timer} while a `refresh` frame waits
   #refreshChain = Promise.resolve();
-  #pending = new Map(); // ref -> {text, resolve, reject, timer}
-  #refPrefix = refPrefix();
-  #refSeq = 0;
+  #posts = new Posts();
   #maxRate;
 
   /** The id of the newest comment delivered, `null` before any (or after a fresh start). */
@@ -265,9 +261,7 @@ export class Stream {
     clearTimeout(this.#timer);
     this.#timer = null;
     this.#dropSocket(1000, "bye");
-    for (const [ref, post] of this.#pending) {
-      this.#settle(ref, post.reject, reason === "banned" ? new Banned(message, ref) : new Closed(message, ref));
-    }
+    this.#posts.rejectAll((ref) => (reason === "banned" ? new Banned(message, ref) : new Closed(message, ref)));
     this.#setState("closed", { reason, code, message });
   }
 
@@ -292,11 +286,8 @@ export class Stream {
       case "viewers":
         this.viewerCount = frame.count;
         return this.#emit("viewers", { count: frame.count });
-      case "ack": {
-        const post = this.#pending.get(frame.ref);
-        if (post) this.#settle(frame.ref, post.resolve, frame.id);
-        return;
-      }
+      case "ack":
+        return this.#posts.acked(frame.ref, frame.id);
       case "error":
         return this.#onError(frame);
       case "reconnect":
@@ -321,7 +312,7 @@ export class Stream {
     this.#setState("live", { resumed, server: frame.server, viewerCount: frame.viewer_count, epoch: this.epoch });
     this.#deliver(frame.comments ?? [], 0, true);
     this.#emit("viewers", { count: frame.viewer_count });
-    for (const [ref, post] of this.#pending) this.#sendComment(ref, post.text);
+    this.#posts.resend((f) => this.#send(f));
     this.#startHeartbeat();
     this.#scheduleRefresh();
   }
@@ -339,8 +330,7 @@ export class Stream {
 
   #onError(frame) {
     const error = errorFromFrame(frame);
-    const post = error.ref !== null ? this.#pending.get(error.ref) : undefined;
-    if (post) return this.#settle(error.ref, post.reject, error);
+    if (this.#posts.refused(error)) return;
     if (error.ref === null && this.#refreshing) {
       // Comments always carry a ref: a ref-less error now answers the `refresh`.
       if (error.code === "invalid") {
@@ -390,37 +380,12 @@ export class Stream {
     if (!this.#token && !this.#opts.getToken) {
       return Promise.reject(new Unauthorized("anonymous connections watch only: connect with a token to post"));
     }
-    ref = ref ?? `${this.#refPrefix}-${++this.#refSeq}`;
-    if (this.#pending.has(ref)) return Promise.reject(new TypeError(`ref ${ref} is already waiting`));
-    // The server closes a connection (1009) for a frame over 4 KiB: refuse it here instead.
-    const bytes = new TextEncoder().encode(JSON.stringify({ type: "comment", text, ref })).length;
-    if (bytes > MAX_FRAME_BYTES) {
-      return Promise.reject(new TooLong(`${bytes} bytes: a comment frame may have at most ${MAX_FRAME_BYTES}`, ref));
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#settle(ref, reject, new Timeout(`no answer within ${timeoutMs} ms`, ref));
-      }, timeoutMs);
-      this.#pending.set(ref, { text, resolve, reject, timer });
-      this.#sendComment(ref, text);
-    });
+    return this.#posts.add(text, { timeoutMs, ref }, (f) => this.#send(f));
   }
 
   /** Posts not yet answered (sent or waiting for the connection). */
   get pendingPosts() {
-    return this.#pending.size;
-  }
-
-  #sendComment(ref, text) {
-    this.#send({ type: "comment", text, ref });
-  }
-
-  #settle(ref, settle, value) {
-    const post = this.#pending.get(ref);
-    if (!post) return;
-    clearTimeout(post.timer);
-    this.#pending.delete(ref);
-    settle(value);
+    return this.#posts.size;
   }
 
   // === tokens ===

@@ -218,6 +218,61 @@ describe("against one instance (embedded broker)", () => {
     }
   });
 
+  test("a connection gone silent is found by the heartbeat and replaced, resuming", async () => {
+    const proxy = await startProxy(() => server.port);
+    const v = watch(proxy.ws, "silent", { heartbeatMs: 300, backoffBaseMs: 20 });
+    try {
+      await v.live();
+      // An idle but healthy connection: pings are answered, nothing is replaced.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(v.seen.frames.some((f) => f.type === "pong"), "a ping was answered");
+      assert.equal(v.seen.states.filter((s) => s.state === "live").length, 1);
+      await postSystem(server, "silent", "before");
+      await until("the first comment", () => v.texts().includes("before"));
+      proxy.freeze(); // no close, no error: the bytes just stop
+      await postSystem(server, "silent", "while frozen");
+      await until("a reconnect", () => v.seen.states.some((s) => s.reason === "the server stopped answering"), 5000);
+      await v.live(2);
+      await until("the missed comment", () => v.texts().includes("while frozen"));
+      assert.deepEqual(v.texts(), ["before", "while frozen"]);
+      assert.equal(v.seen.states.at(-1).resumed, true);
+    } finally {
+      v.stream.close();
+      await proxy.stop();
+    }
+  });
+
+  test("a failing getToken is reported and retried with backoff", async () => {
+    let calls = 0;
+    const getToken = async () => {
+      calls += 1;
+      if (calls === 1) throw new Error("identity provider down");
+      return sign({ sub: "gil" });
+    };
+    const v = viewer("gettoken", { getToken, backoffBaseMs: 20 });
+    await v.live();
+    assert.equal(calls, 2);
+    assert.equal(v.seen.errors.length, 1);
+    assert.match(v.seen.errors[0].message, /identity provider down/);
+    assert.equal(v.seen.states[0].state, "reconnecting");
+    await v.stream.post("signed in at last");
+  });
+
+  test("after= from a kept id resumes a new connection with only what is newer", async () => {
+    const kept = await postSystem(server, "kept", "seen before the reload");
+    await postSystem(server, "kept", "missed 1");
+    await postSystem(server, "kept", "missed 2");
+    const first = viewer("kept");
+    await first.live();
+    const epoch = first.stream.epoch;
+    const v = viewer("kept", { after: kept.id, epoch });
+    await v.live();
+    assert.equal(v.seen.states[0].state, "resuming");
+    assert.equal(v.seen.states.at(-1).resumed, true);
+    assert.equal(v.seen.resets, 0);
+    assert.deepEqual(v.texts(), ["missed 1", "missed 2"]);
+  });
+
   test("failed connects back off with full jitter, growing to the cap", async () => {
     const proxy = await startProxy(() => 1);
     const s = connect(proxy.ws, "nowhere", { WebSocket, backoffBaseMs: 10, backoffCapMs: 80 });

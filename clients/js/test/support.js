@@ -107,14 +107,16 @@ export async function startRedis() {
   };
 }
 
-/** A TCP proxy standing in for a load balancer: new connections go to `target()`'s port. */
+/** A TCP proxy standing in for a load balancer: new connections go to `target()`'s port.
+ *  `freeze()` stops forwarding on the connections it has (a path gone dead without a close). */
 export async function startProxy(target) {
-  const sockets = new Set();
+  const pairs = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(target(), "127.0.0.1");
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
+    const pair = [client, upstream];
+    pairs.add(pair);
+    for (const s of pair) {
+      s.on("close", () => pairs.delete(pair));
       s.on("error", () => { client.destroy(); upstream.destroy(); });
     }
     client.pipe(upstream).pipe(client);
@@ -122,8 +124,16 @@ export async function startProxy(target) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return {
     ws: `ws://127.0.0.1:${server.address().port}`,
+    freeze() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+    },
     async stop() {
-      for (const s of sockets) s.destroy();
+      for (const pair of pairs) pair.forEach((s) => s.destroy());
       await new Promise((r) => server.close(r));
     },
   };
