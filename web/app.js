@@ -1,16 +1,15 @@
 // danmaku viewer page: watch a stream, post, moderate. The connection is the client library
 // `danmaku-client` (clients/js, served at /danmaku-client/): resume, backoff, reconnect
-// hints, close codes, acks and token refresh live there; this file is the page around it.
+// hints, close codes, acks and token refresh live there; this file is the page around it
+// (the list and the overlay are web/comments.js, served at /page/comments.js).
 // `window.__danmaku` is a small hook for the browser tests (tests/api/browser.rs) and for
 // poking at the page from the console.
 import { Banned, Closed, RateLimited, Timeout, TooLong, Unauthorized, connect as openStream }
   from "/danmaku-client/index.js";
+import { addSkipped, clearComments, listIds, removeComment, skippedTotal, addComment as listComment }
+  from "/page/comments.js";
 
 const MAX_CHARS = 200; // DANMAKU_MAX_COMMENT_CHARS' default; the server's answer still counts
-const LIST_LIMIT = 500; // comments kept in the list
-const FLY_SECONDS = 7; // time a comment takes to cross the stage
-const LANE_GAP_PX = 24;
-const SYSTEM_KINDS = new Set(["gift", "follow", "mission", "system"]);
 
 const $ = (id) => document.getElementById(id);
 const devMode = document.querySelector('meta[name="danmaku-dev"]')?.content === "true";
@@ -22,7 +21,6 @@ const page = {
   claims: null,
   maxRate: null, // the max_rate asked for, or null: all the server sends
   resumed: null, // whether the last `init` resumed
-  skipped: 0, // comments the server said it skipped since the list began
   countdown: null,
   rateTimer: null,
   rateUntil: 0,
@@ -45,7 +43,7 @@ const hook = {
     lastUrl: hook.lastUrl,
     resumed: page.resumed,
     epoch: page.stream?.epoch ?? null,
-    skipped: page.skipped,
+    skipped: skippedTotal(),
     maxRate: page.maxRate,
     errors: hook.errors.slice(),
   }),
@@ -380,98 +378,12 @@ function send(event) {
   $("text").focus();
 }
 
-// ---- the list -------------------------------------------------------------------------------
-function listIds() {
-  return Array.from($("comments").querySelectorAll(":scope > li[data-id]"), (li) => li.dataset.id);
-}
-
-function clearComments() {
-  $("comments").replaceChildren();
-  for (const el of $("stage").querySelectorAll(".flyer")) el.remove();
-  page.skipped = 0;
-  showSkippedTotal();
-}
-
-// Appends `li` to the list (comment or skip marker), keeps LIST_LIMIT, follows the bottom.
-function appendToList(li) {
-  const list = $("comments");
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(li);
-  while (list.children.length > LIST_LIMIT) list.firstElementChild.remove();
-  if (atBottom) list.scrollTop = list.scrollHeight;
-}
-
+// ---- the list ---------------------------------------------------------------------------------
 function addComment(c, fly) {
-  if ($("comments").querySelector(`li[data-id="${CSS.escape(c.id)}"]`)) {
-    hook.duplicates += 1; // the library delivers each comment once: this stays 0
-    return;
-  }
-  const system = SYSTEM_KINDS.has(c.kind);
-  const li = document.createElement("li");
-  li.dataset.id = c.id;
-  li.dataset.kind = c.kind;
-  if (c.user) li.dataset.user = c.user.id;
-  if (system) {
-    li.classList.add("system");
-    const kind = document.createElement("span");
-    kind.className = "kind";
-    kind.textContent = c.kind;
-    li.append(kind);
-  }
-  const author = document.createElement("span");
-  author.className = "author";
-  author.textContent = c.user ? c.user.name : c.kind;
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = c.text;
-  const time = document.createElement("time");
-  time.className = "time";
-  const ts = new Date(c.ts);
-  time.dateTime = ts.toISOString();
-  time.textContent = ts.toLocaleTimeString();
-  li.append(author, text, time);
-  if (isModerator()) li.append(modButtons(c));
-  appendToList(li);
-  if (fly) flyComment(c, system);
-}
-
-function skippedWords(n) {
-  return `${n} comment${n === 1 ? "" : "s"} skipped`;
-}
-
-// A "+N" marker where the server skipped comments; one marker for skips with nothing shown
-// between them.
-function addSkipped(n) {
-  page.skipped += n;
-  showSkippedTotal();
-  const last = $("comments").lastElementChild;
-  let li = last && last.classList.contains("skipped") ? last : null;
-  const total = n + (li ? Number(li.dataset.skipped) : 0);
-  if (!li) {
-    li = document.createElement("li");
-    li.className = "skipped";
-    const count = document.createElement("span");
-    count.className = "skipped-count";
-    count.setAttribute("aria-hidden", "true");
-    const label = document.createElement("span");
-    label.className = "visually-hidden";
-    li.append(count, label);
-  }
-  li.dataset.skipped = String(total);
-  li.title = `${skippedWords(total)}: over your rate, or while the connection fell behind`;
-  li.querySelector(".skipped-count").textContent = `+${total}`;
-  li.querySelector(".visually-hidden").textContent = skippedWords(total);
-  if (li !== last) appendToList(li);
-}
-
-function showSkippedTotal() {
-  $("skipped").textContent = String(page.skipped);
-  $("skipped-chip").hidden = page.skipped === 0;
-}
-
-function removeComment(id) {
-  $("comments").querySelector(`li[data-id="${CSS.escape(id)}"]`)?.remove();
-  $("stage").querySelector(`.flyer[data-id="${CSS.escape(id)}"]`)?.remove();
+  const own = !!(page.claims && c.user && c.user.id === page.claims.sub);
+  const extra = isModerator() ? modButtons(c) : null;
+  // The library delivers each comment once: this stays 0.
+  if (!listComment(c, { fly, own, extra })) hook.duplicates += 1;
 }
 
 // ---- moderation -----------------------------------------------------------------------------
@@ -522,45 +434,6 @@ async function moderate(method, path, body, done) {
   } catch (e) {
     showPostError(`Moderation failed: ${e.message}`);
   }
-}
-
-// ---- the overlay ----------------------------------------------------------------------------
-const lanes = []; // per lane: the time (ms) its last comment's tail has cleared the right edge
-
-function flyComment(c, system) {
-  const stage = $("stage");
-  const width = stage.clientWidth;
-  const height = stage.clientHeight;
-  if (!width || !height) return;
-  const el = document.createElement("span");
-  el.className = `flyer${system ? " system" : ""}`;
-  el.dataset.id = c.id;
-  if (page.claims && c.user && c.user.id === page.claims.sub) el.classList.add("own");
-  el.textContent = system && c.user ? `${c.user.name} ${c.text}` : c.text;
-  el.style.visibility = "hidden";
-  stage.append(el);
-  const w = el.offsetWidth;
-  const laneHeight = el.offsetHeight + 4;
-  const laneCount = Math.max(1, Math.floor((height - 8) / laneHeight));
-  lanes.length = laneCount;
-  const now = performance.now();
-  const speed = width / (FLY_SECONDS * 1000); // px per ms: the same for every comment
-  // The first lane that is free; if none is, the one that frees soonest.
-  let lane = 0;
-  for (let i = 0; i < laneCount; i++) {
-    const free = lanes[i] || 0;
-    if (free <= now) { lane = i; break; }
-    if (free < (lanes[lane] || 0)) lane = i;
-  }
-  lanes[lane] = Math.max(now, lanes[lane] || 0) + (w + LANE_GAP_PX) / speed;
-  el.style.top = `${4 + lane * laneHeight}px`;
-  el.style.visibility = "visible";
-  const duration = (width + w) / speed;
-  const animation = el.animate(
-    [{ transform: `translateX(${width}px)` }, { transform: `translateX(${-w}px)` }],
-    { duration, easing: "linear" },
-  );
-  animation.onfinish = () => el.remove();
 }
 
 // ---- wiring ---------------------------------------------------------------------------------

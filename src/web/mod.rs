@@ -3,7 +3,8 @@
 //! and the moderation endpoints) plus, in development mode, `POST /dev/token`.
 //!
 //! The page's connection code is the client library `danmaku-client` (`clients/js/src`),
-//! served as ES modules under `/danmaku-client/` and imported by `/app.js`.
+//! served as ES modules under `/danmaku-client/` and imported by `/app.js`; the page's own
+//! list and overlay are the module `/page/comments.js`.
 //!
 //! The assets are separate routes so the page's `Content-Security-Policy` can forbid inline
 //! script and style: everything comes from this origin, and the page may open WebSockets to it.
@@ -18,6 +19,9 @@ const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
+
+/// The page's own modules besides `app.js`, served at `/page/<file>`.
+const PAGE_MODULES: [(&str, &str); 1] = [("comments.js", include_str!("../../web/comments.js"))];
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.
@@ -75,10 +79,19 @@ pub async fn app_js() -> Response {
 
 /// `GET /danmaku-client/{file}`: a module of the client library, else `404`.
 pub async fn client_module(Path(file): Path<String>) -> Response {
-    match CLIENT_MODULES.iter().find(|(name, _)| *name == file) {
+    module(&CLIENT_MODULES, &file)
+}
+
+fn module(modules: &[(&str, &'static str)], file: &str) -> Response {
+    match modules.iter().find(|(name, _)| *name == file) {
         Some((_, source)) => asset("text/javascript; charset=utf-8", *source),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// `GET /page/{file}`: one of the page's modules, else `404`.
+pub async fn page_module(Path(file): Path<String>) -> Response {
+    module(&PAGE_MODULES, &file)
 }
 
 /// `GET /app.css`.
@@ -124,6 +137,7 @@ mod tests {
         assert!(INDEX_HTML.contains(DEV_MARKER));
         assert!(INDEX_HTML.contains(r#"<script type="module" src="/app.js">"#));
         assert!(APP_JS.contains(r#"from "/danmaku-client/index.js""#));
+        assert!(APP_JS.contains(r#"from "/page/comments.js""#));
         // Every module the library imports is served.
         for (_, source) in CLIENT_MODULES {
             for line in source.lines().filter(|l| l.starts_with("import ")) {

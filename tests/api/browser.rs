@@ -693,6 +693,7 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
+        ("/page/comments.js", "text/javascript; charset=utf-8"),
         ("/danmaku-client/index.js", "text/javascript; charset=utf-8"),
         (
             "/danmaku-client/errors.js",
@@ -707,7 +708,11 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     }
     // Only the library's own modules are served from its directory.
-    for path in ["/danmaku-client/index.d.ts", "/danmaku-client/..%2fapp.js"] {
+    for path in [
+        "/danmaku-client/index.d.ts",
+        "/danmaku-client/..%2fapp.js",
+        "/page/app.js",
+    ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
     }

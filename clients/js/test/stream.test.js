@@ -289,11 +289,15 @@ describe("against one instance (embedded broker)", () => {
     assert.ok(waits.slice(4).some((w) => w.inMs >= 10), "later waits exceed the first step");
   });
 
-  test("bad arguments fail fast", () => {
+  test("an http:// base works; bad arguments fail fast", async () => {
+    assert.ok(server.http.startsWith("http://"));
+    const byHttp = watch(server.http, "by-http");
+    await byHttp.live();
+    assert.match(byHttp.seen.states[0].url, /^ws:\/\/127\.0\.0\.1:\d+\/v1\/streams\/by-http\/ws$/);
+    byHttp.stream.close();
     assert.throws(() => connect(server.ws, "bad id!", { WebSocket }), TypeError);
     assert.throws(() => connect("ftp://x", "s", { WebSocket }), TypeError);
+    assert.throws(() => connect("not a url", "s", { WebSocket }), TypeError);
     assert.throws(() => connect(server.ws, "s", { WebSocket, token: "a", getToken: () => "b" }), TypeError);
-    const s = connect(server.http, "s", { WebSocket });
-    s.close();
   });
 });
