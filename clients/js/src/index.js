@@ -117,6 +117,7 @@ export class Stream {
 
   async #open() {
     if (!this.#wanted) return;
+    if (this.#ws) this.#dropSocket(1000, "replaced"); // never two sockets at once
     const gen = ++this.#gen;
     let token;
     try {

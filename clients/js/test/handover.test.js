@@ -88,6 +88,12 @@ test("a client follows a reconnect hint to the other instance: every comment onc
   assert.deepEqual(viewer.texts().filter((t) => t === "in flight"), ["in flight"]);
   assert.equal(viewer.seen.comments.find((c) => c.text === "in flight").id, id);
   assert.deepEqual(poster.texts().filter((t) => t === "in flight"), ["in flight"]);
+  // Its answer came from B, to the resend after the reconnect (A's socket was let go in the
+  // same turn as the comment frame went out, so nothing A answered was read).
+  const acks = poster.seen.frames.filter((f) => f.type === "ack");
+  assert.deepEqual(acks.map((f) => f.id), [id]);
+  const liveOnB = poster.seen.frames.findIndex((f) => f.type === "init" && f.server.pod === "pod-b");
+  assert.ok(liveOnB >= 0 && poster.seen.frames.indexOf(acks[0]) > liveOnB, "acked on B");
   assert.equal(poster.stream.pendingPosts, 0);
   viewer.stream.close();
   poster.stream.close();
