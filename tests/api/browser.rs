@@ -700,6 +700,10 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
             "text/javascript; charset=utf-8",
         ),
         ("/danmaku-client/posts.js", "text/javascript; charset=utf-8"),
+        (
+            "/danmaku-client/tokens.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/danmaku-client/wire.js", "text/javascript; charset=utf-8"),
     ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();

@@ -1,4 +1,4 @@
-// Types of danmaku-client (the code is plain JavaScript in index.js, errors.js, posts.js and wire.js).
+// Types of danmaku-client (the code is plain JavaScript in index.js, errors.js, posts.js, tokens.js and wire.js).
 
 /** A comment, as the server sends it. */
 export interface Comment {

@@ -7,7 +7,8 @@
 
 import { Banned, Closed, DanmakuError, Timeout, Unauthorized, errorFromFrame } from "./errors.js";
 import { Posts } from "./posts.js";
-import { backoffDelay, compareIds, socketBase, tokenExpiry } from "./wire.js";
+import { Tokens } from "./tokens.js";
+import { backoffDelay, compareIds, socketBase } from "./wire.js";
 
 export * from "./errors.js";
 export { compareIds } from "./wire.js";
@@ -41,10 +42,7 @@ export class Stream {
   #timer = null; // the pending reconnect
   #heartbeat = null;
   #lastHeard = 0;
-  #token = null;
-  #tokenExp = null; // Unix seconds
-  #tokenAt = 0; // when the token was had (ms)
-  #tokenSuspect = false; // a handshake failed: ask getToken anew
+  #tokens;
   #refreshTimer = null;
   #refreshing = null; // {token, resolve, reject, timer} while a `refresh` frame waits
   #refreshChain = Promise.resolve();
@@ -63,19 +61,12 @@ export class Stream {
   constructor(url, streamId, options = {}) {
     this.#base = socketBase(url, streamId);
     this.streamId = streamId;
-    if (options.token != null && options.getToken != null) {
-      throw new TypeError("give token or getToken, not both");
-    }
-    if (options.getToken != null && typeof options.getToken !== "function") {
-      throw new TypeError("getToken must be a function returning a token (or a promise of one)");
-    }
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WebSocket !== "function") {
       throw new TypeError("no WebSocket here: pass options.WebSocket (e.g. the ws package's) on Node < 22");
     }
     this.#opts = { ...DEFAULTS, ...options };
-    this.#token = options.token ?? null;
-    this.#tokenExp = this.#token ? tokenExpiry(this.#token) : null;
+    this.#tokens = new Tokens(options.token, options.getToken, this.#opts.refreshBeforeMs);
     this.#maxRate = options.maxRate ?? null;
     this.lastId = options.after ?? null;
     this.epoch = options.epoch ?? null;
@@ -121,7 +112,7 @@ export class Stream {
     const gen = ++this.#gen;
     let token;
     try {
-      token = await this.#currentToken();
+      token = await this.#tokens.forConnect();
     } catch (error) {
       if (gen !== this.#gen || !this.#wanted) return;
       this.#emit("error", new Unauthorized(`getToken failed: ${error?.message ?? error}`));
@@ -162,29 +153,6 @@ export class Stream {
     };
   }
 
-  async #currentToken() {
-    const getToken = this.#opts.getToken;
-    if (!getToken) return this.#token;
-    const fresh = this.#token && !this.#tokenSuspect &&
-      (this.#tokenExp === null || this.#tokenExp * 1000 - Date.now() > this.#refreshMargin());
-    if (!fresh) this.#takeToken(await getToken());
-    this.#tokenSuspect = false;
-    return this.#token;
-  }
-
-  #takeToken(token) {
-    this.#token = token || null;
-    this.#tokenExp = this.#token ? tokenExpiry(this.#token) : null;
-    this.#tokenAt = Date.now();
-  }
-
-  /** How long before `exp` a token counts as due for renewal. */
-  #refreshMargin() {
-    if (this.#tokenExp === null) return 0;
-    const lifetime = this.#tokenExp * 1000 - this.#tokenAt;
-    return Math.max(0, Math.min(this.#opts.refreshBeforeMs, lifetime / 2));
-  }
-
   #onClose(code, reason, opened) {
     this.#dropSocket();
     if (!this.#wanted) return;
@@ -199,7 +167,7 @@ export class Stream {
       this.lastId = null;
       this.epoch = null;
     }
-    if (!opened) this.#tokenSuspect = true;
+    if (!opened) this.#tokens.suspect();
     this.#schedule(opened ? `closed (${code}${reason ? `: ${reason}` : ""})` : "could not connect", undefined, code);
   }
 
@@ -336,9 +304,8 @@ export class Stream {
       // Comments always carry a ref: a ref-less error now answers the `refresh`.
       if (error.code === "invalid") {
         // A server without `refresh`: the new token takes a new connection (resuming).
-        const { token } = this.#refreshing;
-        this.#takeToken(token);
-        this.#finishRefresh((r) => r.resolve({ exp: this.#tokenExp, reconnected: true }));
+        this.#tokens.take(this.#refreshing.token);
+        this.#finishRefresh((r) => r.resolve({ exp: this.#tokens.exp, reconnected: true }));
         this.reconnect({ reason: "token renewed (the server has no in-band refresh)" });
         return;
       }
@@ -378,7 +345,7 @@ export class Stream {
   post(text, { timeoutMs = this.#opts.postTimeoutMs, ref } = {}) {
     if (!this.#wanted) return Promise.reject(new Closed("the stream is closed"));
     if (typeof text !== "string") return Promise.reject(new TypeError("text must be a string"));
-    if (!this.#token && !this.#opts.getToken) {
+    if (!this.#tokens.mayPost) {
       return Promise.reject(new Unauthorized("anonymous connections watch only: connect with a token to post"));
     }
     return this.#posts.add(text, { timeoutMs, ref }, (f) => this.#send(f));
@@ -402,10 +369,7 @@ export class Stream {
 
   async #refresh(token) {
     if (!this.#wanted) throw new Closed("the stream is closed");
-    if (token === undefined) {
-      if (!this.#opts.getToken) throw new TypeError("refresh() without a token needs the getToken option");
-      token = await this.#opts.getToken();
-    }
+    if (token === undefined) token = await this.#tokens.next();
     if (!this.#live) throw new DanmakuError("not_connected", "not connected: the next connection uses getToken");
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.#failRefresh(new Timeout("no answer to refresh")), this.#opts.postTimeoutMs);
@@ -416,13 +380,12 @@ export class Stream {
 
   #onRefreshed(frame) {
     if (!this.#refreshing) return;
-    const before = this.#tokenExp;
-    this.#takeToken(this.#refreshing.token);
-    if (Number.isFinite(frame.exp)) this.#tokenExp = frame.exp;
+    const before = this.#tokens.exp;
+    this.#tokens.take(this.#refreshing.token, frame.exp);
     this.#finishRefresh((r) => r.resolve({ exp: frame.exp }));
     this.#emit("refreshed", { exp: frame.exp });
     // A token that lasts no longer than the last one would be renewed again at once, forever.
-    if (before === null || this.#tokenExp > before) this.#scheduleRefresh();
+    if (before === null || this.#tokens.exp > before) this.#scheduleRefresh();
   }
 
   #failRefresh(error) {
@@ -441,15 +404,15 @@ export class Stream {
   #scheduleRefresh() {
     clearTimeout(this.#refreshTimer);
     this.#refreshTimer = null;
-    if (!this.#opts.getToken || this.#tokenExp === null) return;
-    const due = this.#tokenExp * 1000 - this.#refreshMargin() - Date.now();
+    if (!this.#tokens.renewable || this.#tokens.exp === null) return;
+    const due = this.#tokens.dueInMs();
     this.#refreshTimer = setTimeout(() => {
       this.#refreshTimer = null;
       this.refresh().catch((error) => {
         if (!this.#live) return; // the next connection fetches a token anyway
         this.#emit("error", error);
         // Try again in a while, as long as the old token has not run out.
-        if (this.#tokenExp * 1000 > Date.now() + 10000) {
+        if (this.#tokens.exp * 1000 > Date.now() + 10000) {
           this.#refreshTimer = setTimeout(() => this.#scheduleRefresh(), 10000);
         }
       });
