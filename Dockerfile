@@ -20,6 +20,9 @@ RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && rm -rf src target/release/.fingerprint/danmaku-* target/release/deps/danmaku-* \
            target/release/deps/libdanmaku-* target/release/danmaku
 COPY src ./src
+# The page and the client library it imports are compiled in (include_str!).
+COPY web ./web
+COPY clients/js/src ./clients/js/src
 RUN cargo build --release --locked --bin danmaku \
  && install -D -m 0755 target/release/danmaku /out/danmaku
 

@@ -239,6 +239,8 @@ fn router(parts: &Parts) -> Router {
     let mut router = Router::new()
         .route("/", get(web::index))
         .route("/app.js", get(web::app_js))
+        .route("/danmaku-client/{file}", get(web::client_module))
+        .route("/page/{file}", get(web::page_module))
         .route("/app.css", get(web::app_css))
         .route("/favicon.svg", get(web::favicon))
         .route("/v1/streams/{stream_id}/ws", get(ws::handshake))

@@ -2,19 +2,36 @@
 //! binary (`web/`), no build step, no CDN. It speaks the public contract only (the WebSocket
 //! and the moderation endpoints) plus, in development mode, `POST /dev/token`.
 //!
+//! The page's connection code is the client library `danmaku-client` (`clients/js/src`),
+//! served as ES modules under `/danmaku-client/` and imported by `/app.js`; the page's own
+//! list and overlay are the module `/page/comments.js`.
+//!
 //! The assets are separate routes so the page's `Content-Security-Policy` can forbid inline
 //! script and style: everything comes from this origin, and the page may open WebSockets to it.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
+
+/// The page's own modules besides `app.js`, served at `/page/<file>`.
+const PAGE_MODULES: [(&str, &str); 1] = [("comments.js", include_str!("../../web/comments.js"))];
+
+/// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
+/// served as the ES modules it is published as: `/danmaku-client/<file>`.
+const CLIENT_MODULES: [(&str, &str); 5] = [
+    ("index.js", include_str!("../../clients/js/src/index.js")),
+    ("errors.js", include_str!("../../clients/js/src/errors.js")),
+    ("posts.js", include_str!("../../clients/js/src/posts.js")),
+    ("tokens.js", include_str!("../../clients/js/src/tokens.js")),
+    ("wire.js", include_str!("../../clients/js/src/wire.js")),
+];
 
 /// The page's policy: its own script, style and images only; WebSockets to this host.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
@@ -61,6 +78,23 @@ pub async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
+/// `GET /danmaku-client/{file}`: a module of the client library, else `404`.
+pub async fn client_module(Path(file): Path<String>) -> Response {
+    module(&CLIENT_MODULES, &file)
+}
+
+fn module(modules: &[(&str, &'static str)], file: &str) -> Response {
+    match modules.iter().find(|(name, _)| *name == file) {
+        Some((_, source)) => asset("text/javascript; charset=utf-8", *source),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /page/{file}`: one of the page's modules, else `404`.
+pub async fn page_module(Path(file): Path<String>) -> Response {
+    module(&PAGE_MODULES, &file)
+}
+
 /// `GET /app.css`.
 pub async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
@@ -102,7 +136,19 @@ mod tests {
     #[test]
     fn the_page_carries_the_dev_marker_and_links_its_assets() {
         assert!(INDEX_HTML.contains(DEV_MARKER));
-        assert!(INDEX_HTML.contains(r#"src="/app.js""#));
+        assert!(INDEX_HTML.contains(r#"<script type="module" src="/app.js">"#));
+        assert!(APP_JS.contains(r#"from "/danmaku-client/index.js""#));
+        assert!(APP_JS.contains(r#"from "/page/comments.js""#));
+        // Every module the library imports is served.
+        for (_, source) in CLIENT_MODULES {
+            for line in source.lines().filter(|l| l.starts_with("import ")) {
+                let file = line.rsplit("\"./").next().unwrap().trim_end_matches("\";");
+                assert!(
+                    CLIENT_MODULES.iter().any(|(name, _)| *name == file),
+                    "{line}"
+                );
+            }
+        }
         assert!(INDEX_HTML.contains(r#"href="/app.css""#));
         // No inline script or style: the policy forbids them.
         assert!(!INDEX_HTML.contains("<script>") && !INDEX_HTML.contains("style="));

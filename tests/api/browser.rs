@@ -34,34 +34,42 @@ impl Driver {
                  chromium and chromium-driver"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let url = format!("http://127.0.0.1:{port}/");
-        let driver = Self { child, url };
+        // A port freed by bind(0) can be taken by someone's outgoing connection before
+        // chromedriver binds it (seen beside a load test with thousands of loopback sockets):
+        // chromedriver then exits, and a new port is tried.
         let http = reqwest::Client::new();
         let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            let ready = http
-                .get(format!("{}status", driver.url))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success());
-            if ready.is_some() {
-                return driver;
+        'spawn: loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts");
+            let url = format!("http://127.0.0.1:{port}/");
+            let mut driver = Self { child, url };
+            loop {
+                let ready = http
+                    .get(format!("{}status", driver.url))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success());
+                if ready.is_some() {
+                    return driver;
+                }
+                assert!(Instant::now() < deadline, "chromedriver did not answer");
+                if driver.child.try_wait().unwrap().is_some() {
+                    continue 'spawn;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -685,11 +693,32 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
+        ("/page/comments.js", "text/javascript; charset=utf-8"),
+        ("/danmaku-client/index.js", "text/javascript; charset=utf-8"),
+        (
+            "/danmaku-client/errors.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/danmaku-client/posts.js", "text/javascript; charset=utf-8"),
+        (
+            "/danmaku-client/tokens.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/danmaku-client/wire.js", "text/javascript; charset=utf-8"),
     ] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], content_type, "{path}");
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    // Only the library's own modules are served from its directory.
+    for path in [
+        "/danmaku-client/index.d.ts",
+        "/danmaku-client/..%2fapp.js",
+        "/page/app.js",
+    ] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
     }
     let page = app.http.get(app.url("/")).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
@@ -844,5 +873,43 @@ async fn pasting_a_new_token_while_connected_refreshes_in_band() {
     assert_eq!(comment["text"], "back again");
     assert_eq!(comment["user"], json!({"id": "paste", "name": "New"}));
     assert!(page.console_errors().await.is_empty());
+    page.close().await;
+}
+
+/// The README's five lines ("Run it"), run as written in the console of the page (only the
+/// port differs): they mint a token, connect with the client library the binary serves, print
+/// comments and post; the comment is stored under the minted name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_client_lines_connect_and_post() {
+    let app = spawn_app_with(|c| c.dev = true).await;
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("these five lines")
+        .expect("the README's client lines");
+    let block = readme[start..]
+        .split("```js\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert_eq!(block.lines().count(), 5, "{block}");
+    assert!(block.contains("ws://127.0.0.1:8080"), "{block}");
+    let script = block.replace("ws://127.0.0.1:8080", &format!("ws://{}", app.addr));
+    let driver = Driver::start().await;
+    let page = driver.session(1280, 900).await;
+    page.client.goto(&app.url("/")).await.unwrap();
+    page.until("the page script", "window.__danmaku").await;
+    // WebDriver waits for the promise an executed script returns.
+    page.js(&format!(
+        "return (async () => {{\n{script}\nreturn true; }})();"
+    ))
+    .await;
+    let (status, body) = app.get_json("/v1/streams/demo/comments").await;
+    assert_eq!(status, 200);
+    let comments = body["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 1, "{body}");
+    assert_eq!(comments[0]["text"], "hello");
+    assert_eq!(comments[0]["user"]["name"], "alice");
+    let errors = page.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
     page.close().await;
 }
