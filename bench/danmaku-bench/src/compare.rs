@@ -280,7 +280,18 @@ fn tls_table(cases: &BTreeMap<String, TlsRuns<'_>>) -> String {
             spread(&pc),
             spread(&tc)
         );
-        let means: [(&str, Read); 4] = [
+        // Comments per frame move from run to run (how arrivals fall in the coalescing
+        // window), and a delivery's CPU with them: CPU per frame shows what is left.
+        let means: [(&str, Read); 6] = [
+            ("comments per frame (mean)", |r| {
+                r.summary.comments_per_frame
+            }),
+            ("CPU per 1k frames (ms, mean)", |r| {
+                match (r.summary.server_cpu_s, r.summary.frames) {
+                    (Some(cpu), Some(frames)) if frames > 0 => Some(cpu * 1e6 / frames as f64),
+                    _ => None,
+                }
+            }),
             ("deliveries/s (mean)", |r| r.summary.deliveries_per_s),
             ("p50 latency (ms, mean)", |r| {
                 r.summary.latency_ms.as_ref().map(|p| p.p50)
@@ -417,6 +428,9 @@ mod tests {
         r.summary.order_violations = Some(0);
         r.summary.duration_s = 15.0;
         r.summary.other_cpu_s = Some(0.45);
+        r.summary.server_cpu_s = Some(cpu * 3.0);
+        r.summary.frames = Some(2_000_000);
+        r.summary.comments_per_frame = Some(1.5);
         r
     }
 
@@ -448,6 +462,14 @@ mod tests {
         );
         assert!(
             t.contains("| tls-2k | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | 9.5% | 9.1% | |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | CPU per 1k frames (ms, mean) | 3.15 | 3.30 | 1.05× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | comments per frame (mean) | 1.50 | 1.50 | 1.00× |"),
             "{t}"
         );
         assert!(
