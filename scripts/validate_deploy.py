@@ -251,7 +251,49 @@ def probe_path(container, probe):
     return ((container.get(probe) or {}).get("httpGet") or {}).get("path")
 
 
-def check_deployment(dep, where):
+# Settings that name a file from a Secret the chart mounts, and the directory it mounts at.
+SECRET_FILES = {
+    "DANMAKU_REDIS_PASSWORD_FILE": "/etc/danmaku/redis",
+    "DANMAKU_REDIS_CA_FILE": "/etc/danmaku/redis",
+    "DANMAKU_REDIS_CERT_FILE": "/etc/danmaku/redis",
+    "DANMAKU_REDIS_KEY_FILE": "/etc/danmaku/redis",
+    "DANMAKU_JWT_PUBLIC_KEY_FILE": "/etc/danmaku/jwt",
+}
+
+
+def check_secret_files(pod, c, env, expect, where):
+    """The Secret files of SECRET_FILES: exactly those in `expect` are set, each in a read-only
+    mount of a Secret volume that carries its key; no Secret volume or mount besides them."""
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    mounts = c.get("volumeMounts") or []
+    got = {var for var in SECRET_FILES if var in env}
+    check(got == expect, where, f"Secret files set: {sorted(got)}, expected {sorted(expect)}")
+    used = set()
+    for var in sorted(got):
+        path = (env.get(var) or {}).get("value")
+        check(path is not None and "valueFrom" not in env[var], where, f"{var} is a path, not a value from elsewhere")
+        if path is None:
+            continue
+        directory, key = path.rsplit("/", 1)
+        check(directory == SECRET_FILES[var], where, f"{var} ({path}) lies in {SECRET_FILES[var]}")
+        m = [m for m in mounts if m["mountPath"].rstrip("/") == directory]
+        check(len(m) == 1 and m[0].get("readOnly") is True, where, f"{var} ({path}) lies in one read-only mount")
+        if not m:
+            continue
+        secret = volumes.get(m[0]["name"], {}).get("secret")
+        check(secret and secret.get("secretName"), where, f"{var} comes from a named Secret's volume")
+        if not secret:
+            continue
+        items = {i["key"]: i["path"] for i in secret.get("items") or []}
+        check(items.get(key) == key, where, f"the Secret volume of {var} carries key {key} as file {key}")
+        used.add(m[0]["name"])
+    secret_volumes = {n for n, v in volumes.items() if "secret" in v}
+    check(secret_volumes == used, where, f"Secret volumes {sorted(secret_volumes)}, expected {sorted(used)}")
+    mounted = {m["name"] for m in mounts if m["name"] in secret_volumes}
+    check(mounted == used, where, f"Secret mounts {sorted(mounted)}, expected {sorted(used)}")
+
+
+def check_deployment(dep, where, expect_files=frozenset()):
     spec = dep["spec"]
     tmpl = spec["template"]
     sel = spec["selector"]["matchLabels"]
@@ -270,16 +312,10 @@ def check_deployment(dep, where):
     for secret in ("DANMAKU_JWT_SECRET", "DANMAKU_SERVICE_TOKENS"):
         e = env.get(secret) or {}
         check("value" not in e and "secretKeyRef" in (e.get("valueFrom") or {}), where, f"{secret} must come from a Secret")
-    # Redis secrets are files from a mounted Secret, never environment values.
+    # Redis secrets and the identity provider's key are files from a mounted Secret, never
+    # environment values; present exactly when the case set them.
     check("DANMAKU_REDIS_PASSWORD" not in env, where, "the Redis password comes as a file (DANMAKU_REDIS_PASSWORD_FILE)")
-    volumes = {v["name"]: v for v in pod.get("volumes") or []}
-    for var in ("DANMAKU_REDIS_PASSWORD_FILE", "DANMAKU_REDIS_CA_FILE", "DANMAKU_REDIS_CERT_FILE", "DANMAKU_REDIS_KEY_FILE"):
-        path = (env.get(var) or {}).get("value")
-        if path is None:
-            continue
-        mounts = [m for m in c.get("volumeMounts") or [] if path.startswith(m["mountPath"].rstrip("/") + "/")]
-        check(mounts and mounts[0].get("readOnly") is True, where, f"{var} ({path}) lies in a read-only mount")
-        check(mounts and "secret" in volumes.get(mounts[0]["name"], {}), where, f"{var} comes from a Secret volume")
+    check_secret_files(pod, c, env, expect_files, where)
     # Probes: liveness never looks at readiness (CPU, Redis) or a busy pod would be restarted.
     check(probe_path(c, "livenessProbe") == "/livez", where, "livenessProbe on /livez")
     check(probe_path(c, "readinessProbe") == "/readyz", where, "readinessProbe on /readyz")
@@ -322,7 +358,7 @@ def check_deployment(dep, where):
     return slot
 
 
-def check_chart_case(name, active, path, k8s_version, istio_schemas):
+def check_chart_case(name, active, path, k8s_version, istio_schemas, expect_files=frozenset()):
     where = f"chart[{name}]"
     docs = load_docs(path)
     check(docs, where, "rendered nothing")
@@ -343,7 +379,7 @@ def check_chart_case(name, active, path, k8s_version, istio_schemas):
     kinds = lambda k: [d for d in docs if d["kind"] == k]  # noqa: E731
     deployments = {}
     for dep in kinds("Deployment"):
-        slot = check_deployment(dep, f"{where} Deployment/{dep['metadata']['name']}")
+        slot = check_deployment(dep, f"{where} Deployment/{dep['metadata']['name']}", expect_files)
         deployments[slot] = dep
     check(active in deployments, where, f"the active slot {active} has a Deployment")
 
@@ -397,7 +433,16 @@ def main():
     ap.add_argument("--istio-crds", required=True)
     ap.add_argument("--istio-dir", required=True)
     ap.add_argument("--case", action="append", default=[], help="NAME:ACTIVE_SLOT:FILE")
+    ap.add_argument("--secret-files", action="append", default=[],
+                    help="NAME=VAR,VAR: the Secret files (SECRET_FILES) case NAME sets; other cases set none")
     args = ap.parse_args()
+    expect = {}
+    for item in args.secret_files:
+        name, variables = item.split("=", 1)
+        expect[name] = frozenset(v for v in variables.split(",") if v)
+        unknown = expect[name] - set(SECRET_FILES)
+        if unknown:
+            ap.error(f"--secret-files {name}: not a Secret file setting: {sorted(unknown)}")
 
     schemas = load_istio_schemas(args.istio_crds)
     print(f"validate: {len(schemas)} Istio CRD schemas; Kubernetes {args.k8s_version} (strict)")
@@ -414,7 +459,7 @@ def main():
 
     for case in args.case:
         name, active, path = case.split(":", 2)
-        kinds = check_chart_case(name, active, path, args.k8s_version, schemas)
+        kinds = check_chart_case(name, active, path, args.k8s_version, schemas, expect.get(name, frozenset()))
         print(f"validate: chart[{name}] active={active}: {', '.join(sorted(kinds))}")
 
     for f in failures:

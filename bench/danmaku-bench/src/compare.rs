@@ -1,17 +1,21 @@
 //! The side-by-side table: for each case run against both danmaku and the Socket.IO peer, the
 //! headline figures of each and their ratio; and where the case also ran against the floor
 //! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
-//! of the floor's.
+//! of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
+//! Redis over TLS, the same load, interleaved) get a section of their own: TLS / plain.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::result::RunResult;
 
+/// How a figure is read from a result.
+type Read = fn(&RunResult) -> Option<f64>;
+
 /// One row of the table: a measure, how to read it from a result, and which way is better.
 struct Measure {
     name: &'static str,
-    read: fn(&RunResult) -> Option<f64>,
+    read: Read,
     higher_is_better: bool,
 }
 
@@ -100,12 +104,30 @@ struct Sides<'a> {
     floor: Option<&'a RunResult>,
 }
 
+/// The label of a run of danmaku on plain Redis in a TLS case.
+pub const REDIS_PLAIN: &str = "redis-plain";
+/// The label of a run of danmaku on Redis over TLS in a TLS case.
+pub const REDIS_TLS: &str = "redis-tls";
+
 /// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
-/// the same case and side, the last one given counts.
+/// the same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
+/// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts.
 pub fn table(runs: &[RunResult]) -> String {
     let mut cases: BTreeMap<(String, String), Sides<'_>> = BTreeMap::new();
+    let mut tls_cases: BTreeMap<String, TlsRuns<'_>> = BTreeMap::new();
     for run in runs {
         let case = run.params["case"].as_str().unwrap_or("").to_owned();
+        match run.label.as_str() {
+            REDIS_PLAIN => {
+                tls_cases.entry(case).or_default().plain.push(run);
+                continue;
+            }
+            REDIS_TLS => {
+                tls_cases.entry(case).or_default().tls.push(run);
+                continue;
+            }
+            _ => {}
+        }
         let entry = cases.entry((case, run.scenario.clone())).or_default();
         match (run.label.as_str(), run.target.as_str()) {
             ("floor", _) => entry.floor = Some(run),
@@ -113,9 +135,14 @@ pub fn table(runs: &[RunResult]) -> String {
             _ => entry.peer = Some(run),
         }
     }
-    let mut out = String::from(
-        "| case | measure | danmaku | socket.io peer | danmaku / peer | better |\n|---|---|---:|---:|---:|---|\n",
-    );
+    // A run of TLS cases only has no danmaku/peer table.
+    let mut out = if cases.is_empty() && !tls_cases.is_empty() {
+        String::new()
+    } else {
+        String::from(
+            "| case | measure | danmaku | socket.io peer | danmaku / peer | better |\n|---|---|---:|---:|---:|---|\n",
+        )
+    };
     for ((case, scenario), sides) in &cases {
         let (ours, peer) = (sides.danmaku, sides.peer);
         for m in measures(scenario) {
@@ -160,6 +187,174 @@ pub fn table(runs: &[RunResult]) -> String {
                     "| {case} | limit ({who}) | {} | | | {} |",
                     run.limit.verdict,
                     run.limit.reason.replace('|', "/")
+                );
+            }
+        }
+    }
+    if !tls_cases.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&tls_table(&tls_cases));
+    }
+    out
+}
+
+/// The runs of one TLS case, each side in the order given until sorted by start time.
+#[derive(Default)]
+struct TlsRuns<'a> {
+    plain: Vec<&'a RunResult>,
+    tls: Vec<&'a RunResult>,
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// `a / b` as `1.02×`, or `–`.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    }
+}
+
+/// The second table: for each TLS case, danmaku's CPU per 1k deliveries over TLS against plain
+/// Redis, pair by pair (the i-th plain run against the i-th TLS run, by start time) and over
+/// all runs (the ratio of the means), with how far runs of the same kind lie apart (the noise
+/// the ratio must beat), and what else moved: deliveries, latency, Redis's own CPU, and every
+/// comment lost, duplicated or reordered.
+fn tls_table(cases: &BTreeMap<String, TlsRuns<'_>>) -> String {
+    let mut out = String::from(
+        "### Redis over TLS against plain Redis (danmaku on both, the same load, runs interleaved)\n\n\
+         | case | measure | plain Redis | Redis over TLS | TLS / plain |\n|---|---|---:|---:|---:|\n",
+    );
+    for (case, runs) in cases {
+        let (mut plain, mut tls) = (runs.plain.clone(), runs.tls.clone());
+        plain.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        tls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        let cpu = |r: &&RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
+        for (i, (p, t)) in plain.iter().zip(&tls).enumerate() {
+            let (a, b) = (cpu(p), cpu(t));
+            let _ = writeln!(
+                out,
+                "| {case} | CPU per 1k deliveries (ms), pair {} | {} | {} | {} |",
+                i + 1,
+                format_value(a),
+                format_value(b),
+                ratio(b, a)
+            );
+        }
+        let values = |side: &[&RunResult], read: Read| -> Vec<f64> {
+            side.iter().filter_map(|r| read(r)).collect()
+        };
+        let cpu_of =
+            |side: &[&RunResult]| values(side, |r| r.summary.server_cpu_ms_per_1k_deliveries);
+        let (pc, tc) = (cpu_of(&plain), cpu_of(&tls));
+        let (pm, tm) = (mean(&pc), mean(&tc));
+        let _ = writeln!(
+            out,
+            "| {case} | CPU per 1k deliveries, TLS / plain (ms, means; runs: {} plain, {} TLS) | {} | {} | {} |",
+            pc.len(),
+            tc.len(),
+            format_value(pm),
+            format_value(tm),
+            ratio(tm, pm)
+        );
+        // The spread of one kind's runs, (max − min) / mean: a TLS / plain ratio nearer 1
+        // than this is within the noise.
+        let spread = |v: &[f64]| -> String {
+            match (v.len(), mean(v)) {
+                (2.., Some(m)) if m != 0.0 => {
+                    let (lo, hi) = v
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                    format!("{:.1}%", (hi - lo) / m * 100.0)
+                }
+                _ => "–".to_owned(),
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {case} | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | {} | {} | |",
+            spread(&pc),
+            spread(&tc)
+        );
+        // Comments per frame move from run to run (how arrivals fall in the coalescing
+        // window), and a delivery's CPU with them: CPU per frame shows what is left.
+        let means: [(&str, Read); 6] = [
+            ("comments per frame (mean)", |r| {
+                r.summary.comments_per_frame
+            }),
+            ("CPU per 1k frames (ms, mean)", |r| {
+                match (r.summary.server_cpu_s, r.summary.frames) {
+                    (Some(cpu), Some(frames)) if frames > 0 => Some(cpu * 1e6 / frames as f64),
+                    _ => None,
+                }
+            }),
+            ("deliveries/s (mean)", |r| r.summary.deliveries_per_s),
+            ("p50 latency (ms, mean)", |r| {
+                r.summary.latency_ms.as_ref().map(|p| p.p50)
+            }),
+            ("p99 latency (ms, mean)", |r| {
+                r.summary.latency_ms.as_ref().map(|p| p.p99)
+            }),
+            ("Redis CPU (cores, mean)", |r| {
+                r.summary
+                    .other_cpu_s
+                    .filter(|_| r.summary.duration_s > 0.0)
+                    .map(|s| s / r.summary.duration_s)
+            }),
+        ];
+        for (name, read) in means {
+            let (a, b) = (mean(&values(&plain, read)), mean(&values(&tls, read)));
+            let _ = writeln!(
+                out,
+                "| {case} | {name} | {} | {} | {} |",
+                format_value(a),
+                format_value(b),
+                ratio(b, a)
+            );
+        }
+        // Every run must deliver everything once and in order; the sums show it.
+        let faults = |side: &[&RunResult]| -> String {
+            let sum = |read: fn(&RunResult) -> Option<u64>| -> String {
+                let v: Vec<u64> = side.iter().filter_map(|r| read(r)).collect();
+                if v.len() == side.len() && !v.is_empty() {
+                    v.iter().sum::<u64>().to_string()
+                } else {
+                    "–".to_owned()
+                }
+            };
+            format!(
+                "{} / {} / {}",
+                sum(|r| r.summary.losses),
+                sum(|r| r.summary.duplicates),
+                sum(|r| r.summary.order_violations)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {case} | lost / duplicated / reordered (all runs) | {} | {} | |",
+            faults(&plain),
+            faults(&tls)
+        );
+        for (kind, side) in [("plain", &plain), ("TLS", &tls)] {
+            for (i, run) in side.iter().enumerate() {
+                let said = format!(
+                    "{}: {}",
+                    run.limit.verdict,
+                    run.limit.reason.replace('|', "/")
+                );
+                let (a, b) = if kind == "plain" {
+                    (said.as_str(), "")
+                } else {
+                    ("", said.as_str())
+                };
+                let _ = writeln!(
+                    out,
+                    "| {case} | limit ({kind}, run {}) | {a} | {b} | |",
+                    i + 1
                 );
             }
         }
@@ -222,6 +417,109 @@ mod tests {
         );
         assert!(t.contains("limit (peer)"), "{t}");
         assert!(!t.contains("floor"), "{t}");
+    }
+
+    fn tls_run(label: &str, started_at: &str, cpu: f64, losses: u64) -> RunResult {
+        let mut r = labelled("danmaku", label, 200_000.0, 60.0);
+        r.params = serde_json::json!({"case": "tls-2k"});
+        r.started_at = started_at.into();
+        r.summary.server_cpu_ms_per_1k_deliveries = Some(cpu);
+        r.summary.losses = Some(losses);
+        r.summary.duplicates = Some(0);
+        r.summary.order_violations = Some(0);
+        r.summary.duration_s = 15.0;
+        r.summary.other_cpu_s = Some(0.45);
+        r.summary.server_cpu_s = Some(cpu * 3.0);
+        r.summary.frames = Some(2_000_000);
+        r.summary.comments_per_frame = Some(1.5);
+        r
+    }
+
+    #[test]
+    fn tls_runs_are_paired_with_plain_runs_in_their_own_section_by_start_time() {
+        // Given out of order (as a glob may list them): pairs follow the start times.
+        let t = table(&[
+            tls_run(REDIS_TLS, "2026-12-01T10:03:00Z", 2.3, 0),
+            tls_run(REDIS_PLAIN, "2026-12-01T10:02:00Z", 2.2, 0),
+            tls_run(REDIS_TLS, "2026-12-01T10:01:00Z", 2.1, 0),
+            tls_run(REDIS_PLAIN, "2026-12-01T10:00:00Z", 2.0, 0),
+        ]);
+        assert!(
+            !t.contains("| case | measure | danmaku |"),
+            "no danmaku/peer table without such runs: {t}"
+        );
+        assert!(t.contains("### Redis over TLS against plain Redis"), "{t}");
+        assert!(
+            t.contains("| tls-2k | CPU per 1k deliveries (ms), pair 1 | 2.00 | 2.10 | 1.05× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | CPU per 1k deliveries (ms), pair 2 | 2.20 | 2.30 | 1.05× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | CPU per 1k deliveries, TLS / plain (ms, means; runs: 2 plain, 2 TLS) | 2.10 | 2.20 | 1.05× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | 9.5% | 9.1% | |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | CPU per 1k frames (ms, mean) | 3.15 | 3.30 | 1.05× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | comments per frame (mean) | 1.50 | 1.50 | 1.00× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | Redis CPU (cores, mean) | 0.03 | 0.03 | 1.00× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| tls-2k | lost / duplicated / reordered (all runs) | 0 / 0 / 0 | 0 / 0 / 0 | |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| tls-2k | limit (TLS, run 2) |  | server: why | |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn tls_runs_beside_a_danmaku_peer_pair_are_not_taken_for_its_danmaku_side() {
+        let mut plain = tls_run(REDIS_PLAIN, "2026-12-01T10:00:00Z", 2.0, 0);
+        plain.params = serde_json::json!({"case": "hot"});
+        let mut tls = tls_run(REDIS_TLS, "2026-12-01T10:01:00Z", 2.4, 3);
+        tls.params = serde_json::json!({"case": "hot"});
+        // The TLS runs come last: were they danmaku runs, the last would count.
+        let t = table(&[
+            run("danmaku", 200_000.0, 4.0),
+            run("socketio", 20_000.0, 40.0),
+            plain,
+            tls,
+        ]);
+        assert!(
+            t.contains("| hot | p99 latency (ms) | 4.00 | 40.00 | 0.10× | danmaku |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| hot | CPU per 1k deliveries, TLS / plain (ms, means; runs: 1 plain, 1 TLS) | 2.00 | 2.40 | 1.20× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| hot | lost / duplicated / reordered (all runs) | 0 / 0 / 0 | 3 / 0 / 0 | |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| hot | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | – | – | |"),
+            "one run of a kind has no spread: {t}"
+        );
     }
 
     #[test]

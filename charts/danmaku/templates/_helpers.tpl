@@ -67,6 +67,9 @@ slot: {{ .slot }}
 {{- if hasPrefix "DANMAKU_REDIS_" $k | and (ne $k "DANMAKU_REDIS_URL") -}}
 {{- fail (printf "config.%s: set the Redis user and files under `redis` (username, existingSecret and its keys)" $k) -}}
 {{- end -}}
+{{- if eq $k "DANMAKU_JWT_PUBLIC_KEY_FILE" -}}
+{{- fail "config.DANMAKU_JWT_PUBLIC_KEY_FILE: set the Secret holding the key under `jwt` (existingSecret, publicKeyKey); the chart mounts it" -}}
+{{- end -}}
 {{- end -}}
 {{- $redis := .Values.redis -}}
 {{- if and (or $redis.passwordKey $redis.caKey $redis.certKey $redis.keyKey) (not $redis.existingSecret) -}}
@@ -74,6 +77,9 @@ slot: {{ .slot }}
 {{- end -}}
 {{- if ne (empty $redis.certKey) (empty $redis.keyKey) -}}
 {{- fail "redis.certKey and redis.keyKey go together (mutual TLS)" -}}
+{{- end -}}
+{{- if ne (empty .Values.jwt.existingSecret) (empty .Values.jwt.publicKeyKey) -}}
+{{- fail "jwt.existingSecret and jwt.publicKeyKey go together (the Secret and its key holding the PEM public key)" -}}
 {{- end -}}
 {{- if not .Values.resources.limits.cpu -}}
 {{- fail "resources.limits.cpu is required: /readyz compares CPU against the cgroup limit (docs/readiness.md)" -}}
