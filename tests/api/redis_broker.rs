@@ -495,6 +495,137 @@ async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     );
 }
 
+/// A failover to a replica that never got the newest comments: the history loses its tail
+/// while every key, the epoch too, survives. Simulated on one Redis: the tail entries go
+/// behind danmaku's back (no deletion, nothing logged) and one instance's subscription
+/// connection is dropped, as a failover drops it. That instance notices on its repair,
+/// replaces the epoch once and publishes it; the other learns it from the channel. Every
+/// watcher gets 4002, and a client that was away resumes with `resumed: false`. A comment
+/// deleted by a moderator is no such loss.
+#[tokio::test]
+async fn a_history_that_lost_its_tail_is_a_new_epoch() {
+    let redis = RedisStandalone::start().await;
+    let url = redis.url();
+    let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let (mut on_a, init) = a.viewer("tail").await;
+    let (mut on_b, _) = b.viewer("tail").await;
+    let old_epoch = init["epoch"].as_str().unwrap().to_owned();
+    let mut client = redis.client().await;
+    // Drops one subscription connection (one instance's), as a failover of its node would.
+    let drop_one_subscription = || async {
+        let mut client = redis.client().await;
+        let list: String = redis::cmd("CLIENT")
+            .arg(&["LIST", "TYPE", "pubsub"])
+            .query_async(&mut client)
+            .await
+            .unwrap();
+        let id = list
+            .lines()
+            .find_map(|l| l.strip_prefix("id=")?.split(' ').next())
+            .expect("a subscription connection")
+            .to_owned();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "ID", &id])
+            .query_async(&mut client)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+    };
+
+    // First the control: the newest comment deleted by a moderator, then a repair.
+    let kept = post_until_accepted(&a, "tail", "kept", "t-0").await;
+    let deleted = post_until_accepted(&a, "tail", "deleted", "t-1").await;
+    for watcher in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            comment_ids(watcher, 2, &deleted).await,
+            [kept.as_str(), deleted.as_str()]
+        );
+    }
+    let status = a
+        .http
+        .delete(a.url(&format!("/v1/streams/tail/comments/{deleted}")))
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    drop_one_subscription().await;
+    let after_repair = post_until_accepted(&a, "tail", "after repair", "t-2").await;
+    for watcher in [&mut on_a, &mut on_b] {
+        // The deletion (replayed by the repair), then the comment: no 4002.
+        assert_eq!(
+            comment_ids(watcher, 1, &deleted).await,
+            [after_repair.as_str()]
+        );
+    }
+    assert_eq!(a.viewer("tail").await.1["epoch"], old_epoch.as_str());
+
+    // Then the lost tail: two comments both watchers got, gone from the history.
+    let lost = [
+        post_until_accepted(&a, "tail", "lost 1", "t-3").await,
+        post_until_accepted(&a, "tail", "lost 2", "t-4").await,
+    ];
+    for watcher in [&mut on_a, &mut on_b] {
+        assert_eq!(comment_ids(watcher, 2, &deleted).await, lost);
+    }
+    let removed: i64 = redis::cmd("XDEL")
+        .arg("danmaku:{tail}:hist")
+        .arg(&lost[0])
+        .arg(&lost[1])
+        .query_async(&mut client)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    drop_one_subscription().await;
+    for watcher in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            watcher.closed().await,
+            Closed::Code(4002),
+            "every watcher is told"
+        );
+    }
+    let query = format!("after={after_repair}&epoch={old_epoch}");
+    let (_back, init) = b.viewer_with("tail", &query).await;
+    assert_eq!(init["resumed"], false, "{init}");
+    let new_epoch = init["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(new_epoch, old_epoch);
+    assert_eq!(
+        a.viewer("tail").await.1["epoch"],
+        new_epoch.as_str(),
+        "one new epoch"
+    );
+    let ids: Vec<&str> = init["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [kept.as_str(), after_repair.as_str()], "{init}");
+}
+
+/// The ids of the next `n` comments, past replays of the deletion of `deleted` (a repair
+/// replays the moderation it may have missed) and viewer counts.
+async fn comment_ids(watcher: &mut WsClient, n: usize, deleted: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let frame = watcher.next_json().await;
+        match frame["type"].as_str() {
+            Some("comments") => ids.extend(
+                frame["comments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["id"].as_str().unwrap().to_owned()),
+            ),
+            Some("deleted") => assert_eq!(frame["ids"], json!([deleted])),
+            Some("viewers") => {}
+            _ => panic!("expected comments, got {frame}"),
+        }
+    }
+    ids
+}
+
 async fn cluster_free_numsub(redis: &RedisStandalone, channel: &str) -> u64 {
     let mut client = redis.client().await;
     let reply: (String, u64) = redis::cmd("PUBSUB")

@@ -34,15 +34,19 @@ pub(super) enum Inbound {
     Comment(Comment),
     Deleted(CommentId),
     Banned(UserId),
+    /// The stream's history lost comments and it has a new epoch.
+    Epoch(String),
 }
 
-/// `c <id> <body>`, `d <id>`, `b <user id>`; `None` for probes and anything unknown.
+/// `c <id> <body>`, `d <id>`, `b <user id>`, `e <epoch>`; `None` for probes and anything
+/// unknown.
 pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
     let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
     match kind {
         "c" => parse_entry_message(rest).map(Inbound::Comment),
         "d" => rest.parse().ok().map(Inbound::Deleted),
         "b" => UserId::parse(rest).ok().map(Inbound::Banned),
+        "e" if !rest.is_empty() => Some(Inbound::Epoch(rest.to_owned())),
         _ => None,
     }
 }
@@ -144,6 +148,8 @@ mod tests {
         assert!(
             matches!(parse_message("b troll"), Some(Inbound::Banned(u)) if u.as_str() == "troll")
         );
+        assert!(matches!(parse_message("e k3x9"), Some(Inbound::Epoch(e)) if e == "k3x9"));
+        assert!(parse_message("e").is_none());
         assert!(parse_message("b").is_none());
         assert!(parse_message("p").is_none());
         assert!(parse_message("d nope").is_none());

@@ -408,6 +408,36 @@ pub(super) async fn epoch(client: &Client, stream: &StreamId) -> Result<String, 
     run(client, &scripts::EPOCH, keys, args).await
 }
 
+/// A stream's epoch after a repair that resumed after `last`, the newest comment this
+/// instance delivered, by an instance that knew the epoch `known`: replaced (and published)
+/// if the history lost `last` (see [`scripts::EPOCH_AFTER`]), made if the stream has none.
+pub(super) async fn epoch_after(
+    client: &Client,
+    stream: &StreamId,
+    last: CommentId,
+    known: Option<&str>,
+) -> Result<String, BrokerError> {
+    let keys = StreamKeys::new(stream);
+    let keys = vec![
+        keys.epoch,
+        keys.hist,
+        keys.trimmed,
+        keys.moderation,
+        keys.channel,
+    ];
+    let args = vec![
+        new_epoch(),
+        STATE_TTL.as_millis().to_string(),
+        last.to_string(),
+        known.unwrap_or_default().to_owned(),
+    ];
+    let (replaced, epoch): (i64, String) = run(client, &scripts::EPOCH_AFTER, keys, args).await?;
+    if replaced == 1 {
+        tracing::warn!(%stream, %last, "the history lost comments this instance delivered (a failover to a replica that missed them?): new epoch");
+    }
+    Ok(epoch)
+}
+
 /// A fresh epoch: random, short, URL-safe.
 fn new_epoch() -> String {
     crate::broker::new_epoch()

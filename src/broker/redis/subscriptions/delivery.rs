@@ -75,6 +75,19 @@ impl Subscriptions {
                 stream: stream.clone(),
                 user_id,
             },
+            Inbound::Epoch(epoch) => {
+                // Published by the instance that found the history short of what it had
+                // delivered: what this one delivered says nothing about the history now.
+                if entry.epoch.as_ref() == Some(&epoch) {
+                    return; // this instance's own repair replaced it, and resynchronised
+                }
+                entry.epoch = Some(epoch);
+                tracing::warn!(%stream, "the stream's history lost comments (new epoch); telling local viewers");
+                self.metrics.dropped(DropReason::HistoryGap, 1);
+                BrokerEvent::Resync {
+                    stream: stream.clone(),
+                }
+            }
         };
         (self.sink)(event);
     }

@@ -42,6 +42,8 @@ pub(in crate::broker::redis) struct RepairJob {
     pub(in crate::broker::redis) last: Option<CommentId>,
     /// Replay moderation logged since this wall-clock time (epoch ms).
     pub(in crate::broker::redis) since_ms: u64,
+    /// The stream's epoch as this instance knows it (`None`: not read yet).
+    pub(in crate::broker::redis) epoch: Option<String>,
 }
 
 /// What a repair found. The default: nothing missed, nothing to deliver.
@@ -98,6 +100,7 @@ impl Subscriptions {
             after,
             last: entry.last,
             since_ms: entry.last_message_ms.saturating_sub(MODERATION_MARGIN_MS),
+            epoch: entry.epoch.clone(),
         };
         self.effects.push(Effect::Repair { stream, job });
     }
