@@ -62,6 +62,7 @@ impl Subscriptions {
                     return;
                 }
                 entry.last = Some(comment.id);
+                entry.last_in_epoch = true;
                 BrokerEvent::Comments {
                     stream: stream.clone(),
                     comments: vec![comment],
@@ -82,6 +83,7 @@ impl Subscriptions {
                     return; // this instance's own repair replaced it, and resynchronised
                 }
                 entry.epoch = Some(epoch);
+                entry.last_in_epoch = false;
                 tracing::warn!(%stream, "the stream's history lost comments (new epoch); telling local viewers");
                 self.metrics.dropped(DropReason::HistoryGap, 1);
                 BrokerEvent::Resync {

@@ -129,6 +129,9 @@ struct Stream {
     owner: Option<String>,
     /// The stream's epoch when its subscription last went live.
     epoch: Option<String>,
+    /// `last` was delivered under `epoch`. False from an epoch change to the next comment:
+    /// an id of the old epoch's history says nothing about whether the new one lost a tail.
+    last_in_epoch: bool,
 }
 
 impl Stream {
@@ -148,6 +151,7 @@ impl Stream {
             attempts: 0,
             last_message: now,
             epoch: None,
+            last_in_epoch: true,
             last_message_ms: now_ms(),
             probe: Probe::Idle,
             owner,

@@ -42,7 +42,8 @@ pub(in crate::broker::redis) struct RepairJob {
     pub(in crate::broker::redis) last: Option<CommentId>,
     /// Replay moderation logged since this wall-clock time (epoch ms).
     pub(in crate::broker::redis) since_ms: u64,
-    /// The stream's epoch as this instance knows it (`None`: not read yet).
+    /// The stream's epoch as this instance knows it, if `last` was delivered under it
+    /// (`None`: no check that the history still holds `last`).
     pub(in crate::broker::redis) epoch: Option<String>,
 }
 
@@ -100,7 +101,7 @@ impl Subscriptions {
             after,
             last: entry.last,
             since_ms: entry.last_message_ms.saturating_sub(MODERATION_MARGIN_MS),
-            epoch: entry.epoch.clone(),
+            epoch: entry.epoch.clone().filter(|_| entry.last_in_epoch),
         };
         self.effects.push(Effect::Repair { stream, job });
     }
@@ -160,6 +161,9 @@ impl Subscriptions {
             entry.epoch = repaired.epoch;
         }
         if lost {
+            entry.last_in_epoch = false;
+        }
+        if lost {
             tracing::warn!(%stream, "the stream's history was lost (new epoch); telling local viewers");
         } else if !repaired.complete {
             tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
@@ -200,6 +204,7 @@ impl Subscriptions {
             .collect();
         if let Some(newest) = backfill.last() {
             entry.last = Some(newest.id);
+            entry.last_in_epoch = true;
             tracing::debug!(%stream, backfilled = backfill.len(), "delivered after repair");
             (self.sink)(BrokerEvent::Comments {
                 stream: stream.clone(),

@@ -376,6 +376,65 @@ async fn a_new_epoch_tells_viewers_to_resync() {
     );
 }
 
+/// A repair checks that the history still holds the last comment delivered (the epoch it
+/// passes) only while that comment belongs to the current epoch: after the epoch changed, an
+/// id of the old history would look lost in the new one, and every repair would replace the
+/// epoch again. A published new epoch resyncs once; the instance's own does not.
+#[tokio::test(start_paused = true)]
+async fn only_an_id_of_the_current_epoch_is_checked_against_the_history() {
+    let mut h = harness();
+    let mut answer = h.acquire();
+    let job = h.repair_job();
+    let first = Repaired {
+        epoch: Some("a".into()),
+        ..Repaired::default()
+    };
+    h.subs.repaired(s(), job.generation, Ok(first));
+    assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(5))));
+    h.subs.lagged(1);
+    let job = h.repair_job();
+    assert_eq!(
+        job.epoch.as_deref(),
+        Some("a"),
+        "a comment of epoch a: checked"
+    );
+
+    let again = Repaired {
+        epoch: Some("b".into()),
+        ..Repaired::default()
+    };
+    h.subs.repaired(s(), job.generation, Ok(again));
+    h.subs.lagged(1);
+    let job = h.repair_job();
+    assert_eq!(
+        job.epoch, None,
+        "the last comment is epoch a's: not checked"
+    );
+    h.subs
+        .repaired(s(), job.generation, Ok(Repaired::default()));
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(9))));
+    h.subs.lagged(1);
+    let job = h.repair_job();
+    assert_eq!(job.epoch.as_deref(), Some("b"));
+    h.subs
+        .repaired(s(), job.generation, Ok(Repaired::default()));
+
+    let resyncs = |h: &Harness| {
+        h.delivered_texts()
+            .iter()
+            .filter(|t| t.starts_with("Resync"))
+            .count()
+    };
+    assert_eq!(resyncs(&h), 1);
+    h.subs.on_message(&s(), Some(Inbound::Epoch("b".into())));
+    assert_eq!(resyncs(&h), 1, "the epoch it already knows: nothing");
+    h.subs.on_message(&s(), Some(Inbound::Epoch("c".into())));
+    assert_eq!(resyncs(&h), 2, "another instance found a lost tail");
+    h.subs.lagged(1);
+    assert_eq!(h.repair_job().epoch, None);
+}
+
 /// A stream that stops being heard from (no message, no probe answered: Redis out of
 /// reach) fails readiness once nothing else is heard either.
 #[tokio::test(start_paused = true)]
