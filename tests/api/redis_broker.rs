@@ -548,7 +548,12 @@ async fn a_history_that_lost_its_tail_is_a_new_epoch() {
         assert_eq!(killed, 1);
     };
 
-    // First the control: the newest comment deleted by a moderator, then a repair.
+    // The controls. A repair while the history is still empty: nothing was delivered, so
+    // nothing can be missing.
+    drop_one_subscription().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.viewer("tail").await.1["epoch"], old_epoch.as_str());
+    // The newest comment deleted by a moderator, then a repair.
     let kept = post_until_accepted(&a, "tail", "kept", "t-0").await;
     let deleted = post_until_accepted(&a, "tail", "deleted", "t-1").await;
     for watcher in [&mut on_a, &mut on_b] {

@@ -24,7 +24,7 @@ use super::history::{read_history, read_moderation_since};
 use super::keys;
 use super::subscriptions::{Effect, Repair, RepairJob, Repaired, Subscriptions, Waiter};
 use crate::broker::{ALL_RETAINED, BrokerError, HistoryQuery};
-use crate::domain::{CommentId, StreamId};
+use crate::domain::StreamId;
 
 /// Messages handled per wake before the mailbox gets a turn.
 const MESSAGE_BATCH: usize = 512;
@@ -277,12 +277,7 @@ async fn run_repair(
             };
             let page = read_history(client, stream, query).await?;
             let moderation = read_moderation_since(client, stream, job.since_ms).await?;
-            // An empty history's baseline (0-0) names no comment to look for.
-            let epoch = if last == CommentId::new(0, 0) {
-                super::epoch(client, stream).await?
-            } else {
-                super::epoch_after(client, stream, last, job.epoch.as_deref()).await?
-            };
+            let epoch = super::epoch_after(client, stream, last, job.epoch.as_deref()).await?;
             Ok(Repaired {
                 tail: None,
                 backfill: page.comments,
