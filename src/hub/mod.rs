@@ -15,12 +15,13 @@
 //! broker may call [`Hub::dispatch`] while holding its own); dispatching only queues.
 
 mod batch;
+mod recent;
 mod room;
 mod thinning;
 mod viewers;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -28,10 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink, Subscription};
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{CommentId, StreamId, UserId};
+use crate::domain::{StreamId, UserId};
 use crate::metrics::{DropReason, Metrics, ThinReason};
 
 pub use batch::{CommentBatch, Sent};
+pub use recent::Recent;
+use recent::RecentCache;
 pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS};
 pub use thinning::{Samplers, Tier};
 
@@ -98,25 +101,8 @@ struct Room {
     local: usize,
     /// The viewer count last pushed to this room.
     viewers_pushed: Option<u64>,
-    /// Bumped by every comment, deletion or resync dispatched to the room: a [`Recent`]
-    /// page read before the last bump may be stale.
-    changes: AtomicU64,
-    /// The newest comments as the last fresh `init` read them, and `changes` then.
-    recent: Mutex<Option<(u64, Arc<Recent>)>>,
-}
-
-/// A stream's newest comments, encoded once for every fresh `init` until the next comment
-/// or deletion: a reconnect storm costs a handshake and a write per client, not a history
-/// read and an encoding each. Kept only while the stream has local connections (only then
-/// does this instance see every change to it).
-#[derive(Debug)]
-pub struct Recent {
-    /// The comments, oldest first, as `init`'s JSON array.
-    pub comments: Box<serde_json::value::RawValue>,
-    /// The newest of them.
-    pub last_id: Option<CommentId>,
-    /// The stream's epoch when they were read.
-    pub epoch: String,
+    /// The newest comments for fresh `init`s, kept until the stream changes.
+    recent: Arc<RecentCache>,
 }
 
 #[derive(Clone)]
@@ -188,8 +174,7 @@ impl Hub {
                 shared,
                 local: 0,
                 viewers_pushed: None,
-                changes: AtomicU64::new(0),
-                recent: Mutex::new(None),
+                recent: Arc::default(),
             }
         });
         room.local += 1;
@@ -237,7 +222,7 @@ impl Hub {
             return;
         };
         if changes_history {
-            room.changes.fetch_add(1, Ordering::AcqRel);
+            room.recent.changed();
         }
         let comments = match &queued {
             room::Queued::Comments(comments) => comments.len() as u64,
@@ -252,27 +237,19 @@ impl Hub {
         }
     }
 
-    /// The stream's newest comments as kept by [`Hub::keep_recent`], if nothing changed
-    /// since; otherwise the change count to hand back to `keep_recent` with a fresh read.
-    pub fn recent(&self, stream: &StreamId) -> Result<Arc<Recent>, u64> {
-        let Some(room) = self.inner.rooms.get(stream) else {
-            return Err(u64::MAX);
-        };
-        let changes = room.changes.load(Ordering::Acquire);
-        match &*room.recent.lock().expect("not poisoned") {
-            Some((at, recent)) if *at == changes => Ok(recent.clone()),
-            _ => Err(changes),
-        }
-    }
-
-    /// Keeps `recent`, read after [`Hub::recent`] answered `changes`, unless the stream
-    /// changed since (the read may have missed that change).
-    pub fn keep_recent(&self, stream: &StreamId, changes: u64, recent: Arc<Recent>) {
-        if let Some(room) = self.inner.rooms.get(stream) {
-            let mut kept = room.recent.lock().expect("not poisoned");
-            if room.changes.load(Ordering::Acquire) == changes {
-                *kept = Some((changes, recent));
-            }
+    /// The stream's newest comments for a fresh `init`: the room's kept page if nothing
+    /// changed since it was read, else `read`'s, kept for the next connection (and shared
+    /// with those that ask while it runs). Call it only with a seat in the room (see
+    /// [`recent`]): without a room nothing is kept.
+    pub async fn recent<F, Fut, E>(&self, stream: &StreamId, read: F) -> Result<Arc<Recent>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Recent, E>>,
+    {
+        let cache = self.inner.rooms.get(stream).map(|room| room.recent.clone());
+        match cache {
+            Some(cache) => cache.get_or_read(read).await,
+            None => read().await.map(Arc::new),
         }
     }
 
@@ -326,9 +303,11 @@ impl Drop for Seat {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use crate::broker::MemoryBroker;
-    use crate::domain::{Comment, CommentKind};
+    use crate::domain::{Comment, CommentId, CommentKind};
     use crate::metrics::Latencies;
 
     /// A member that keeps what it is handed.
@@ -360,12 +339,16 @@ mod tests {
         }
     }
 
-    fn recent(last: u64) -> Arc<Recent> {
-        Arc::new(Recent {
-            comments: crate::domain::wire::encode_comments(&[]),
-            last_id: Some(CommentId::new(last, 0)),
-            epoch: "e".into(),
-        })
+    /// What `hub.recent` answers for `s` when a read would give `last`.
+    async fn recent_last(hub: &Hub, s: &StreamId, last: u64) -> u64 {
+        let read = || async move {
+            Ok::<_, ()>(Recent {
+                comments: crate::domain::wire::encode_comments(&[]),
+                last_id: Some(CommentId::new(last, 0)),
+                epoch: "e".into(),
+            })
+        };
+        hub.recent(s, read).await.unwrap().last_id.unwrap().ms
     }
 
     fn comment(stream: &StreamId, ms: u64) -> Comment {
@@ -397,40 +380,42 @@ mod tests {
     async fn recent_comments_are_kept_until_the_stream_changes() {
         let (hub, broker) = hub_and_broker();
         let s = StreamId::parse("s").unwrap();
-        assert!(hub.recent(&s).is_err(), "no room, nothing kept");
+        assert_eq!(recent_last(&hub, &s, 1).await, 1);
+        assert_eq!(recent_last(&hub, &s, 2).await, 2, "no room, nothing kept");
         let _member = hub
             .join(&s, &broker, Arc::new(Recorder::default()))
             .await
             .unwrap();
-        let before = hub.recent(&s).unwrap_err();
-        hub.keep_recent(&s, before, recent(1));
-        assert_eq!(hub.recent(&s).unwrap().last_id, Some(CommentId::new(1, 0)));
+        assert_eq!(recent_last(&hub, &s, 1).await, 1);
+        assert_eq!(recent_last(&hub, &s, 9).await, 1, "kept");
 
         let banned = UserId::parse("u").unwrap();
         hub.dispatch(BrokerEvent::Banned {
             stream: s.clone(),
             user_id: banned,
         });
-        assert!(hub.recent(&s).is_ok(), "a ban does not change history");
+        assert_eq!(
+            recent_last(&hub, &s, 9).await,
+            1,
+            "a ban does not change history"
+        );
 
         hub.dispatch(BrokerEvent::Comments {
             stream: s.clone(),
             comments: vec![comment(&s, 2)],
         });
-        let after = hub.recent(&s).unwrap_err();
-        hub.keep_recent(&s, before, recent(1));
-        assert!(
-            hub.recent(&s).is_err(),
-            "a page read before the comment is not kept"
-        );
-        hub.keep_recent(&s, after, recent(2));
-        assert_eq!(hub.recent(&s).unwrap().last_id, Some(CommentId::new(2, 0)));
+        assert_eq!(recent_last(&hub, &s, 2).await, 2, "a comment does");
+        assert_eq!(recent_last(&hub, &s, 9).await, 2);
 
         hub.dispatch(BrokerEvent::Deleted {
             stream: s.clone(),
             ids: vec![CommentId::new(2, 0)],
         });
-        assert!(hub.recent(&s).is_err(), "a deletion changes history");
+        assert_eq!(
+            recent_last(&hub, &s, 3).await,
+            3,
+            "a deletion changes history"
+        );
     }
 
     /// Events queued while the room's task is busy go out in order, runs of comments

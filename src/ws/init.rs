@@ -93,22 +93,20 @@ pub(super) async fn init_frame(
 }
 
 /// The newest comments for a fresh `init`: kept by the hub since the last change to the
-/// stream, or read from history (and kept for the next connection).
+/// stream, or read from history (once for every connection that asks meanwhile).
 async fn fresh(ws: &WsState, stream: &StreamId) -> Result<Arc<Recent>, BrokerError> {
-    let changes = match ws.hub.recent(stream) {
-        Ok(recent) => return Ok(recent),
-        Err(changes) => changes,
-    };
-    let epoch = ws.broker.epoch(stream).await?;
-    let query = HistoryQuery::Latest {
-        limit: ws.settings.init_comments,
-    };
-    let page = ws.broker.history(stream, query).await?;
-    let recent = Arc::new(Recent {
-        comments: encode_comments(&page.comments),
-        last_id: page.comments.last().map(|c| c.id),
-        epoch,
-    });
-    ws.hub.keep_recent(stream, changes, recent.clone());
-    Ok(recent)
+    ws.hub
+        .recent(stream, || async {
+            let epoch = ws.broker.epoch(stream).await?;
+            let query = HistoryQuery::Latest {
+                limit: ws.settings.init_comments,
+            };
+            let page = ws.broker.history(stream, query).await?;
+            Ok(Recent {
+                comments: encode_comments(&page.comments),
+                last_id: page.comments.last().map(|c| c.id),
+                epoch,
+            })
+        })
+        .await
 }
