@@ -469,6 +469,57 @@ mod tests {
         assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64 + 1)));
     }
 
+    /// A hot room whose pass takes long (here: one member takes 40 ms) waits twice the
+    /// pass between two passes, longer than its 50 ms window.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hot_room_whose_pass_is_slow_stretches_its_window() {
+        struct Slow(Mutex<Vec<std::time::Instant>>);
+        impl Member for Slow {
+            fn deliver(&self, event: &RoomEvent) -> Delivery {
+                self.0.lock().unwrap().push(std::time::Instant::now());
+                std::thread::sleep(Duration::from_millis(40));
+                match event {
+                    RoomEvent::Comments(batch) => Delivery::sent(batch.comments.len() as u64),
+                    _ => Delivery::default(),
+                }
+            }
+        }
+        let (hub, broker) = hub_and_broker();
+        let s = StreamId::parse("s").unwrap();
+        let slow = Arc::new(Slow(Mutex::default()));
+        let mut members = vec![hub.join(&s, &broker, slow.clone()).await.unwrap()];
+        for _ in 1..1000 {
+            let member = Arc::new(Recorder::default());
+            members.push(hub.join(&s, &broker, member).await.unwrap());
+        }
+        let seen = |n: usize| {
+            let slow = slow.clone();
+            async move {
+                while slow.0.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                slow.0.lock().unwrap()[n - 1]
+            }
+        };
+        let comments = |range: std::ops::Range<u64>| BrokerEvent::Comments {
+            stream: s.clone(),
+            comments: range.map(|ms| comment(&s, ms)).collect(),
+        };
+        // 160 comments a second to 1,000 viewers: hot from here on (two frames).
+        hub.dispatch(comments(1..161));
+        seen(2).await;
+        hub.dispatch(comments(161..162));
+        let first = seen(3).await;
+        hub.dispatch(comments(162..163));
+        let second = seen(4).await;
+        let gap = second - first;
+        assert!(
+            gap >= Duration::from_millis(78),
+            "twice the 40 ms pass, not the 50 ms window: {gap:?}"
+        );
+        drop(members);
+    }
+
     /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 150,000) makes at
     /// most one pass per window, sending what arrived meanwhile as one frame.
     #[tokio::test(flavor = "current_thread", start_paused = true)]

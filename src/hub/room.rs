@@ -11,8 +11,10 @@
 //! **Coalescing.** A hot room (local viewers × comments per second at or above
 //! [`HOT_DELIVERIES_PER_SEC`]) makes at most one pass per coalescing window
 //! (`DANMAKU_COALESCE_MS`): the first comment after a quiet window goes out at once, the
-//! ones that follow within the window wait for its end and go out together. A cold room
-//! never waits. What a comment waited shows in `danmaku.comment.delivery.duration`,
+//! ones that follow within the window wait for its end and go out together. A hot room
+//! whose pass took longer than half its window waits twice that pass instead (at most
+//! [`MAX_WINDOW`]): when the box runs short of CPU, passes slow down and the room sends
+//! fewer, fuller frames rather than falling further behind. A cold room never waits. What a comment waited shows in `danmaku.comment.delivery.duration`,
 //! recorded as the pass takes it.
 //!
 //! The queue is bounded by [`MAX_QUEUED_EVENTS`]: a room whose task falls that far behind
@@ -38,6 +40,14 @@ use crate::metrics::Metrics;
 /// about three quarters of a core of sends (a loopback send costs ~5 µs), where frames, not
 /// comments, become what a box runs out of.
 pub const HOT_DELIVERIES_PER_SEC: f64 = 150_000.0;
+
+/// A hot room whose pass took long waits this many times the pass before the next one (up
+/// to [`MAX_WINDOW`]), if that is longer than its window: when the box runs short of CPU
+/// its passes slow down, and fewer, fuller frames are what it can still send.
+const STRETCH: u32 = 2;
+
+/// The longest a hot room waits between passes, however long its passes take.
+const MAX_WINDOW: Duration = Duration::from_millis(100);
 
 /// Events queued for a room's task before it counts as fallen behind.
 pub const MAX_QUEUED_EVENTS: usize = 4096;
@@ -158,6 +168,7 @@ impl Shared {
 pub(super) async fn run(shared: Arc<Shared>, metrics: Arc<Metrics>, window: Duration) {
     let mut rate = Rate::new();
     let mut last_pass: Option<Instant> = None;
+    let mut wait = window;
     loop {
         shared.wake.notified().await;
         loop {
@@ -165,17 +176,19 @@ pub(super) async fn run(shared: Arc<Shared>, metrics: Arc<Metrics>, window: Dura
             let hot = !window.is_zero()
                 && rate.per_sec() * members.len() as f64 >= HOT_DELIVERIES_PER_SEC;
             if let Some(last) = last_pass.filter(|_| hot) {
-                tokio::time::sleep_until(last + window).await;
+                tokio::time::sleep_until(last + wait).await;
             }
             let queued = shared.take();
             if queued.is_empty() {
                 break;
             }
-            last_pass = Some(Instant::now());
+            let started = Instant::now();
+            last_pass = Some(started);
             let members = shared.snapshot();
             for event in events(queued, &shared.samplers, &metrics, &mut rate) {
                 pass(&members, &event, &metrics).await;
             }
+            wait = window.max((started.elapsed() * STRETCH).min(MAX_WINDOW));
         }
         if shared.closed.load(Ordering::Acquire) && shared.take().is_empty() {
             return;
