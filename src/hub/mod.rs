@@ -239,8 +239,8 @@ impl Hub {
 
     /// The stream's newest comments for a fresh `init`: the room's kept page if nothing
     /// changed since it was read, else `read`'s, kept for the next connection (and shared
-    /// with those that ask while it runs). Call it only with a seat in the room (see
-    /// [`recent`]): without a room nothing is kept.
+    /// with those that ask while it runs). Call it only with a seat in the room (why a
+    /// shared read is then safe: the `recent` module): without a room nothing is kept.
     pub async fn recent<F, Fut, E>(&self, stream: &StreamId, read: F) -> Result<Arc<Recent>, E>
     where
         F: FnOnce() -> Fut,
