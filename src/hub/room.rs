@@ -14,8 +14,9 @@
 //! ones that follow within the window wait for its end and go out together. A hot room
 //! whose pass took longer than half its window waits twice that pass instead (at most
 //! [`MAX_WINDOW`]): when the box runs short of CPU, passes slow down and the room sends
-//! fewer, fuller frames rather than falling further behind. A cold room never waits. What a comment waited shows in `danmaku.comment.delivery.duration`,
-//! recorded as the pass takes it.
+//! fewer, fuller frames rather than falling further behind. A cold room never waits. What
+//! a comment waited shows in `danmaku.comment.delivery.duration`, recorded as the pass
+//! takes it.
 //!
 //! The queue is bounded by [`MAX_QUEUED_EVENTS`]: a room whose task falls that far behind
 //! drops the backlog, counts it, and closes its sockets with 4002 (resync), so every

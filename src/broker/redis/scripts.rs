@@ -162,10 +162,9 @@ return redis.call('GET', KEYS[1])
 /// The stream's epoch after a repair, checking first that the newest comment this instance
 /// delivered (ARGV[3]) is still accounted for: in the history, trimmed off it (at or before
 /// the trim mark; `0-0`, an empty history's baseline, always is), or deleted (in the
-/// moderation log). If it is none of these, the history
-/// lost its tail (a failover to a replica that never got it): the epoch is replaced and the
-/// new one published (`e <epoch>`), so every instance resynchronises its viewers and no
-/// resume crosses the gap. Only an instance that still knows the current epoch (ARGV[4])
+/// moderation log). If it is none of these, the history lost its tail (a failover to a
+/// replica that never got it): the epoch is replaced and the new one published
+/// (`e <epoch>`), so every instance resynchronises its viewers and no resume crosses the gap. Only an instance that still knows the current epoch (ARGV[4])
 /// replaces it, so a loss seen by several instances makes one new epoch, not one each.
 /// KEYS: epoch, hist, trimmed, moderation log, channel. ARGV: a new epoch, state ttl ms, last
 /// id, the epoch this instance knows ("" for none). Returns {1 if replaced else 0, epoch}.

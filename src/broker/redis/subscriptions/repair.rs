@@ -162,8 +162,6 @@ impl Subscriptions {
         }
         if lost {
             entry.last_in_epoch = false;
-        }
-        if lost {
             tracing::warn!(%stream, "the stream's history was lost (new epoch); telling local viewers");
         } else if !repaired.complete {
             tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
