@@ -50,6 +50,10 @@ pub enum BrokerEvent {
     /// Comments were lost beyond what history can backfill: local sockets of the stream
     /// must resynchronise (they are closed with 4002 and resume with `after=`).
     Resync { stream: StreamId },
+    /// The stream's delivery was interrupted and is being repaired (its subscription's
+    /// connection dropped, or it may have gone deaf): what was read of its history before
+    /// may be stale. What it missed follows as a backfill, or as a [`Self::Resync`].
+    Interrupted { stream: StreamId },
 }
 
 /// Where the broker delivers events. Called synchronously; must not block or call back

@@ -217,6 +217,13 @@ impl Hub {
                 (stream, room::Queued::Banned(user_id))
             }
             BrokerEvent::Resync { stream } => (stream, room::Queued::Resync),
+            BrokerEvent::Interrupted { stream } => {
+                // Nothing for the sockets: only the kept `init` page may no longer hold.
+                if let Some(room) = self.inner.rooms.get(&stream) {
+                    room.recent.changed();
+                }
+                return;
+            }
         };
         let Some(room) = self.inner.rooms.get(&stream) else {
             return;

@@ -17,6 +17,7 @@ mod observability;
 mod otlp;
 mod redis_broker;
 mod redis_moderation;
+mod redis_restart;
 mod redis_smoke;
 mod redis_tls;
 mod shutdown;

@@ -124,10 +124,11 @@ async fn a_users_rate_holds_across_instances() {
     other.next_of("ack").await;
 }
 
-/// One master of three fails: `/readyz` stays 200 on both instances throughout (a shard's
-/// failover is repaired and backfilled, not a reason to take every instance out of
-/// service); streams on the other shards keep flowing; the failed shard's stream loses
-/// nothing.
+/// One master of three fails: `/readyz` stays 200 on every instance throughout (a shard's
+/// failover is repaired and backfilled, not a reason to take an instance out of service):
+/// on A, which watches a stream on every shard; on B, whose every stream is on the failing
+/// shard; and on C, which has no viewers at all (a pod just scaled up). Streams on the other
+/// shards keep flowing; the failed shard's stream loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_failover_leaves_the_fleet_ready() {
     use std::time::{Duration, Instant};
@@ -137,6 +138,7 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
     let cluster = RedisCluster::start().await;
     let url = cluster.url();
     let (a, b) = (instance(&url, "pod-a").await, instance(&url, "pod-b").await);
+    let c = instance(&url, "pod-c").await;
     // One stream per third of the slots: one per master.
     let mut streams: Vec<String> = Vec::new();
     for third in 0..3u16 {
@@ -146,21 +148,25 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
             .unwrap();
         streams.push(name);
     }
+    // Viewers on A of every stream, on B of the failing shard's only.
     let mut viewers = Vec::new();
     for s in &streams {
         viewers.push(a.viewer(s).await.0);
-        viewers.push(b.viewer(s).await.0);
     }
+    viewers.push(b.viewer(&streams[0]).await.0);
     let failing = key_slot(&format!("danmaku:{{{}}}:ch", streams[0]));
     let watch_ready = async {
         let deadline = Instant::now() + Duration::from_secs(12);
         let mut checks = 0;
         while Instant::now() < deadline {
-            for app in [&a, &b] {
+            for (name, app) in [("A", &a), ("B", &b), ("C", &c)] {
                 let status = app.http.get(app.url("/readyz")).send().await.unwrap();
                 let code = status.status().as_u16();
                 let body: Value = status.json().await.unwrap();
-                assert_eq!(code, 200, "not ready during one shard's failover: {body}");
+                assert_eq!(
+                    code, 200,
+                    "{name} not ready during one shard's failover: {body}"
+                );
             }
             checks += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,7 +183,7 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
         for i in 0..40 {
             for (n, s) in streams.iter().enumerate() {
                 let key = format!("{s}-{i}");
-                accepted[n].push(post_until_accepted(&b, s, &key, &key).await);
+                accepted[n].push(post_until_accepted(&a, s, &key, &key).await);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -189,7 +195,7 @@ async fn a_shard_failover_leaves_the_fleet_ready() {
         "readiness was checked throughout ({checks} times)"
     );
     for (i, viewer) in viewers.iter_mut().enumerate() {
-        let want = &accepted[i / 2];
+        let want = &accepted[i % 3];
         let got: Vec<String> = viewer
             .comments(want.len())
             .await

@@ -23,28 +23,47 @@ pub(super) fn build_client(
     settings: &RedisSettings,
     tls: Option<TlsConfig>,
 ) -> anyhow::Result<Client> {
-    let url = &settings.url;
-    let server = match &url.nodes {
-        RedisNodes::Standalone(host_port) => {
-            let (host, port) = split_host_port(host_port)?;
+    let mut nodes = node_addresses(settings)?.into_iter();
+    let server = match &settings.url.nodes {
+        RedisNodes::Standalone(_) => {
+            let (host, port) = nodes.next().expect("one address");
             ServerConfig::new_centralized(host, port)
         }
-        RedisNodes::Cluster(nodes) => {
-            let hosts = nodes
-                .iter()
-                .map(|n| split_host_port(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            // fred's default discovery asks only the configured nodes for the topology: with
-            // those down (a failed-over seed), a client never finds the new masters.
-            ServerConfig::Clustered {
-                hosts: hosts
-                    .into_iter()
-                    .map(|(host, port)| Server::new(host, port))
-                    .collect(),
-                policy: ClusterDiscoveryPolicy::UseCache,
-            }
-        }
+        // fred's default discovery asks only the configured nodes for the topology: with
+        // those down (a failed-over seed), a client never finds the new masters.
+        RedisNodes::Cluster(_) => ServerConfig::Clustered {
+            hosts: nodes.map(|(host, port)| Server::new(host, port)).collect(),
+            policy: ClusterDiscoveryPolicy::UseCache,
+        },
     };
+    build(settings, server, tls)
+}
+
+/// A client of one node alone (of a cluster, or the standalone server), with the same
+/// credentials and TLS as the others: for asking that node, not for routing commands.
+pub(super) fn build_node_client(
+    settings: &RedisSettings,
+    tls: Option<TlsConfig>,
+    node: &Server,
+) -> anyhow::Result<Client> {
+    let server = ServerConfig::new_centralized(node.host.to_string(), node.port);
+    build(settings, server, tls)
+}
+
+/// The configured nodes, as host and port: the standalone server, or the cluster's seeds.
+pub(super) fn node_addresses(settings: &RedisSettings) -> anyhow::Result<Vec<(String, u16)>> {
+    match &settings.url.nodes {
+        RedisNodes::Standalone(host_port) => Ok(vec![split_host_port(host_port)?]),
+        RedisNodes::Cluster(nodes) => nodes.iter().map(|n| split_host_port(n)).collect(),
+    }
+}
+
+fn build(
+    settings: &RedisSettings,
+    server: ServerConfig,
+    tls: Option<TlsConfig>,
+) -> anyhow::Result<Client> {
+    let url = &settings.url;
     let config = Config {
         server,
         fail_fast: false,

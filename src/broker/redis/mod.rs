@@ -8,6 +8,7 @@
 //!   streams are held, repairs and backfills them when Redis drops them silently, and
 //!   delivers in id order. [`subscriber`] is the task that runs it against Redis.
 //! - [`viewers`]: viewer counts summed across instances.
+//! - [`reach`]: whether any primary answers, for `/readyz`.
 //! - Connections ([`client`]): one command client and one subscriber client, each with one
 //!   connection per Redis node, however many streams; over TLS ([`tls`]) for `rediss://`,
 //!   as the configured ACL user when one is set.
@@ -16,6 +17,7 @@ mod client;
 mod codec;
 mod history;
 mod keys;
+mod reach;
 mod scripts;
 mod subscriber;
 mod subscriptions;
@@ -23,7 +25,6 @@ mod tls;
 mod viewers;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -41,6 +42,7 @@ use crate::metrics::Metrics;
 use client::{is_auth_error, run, unavailable, unexpected};
 use codec::{CommentBody, parse_entry_message};
 use keys::StreamKeys;
+use reach::{Prober, Reach};
 use subscriber::Control;
 use subscriptions::Subscriptions;
 
@@ -64,14 +66,9 @@ pub struct RedisBroker {
     reported: DashMap<StreamId, (u64, i64)>,
     /// The subscription owner's mailbox.
     control: mpsc::UnboundedSender<Control>,
-    live: Arc<AtomicBool>,
-    hearing: Arc<AtomicBool>,
-    /// When the clients were first seen disconnected (epoch ms; 0: connected).
-    disconnected_since: AtomicU64,
+    /// Whether some primary answers (`/readyz`).
+    reach: Arc<Reach>,
 }
-
-/// How long the clients may be disconnected before `/readyz` says `broker`.
-const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 
 impl RedisBroker {
     pub(super) async fn connect(
@@ -85,7 +82,7 @@ impl RedisBroker {
     ) -> anyhow::Result<Arc<Self>> {
         let tls = tls::tls_config(settings)?;
         let client = client::build_client(settings, tls.clone())?;
-        let subscriber = client::build_client(settings, tls)?;
+        let subscriber = client::build_client(settings, tls.clone())?;
         let tasks = [client.connect(), subscriber.connect()];
         if let Err(e) = tokio::try_join!(first_connect(&client), first_connect(&subscriber)) {
             // The clients are never used: stop their reconnect loops.
@@ -95,8 +92,11 @@ impl RedisBroker {
         // Unbounded, yet bounded in practice: a local viewer sends one acquire and one
         // release, and the owner's own tasks report a few messages per stream in repair.
         let (control, control_rx) = mpsc::unbounded_channel();
-        let live = Arc::new(AtomicBool::new(false));
-        let hearing = Arc::new(AtomicBool::new(false));
+        let reach = Arc::new(Reach::default());
+        let mut prober = Prober::new(settings, tls, subscriber.clone(), reach.clone())?;
+        // One round before serving, so `/readyz` is right from the first request.
+        prober.probe().await;
+        prober.spawn(cancel.clone());
         let broker = Arc::new(Self {
             client: client.clone(),
             subscriber: subscriber.clone(),
@@ -106,9 +106,7 @@ impl RedisBroker {
             local_viewers: DashMap::new(),
             reported: DashMap::new(),
             control: control.clone(),
-            live: live.clone(),
-            hearing: hearing.clone(),
-            disconnected_since: AtomicU64::new(0),
+            reach,
         });
         subscriber::spawn(subscriber::Subscriber {
             client,
@@ -116,8 +114,6 @@ impl RedisBroker {
             subscriptions: Subscriptions::new(sink, metrics, linger),
             control,
             control_rx,
-            live,
-            hearing,
             cancel: cancel.clone(),
         });
         viewers::spawn_reporter(broker.clone(), cancel);
@@ -326,28 +322,10 @@ impl RedisBroker {
         Ok(n == 1)
     }
 
-    /// Healthy while the subscriptions are live (see `subscriptions::probes`) and either
-    /// some stream is heard from or the clients are connected (or were disconnected less
-    /// than [`DISCONNECTED_GRACE`] ago): a cluster client reports itself disconnected for
-    /// as long as one node is down, and one shard's failover is not this instance's trouble.
+    /// Healthy while some primary answers (see [`reach`]): one shard failing over is not
+    /// this instance's trouble, and it serves the others.
     pub(super) fn is_healthy(&self) -> bool {
-        let connected = self.client.is_connected() && self.subscriber.is_connected();
-        let now = now_ms();
-        let since = if connected {
-            self.disconnected_since.store(0, Ordering::Relaxed);
-            now
-        } else {
-            match self.disconnected_since.load(Ordering::Relaxed) {
-                0 => {
-                    self.disconnected_since.store(now, Ordering::Relaxed);
-                    now
-                }
-                since => since,
-            }
-        };
-        let briefly = now.saturating_sub(since) < DISCONNECTED_GRACE.as_millis() as u64;
-        let hearing = self.hearing.load(Ordering::Acquire);
-        (briefly || hearing) && self.live.load(Ordering::Acquire)
+        self.reach.is_reachable()
     }
 
     pub(super) async fn close(&self) {

@@ -6,8 +6,6 @@
 //! stream never delays another.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -28,7 +26,7 @@ use crate::domain::StreamId;
 
 /// Messages handled per wake before the mailbox gets a turn.
 const MESSAGE_BATCH: usize = 512;
-/// How often quiet streams are probed and readiness is worked out.
+/// How often quiet streams are probed.
 const TICK_EVERY: Duration = Duration::from_millis(500);
 /// How often the cluster topology is refreshed and compared with the subscriptions.
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(1);
@@ -56,10 +54,6 @@ pub(super) struct Subscriber {
     pub(super) subscriptions: Subscriptions,
     pub(super) control: mpsc::UnboundedSender<Control>,
     pub(super) control_rx: mpsc::UnboundedReceiver<Control>,
-    /// Where [`Subscriptions::is_live`] is published for `/readyz`.
-    pub(super) live: Arc<AtomicBool>,
-    /// Where [`Subscriptions::is_hearing`] is published for `/readyz`.
-    pub(super) hearing: Arc<AtomicBool>,
     pub(super) cancel: CancellationToken,
 }
 
@@ -82,8 +76,6 @@ impl Subscriber {
             mut subscriptions,
             control,
             mut control_rx,
-            live,
-            hearing,
             cancel,
         } = self;
         let mut work = Work {
@@ -95,6 +87,7 @@ impl Subscriber {
         };
         let mut messages = work.subscriber.message_rx();
         let mut reconnects = work.subscriber.reconnect_rx();
+        let mut errors = work.subscriber.error_rx();
         let mut tick = tokio::time::interval(TICK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -122,16 +115,23 @@ impl Subscriber {
                     Err(RecvError::Lagged(_)) => subscriptions.on_reconnect(),
                     Err(RecvError::Closed) => return,
                 },
+                error = errors.recv() => match error {
+                    // A connection to `server` dropped (errors without a server are failed
+                    // reconnection attempts).
+                    Ok((error, Some(server))) => {
+                        tracing::info!(%server, %error, "Redis subscriber connection lost; repairing its streams");
+                        subscriptions.on_disconnect(&server.to_string());
+                    }
+                    Ok((_, None)) => {}
+                    Err(RecvError::Lagged(_)) => subscriptions.on_reconnect(),
+                    Err(RecvError::Closed) => return,
+                },
                 control = control_rx.recv() => match control {
                     Some(control) => work.on_control(&mut subscriptions, control),
                     None => return,
                 },
                 stream = subscriptions.next_linger() => subscriptions.linger_over(stream),
-                _ = tick.tick() => {
-                    subscriptions.on_tick();
-                    live.store(subscriptions.is_live(), Ordering::Release);
-                    hearing.store(subscriptions.is_hearing(), Ordering::Release);
-                }
+                _ = tick.tick() => subscriptions.on_tick(),
             }
             for effect in subscriptions.take_effects() {
                 work.start(effect);

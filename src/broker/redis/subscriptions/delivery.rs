@@ -29,7 +29,7 @@ impl Subscriptions {
         };
         match entry.phase {
             Phase::Live => self.deliver(stream, inbound),
-            Phase::Subscribing { .. } | Phase::Repairing { .. } => {
+            Phase::Subscribing { .. } | Phase::Repairing => {
                 if entry.pending.len() < MAX_PENDING {
                     entry.pending.push(inbound);
                 } else {

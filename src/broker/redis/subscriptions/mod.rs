@@ -72,26 +72,17 @@ pub(super) struct Subscriptions {
     linger: Duration,
     lingers: DelayQueue<StreamId>,
     effects: Vec<Effect>,
-    /// Whether every stream is live or in a repair younger than the grace (`/readyz`).
-    live: bool,
-    /// Some stream was heard from lately: the instance reaches Redis, whatever its client's
-    /// connection state says (a cluster client reports itself disconnected while one node
-    /// is down).
-    hearing: bool,
 }
 
 enum Phase {
     /// The first `SSUBSCRIBE` (and the history's tail) is in flight; acquirers wait and
     /// messages wait in `pending`.
     Subscribing {
-        since: Instant,
         waiters: Vec<Waiter>,
     },
     Live,
     /// Being resubscribed or backfilled; messages wait in `pending`.
-    Repairing {
-        since: Instant,
-    },
+    Repairing,
     /// `SUNSUBSCRIBE` in flight; acquirers wait for it, then for a fresh subscription.
     Unsubscribing {
         waiters: Vec<Waiter>,
@@ -139,10 +130,7 @@ impl Stream {
         let now = Instant::now();
         Self {
             refs,
-            phase: Phase::Subscribing {
-                since: now,
-                waiters,
-            },
+            phase: Phase::Subscribing { waiters },
             linger: None,
             last: None,
             pending: Vec::new(),
@@ -160,7 +148,7 @@ impl Stream {
 
     /// Live or being repaired: subscribed and counted in `danmaku.streams.subscribed`.
     fn is_subscribed(&self) -> bool {
-        matches!(self.phase, Phase::Live | Phase::Repairing { .. })
+        matches!(self.phase, Phase::Live | Phase::Repairing)
     }
 }
 
@@ -173,22 +161,12 @@ impl Subscriptions {
             linger,
             lingers: DelayQueue::new(),
             effects: Vec::new(),
-            live: true,
-            hearing: false,
         }
     }
 
     /// The Redis work recorded since the last call, in order.
     pub(super) fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
-    }
-
-    pub(super) fn is_live(&self) -> bool {
-        self.live
-    }
-
-    pub(super) fn is_hearing(&self) -> bool {
-        self.hearing
     }
 
     /// A local viewer takes a hold; `waiter` hears once the stream's delivery is live.
@@ -205,7 +183,7 @@ impl Subscriptions {
             self.lingers.remove(&key);
         }
         match &mut entry.phase {
-            Phase::Live | Phase::Repairing { .. } => {
+            Phase::Live | Phase::Repairing => {
                 let _ = waiter.send(Ok(()));
             }
             Phase::Subscribing { waiters, .. } | Phase::Unsubscribing { waiters } => {

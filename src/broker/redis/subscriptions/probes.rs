@@ -1,17 +1,16 @@
-//! Probes and topology: noticing a subscription that went deaf without an error.
+//! Probes, topology and connections: noticing a subscription that went deaf or is gone.
 //!
 //! - A live stream quiet for [`PROBE_QUIET`] gets a probe message published into its
 //!   channel; if nothing arrives within [`PROBE_TIMEOUT`] of the publish, the subscription
 //!   is rebuilt.
 //! - A change of the node that owns a stream's slot (the subscriber task polls the cluster
 //!   topology every second) rebuilds the stream's subscription at once.
-//! - Readiness says `broker` only for this instance's own trouble: none of its streams is
-//!   heard from while some have waited longer than [`UNCONFIRMED_GRACE`] for their
-//!   (re)subscription or [`HEARD_WITHIN`] for a message; or, with no stream heard from, its
-//!   clients stay disconnected (see `RedisBroker::is_healthy`). One shard of a cluster failing over
-//!   (its streams repairing while the others flow) is repaired and backfilled, and counted
-//!   in `danmaku_broker_subscriptions_rebuilt_total`, but does not take every instance
-//!   with a stream on that shard out of its Service at once.
+//! - The subscriber client's connection to a node dropping rebuilds the subscriptions it
+//!   carried at once; its reconnecting rebuilds every one.
+//!
+//! Each rebuild is counted in `danmaku_broker_subscriptions_rebuilt_total` (probes and
+//! topology) and backfilled. Whether the instance is ready is not decided here: one shard
+//! failing over is not this instance's trouble (see `reach`).
 
 use std::time::Duration;
 
@@ -25,52 +24,27 @@ pub(in crate::broker::redis) const PROBE_QUIET: Duration = Duration::from_secs(3
 /// A probe not answered (by any message on the channel) within this long of its publish
 /// means the subscription is deaf.
 pub(in crate::broker::redis) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// A live stream not heard from for this long (no message, no probe answered) counts as
-/// stuck: the whole of Redis may be out of reach, so nothing is published to probe with.
-/// Longer than a shard's failover: fred's cluster client can publish nothing (no message,
-/// no probe) until it has remade its connections after one, seen to take over 7 s.
-const HEARD_WITHIN: Duration = Duration::from_secs(12);
-/// A stream not confirmed live for this long counts as stuck (see the module's readiness
-/// rule).
-const UNCONFIRMED_GRACE: Duration = Duration::from_secs(2);
 
 impl Subscriptions {
-    /// Probes quiet streams, rebuilds those whose probe went unanswered, and works out
-    /// whether the subscriptions are live by the readiness rule above (whether the clients
-    /// are connected is the broker's to judge).
+    /// Probes quiet live streams and rebuilds those whose probe went unanswered.
     pub(in crate::broker::redis) fn on_tick(&mut self) {
         let now = Instant::now();
         let mut deaf = Vec::new();
-        let (mut stuck, mut any_live) = (false, false);
         for (stream, entry) in &mut self.streams {
-            match &entry.phase {
-                Phase::Subscribing { since, .. } | Phase::Repairing { since } => {
-                    if now.duration_since(*since) > UNCONFIRMED_GRACE {
-                        stuck = true;
-                    }
-                }
-                Phase::Live => match entry.probe {
-                    Probe::Sent(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
-                        deaf.push(stream.clone())
-                    }
-                    Probe::Idle if now.duration_since(entry.last_message) > PROBE_QUIET => {
-                        entry.probe = Probe::InFlight;
-                        self.effects.push(Effect::Probe(stream.clone()));
-                    }
-                    _ => {}
-                },
-                Phase::Unsubscribing { .. } => {}
+            if !matches!(entry.phase, Phase::Live) {
+                continue;
             }
-            // Live and heard from lately (a probe is answered every few seconds at most).
-            let heard = now.duration_since(entry.last_message) <= HEARD_WITHIN;
-            match entry.phase {
-                Phase::Live if heard => any_live = true,
-                Phase::Live => stuck = true,
+            match entry.probe {
+                Probe::Sent(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
+                    deaf.push(stream.clone())
+                }
+                Probe::Idle if now.duration_since(entry.last_message) > PROBE_QUIET => {
+                    entry.probe = Probe::InFlight;
+                    self.effects.push(Effect::Probe(stream.clone()));
+                }
                 _ => {}
             }
         }
-        self.live = !stuck || any_live;
-        self.hearing = any_live;
         for stream in deaf {
             tracing::warn!(%stream, "subscription stopped answering probes; rebuilding it");
             self.metrics.subscription_rebuilt();
@@ -99,6 +73,24 @@ impl Subscriptions {
     /// The subscriber client reconnected: every subscription may be gone.
     pub(in crate::broker::redis) fn on_reconnect(&mut self) {
         self.repair_all(Repair::Resubscribe);
+    }
+
+    /// The subscriber client's connection to `server` dropped: the subscriptions it carried
+    /// are gone. Their streams are repaired at once, not only once the client reconnects
+    /// (each client reconnects on its own backoff, up to seconds apart): the repair's
+    /// `SSUBSCRIBE` waits in the client for the new connection, and meanwhile nothing kept
+    /// about those streams is served. Streams whose node is not known (a standalone Redis:
+    /// every stream) are all on it.
+    pub(in crate::broker::redis) fn on_disconnect(&mut self, server: &str) {
+        let streams: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, entry)| entry.owner.as_deref().is_none_or(|owner| owner == server))
+            .map(|(stream, _)| stream.clone())
+            .collect();
+        for stream in streams {
+            self.start_repair(stream, Repair::Resubscribe, Duration::ZERO);
+        }
     }
 
     /// A fresh view of the cluster: `owner_of` names the node serving a stream's slot.

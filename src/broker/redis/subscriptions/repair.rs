@@ -77,7 +77,9 @@ impl Default for Repaired {
 impl Subscriptions {
     /// Starts a repair of `stream`, superseding any repair in flight. A stream whose first
     /// subscription is not live yet always gets [`Repair::Subscribe`]; one being
-    /// unsubscribed gets none.
+    /// unsubscribed gets none. A live stream's repair tells the hub its delivery was
+    /// interrupted ([`BrokerEvent::Interrupted`]): until the repair is done, nothing this
+    /// instance kept about the stream's history can be trusted.
     pub(super) fn start_repair(&mut self, stream: StreamId, repair: Repair, after: Duration) {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
@@ -86,12 +88,13 @@ impl Subscriptions {
             Phase::Unsubscribing { .. } => return,
             Phase::Subscribing { .. } => Repair::Subscribe,
             Phase::Live => {
-                entry.phase = Phase::Repairing {
-                    since: Instant::now(),
-                };
+                entry.phase = Phase::Repairing;
+                (self.sink)(BrokerEvent::Interrupted {
+                    stream: stream.clone(),
+                });
                 repair
             }
-            Phase::Repairing { .. } => repair,
+            Phase::Repairing => repair,
         };
         entry.generation += 1;
         entry.probe = super::Probe::Idle;
