@@ -20,7 +20,7 @@ use super::{
     Ban, BrokerError, BrokerEvent, Dedup, EventSink, HistoryPage, HistoryQuery, NewComment,
     Published, StreamStats,
 };
-use crate::domain::{Comment, CommentId, CommentKind, StreamId, UserId, now_ms};
+use crate::domain::{Comment, CommentId, CommentKind, Epoch, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 
 /// Deletions a stream remembers for resuming clients, and for how long.
@@ -59,7 +59,7 @@ struct StreamState {
     peak_viewers: u64,
     bans: HashMap<UserId, Instant>,
     /// Made with the stream's state; a stream forgotten and made again has a new one.
-    epoch: String,
+    epoch: Epoch,
     /// The newest deletions (epoch ms, id), oldest first: at most [`DELETIONS_KEPT`], for a
     /// day, as the Redis moderation log keeps them.
     deleted: VecDeque<(u64, CommentId)>,
@@ -80,7 +80,8 @@ impl StreamState {
             viewers: 0,
             peak_viewers: 0,
             bans: HashMap::new(),
-            epoch: super::new_epoch(),
+            // Made before any comment of it, on the clock that stamps their ids.
+            epoch: Epoch::new(now_ms()),
             deleted: VecDeque::new(),
             idempotency: HashMap::new(),
             idempotency_expiry: Default::default(),
@@ -284,7 +285,7 @@ impl MemoryBroker {
         Ok(())
     }
 
-    pub(super) fn epoch(&self, stream: &StreamId) -> String {
+    pub(super) fn epoch(&self, stream: &StreamId) -> Epoch {
         let now = Instant::now();
         let state = self
             .streams

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::{
-    Comment, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey, StreamId, User,
-    UserId,
+    Comment, CommentData, CommentId, CommentKind, CommentText, Epoch, IdempotencyKey, StreamId,
+    User, UserId,
 };
 use crate::metrics::Metrics;
 
@@ -116,11 +116,6 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
 
 /// How long a viewer's `ref` is remembered (the contract's section 8).
 pub const REF_TTL: Duration = Duration::from_secs(120);
-
-/// A fresh epoch: 12 random hex digits.
-pub fn new_epoch() -> String {
-    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
-}
 
 /// A ban in force.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -303,7 +298,7 @@ impl Broker {
 
     /// The stream's epoch (the contract's section 8): it changes when the stream's history
     /// was lost, so ids of an older epoch say nothing about the current history.
-    pub async fn epoch(&self, stream: &StreamId) -> Result<String, BrokerError> {
+    pub async fn epoch(&self, stream: &StreamId) -> Result<Epoch, BrokerError> {
         match self {
             Self::Memory(m) => Ok(m.epoch(stream)),
             Self::Redis(r) => Box::pin(r.epoch(stream)).await,

@@ -24,6 +24,7 @@ macro_rules! serde_via_parse {
 mod comment;
 mod id;
 mod idempotency;
+mod position;
 mod rate;
 mod stream_id;
 mod text;
@@ -33,6 +34,7 @@ pub mod wire;
 pub use comment::{Comment, CommentData, CommentKind, DataError, now_ms};
 pub use id::{CommentId, ParseCommentIdError};
 pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
+pub use position::{Continuity, Epoch, Gap, ParseEpochError, Position};
 pub use rate::TokenBucket;
 pub use stream_id::{ParseStreamIdError, StreamId};
 pub use text::{CommentText, TextError};

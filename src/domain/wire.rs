@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Comment, CommentId, StreamId};
+use super::{Comment, CommentId, Epoch, StreamId};
 
 /// An encoded server frame: reference-counted UTF-8 bytes that a WebSocket text frame takes
 /// without copying. Fan-out encodes a frame once and clones this handle (a reference-count
@@ -51,7 +51,7 @@ pub enum ServerFrame<'a> {
         viewer_count: u64,
         resumed: bool,
         /// The stream's epoch (the contract's section 8).
-        epoch: &'a str,
+        epoch: &'a Epoch,
         server: &'a ServerInfo,
     },
     Comments {

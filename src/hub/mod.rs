@@ -352,7 +352,7 @@ mod tests {
             Ok::<_, ()>(Recent {
                 comments: crate::domain::wire::encode_comments(&[]),
                 last_id: Some(CommentId::new(last, 0)),
-                epoch: "e".into(),
+                epoch: crate::domain::Epoch::new(1),
             })
         };
         hub.recent(s, read).await.unwrap().last_id.unwrap().ms

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use crate::domain::CommentId;
+use crate::domain::{CommentId, Epoch};
 
 /// A stream's newest comments, encoded once for every fresh `init` until the next comment
 /// or deletion. Kept only while the stream has local connections (only then does this
@@ -27,7 +27,7 @@ pub struct Recent {
     /// The newest of them.
     pub last_id: Option<CommentId>,
     /// The stream's epoch when they were read.
-    pub epoch: String,
+    pub epoch: Epoch,
 }
 
 /// One page read (or being read) per change count.
@@ -86,7 +86,7 @@ mod tests {
         Recent {
             comments: crate::domain::wire::encode_comments(&[]),
             last_id: Some(CommentId::new(last, 0)),
-            epoch: "e".into(),
+            epoch: Epoch::new(1),
         }
     }
 

@@ -28,7 +28,7 @@ use super::outbox::{PING, RawSocket};
 use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
-use crate::domain::{CommentId, StreamId};
+use crate::domain::{CommentId, Epoch, StreamId};
 use crate::hub::{Membership, Tier};
 use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
@@ -52,7 +52,7 @@ pub struct Session {
     /// `after=`: resume after this comment id.
     pub after: Option<CommentId>,
     /// `epoch=`: of this epoch of the stream (a resume across epochs is not one).
-    pub epoch: Option<String>,
+    pub epoch: Option<Epoch>,
     /// The user comments per second it is sent at most (`DANMAKU_VIEWER_MAX_RATE`,
     /// lowered by `max_rate=`).
     pub budget: Tier,
@@ -152,7 +152,7 @@ async fn open<S: RawSocket>(
         malformed: 0,
         write_timeout,
     };
-    let sent = match init_frame(ws, &connection.stream, after, epoch.as_deref()).await {
+    let sent = match init_frame(ws, &connection.stream, after, epoch).await {
         Ok(init) => connection.write_init(init).await,
         Err(end) => Err(end),
     };

@@ -24,7 +24,7 @@ use super::connection::{self, Session};
 use crate::api_error::ApiError;
 use crate::auth::Identity;
 use crate::domain::wire::ErrorCode;
-use crate::domain::{CommentId, StreamId};
+use crate::domain::{CommentId, Epoch, StreamId};
 use crate::hub::Tier;
 use crate::lifecycle::AdmitError;
 use crate::serve::ErrorBodies;
@@ -68,10 +68,11 @@ pub async fn handshake(
             return refuse(&ws, error);
         }
     };
-    let (stream, identity, after, budget) = match check(&ws, &stream, &params, &headers).await {
-        Ok(checked) => checked,
-        Err(error) => return refuse(&ws, error),
-    };
+    let (stream, identity, after, epoch, budget) =
+        match check(&ws, &stream, &params, &headers).await {
+            Ok(checked) => checked,
+            Err(error) => return refuse(&ws, error),
+        };
     let permit = match ws.lifecycle.admit() {
         Ok(permit) => permit,
         Err(AdmitError::Draining) => return refuse(&ws, draining()),
@@ -105,7 +106,7 @@ pub async fn handshake(
         stream,
         identity,
         after,
-        epoch: params.get("epoch").cloned(),
+        epoch,
         budget,
         permit,
         upgraded_at: Instant::now(),
@@ -160,6 +161,9 @@ fn draining() -> ApiError {
     )
 }
 
+/// What the handshake's checks made of it.
+type Checked = (StreamId, Identity, Option<CommentId>, Option<Epoch>, Tier);
+
 /// The checks of the contract's section 2, cheapest first: the stream, its parameters and
 /// the connection's identity.
 async fn check(
@@ -167,7 +171,7 @@ async fn check(
     stream: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<(StreamId, Identity, Option<CommentId>, Tier), ApiError> {
+) -> Result<Checked, ApiError> {
     if ws.lifecycle.is_draining() {
         return Err(draining());
     }
@@ -188,15 +192,16 @@ async fn check(
         })
         .transpose()?;
     let budget = Tier::for_viewer(ws.settings.viewer_max_rate, max_rate);
-    if params
+    let epoch = params
         .get("epoch")
-        .is_some_and(|e| e.is_empty() || e.len() > 64)
-    {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            "epoch: expected the epoch of an earlier init",
-        ));
-    }
+        .map(|e| Epoch::parse(e))
+        .transpose()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Invalid,
+                "epoch: expected the epoch of an earlier init",
+            )
+        })?;
     if let (Some(allowed), Some(origin)) =
         (&ws.settings.allowed_origins, headers.get(header::ORIGIN))
         && !origin.to_str().is_ok_and(|o| allowed.allows(o))
@@ -231,5 +236,5 @@ async fn check(
             "this instance is warming up after high load; connect to another",
         ));
     }
-    Ok((stream, identity, after, budget))
+    Ok((stream, identity, after, epoch, budget))
 }

@@ -13,7 +13,7 @@ use super::WsState;
 use super::close::{CloseReason, End};
 use crate::broker::{ALL_RETAINED, BrokerError, HistoryQuery};
 use crate::domain::wire::{ServerFrame, SharedFrame, encode_comments};
-use crate::domain::{CommentId, StreamId};
+use crate::domain::{CommentId, Continuity, Epoch, Position, StreamId};
 use crate::hub::Recent;
 
 /// What a connection is sent first.
@@ -30,7 +30,7 @@ pub(super) async fn init_frame(
     ws: &WsState,
     stream: &StreamId,
     after: Option<CommentId>,
-    epoch: Option<&str>,
+    epoch: Option<Epoch>,
 ) -> Result<Init, End> {
     let broker = &ws.broker;
     let unavailable = |error: BrokerError| {
@@ -46,8 +46,17 @@ pub(super) async fn init_frame(
                 limit: ALL_RETAINED,
             };
             let page = broker.history(stream, query).await.map_err(unavailable)?;
-            let same_epoch = epoch.is_none_or(|e| e == now);
-            (page.complete && same_epoch).then_some((id, page.comments, now))
+            let client = Position {
+                epoch,
+                last: Some(id),
+            };
+            match client.continuity(&now, page.complete) {
+                Continuity::Continues => Some((id, page.comments, now)),
+                Continuity::Gap(gap) => {
+                    tracing::debug!(%stream, %id, ?gap, "a resume across a gap");
+                    None
+                }
+            }
         }
         None => None,
     };

@@ -443,8 +443,9 @@ pub async fn failover_loses_nothing(cluster: &RedisCluster, a: &TestApp, b: &Tes
 
 /// Redis restarts empty (no persistence): the stream's history is lost, so its epoch
 /// changes. Viewers that watched through it are told (4002); a client that was away and
-/// resumes with the old epoch gets `resumed: false` and the new epoch; the instance
-/// subscribes again and everything published from then on reaches the new viewers once.
+/// resumes with the old epoch, or with no epoch at all, gets `resumed: false` and the new
+/// epoch; the instance subscribes again and everything published from then on reaches the
+/// new viewers once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     let mut redis = RedisStandalone::start().await;
@@ -475,6 +476,10 @@ async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     let (back, init) = a.viewer_with("restart", &query).await;
     assert_eq!(init["resumed"], false, "{init}");
     assert_ne!(init["epoch"], old_epoch.as_str());
+    // A client that does not send its epoch (a v1 client): its comment is older than the
+    // new epoch, so it cannot belong to it.
+    let (_, init) = a.viewer_with("restart", &format!("after={before}")).await;
+    assert_eq!(init["resumed"], false, "without epoch=: {init}");
     let viewer = Collector::start(back);
     let mut accepted = vec![];
     for i in 1..=20 {

@@ -7,7 +7,7 @@
 
 use fred::prelude::*;
 
-use crate::domain::{Comment, CommentData, CommentId, CommentKind, StreamId, User, UserId};
+use crate::domain::{Comment, CommentData, CommentId, CommentKind, Epoch, StreamId, User, UserId};
 
 /// The comment as stored, without its id.
 #[derive(serde::Serialize)]
@@ -35,7 +35,7 @@ pub(super) enum Inbound {
     Deleted(CommentId),
     Banned(UserId),
     /// The stream's history lost comments and it has a new epoch.
-    Epoch(String),
+    Epoch(Epoch),
 }
 
 /// `c <id> <body>`, `d <id>`, `b <user id>`, `e <epoch>`; `None` for probes and anything
@@ -46,7 +46,7 @@ pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
         "c" => parse_entry_message(rest).map(Inbound::Comment),
         "d" => rest.parse().ok().map(Inbound::Deleted),
         "b" => UserId::parse(rest).ok().map(Inbound::Banned),
-        "e" if !rest.is_empty() => Some(Inbound::Epoch(rest.to_owned())),
+        "e" => Epoch::parse(rest).ok().map(Inbound::Epoch),
         _ => None,
     }
 }
@@ -148,7 +148,7 @@ mod tests {
         assert!(
             matches!(parse_message("b troll"), Some(Inbound::Banned(u)) if u.as_str() == "troll")
         );
-        assert!(matches!(parse_message("e k3x9"), Some(Inbound::Epoch(e)) if e == "k3x9"));
+        assert!(matches!(parse_message("e k3x9"), Some(Inbound::Epoch(e)) if e.as_str() == "k3x9"));
         assert!(parse_message("e").is_none());
         assert!(parse_message("b").is_none());
         assert!(parse_message("p").is_none());

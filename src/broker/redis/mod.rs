@@ -37,7 +37,7 @@ use super::{
     NewComment, Published,
 };
 use crate::config::RedisSettings;
-use crate::domain::{CommentId, CommentKind, StreamId, UserId, now_ms};
+use crate::domain::{CommentId, CommentKind, Epoch, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 use client::{is_auth_error, run, unavailable, unexpected};
 use codec::{CommentBody, parse_entry_message};
@@ -183,7 +183,7 @@ impl RedisBroker {
             flag(user.is_some()),
             rate.map_or_else(String::new, |r| r.per_sec.to_string()),
             rate.map_or_else(String::new, |r| r.burst.to_string()),
-            new_epoch(),
+            Epoch::tag(),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
         let status = reply
@@ -257,7 +257,7 @@ impl RedisBroker {
         Ok(())
     }
 
-    pub(super) async fn epoch(&self, stream: &StreamId) -> Result<String, BrokerError> {
+    pub(super) async fn epoch(&self, stream: &StreamId) -> Result<Epoch, BrokerError> {
         epoch(&self.client, stream).await
     }
 
@@ -380,10 +380,11 @@ fn flag(b: bool) -> String {
 }
 
 /// A stream's epoch, made if it has none.
-pub(super) async fn epoch(client: &Client, stream: &StreamId) -> Result<String, BrokerError> {
+pub(super) async fn epoch(client: &Client, stream: &StreamId) -> Result<Epoch, BrokerError> {
     let keys = vec![StreamKeys::new(stream).epoch];
-    let args = vec![new_epoch(), STATE_TTL.as_millis().to_string()];
-    run(client, &scripts::EPOCH, keys, args).await
+    let args = vec![Epoch::tag(), STATE_TTL.as_millis().to_string()];
+    let epoch: String = run(client, &scripts::EPOCH, keys, args).await?;
+    Epoch::parse(&epoch).map_err(|_| unexpected("epoch"))
 }
 
 /// A stream's epoch after a repair that resumed after `last`, the newest comment this
@@ -393,8 +394,8 @@ pub(super) async fn epoch_after(
     client: &Client,
     stream: &StreamId,
     last: CommentId,
-    known: Option<&str>,
-) -> Result<String, BrokerError> {
+    known: Option<&Epoch>,
+) -> Result<Epoch, BrokerError> {
     let keys = StreamKeys::new(stream);
     let keys = vec![
         keys.epoch,
@@ -404,19 +405,14 @@ pub(super) async fn epoch_after(
         keys.channel,
     ];
     let args = vec![
-        new_epoch(),
+        Epoch::tag(),
         STATE_TTL.as_millis().to_string(),
         last.to_string(),
-        known.unwrap_or_default().to_owned(),
+        known.map_or_else(String::new, |e| e.as_str().to_owned()),
     ];
     let (replaced, epoch): (i64, String) = run(client, &scripts::EPOCH_AFTER, keys, args).await?;
     if replaced == 1 {
         tracing::warn!(%stream, %last, "the history lost comments this instance delivered (a failover to a replica that missed them?): new epoch");
     }
-    Ok(epoch)
-}
-
-/// A fresh epoch: random, short, URL-safe.
-fn new_epoch() -> String {
-    crate::broker::new_epoch()
+    Epoch::parse(&epoch).map_err(|_| unexpected("epoch"))
 }

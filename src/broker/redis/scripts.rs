@@ -5,22 +5,32 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
-/// Publish: idempotency check, the author's rate limit, ban check, append to the history,
-/// trim it (remembering the newest trimmed id), count, remember the idempotency key, and
-/// `SPUBLISH` — in one step, so history and live delivery never disagree, and a user's
-/// rate holds across every instance.
+/// `new_epoch(tag)`: a new epoch `<ms>.<tag>`, made on Redis's clock (the one that stamps
+/// comment ids), so an id older than the epoch is known to be of an earlier one.
+const NEW_EPOCH: &str = r#"
+local function new_epoch(tag)
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. '.' .. tag
+end
+"#;
+
+/// Publish: idempotency check, the author's rate limit, ban check, the stream's epoch made
+/// if it has none (before the comment, so no comment of an epoch is older than it), append
+/// to the history, trim it (remembering the newest trimmed id), count, remember the
+/// idempotency key, and `SPUBLISH` — in one step, so history and live delivery never
+/// disagree, and a user's rate holds across every instance.
 ///
 /// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket, epoch.
 /// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
-/// has user (0/1), rate per second ("" for none), burst, a new epoch (kept if one exists).
+/// has user (0/1), rate per second ("" for none), burst, a new epoch's tag.
 /// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {-1, ""} (banned) or
 /// {-2, "<ms until a token>"} (rate limited).
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
+    Script::from_lua(format!(
+        r#"{NEW_EPOCH}
 if ARGV[6] == '1' then
   local prior = redis.call('GET', KEYS[5])
-  if prior then return {0, prior} end
+  if prior then return {{0, prior}} end
 end
 if ARGV[8] ~= '' then
   local rate, burst = tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -30,11 +40,13 @@ if ARGV[8] ~= '' then
   local tokens = tonumber(bucket[1]) or burst
   local at = tonumber(bucket[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-  if tokens < 1 then return {-2, tostring(math.ceil((1 - tokens) * 1000 / rate))} end
+  if tokens < 1 then return {{-2, tostring(math.ceil((1 - tokens) * 1000 / rate))}} end
   redis.call('HSET', KEYS[7], 'tokens', tostring(tokens - 1), 'at', tostring(now))
   redis.call('PEXPIRE', KEYS[7], math.ceil(burst * 1000 / rate) + 1000)
 end
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[6]) == 1 then return {-1, ''} end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[6]) == 1 then return {{-1, ''}} end
+if redis.call('EXISTS', KEYS[8]) == 0 then redis.call('SET', KEYS[8], new_epoch(ARGV[10])) end
+redis.call('PEXPIRE', KEYS[8], ARGV[5])
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[1])
 local cap = tonumber(ARGV[2])
 local len = redis.call('XLEN', KEYS[1])
@@ -45,16 +57,14 @@ if len > cap + tonumber(ARGV[3]) then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
-redis.call('SET', KEYS[8], ARGV[10], 'NX')
-redis.call('PEXPIRE', KEYS[8], ARGV[5])
 redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local message = id .. ' ' .. ARGV[1]
 if ARGV[6] == '1' then redis.call('SET', KEYS[5], message, 'PX', ARGV[4]) end
 redis.call('SPUBLISH', KEYS[2], 'c ' .. message)
-return {1, message}
-"#,
-    )
+return {{1, message}}
+"#
+    ))
 });
 
 /// History reads. KEYS: hist, trimmed. ARGV: mode, count, after id.
@@ -146,17 +156,17 @@ return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
     )
 });
 
-/// The stream's epoch: made (from ARGV[1]) when the stream has none, so it changes exactly
-/// when the stream's keys were lost (a restart without persistence, every key expired).
-/// KEYS: epoch. ARGV: a new epoch, state ttl ms. Returns the epoch.
+/// The stream's epoch: made when the stream has none, so it changes exactly when the
+/// stream's keys were lost (a restart without persistence, every key expired).
+/// KEYS: epoch. ARGV: a new epoch's tag, state ttl ms. Returns the epoch.
 pub(super) static EPOCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
+    Script::from_lua(format!(
+        r#"{NEW_EPOCH}
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], new_epoch(ARGV[1])) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('GET', KEYS[1])
-"#,
-    )
+"#
+    ))
 });
 
 /// The stream's epoch after a repair, checking first that the newest comment this instance
@@ -166,11 +176,12 @@ return redis.call('GET', KEYS[1])
 /// replica that never got it): the epoch is replaced and the new one published
 /// (`e <epoch>`), so every instance resynchronises its viewers and no resume crosses the gap. Only an instance that still knows the current epoch (ARGV[4])
 /// replaces it, so a loss seen by several instances makes one new epoch, not one each.
-/// KEYS: epoch, hist, trimmed, moderation log, channel. ARGV: a new epoch, state ttl ms, last
-/// id, the epoch this instance knows ("" for none). Returns {1 if replaced else 0, epoch}.
+/// KEYS: epoch, hist, trimmed, moderation log, channel. ARGV: a new epoch's tag, state ttl
+/// ms, last id, the epoch this instance knows ("" for none). Returns {1 if replaced else 0,
+/// epoch}.
 pub(super) static EPOCH_AFTER: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
+    Script::from_lua(format!(
+        r#"{NEW_EPOCH}
 local function at_or_before(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -183,15 +194,16 @@ if ARGV[4] ~= '' and redis.call('GET', KEYS[1]) == ARGV[4]
   and #redis.call('XRANGE', KEYS[2], last, last) == 0
   and not at_or_before(last, redis.call('GET', KEYS[3]) or '0-0')
   and not redis.call('ZSCORE', KEYS[4], 'd ' .. last) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('SPUBLISH', KEYS[5], 'e ' .. ARGV[1])
-  return {1, ARGV[1]}
+  local epoch = new_epoch(ARGV[1])
+  redis.call('SET', KEYS[1], epoch, 'PX', ARGV[2])
+  redis.call('SPUBLISH', KEYS[5], 'e ' .. epoch)
+  return {{1, epoch}}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], new_epoch(ARGV[1])) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {0, redis.call('GET', KEYS[1])}
-"#,
-    )
+return {{0, redis.call('GET', KEYS[1])}}
+"#
+    ))
 });
 
 /// Viewer counts: report this instance's local count (unless it is -1), forget expired

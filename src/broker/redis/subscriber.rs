@@ -277,7 +277,7 @@ async fn run_repair(
             };
             let page = read_history(client, stream, query).await?;
             let moderation = read_moderation_since(client, stream, job.since_ms).await?;
-            let epoch = super::epoch_after(client, stream, last, job.epoch.as_deref()).await?;
+            let epoch = super::epoch_after(client, stream, last, job.epoch.as_ref()).await?;
             Ok(Repaired {
                 tail: None,
                 backfill: page.comments,

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::{MAX_PENDING, Phase, Probe, Repair, Subscriptions};
 use crate::broker::BrokerEvent;
 use crate::broker::redis::codec::Inbound;
-use crate::domain::{StreamId, now_ms};
+use crate::domain::{Continuity, Position, StreamId, now_ms};
 use crate::metrics::DropReason;
 
 impl Subscriptions {
@@ -62,7 +62,7 @@ impl Subscriptions {
                     return;
                 }
                 entry.last = Some(comment.id);
-                entry.last_in_epoch = true;
+                entry.position.read(comment.id);
                 BrokerEvent::Comments {
                     stream: stream.clone(),
                     comments: vec![comment],
@@ -79,11 +79,13 @@ impl Subscriptions {
             Inbound::Epoch(epoch) => {
                 // Published by the instance that found the history short of what it had
                 // delivered: what this one delivered says nothing about the history now.
-                if entry.epoch.as_ref() == Some(&epoch) {
+                if entry.position.continuity(&epoch, true) == Continuity::Continues {
                     return; // this instance's own repair replaced it, and resynchronised
                 }
-                entry.epoch = Some(epoch);
-                entry.last_in_epoch = false;
+                entry.position = Position {
+                    epoch: Some(epoch),
+                    last: None,
+                };
                 tracing::warn!(%stream, "the stream's history lost comments (new epoch); telling local viewers");
                 self.metrics.dropped(DropReason::HistoryGap, 1);
                 BrokerEvent::Resync {

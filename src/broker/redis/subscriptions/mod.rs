@@ -40,7 +40,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::codec::Inbound;
 use crate::broker::{BrokerError, EventSink};
-use crate::domain::{CommentId, StreamId, now_ms};
+use crate::domain::{CommentId, Position, StreamId, now_ms};
 use crate::metrics::Metrics;
 
 pub(super) use repair::{Repair, RepairJob, Repaired};
@@ -118,11 +118,11 @@ struct Stream {
     probe: Probe,
     /// The Redis node serving the stream's slot, once the topology is known.
     owner: Option<String>,
-    /// The stream's epoch when its subscription last went live.
-    epoch: Option<String>,
-    /// `last` was delivered under `epoch`. False from an epoch change to the next comment:
-    /// an id of the old epoch's history says nothing about whether the new one lost a tail.
-    last_in_epoch: bool,
+    /// The stream's epoch as this instance knows it (from the last repair or a published
+    /// change), and the newest comment delivered under it: `None` from an epoch change to
+    /// the next comment (`last` is then the old history's, and says nothing about the new
+    /// one). Whether a repair found a gap is this position's [`Position::continuity`].
+    position: Position,
 }
 
 impl Stream {
@@ -138,8 +138,7 @@ impl Stream {
             generation: 0,
             attempts: 0,
             last_message: now,
-            epoch: None,
-            last_in_epoch: true,
+            position: Position::default(),
             last_message_ms: now_ms(),
             probe: Probe::Idle,
             owner,

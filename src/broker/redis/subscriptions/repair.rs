@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{Effect, Phase, Stream, Subscriptions};
 use crate::broker::redis::codec::Inbound;
 use crate::broker::{BrokerError, BrokerEvent};
-use crate::domain::{Comment, CommentId, StreamId};
+use crate::domain::{Comment, CommentId, Continuity, Epoch, Gap, Position, StreamId};
 use crate::metrics::DropReason;
 
 /// Moderation events are replayed from this long before a stream was last heard from.
@@ -44,7 +44,7 @@ pub(in crate::broker::redis) struct RepairJob {
     pub(in crate::broker::redis) since_ms: u64,
     /// The stream's epoch as this instance knows it, if `last` was delivered under it
     /// (`None`: no check that the history still holds `last`).
-    pub(in crate::broker::redis) epoch: Option<String>,
+    pub(in crate::broker::redis) epoch: Option<Epoch>,
 }
 
 /// What a repair found. The default: nothing missed, nothing to deliver.
@@ -59,7 +59,7 @@ pub(in crate::broker::redis) struct Repaired {
     /// Repairs: moderation since the stream was last heard from, oldest first.
     pub(in crate::broker::redis) moderation: Vec<Inbound>,
     /// The stream's epoch as the subscription went live (`None`: not read).
-    pub(in crate::broker::redis) epoch: Option<String>,
+    pub(in crate::broker::redis) epoch: Option<Epoch>,
 }
 
 impl Default for Repaired {
@@ -104,7 +104,7 @@ impl Subscriptions {
             after,
             last: entry.last,
             since_ms: entry.last_message_ms.saturating_sub(MODERATION_MARGIN_MS),
-            epoch: entry.epoch.clone().filter(|_| entry.last_in_epoch),
+            epoch: entry.position.last.and(entry.position.epoch.clone()),
         };
         self.effects.push(Effect::Repair { stream, job });
     }
@@ -136,7 +136,8 @@ impl Subscriptions {
             Err(error) => return self.repair_failed(stream, error),
         };
         entry.attempts = 0;
-        if entry.last.is_none() {
+        let subscribed_now = entry.last.is_none();
+        if subscribed_now {
             // The baseline: everything after the history's tail at subscription time (an
             // empty history: everything), so a later backfill starts from here.
             entry.last = Some(repaired.tail.unwrap_or(CommentId::new(0, 0)));
@@ -154,22 +155,36 @@ impl Subscriptions {
                 let _ = waiter.send(Ok(()));
             }
         }
-        // The stream's history was lost (its epoch changed): what this instance delivered
-        // says nothing about the history now, so its viewers resynchronise.
-        let lost = match (&entry.epoch, &repaired.epoch) {
-            (Some(known), Some(now)) => known != now,
-            _ => false,
+        // Whether the history continues what this instance delivered: if not (its epoch
+        // changed, or the gap was trimmed away), its viewers resynchronise.
+        let continuity = match &repaired.epoch {
+            Some(now) => entry.position.continuity(now, repaired.complete),
+            None if !repaired.complete => Continuity::Gap(Gap::Trimmed),
+            None => Continuity::Continues,
         };
-        if repaired.epoch.is_some() {
-            entry.epoch = repaired.epoch;
+        if let Some(now) = repaired.epoch
+            && entry.position.epoch.as_ref() != Some(&now)
+        {
+            // Nothing delivered yet belongs to this epoch; a first subscription starts at
+            // the history's tail.
+            entry.position = Position {
+                epoch: Some(now),
+                last: None,
+            };
+            if let Some(tail) = repaired.tail.filter(|_| subscribed_now) {
+                entry.position.read(tail);
+            }
         }
-        if lost {
-            entry.last_in_epoch = false;
-            tracing::warn!(%stream, "the stream's history was lost (new epoch); telling local viewers");
-        } else if !repaired.complete {
-            tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
+        match continuity {
+            Continuity::Continues => {}
+            Continuity::Gap(Gap::Trimmed) => {
+                tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
+            }
+            Continuity::Gap(gap) => {
+                tracing::warn!(%stream, ?gap, "the stream's history was lost (new epoch); telling local viewers");
+            }
         }
-        if lost || !repaired.complete {
+        if let Continuity::Gap(_) = continuity {
             self.metrics.dropped(DropReason::HistoryGap, 1);
             (self.sink)(BrokerEvent::Resync {
                 stream: stream.clone(),
@@ -205,7 +220,7 @@ impl Subscriptions {
             .collect();
         if let Some(newest) = backfill.last() {
             entry.last = Some(newest.id);
-            entry.last_in_epoch = true;
+            entry.position.read(newest.id);
             tracing::debug!(%stream, backfilled = backfill.len(), "delivered after repair");
             (self.sink)(BrokerEvent::Comments {
                 stream: stream.clone(),

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::probes::{PROBE_QUIET, PROBE_TIMEOUT};
 use super::*;
 use crate::broker::BrokerEvent;
-use crate::domain::{Comment, CommentKind};
+use crate::domain::{Comment, CommentKind, Epoch};
 use crate::metrics::Latencies;
 
 const LINGER: Duration = Duration::from_secs(2);
@@ -31,6 +31,10 @@ fn harness() -> Harness {
         events,
         metrics,
     }
+}
+
+fn epoch(name: &str) -> Epoch {
+    Epoch::parse(name).unwrap()
 }
 
 fn s() -> StreamId {
@@ -356,16 +360,16 @@ async fn a_new_epoch_tells_viewers_to_resync() {
     let mut answer = h.acquire();
     let job = h.repair_job();
     let first = Repaired {
-        epoch: Some("a".into()),
+        epoch: Some(epoch("a")),
         ..Repaired::default()
     };
     h.subs.repaired(s(), job.generation, Ok(first));
     assert!(matches!(answer.try_recv(), Ok(Ok(()))));
-    let repair = |h: &mut Harness, epoch: &str| {
+    let repair = |h: &mut Harness, name: &str| {
         h.subs.lagged(1);
         let job = h.repair_job();
         let again = Repaired {
-            epoch: Some(epoch.into()),
+            epoch: Some(self::epoch(name)),
             ..Repaired::default()
         };
         h.subs.repaired(s(), job.generation, Ok(again));
@@ -394,7 +398,7 @@ async fn only_an_id_of_the_current_epoch_is_checked_against_the_history() {
     let mut answer = h.acquire();
     let job = h.repair_job();
     let first = Repaired {
-        epoch: Some("a".into()),
+        epoch: Some(epoch("a")),
         ..Repaired::default()
     };
     h.subs.repaired(s(), job.generation, Ok(first));
@@ -403,13 +407,13 @@ async fn only_an_id_of_the_current_epoch_is_checked_against_the_history() {
     h.subs.lagged(1);
     let job = h.repair_job();
     assert_eq!(
-        job.epoch.as_deref(),
+        job.epoch.as_ref().map(Epoch::as_str),
         Some("a"),
         "a comment of epoch a: checked"
     );
 
     let again = Repaired {
-        epoch: Some("b".into()),
+        epoch: Some(epoch("b")),
         ..Repaired::default()
     };
     h.subs.repaired(s(), job.generation, Ok(again));
@@ -424,7 +428,7 @@ async fn only_an_id_of_the_current_epoch_is_checked_against_the_history() {
     h.subs.on_message(&s(), Some(Inbound::Comment(comment(9))));
     h.subs.lagged(1);
     let job = h.repair_job();
-    assert_eq!(job.epoch.as_deref(), Some("b"));
+    assert_eq!(job.epoch.as_ref().map(Epoch::as_str), Some("b"));
     h.subs
         .repaired(s(), job.generation, Ok(Repaired::default()));
 
@@ -435,9 +439,9 @@ async fn only_an_id_of_the_current_epoch_is_checked_against_the_history() {
             .count()
     };
     assert_eq!(resyncs(&h), 1);
-    h.subs.on_message(&s(), Some(Inbound::Epoch("b".into())));
+    h.subs.on_message(&s(), Some(Inbound::Epoch(epoch("b"))));
     assert_eq!(resyncs(&h), 1, "the epoch it already knows: nothing");
-    h.subs.on_message(&s(), Some(Inbound::Epoch("c".into())));
+    h.subs.on_message(&s(), Some(Inbound::Epoch(epoch("c"))));
     assert_eq!(resyncs(&h), 2, "another instance found a lost tail");
     h.subs.lagged(1);
     assert_eq!(h.repair_job().epoch, None);
