@@ -17,16 +17,15 @@ mod probe;
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::coordinator::Instance;
 use crate::procfs;
 use crate::result::Summary;
+use crate::result::soak::{Growth, InstanceSample, Moderation, Sample, SoakReport};
 
-pub use moderator::{Moderation, Moderator};
-use probe::RedisNode;
+pub use moderator::Moderator;
 
 /// How long after the linger the leak check keeps polling for subscriptions to go.
 const LEAK_GRACE: Duration = Duration::from_secs(10);
@@ -46,51 +45,6 @@ pub struct Settings {
     pub loaded_for: Duration,
     /// The instances' `DANMAKU_UNSUBSCRIBE_LINGER_MS`.
     pub linger: Duration,
-}
-
-/// One instance at one moment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InstanceSample {
-    pub name: String,
-    pub rss_bytes: Option<u64>,
-    pub subscribed: Option<f64>,
-    pub connections: Option<f64>,
-}
-
-/// Everything at one moment (`t_s` from the start of the soak, setup included).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
-    pub t_s: f64,
-    pub instances: Vec<InstanceSample>,
-    pub redis: Vec<RedisNode>,
-}
-
-/// One instance's RSS over the soak.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Growth {
-    pub name: String,
-    pub baseline_t_s: f64,
-    pub baseline_bytes: u64,
-    pub last_t_s: f64,
-    pub last_bytes: u64,
-    pub max_bytes: u64,
-    pub growth_pct: f64,
-}
-
-/// The soak's own result, next to the run's summary.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SoakReport {
-    pub samples: Vec<Sample>,
-    pub growth: Vec<Growth>,
-    pub moderation: Moderation,
-    /// The state once the load has left and the linger has passed.
-    pub after: Sample,
-    /// Subscriptions the instances still held then.
-    pub leaked_subscriptions: u64,
-    /// danmaku channels Redis still had subscribers on then.
-    pub redis_channels_left: u64,
-    /// Why the soak failed; empty when it passed.
-    pub failures: Vec<String>,
 }
 
 /// The sampler and the moderator, running beside the load.
@@ -355,6 +309,7 @@ fn judge(report: &SoakReport, settings: &Settings, summary: &Summary) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::soak::RedisNode;
 
     fn at(t_s: f64, rss: u64) -> Sample {
         Sample {

@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::http;
+use crate::result::soak::RedisNode;
 
 /// The Prometheus names of the gauges the soak follows.
 pub const SUBSCRIBED: &str = "danmaku_streams_subscribed";
@@ -41,16 +41,6 @@ pub async fn metrics(base: &str) -> anyhow::Result<String> {
         bail!("GET /metrics: {}", response.status);
     }
     String::from_utf8(response.body).context("/metrics is not UTF-8")
-}
-
-/// One Redis node at one moment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RedisNode {
-    pub node: String,
-    /// danmaku's sharded Pub/Sub channels with at least one subscriber on this node.
-    pub shard_channels: u64,
-    pub used_memory_bytes: u64,
-    pub keys: u64,
 }
 
 /// Reads one Redis node (`host:port`): `PUBSUB SHARDCHANNELS danmaku:*`, `INFO memory`,

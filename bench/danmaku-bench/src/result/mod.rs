@@ -1,5 +1,8 @@
 //! The JSON result of one scenario run: what `danmaku-bench` writes to `bench/results/` and what
-//! the HTML report and the comparison table read back.
+//! the HTML report and the comparison table read back. Plain data, the bottom layer: it imports
+//! nothing else of the crate, and everything that writes or reads a result imports it.
+
+pub mod soak;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +39,7 @@ pub struct RunResult {
     pub limit: Limit,
     /// The soak's samples, moderation and verdict (`soak` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soak: Option<crate::soak::SoakReport>,
+    pub soak: Option<soak::SoakReport>,
 }
 
 /// Headline figures. Fields that a scenario does not produce are `None`.
