@@ -6,7 +6,6 @@
 //! and memory, and writes a JSON result and an HTML report to `bench/results/`.
 
 mod compare;
-mod coordinator;
 mod floor;
 mod http;
 mod ipc;
@@ -15,8 +14,11 @@ mod procfs;
 mod proto;
 mod report;
 mod result;
+mod run;
+mod sampling;
 mod soak;
 mod stats;
+mod tally;
 mod worker;
 
 use std::net::Ipv4Addr;
@@ -26,11 +28,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::coordinator::{Instance, Timing};
 use crate::ipc::Scenario;
 use crate::plan::{Layout, apportion, popularity};
 use crate::proto::Target;
 use crate::result::RunResult;
+use crate::run::Timing;
+use crate::sampling::{Instance, Sampled};
 
 #[derive(Parser)]
 #[command(version, about = "Load generator for danmaku and its Socket.IO peer")]
@@ -294,7 +297,7 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| (connections.div_ceil(15_000) as u32).max(2));
     layout.concurrency = common.concurrency;
-    let sampled = coordinator::Sampled {
+    let sampled = Sampled {
         servers: parse_pids(&common.pids)?,
         others: parse_pids(&common.other_pids)?,
     };
@@ -324,7 +327,9 @@ fn run_scenario(command: Commands) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let outcome = runtime.block_on(coordinator::run(&layout, workers, &timing, &sampled, token))?;
+    let plans = layout.split(workers, token);
+    let collected = runtime.block_on(run::drive(layout.scenario, plans, &timing, &sampled))?;
+    let outcome = tally::summarise(&layout, &timing, &sampled, collected);
     let soak = match soak {
         Some(watch) => Some(runtime.block_on(watch.finish(&outcome.summary))?),
         None => None,
@@ -367,7 +372,7 @@ fn start_soak(
     args: SoakArgs,
     common: &Common,
     layout: &Layout,
-    sampled: &coordinator::Sampled,
+    sampled: &Sampled,
     timing: &Timing,
 ) -> anyhow::Result<soak::Watch> {
     if sampled.servers.len() != common.urls.len() {

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::coordinator::Instance;
 use crate::procfs;
 use crate::result::Summary;
 use crate::result::soak::{Growth, InstanceSample, Moderation, Sample, SoakReport};
+use crate::sampling::Instance;
 
 pub use moderator::Moderator;
 
