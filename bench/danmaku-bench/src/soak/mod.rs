@@ -122,68 +122,6 @@ impl Watch {
     }
 }
 
-/// The report as lines for the terminal: one per sample, then the verdict.
-pub fn describe(report: &SoakReport) -> Vec<String> {
-    let mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0));
-    let count = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-    let mut lines = vec![
-        "soak samples: t (s) | per instance: RSS MiB / subscribed / connections | Redis: channels / keys / MiB"
-            .to_owned(),
-    ];
-    for s in report.samples.iter().chain(std::iter::once(&report.after)) {
-        let instances: Vec<String> = s
-            .instances
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {} / {} / {}",
-                    i.name,
-                    mib(i.rss_bytes),
-                    count(i.subscribed),
-                    count(i.connections)
-                )
-            })
-            .collect();
-        let channels: u64 = s.redis.iter().map(|n| n.shard_channels).sum();
-        let keys: u64 = s.redis.iter().map(|n| n.keys).sum();
-        let memory: u64 = s.redis.iter().map(|n| n.used_memory_bytes).sum();
-        lines.push(format!(
-            "  {:>7.0} | {} | {channels} / {keys} / {}",
-            s.t_s,
-            instances.join(" | "),
-            mib(Some(memory))
-        ));
-    }
-    for g in &report.growth {
-        lines.push(format!(
-            "RSS {}: {} MiB at {:.0} s → {} MiB at {:.0} s ({:+.2} %), peak {} MiB",
-            g.name,
-            mib(Some(g.baseline_bytes)),
-            g.baseline_t_s,
-            mib(Some(g.last_bytes)),
-            g.last_t_s,
-            g.growth_pct,
-            mib(Some(g.max_bytes))
-        ));
-    }
-    let m = &report.moderation;
-    lines.push(format!(
-        "moderation: {} rounds, {} deleted ({} with nothing old enough), {} banned, {} unbanned, {} failures",
-        m.rounds, m.deleted, m.nothing_to_delete, m.banned, m.unbanned, m.failures
-    ));
-    lines.extend(m.first_failures.iter().map(|f| format!("  failure: {f}")));
-    lines.push(format!(
-        "after everyone left: {} subscriptions held by instances, {} channels in Redis",
-        report.leaked_subscriptions, report.redis_channels_left
-    ));
-    if report.failures.is_empty() {
-        lines.push("soak: passed".to_owned());
-    } else {
-        lines.extend(report.failures.iter().map(|f| format!("soak FAILED: {f}")));
-    }
-    lines
-}
-
 async fn sample(started: Instant, instances: &[(String, Instance)], redis: &[String]) -> Sample {
     let t_s = started.elapsed().as_secs_f64();
     let mut sampled = Vec::new();
