@@ -143,52 +143,12 @@ impl Layout {
             })
             .collect();
         let count = workers as usize;
+        // Connections are numbered in the order they are dealt: the number picks the
+        // instance and the source address (and the worker, for history posters and viewers).
         let mut n = 0usize;
-        let mut poster_index = 0u32;
-        for stream in 0..self.streams.len() {
-            for _ in 0..self.posters[stream] {
-                let user = format!("poster-{poster_index}");
-                plans[count].posters.push(PosterSpec {
-                    index: poster_index,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, None),
-                    user,
-                    rate: self.poster_rate,
-                    prefill: 0,
-                    system_share: self.system_share,
-                });
-                poster_index += 1;
-                n += 1;
-            }
-            if self.end_markers && self.posters[stream] > 0 {
-                let user = format!("bench-end-{stream}");
-                plans[count].closers.push(PosterSpec {
-                    index: u32::MAX - (1 << 20) - stream as u32,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, Some(&self.streams[stream])),
-                    user,
-                    rate: 0.0,
-                    prefill: 0,
-                    system_share: 0.0,
-                });
-                n += 1;
-            }
-        }
-        // History: one extra poster per stream posts it (before any viewer connects).
+        self.deal_posters(&mut plans[count..], &mut n, &token);
         if self.prefill > 0 {
-            for stream in 0..self.streams.len() {
-                let user = format!("history-{stream}");
-                plans[n % count].posters.push(PosterSpec {
-                    index: u32::MAX - stream as u32,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, None),
-                    user,
-                    rate: 0.0,
-                    prefill: self.prefill,
-                    system_share: 0.0,
-                });
-                n += 1;
-            }
+            self.deal_history(&mut plans[..count], &mut n, &token);
         }
         for stream in 0..self.streams.len() {
             for _ in 0..self.viewers[stream] {
@@ -197,25 +157,95 @@ impl Layout {
             }
         }
         if self.scenario.churns() {
-            let choices: Vec<Endpoint> = (0..self.streams.len())
-                .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
-                .map(|(s, u)| self.endpoint(s, u))
-                .collect();
-            let slots = apportion(self.churn_slots as u64, &vec![1.0; plans.len()]);
-            for (plan, slots) in plans.iter_mut().zip(slots) {
-                plan.churn_slots = slots as u32;
-                plan.churn_choices = choices
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .map(|(i, mut e)| {
-                        e.source = self.sources[(i + plan.worker as usize) % self.sources.len()];
-                        e
-                    })
-                    .collect();
-            }
+            self.deal_churn(&mut plans);
         }
         plans
+    }
+
+    /// The posters, and each stream's end marker's moderator, to the posters' plan (the
+    /// only one in `plans`, when there are posters).
+    fn deal_posters(
+        &self,
+        plans: &mut [Plan],
+        n: &mut usize,
+        token: impl Fn(&str, Option<&str>) -> Option<String>,
+    ) {
+        let mut poster_index = 0u32;
+        for stream in 0..self.streams.len() {
+            for _ in 0..self.posters[stream] {
+                let user = format!("poster-{poster_index}");
+                plans[0].posters.push(PosterSpec {
+                    index: poster_index,
+                    endpoint: self.endpoint(stream, *n),
+                    token: token(&user, None),
+                    user,
+                    rate: self.poster_rate,
+                    prefill: 0,
+                    system_share: self.system_share,
+                });
+                poster_index += 1;
+                *n += 1;
+            }
+            if self.end_markers && self.posters[stream] > 0 {
+                let user = format!("bench-end-{stream}");
+                plans[0].closers.push(PosterSpec {
+                    index: u32::MAX - (1 << 20) - stream as u32,
+                    endpoint: self.endpoint(stream, *n),
+                    token: token(&user, Some(&self.streams[stream])),
+                    user,
+                    rate: 0.0,
+                    prefill: 0,
+                    system_share: 0.0,
+                });
+                *n += 1;
+            }
+        }
+    }
+
+    /// History: one extra poster per stream posts it (before any viewer connects), dealt to
+    /// the viewers' plans in turn.
+    fn deal_history(
+        &self,
+        plans: &mut [Plan],
+        n: &mut usize,
+        token: impl Fn(&str, Option<&str>) -> Option<String>,
+    ) {
+        let count = plans.len();
+        for stream in 0..self.streams.len() {
+            let user = format!("history-{stream}");
+            plans[*n % count].posters.push(PosterSpec {
+                index: u32::MAX - stream as u32,
+                endpoint: self.endpoint(stream, *n),
+                token: token(&user, None),
+                user,
+                rate: 0.0,
+                prefill: self.prefill,
+                system_share: 0.0,
+            });
+            *n += 1;
+        }
+    }
+
+    /// The connect-and-leave loops, spread evenly over every plan; each plan may connect to
+    /// every stream on every instance, its source addresses turned by its worker number.
+    fn deal_churn(&self, plans: &mut [Plan]) {
+        let choices: Vec<Endpoint> = (0..self.streams.len())
+            .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
+            .map(|(s, u)| self.endpoint(s, u))
+            .collect();
+        let slots = apportion(self.churn_slots as u64, &vec![1.0; plans.len()]);
+        for (plan, slots) in plans.iter_mut().zip(slots) {
+            plan.churn_slots = slots as u32;
+            plan.churn_choices = choices
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, mut e)| {
+                    e.source = self.sources[(i + plan.worker as usize) % self.sources.len()];
+                    e
+                })
+                .collect();
+        }
     }
 }
 
