@@ -5,7 +5,7 @@ use crate::result::RunResult;
 use crate::result::soak::SoakReport;
 
 /// Prints the run's headline figures, one line each.
-pub fn print_summary(r: &RunResult) {
+pub(crate) fn print_summary(r: &RunResult) {
     let s = &r.summary;
     println!(
         "{} / {} ({}): {} connections, {:.1} s",
@@ -139,7 +139,7 @@ fn fanout_lines(r: &RunResult, deliveries_per_s: f64) -> Vec<String> {
 }
 
 /// The report as lines for the terminal: one per sample, then the verdict.
-pub fn describe_soak(report: &SoakReport) -> Vec<String> {
+pub(crate) fn describe_soak(report: &SoakReport) -> Vec<String> {
     let mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0));
     let count = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
     let mut lines = vec![

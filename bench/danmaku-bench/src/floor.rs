@@ -28,7 +28,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
 /// Runs the floor server on `listen` until the process is killed.
-pub fn run(listen: SocketAddr, secret: String) -> anyhow::Result<()> {
+pub(crate) fn run(listen: SocketAddr, secret: String) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

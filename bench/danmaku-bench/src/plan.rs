@@ -9,7 +9,7 @@ use crate::proto::Target;
 
 /// The shape of a run, before it is split over workers.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub scenario: Scenario,
     pub target: Target,
     /// Instance base URLs (`ws://ip:port`).
@@ -41,7 +41,7 @@ pub struct Layout {
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
 /// `total`).
-pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
+pub(crate) fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
     let sum: f64 = weights.iter().sum();
     if weights.is_empty() || sum <= 0.0 {
         return vec![0; weights.len()];
@@ -63,7 +63,7 @@ pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
 
 /// Zipf weights `1 / (rank + 1)^s` for `n` streams; with `hot`, the first stream takes that
 /// fraction of the total and the rest share the remainder by Zipf.
-pub fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
+pub(crate) fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
     let zipf: Vec<f64> = (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
     match hot {
         Some(hot) if n > 1 => {
@@ -78,7 +78,7 @@ pub fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
 
 impl Layout {
     /// Offered deliveries per second: each poster's rate times its stream's viewers.
-    pub fn offered_deliveries_per_s(&self) -> f64 {
+    pub(crate) fn offered_deliveries_per_s(&self) -> f64 {
         self.viewers
             .iter()
             .zip(&self.posters)
@@ -86,12 +86,12 @@ impl Layout {
             .sum()
     }
 
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.viewers.iter().sum::<u64>() + self.posters.iter().map(|&p| p as u64).sum::<u64>()
     }
 
     /// Fanout: user and system comments per second posted to each stream.
-    pub fn stream_rates(&self) -> Vec<(f64, f64)> {
+    pub(crate) fn stream_rates(&self) -> Vec<(f64, f64)> {
         self.posters
             .iter()
             .map(|&p| {
@@ -119,7 +119,7 @@ impl Layout {
     ///
     /// `token(user, moderated)` signs a user's token, as a moderator of the stream named
     /// `moderated` when given.
-    pub fn split(
+    pub(crate) fn split(
         &self,
         workers: u32,
         token: impl Fn(&str, Option<&str>) -> Option<String>,

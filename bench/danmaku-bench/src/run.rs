@@ -20,7 +20,7 @@ use crate::stats::Latency;
 
 /// How the measured phase runs.
 #[derive(Debug, Clone)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// Length of the measured phase (posting, holding, churning).
     pub duration: Duration,
     /// After posting stops: how long viewers keep reading before the totals are taken.
@@ -30,7 +30,7 @@ pub struct Timing {
 }
 
 /// What the coordinator learnt from one run, before it is summarised.
-pub struct Collected {
+pub(crate) struct Collected {
     pub ready_init: Latency,
     pub ready_connected: u64,
     pub ready_errors: u64,
@@ -75,7 +75,7 @@ struct Measured {
 }
 
 /// Runs the plans (one worker process each) through the scenario's phases.
-pub async fn drive(
+pub(crate) async fn drive(
     scenario: Scenario,
     plans: Vec<Plan>,
     timing: &Timing,

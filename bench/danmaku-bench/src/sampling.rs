@@ -10,7 +10,7 @@ use crate::procfs;
 
 /// A server process to sample.
 #[derive(Debug, Clone)]
-pub struct Instance {
+pub(crate) struct Instance {
     pub name: String,
     pub pid: u32,
 }
@@ -18,32 +18,32 @@ pub struct Instance {
 /// The processes sampled during a run: the servers under test, and others (Redis) whose CPU
 /// and memory are plotted and reported apart, never added to the servers'.
 #[derive(Debug, Clone, Default)]
-pub struct Sampled {
+pub(crate) struct Sampled {
     pub servers: Vec<Instance>,
     pub others: Vec<Instance>,
 }
 
 impl Sampled {
-    pub fn all(&self) -> Vec<Instance> {
+    pub(crate) fn all(&self) -> Vec<Instance> {
         self.servers.iter().chain(&self.others).cloned().collect()
     }
 
-    pub fn server_pids(&self) -> Vec<u32> {
+    pub(crate) fn server_pids(&self) -> Vec<u32> {
         self.servers.iter().map(|i| i.pid).collect()
     }
 
-    pub fn other_pids(&self) -> Vec<u32> {
+    pub(crate) fn other_pids(&self) -> Vec<u32> {
         self.others.iter().map(|i| i.pid).collect()
     }
 }
 
 /// One reading of a server process: when, its CPU time so far, its RSS.
-pub type Sample = (Instant, Option<Duration>, Option<u64>);
+pub(crate) type Sample = (Instant, Option<Duration>, Option<u64>);
 /// Every reading, by pid.
-pub type Samples = HashMap<u32, Vec<Sample>>;
+pub(crate) type Samples = HashMap<u32, Vec<Sample>>;
 
 /// Reads every process in `instances` once, now.
-pub fn sample(instances: &[Instance], into: &mut Samples) {
+pub(crate) fn sample(instances: &[Instance], into: &mut Samples) {
     let now = Instant::now();
     for instance in instances {
         let pid = instance.pid.to_string();
@@ -56,7 +56,7 @@ pub fn sample(instances: &[Instance], into: &mut Samples) {
 }
 
 /// The RSS of `instances` together, now.
-pub fn total_rss(instances: &[Instance]) -> u64 {
+pub(crate) fn total_rss(instances: &[Instance]) -> u64 {
     instances
         .iter()
         .filter_map(|i| procfs::rss_bytes(&i.pid.to_string()))

@@ -109,14 +109,14 @@ struct Sides<'a> {
 }
 
 /// The label of a run of danmaku on plain Redis in a TLS case.
-pub const REDIS_PLAIN: &str = "redis-plain";
+pub(crate) const REDIS_PLAIN: &str = "redis-plain";
 /// The label of a run of danmaku on Redis over TLS in a TLS case.
-pub const REDIS_TLS: &str = "redis-tls";
+pub(crate) const REDIS_TLS: &str = "redis-tls";
 
 /// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
 /// the same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
 /// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts.
-pub fn table(runs: &[RunResult]) -> String {
+pub(crate) fn table(runs: &[RunResult]) -> String {
     let mut cases: BTreeMap<(String, String), Sides<'_>> = BTreeMap::new();
     let mut tls_cases: BTreeMap<String, TlsRuns<'_>> = BTreeMap::new();
     for run in runs {

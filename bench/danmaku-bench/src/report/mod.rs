@@ -49,7 +49,7 @@ pre { background: #f6f6f6; padding: 6px; overflow-x: auto; }
 ";
 
 /// Renders the report page for `runs`, titled `title`.
-pub fn render(runs: &[RunResult], title: &str) -> String {
+pub(crate) fn render(runs: &[RunResult], title: &str) -> String {
     let mut html = String::new();
     html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     let _ = writeln!(html, "<title>{}</title>", escape(title));

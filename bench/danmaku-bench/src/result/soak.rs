@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One instance at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InstanceSample {
+pub(crate) struct InstanceSample {
     pub name: String,
     pub rss_bytes: Option<u64>,
     pub subscribed: Option<f64>,
@@ -15,7 +15,7 @@ pub struct InstanceSample {
 
 /// Everything at one moment (`t_s` from the start of the soak, setup included).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub t_s: f64,
     pub instances: Vec<InstanceSample>,
     pub redis: Vec<RedisNode>,
@@ -23,7 +23,7 @@ pub struct Sample {
 
 /// One instance's RSS over the soak.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Growth {
+pub(crate) struct Growth {
     pub name: String,
     pub baseline_t_s: f64,
     pub baseline_bytes: u64,
@@ -35,7 +35,7 @@ pub struct Growth {
 
 /// The soak's own result, next to the run's summary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SoakReport {
+pub(crate) struct SoakReport {
     pub samples: Vec<Sample>,
     pub growth: Vec<Growth>,
     pub moderation: Moderation,
@@ -51,7 +51,7 @@ pub struct SoakReport {
 
 /// What the moderator did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Moderation {
+pub(crate) struct Moderation {
     pub rounds: u64,
     /// Comments deleted and then no longer listed.
     pub deleted: u64,
@@ -68,7 +68,7 @@ pub struct Moderation {
 
 /// One Redis node at one moment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RedisNode {
+pub(crate) struct RedisNode {
     pub node: String,
     /// danmaku's sharded Pub/Sub channels with at least one subscriber on this node.
     pub shard_channels: u64,

@@ -13,7 +13,7 @@ use crate::scenario::Common;
 
 /// What the scenario commands set; the rest stays at its default.
 #[derive(Default)]
-pub struct Shape {
+pub(crate) struct Shape {
     pub viewers: u64,
     pub streams: usize,
     pub posters: u32,
@@ -27,7 +27,7 @@ pub struct Shape {
 }
 
 /// The layout and the parameters (as recorded in the result) of a scenario command.
-pub fn layout(
+pub(super) fn layout(
     scenario: Scenario,
     common: &Common,
     shape: Shape,

@@ -19,11 +19,11 @@ use crate::run::Timing;
 use crate::sampling::{Instance, Sampled};
 use crate::{console, procfs, report, run, soak, tally};
 
-pub use layout::Shape;
+pub(crate) use layout::Shape;
 
 /// Options every scenario takes.
 #[derive(Args, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     /// Which protocol to speak.
     #[arg(long, value_enum, default_value = "danmaku")]
     pub target: Target,
@@ -80,7 +80,7 @@ pub struct Common {
 
 /// What the soak watches besides the load.
 #[derive(Args, Clone)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// Redis nodes to read shard channels, memory and keys from, `host:port` (every master
     /// of a cluster; none with the embedded broker).
     #[arg(long, value_delimiter = ',')]
@@ -104,7 +104,7 @@ pub struct SoakArgs {
 
 /// Runs one scenario command: lays it out, runs it (with the soak's watch beside it when
 /// `watch` is given), prints its result and writes it (unless `--no-write`).
-pub fn run(
+pub(crate) fn run(
     scenario: Scenario,
     shape: Shape,
     common: Common,

@@ -25,13 +25,13 @@ use crate::result::Summary;
 use crate::result::soak::{Growth, InstanceSample, Moderation, Sample, SoakReport};
 use crate::sampling::Instance;
 
-pub use moderator::Moderator;
+pub(crate) use moderator::Moderator;
 
 /// How long after the linger the leak check keeps polling for subscriptions to go.
 const LEAK_GRACE: Duration = Duration::from_secs(10);
 
 /// What the soak watches.
-pub struct Settings {
+pub(crate) struct Settings {
     /// Instances, `ws://ip:port`, each with its process (same order).
     pub instances: Vec<(String, Instance)>,
     /// Redis nodes, `host:port` (every master of a cluster); empty with the embedded broker.
@@ -48,7 +48,7 @@ pub struct Settings {
 }
 
 /// The sampler and the moderator, running beside the load.
-pub struct Watch {
+pub(crate) struct Watch {
     settings: Settings,
     started: Instant,
     stop: watch::Sender<bool>,
@@ -58,7 +58,7 @@ pub struct Watch {
 
 impl Watch {
     /// Starts sampling (at once, then every `sample_every`) and moderating.
-    pub fn start(settings: Settings, moderator: Moderator) -> Watch {
+    pub(crate) fn start(settings: Settings, moderator: Moderator) -> Watch {
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
         let sampler = {
@@ -91,7 +91,7 @@ impl Watch {
 
     /// Call once the load has finished and every connection is closed: stops the sampler and
     /// the moderator, checks for leaked subscriptions, and judges the run with its summary.
-    pub async fn finish(self, summary: &Summary) -> anyhow::Result<SoakReport> {
+    pub(crate) async fn finish(self, summary: &Summary) -> anyhow::Result<SoakReport> {
         let _ = self.stop.send(true);
         let samples = self.sampler.await?;
         let moderation = self.moderator.await?;

@@ -33,7 +33,7 @@ const KEPT_FAILURES: usize = 10;
 const BAN_SECONDS: u64 = 600;
 
 /// Where and as whom the moderator works.
-pub struct Moderator {
+pub(crate) struct Moderator {
     /// Instances, `ws://ip:port`.
     pub instances: Vec<String>,
     pub streams: Vec<String>,
@@ -45,7 +45,7 @@ pub struct Moderator {
 
 impl Moderator {
     /// Runs rounds every `every` until `stop` turns true; returns what it did.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Moderation {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> Moderation {
         let mut done = Moderation::default();
         let mut deleted_ids = HashSet::new();
         let mut tick = tokio::time::interval(self.every);

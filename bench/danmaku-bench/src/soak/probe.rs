@@ -9,12 +9,12 @@ use crate::http;
 use crate::result::soak::RedisNode;
 
 /// The Prometheus names of the gauges the soak follows.
-pub const SUBSCRIBED: &str = "danmaku_streams_subscribed";
-pub const CONNECTIONS: &str = "danmaku_ws_connections";
+pub(super) const SUBSCRIBED: &str = "danmaku_streams_subscribed";
+pub(super) const CONNECTIONS: &str = "danmaku_ws_connections";
 
 /// The value of `name` in a Prometheus text exposition, summed over its label sets; `None`
 /// when the exposition has no such series.
-pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
+pub(super) fn gauge(exposition: &str, name: &str) -> Option<f64> {
     let mut found = None;
     for line in exposition.lines() {
         let Some(rest) = line.strip_prefix(name) else {
@@ -34,7 +34,7 @@ pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
 }
 
 /// `GET /metrics` of the instance at `base` (`ws://ip:port`).
-pub async fn metrics(base: &str) -> anyhow::Result<String> {
+pub(super) async fn metrics(base: &str) -> anyhow::Result<String> {
     let mut client = http::Client::new(base, Ipv4Addr::LOCALHOST)?;
     let response = client.request("GET", "/metrics", None, None).await?;
     if response.status != 200 {
@@ -45,7 +45,7 @@ pub async fn metrics(base: &str) -> anyhow::Result<String> {
 
 /// Reads one Redis node (`host:port`): `PUBSUB SHARDCHANNELS danmaku:*`, `INFO memory`,
 /// `DBSIZE`. A cluster node answers for its own slots, so every master is asked.
-pub async fn redis_node(node: &str) -> anyhow::Result<RedisNode> {
+pub(super) async fn redis_node(node: &str) -> anyhow::Result<RedisNode> {
     let client = redis::Client::open(format!("redis://{node}"))?;
     let mut conn = client
         .get_multiplexed_async_connection()

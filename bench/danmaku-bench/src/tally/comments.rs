@@ -11,25 +11,25 @@ use crate::result::{PerViewerRate, Summary};
 
 /// The fan-out measures together, as the summariser adds to and finishes them.
 #[derive(Default)]
-pub struct Fanout {
+pub(super) struct Fanout {
     posting: Posting,
     deliveries: Deliveries,
     viewers: Viewers,
 }
 
 impl Fanout {
-    pub fn add(&mut self, t: &Totals) {
+    pub(super) fn add(&mut self, t: &Totals) {
         self.posting.add(t);
         self.deliveries.add(t);
         self.viewers.add(t);
     }
 
     /// Deliveries received by viewers, duplicates excluded.
-    pub fn deliveries(&self) -> u64 {
+    pub(super) fn deliveries(&self) -> u64 {
         self.deliveries.deliveries
     }
 
-    pub fn finish(&self, layout: &Layout, posting_s: f64, summary: &mut Summary) {
+    pub(super) fn finish(&self, layout: &Layout, posting_s: f64, summary: &mut Summary) {
         let delivering_s = self.deliveries.delivering_s(posting_s);
         self.viewers
             .finish(&self.posting, layout, posting_s, delivering_s, summary);

@@ -20,7 +20,7 @@ use comments::Fanout;
 use processes::Cpu;
 
 /// A run's figures, ready to be written as a [`crate::result::RunResult`].
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub summary: Summary,
     pub timeline: Vec<Tick>,
     pub latency: Latency,
@@ -31,7 +31,12 @@ pub struct Outcome {
 }
 
 /// Turns what a run collected into its figures.
-pub fn summarise(layout: &Layout, timing: &Timing, sampled: &Sampled, c: Collected) -> Outcome {
+pub(crate) fn summarise(
+    layout: &Layout,
+    timing: &Timing,
+    sampled: &Sampled,
+    c: Collected,
+) -> Outcome {
     let duration_s = c.measure_end.duration_since(c.measure_start).as_secs_f64();
     let active_s = c.active_end.duration_since(c.measure_start).as_secs_f64();
     let mut latencies = Latencies::default();

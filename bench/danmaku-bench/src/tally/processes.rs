@@ -10,7 +10,7 @@ use crate::sampling::{Instance, Sample, Sampled, Samples};
 
 /// The CPU seconds the servers (all instances) and the other processes (Redis) used, over the
 /// measured phase and over its part under load (the settle after it would dilute a share).
-pub struct Cpu {
+pub(super) struct Cpu {
     pub servers_measured: Option<f64>,
     pub servers_active: Option<f64>,
     pub others_measured: Option<f64>,
@@ -20,7 +20,7 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    pub fn of(c: &Collected, sampled: &Sampled, active_s: f64) -> Cpu {
+    pub(super) fn of(c: &Collected, sampled: &Sampled, active_s: f64) -> Cpu {
         let (servers, others) = (sampled.server_pids(), sampled.other_pids());
         let between =
             |pids: &[u32], to: Instant| cpu_between(&c.samples, pids, c.measure_start, to);
@@ -63,7 +63,7 @@ fn instance_cpu_between(points: &[Sample], from: Instant, to: Instant) -> Option
 }
 
 /// The servers' peak RSS: the sum over instances of each instance's peak.
-pub fn peak_rss(samples: &Samples, pids: &[u32]) -> Option<u64> {
+pub(super) fn peak_rss(samples: &Samples, pids: &[u32]) -> Option<u64> {
     if pids.is_empty() {
         return None;
     }
@@ -78,7 +78,7 @@ pub fn peak_rss(samples: &Samples, pids: &[u32]) -> Option<u64> {
 
 /// Each instance's CPU (in cores, over each interval of at least 0.2 s) and RSS, `t_s` from
 /// `start`.
-pub fn instance_series(
+pub(super) fn instance_series(
     instances: &[Instance],
     samples: &Samples,
     start: Instant,

@@ -9,7 +9,7 @@ use crate::sampling::Instance;
 use crate::tally::processes::Cpu;
 
 /// Decides which side limited the run, from the CPU each used during the measured phase.
-pub fn verdict(
+pub(super) fn verdict(
     layout: &Layout,
     summary: &Summary,
     tool: &ToolCost,

@@ -86,7 +86,7 @@ struct TickState {
 
 type Shared = Rc<RefCell<State>>;
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
