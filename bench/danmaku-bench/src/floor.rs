@@ -7,7 +7,8 @@
 //! stream in one pass; a socket that would block keeps the rest in a queue its own writer
 //! drains when the socket is writable. Nothing else: no history, no broker, no timers, no
 //! auth beyond reading the poster's name from its token. What it costs per delivery is the
-//! kernel's loopback send plus the least bookkeeping a server can do.
+//! kernel's loopback send plus the least bookkeeping a server can do. It imports nothing of
+//! the crate: `danmaku-bench floor` runs it alone.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

@@ -5,7 +5,8 @@
 //! Posters send system comments with it (`POST /v1/streams/{id}/comments`); the soak's
 //! moderator deletes, bans and lists with it. A request that fails on a kept-alive connection
 //! (the server closed it while idle) is sent once more on a new one; the posters make that safe
-//! with an idempotency key, and the moderator's requests are idempotent.
+//! with an idempotency key, and the moderator's requests are idempotent. It imports nothing
+//! of the crate.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

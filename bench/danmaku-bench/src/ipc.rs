@@ -1,5 +1,7 @@
 //! What the coordinator and its worker processes say to each other: one JSON object per line,
-//! a [`Plan`] then [`Command`]s on the worker's stdin, [`Event`]s on its stdout.
+//! a [`Plan`] then [`Command`]s on the worker's stdin, [`Event`]s on its stdout. Plain data
+//! but for a histogram's wire form (`stats`) and the target (`proto`); the coordinator (`run`),
+//! `plan`, `worker` and `tally` use it.
 
 use std::net::Ipv4Addr;
 

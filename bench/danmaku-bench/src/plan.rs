@@ -1,6 +1,7 @@
 //! Turning a scenario's parameters into worker plans: which stream each viewer watches (a
 //! Zipf-like popularity, optionally one hot stream), which instance and source address each
-//! connection uses, and where the posters are.
+//! connection uses, and where the posters are. It makes `ipc`'s plans and uses `proto`'s
+//! target, nothing else.
 
 use std::net::Ipv4Addr;
 

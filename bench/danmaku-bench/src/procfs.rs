@@ -1,4 +1,5 @@
-//! CPU time and resident memory of a process, from `/proc` (Linux).
+//! CPU time and resident memory of a process, from `/proc` (Linux). It imports nothing of
+//! the crate.
 
 use std::time::Duration;
 

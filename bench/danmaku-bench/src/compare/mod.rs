@@ -2,7 +2,8 @@
 //! headline figures of each and their ratio; and where the case also ran against the floor
 //! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
 //! of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
-//! Redis over TLS, the same load, interleaved) get a section of their own: TLS / plain.
+//! Redis over TLS, the same load, interleaved) get a section of their own, [`tls`]: TLS /
+//! plain. It reads `result` only.
 
 mod tls;
 

@@ -11,6 +11,9 @@
 //! The verdict: RSS growth from the first sample at or after `--growth-after` to the last
 //! sample of the measured phase under `--max-growth-pct` (5 %) on every instance, no subscription
 //! left, no moderation failure, and nothing lost, duplicated or reordered.
+//!
+//! What it writes into the result is `result::soak`'s; it uses `sampling` (the instances'
+//! processes), `procfs`, `http` and `proto`, and prints nothing (`console` does).
 
 mod moderator;
 mod probe;

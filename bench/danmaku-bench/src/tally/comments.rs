@@ -1,7 +1,8 @@
 //! The fan-out measures (fanout and soak): what the posters sent and the server answered, what
 //! the viewers received (deliveries, frames, duplicates, order), and the per-viewer books that
 //! weigh one against the other (losses, excess, thinned comments, per-viewer rates, system
-//! comments). Each is a tally of its own, added to from every worker's totals.
+//! comments). Each is a tally of its own, added to from every worker's totals and finished
+//! into the summary; [`Fanout`] holds them together for the summariser.
 
 use std::collections::HashMap;
 
