@@ -7,7 +7,8 @@
 //! stream in one pass; a socket that would block keeps the rest in a queue its own writer
 //! drains when the socket is writable. Nothing else: no history, no broker, no timers, no
 //! auth beyond reading the poster's name from its token. What it costs per delivery is the
-//! kernel's loopback send plus the least bookkeeping a server can do.
+//! kernel's loopback send plus the least bookkeeping a server can do. It imports nothing of
+//! the crate: `danmaku-bench floor` runs it alone.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -28,7 +29,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
 /// Runs the floor server on `listen` until the process is killed.
-pub fn run(listen: SocketAddr, secret: String) -> anyhow::Result<()> {
+pub(crate) fn run(listen: SocketAddr, secret: String) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -5,7 +5,8 @@
 //! Posters send system comments with it (`POST /v1/streams/{id}/comments`); the soak's
 //! moderator deletes, bans and lists with it. A request that fails on a kept-alive connection
 //! (the server closed it while idle) is sent once more on a new one; the posters make that safe
-//! with an idempotency key, and the moderator's requests are idempotent.
+//! with an idempotency key, and the moderator's requests are idempotent. It imports nothing
+//! of the crate.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -20,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 1 << 20;
 
 /// One kept-alive connection to an instance.
-pub struct Client {
+pub(crate) struct Client {
     addr: SocketAddr,
     source: Ipv4Addr,
     host: String,
@@ -29,7 +30,7 @@ pub struct Client {
 
 /// A response: its status and body.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub body: Vec<u8>,
 }
@@ -37,7 +38,7 @@ pub struct Response {
 impl Client {
     /// A client of the instance at `base` (`ws://ip:port` or `http://ip:port`), connecting
     /// from `source`.
-    pub fn new(base: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
         let host = base
             .trim_start_matches("ws://")
             .trim_start_matches("http://")
@@ -54,7 +55,7 @@ impl Client {
     }
 
     /// `POST path` with `body` as JSON and `Authorization: Bearer <bearer>`.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &mut self,
         path: &str,
         bearer: &str,
@@ -64,7 +65,7 @@ impl Client {
     }
 
     /// `method path`, with `Authorization: Bearer <bearer>` and `body` as JSON when given.
-    pub async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: &str,
         path: &str,

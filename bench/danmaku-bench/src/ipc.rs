@@ -1,5 +1,7 @@
 //! What the coordinator and its worker processes say to each other: one JSON object per line,
-//! a [`Plan`] then [`Command`]s on the worker's stdin, [`Event`]s on its stdout.
+//! a [`Plan`] then [`Command`]s on the worker's stdin, [`Event`]s on its stdout. Plain data
+//! but for a histogram's wire form (`stats`) and the target (`proto`); the coordinator (`run`),
+//! `plan`, `worker` and `tally` use it.
 
 use std::net::Ipv4Addr;
 
@@ -10,7 +12,7 @@ use crate::stats::Buckets;
 
 /// Everything one worker process does in a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub scenario: Scenario,
     pub target: Target,
     pub worker: u32,
@@ -38,7 +40,7 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Scenario {
+pub(crate) enum Scenario {
     Idle,
     Fanout,
     Storm,
@@ -48,7 +50,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scenario::Idle => "idle",
             Scenario::Fanout => "fanout",
@@ -59,19 +61,19 @@ impl Scenario {
     }
 
     /// Whether viewers stay connected and count what they receive (fan-out and soak).
-    pub fn fans_out(self) -> bool {
+    pub(crate) fn fans_out(self) -> bool {
         matches!(self, Scenario::Fanout | Scenario::Soak)
     }
 
     /// Whether connect-and-leave loops run during the measured phase (churn and soak).
-    pub fn churns(self) -> bool {
+    pub(crate) fn churns(self) -> bool {
         matches!(self, Scenario::Churn | Scenario::Soak)
     }
 }
 
 /// Where one connection goes, and from which local address.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `ws://host:port` of the instance.
     pub base: String,
     pub stream: String,
@@ -84,7 +86,7 @@ pub struct Endpoint {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PosterSpec {
+pub(crate) struct PosterSpec {
     /// Global poster number, written into every comment it posts.
     pub index: u32,
     pub endpoint: Endpoint,
@@ -103,7 +105,7 @@ pub struct PosterSpec {
 /// Coordinator → worker, after the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Command {
+pub(crate) enum Command {
     /// Every worker's history is posted: open the viewers' connections.
     Connect,
     /// Start the measured phase (posting, churn loops, the storm's reconnect wave).
@@ -117,7 +119,7 @@ pub enum Command {
 /// Worker → coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// The posters are connected and the history is posted; waiting for [`Command::Connect`]
     /// (so that no viewer connects before every stream's history is in).
     Prefilled,
@@ -142,7 +144,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TickCounts {
+pub(crate) struct TickCounts {
     pub deliveries: u64,
     pub frames: u64,
     /// Comments the server told viewers it left out (`skipped`).
@@ -158,7 +160,7 @@ pub struct TickCounts {
 
 /// A worker's totals over the measured phase.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub cpu_s: f64,
     /// CPU seconds used from the start until posting stopped (the load's own window; a long
     /// settle after it would dilute the worker's busy share).
@@ -192,7 +194,7 @@ pub struct Totals {
 /// What the viewers of one stream that stayed connected through the run saw, summed over
 /// them, with what must hold per viewer kept per viewer (as counts of viewers per value).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StreamTotals {
+pub(crate) struct StreamTotals {
     pub stream_index: u32,
     pub viewers: u64,
     /// Distinct benchmark comments received (user and system; not the end marker).
@@ -223,7 +225,7 @@ pub struct StreamTotals {
 
 impl StreamTotals {
     /// Adds another worker's viewers of the same stream.
-    pub fn merge(&mut self, other: &StreamTotals) {
+    pub(crate) fn merge(&mut self, other: &StreamTotals) {
         if other.viewers == 0 {
             return;
         }
@@ -250,7 +252,7 @@ impl StreamTotals {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PosterTotals {
+pub(crate) struct PosterTotals {
     pub index: u32,
     pub stream_index: u32,
     /// User comments (over the WebSocket).
@@ -268,7 +270,7 @@ pub struct PosterTotals {
 
 impl PosterTotals {
     /// Comments sent and not yet answered.
-    pub fn in_flight(&self) -> u64 {
+    pub(crate) fn in_flight(&self) -> u64 {
         (self.sent + self.system_sent).saturating_sub(
             self.accepted + self.rejected + self.system_accepted + self.system_rejected,
         )

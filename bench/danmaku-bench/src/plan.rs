@@ -1,6 +1,7 @@
 //! Turning a scenario's parameters into worker plans: which stream each viewer watches (a
 //! Zipf-like popularity, optionally one hot stream), which instance and source address each
-//! connection uses, and where the posters are.
+//! connection uses, and where the posters are. It makes `ipc`'s plans and uses `proto`'s
+//! target, nothing else.
 
 use std::net::Ipv4Addr;
 
@@ -9,7 +10,7 @@ use crate::proto::Target;
 
 /// The shape of a run, before it is split over workers.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub scenario: Scenario,
     pub target: Target,
     /// Instance base URLs (`ws://ip:port`).
@@ -41,7 +42,7 @@ pub struct Layout {
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
 /// `total`).
-pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
+pub(crate) fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
     let sum: f64 = weights.iter().sum();
     if weights.is_empty() || sum <= 0.0 {
         return vec![0; weights.len()];
@@ -63,7 +64,7 @@ pub fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
 
 /// Zipf weights `1 / (rank + 1)^s` for `n` streams; with `hot`, the first stream takes that
 /// fraction of the total and the rest share the remainder by Zipf.
-pub fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
+pub(crate) fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
     let zipf: Vec<f64> = (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
     match hot {
         Some(hot) if n > 1 => {
@@ -78,7 +79,7 @@ pub fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
 
 impl Layout {
     /// Offered deliveries per second: each poster's rate times its stream's viewers.
-    pub fn offered_deliveries_per_s(&self) -> f64 {
+    pub(crate) fn offered_deliveries_per_s(&self) -> f64 {
         self.viewers
             .iter()
             .zip(&self.posters)
@@ -86,12 +87,12 @@ impl Layout {
             .sum()
     }
 
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.viewers.iter().sum::<u64>() + self.posters.iter().map(|&p| p as u64).sum::<u64>()
     }
 
     /// Fanout: user and system comments per second posted to each stream.
-    pub fn stream_rates(&self) -> Vec<(f64, f64)> {
+    pub(crate) fn stream_rates(&self) -> Vec<(f64, f64)> {
         self.posters
             .iter()
             .map(|&p| {
@@ -119,7 +120,7 @@ impl Layout {
     ///
     /// `token(user, moderated)` signs a user's token, as a moderator of the stream named
     /// `moderated` when given.
-    pub fn split(
+    pub(crate) fn split(
         &self,
         workers: u32,
         token: impl Fn(&str, Option<&str>) -> Option<String>,
@@ -143,52 +144,12 @@ impl Layout {
             })
             .collect();
         let count = workers as usize;
+        // Connections are numbered in the order they are dealt: the number picks the
+        // instance and the source address (and the worker, for history posters and viewers).
         let mut n = 0usize;
-        let mut poster_index = 0u32;
-        for stream in 0..self.streams.len() {
-            for _ in 0..self.posters[stream] {
-                let user = format!("poster-{poster_index}");
-                plans[count].posters.push(PosterSpec {
-                    index: poster_index,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, None),
-                    user,
-                    rate: self.poster_rate,
-                    prefill: 0,
-                    system_share: self.system_share,
-                });
-                poster_index += 1;
-                n += 1;
-            }
-            if self.end_markers && self.posters[stream] > 0 {
-                let user = format!("bench-end-{stream}");
-                plans[count].closers.push(PosterSpec {
-                    index: u32::MAX - (1 << 20) - stream as u32,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, Some(&self.streams[stream])),
-                    user,
-                    rate: 0.0,
-                    prefill: 0,
-                    system_share: 0.0,
-                });
-                n += 1;
-            }
-        }
-        // History: one extra poster per stream posts it (before any viewer connects).
+        self.deal_posters(&mut plans[count..], &mut n, &token);
         if self.prefill > 0 {
-            for stream in 0..self.streams.len() {
-                let user = format!("history-{stream}");
-                plans[n % count].posters.push(PosterSpec {
-                    index: u32::MAX - stream as u32,
-                    endpoint: self.endpoint(stream, n),
-                    token: token(&user, None),
-                    user,
-                    rate: 0.0,
-                    prefill: self.prefill,
-                    system_share: 0.0,
-                });
-                n += 1;
-            }
+            self.deal_history(&mut plans[..count], &mut n, &token);
         }
         for stream in 0..self.streams.len() {
             for _ in 0..self.viewers[stream] {
@@ -197,25 +158,95 @@ impl Layout {
             }
         }
         if self.scenario.churns() {
-            let choices: Vec<Endpoint> = (0..self.streams.len())
-                .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
-                .map(|(s, u)| self.endpoint(s, u))
-                .collect();
-            let slots = apportion(self.churn_slots as u64, &vec![1.0; plans.len()]);
-            for (plan, slots) in plans.iter_mut().zip(slots) {
-                plan.churn_slots = slots as u32;
-                plan.churn_choices = choices
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .map(|(i, mut e)| {
-                        e.source = self.sources[(i + plan.worker as usize) % self.sources.len()];
-                        e
-                    })
-                    .collect();
-            }
+            self.deal_churn(&mut plans);
         }
         plans
+    }
+
+    /// The posters, and each stream's end marker's moderator, to the posters' plan (the
+    /// only one in `plans`, when there are posters).
+    fn deal_posters(
+        &self,
+        plans: &mut [Plan],
+        n: &mut usize,
+        token: impl Fn(&str, Option<&str>) -> Option<String>,
+    ) {
+        let mut poster_index = 0u32;
+        for stream in 0..self.streams.len() {
+            for _ in 0..self.posters[stream] {
+                let user = format!("poster-{poster_index}");
+                plans[0].posters.push(PosterSpec {
+                    index: poster_index,
+                    endpoint: self.endpoint(stream, *n),
+                    token: token(&user, None),
+                    user,
+                    rate: self.poster_rate,
+                    prefill: 0,
+                    system_share: self.system_share,
+                });
+                poster_index += 1;
+                *n += 1;
+            }
+            if self.end_markers && self.posters[stream] > 0 {
+                let user = format!("bench-end-{stream}");
+                plans[0].closers.push(PosterSpec {
+                    index: u32::MAX - (1 << 20) - stream as u32,
+                    endpoint: self.endpoint(stream, *n),
+                    token: token(&user, Some(&self.streams[stream])),
+                    user,
+                    rate: 0.0,
+                    prefill: 0,
+                    system_share: 0.0,
+                });
+                *n += 1;
+            }
+        }
+    }
+
+    /// History: one extra poster per stream posts it (before any viewer connects), dealt to
+    /// the viewers' plans in turn.
+    fn deal_history(
+        &self,
+        plans: &mut [Plan],
+        n: &mut usize,
+        token: impl Fn(&str, Option<&str>) -> Option<String>,
+    ) {
+        let count = plans.len();
+        for stream in 0..self.streams.len() {
+            let user = format!("history-{stream}");
+            plans[*n % count].posters.push(PosterSpec {
+                index: u32::MAX - stream as u32,
+                endpoint: self.endpoint(stream, *n),
+                token: token(&user, None),
+                user,
+                rate: 0.0,
+                prefill: self.prefill,
+                system_share: 0.0,
+            });
+            *n += 1;
+        }
+    }
+
+    /// The connect-and-leave loops, spread evenly over every plan; each plan may connect to
+    /// every stream on every instance, its source addresses turned by its worker number.
+    fn deal_churn(&self, plans: &mut [Plan]) {
+        let choices: Vec<Endpoint> = (0..self.streams.len())
+            .flat_map(|s| (0..self.urls.len()).map(move |u| (s, u)))
+            .map(|(s, u)| self.endpoint(s, u))
+            .collect();
+        let slots = apportion(self.churn_slots as u64, &vec![1.0; plans.len()]);
+        for (plan, slots) in plans.iter_mut().zip(slots) {
+            plan.churn_slots = slots as u32;
+            plan.churn_choices = choices
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, mut e)| {
+                    e.source = self.sources[(i + plan.worker as usize) % self.sources.len()];
+                    e
+                })
+                .collect();
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! CPU time and resident memory of a process, from `/proc` (Linux).
+//! CPU time and resident memory of a process, from `/proc` (Linux). It imports nothing of
+//! the crate.
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 const TICKS_PER_SECOND: u64 = 100;
 
 /// CPU time (user + system) a process has used so far.
-pub fn cpu_time(pid: &str) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces), starting at field 3 (state).
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -19,7 +20,7 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
 }
 
 /// Resident set size in bytes.
-pub fn rss_bytes(pid: &str) -> Option<u64> {
+pub(crate) fn rss_bytes(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -29,7 +30,7 @@ pub fn rss_bytes(pid: &str) -> Option<u64> {
 /// The whole machine's CPU time so far as (busy, total) clock ticks, from `/proc/stat`: busy
 /// includes interrupt and softirq time (the kernel's loopback TCP work, charged to no process
 /// when `ksoftirqd` does it).
-pub fn machine_ticks() -> Option<(u64, u64)> {
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let fields: Vec<u64> = line
@@ -43,13 +44,13 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
 }
 
 /// The fraction of the machine's CPU that was busy between two [`machine_ticks`] readings.
-pub fn busy_between(from: (u64, u64), to: (u64, u64)) -> Option<f64> {
+pub(crate) fn busy_between(from: (u64, u64), to: (u64, u64)) -> Option<f64> {
     let total = to.1.checked_sub(from.1)?;
     (total > 0).then(|| to.0.saturating_sub(from.0) as f64 / total as f64)
 }
 
 /// Online CPUs of this machine.
-pub fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `kind`, `text`
 //! and `ts`, a `comments` frame's `skipped`, and an acknowledgement's `ref`, `id` or error.
-//! Everything else is skipped by serde without being built.
+//! Everything else is skipped by serde without being built. It imports nothing of the crate.
 
 use std::borrow::Cow;
 
@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 /// Which server a run talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub(crate) enum Target {
     Danmaku,
     Socketio,
 }
 
 impl Target {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Target::Danmaku => "danmaku",
             Target::Socketio => "socketio",
@@ -28,7 +28,7 @@ impl Target {
 
     /// The WebSocket URL of `stream` on the instance at `base` (`ws://host:port`), asking
     /// for at most `max_rate` user comments a second when given (danmaku's `max_rate=`).
-    pub fn url(
+    pub(crate) fn url(
         self,
         base: &str,
         stream: &str,
@@ -55,7 +55,7 @@ impl Target {
 
     /// The text frame a client sends right after the WebSocket opens, if any: Socket.IO's
     /// CONNECT to the default namespace, carrying the stream and user in its auth payload.
-    pub fn hello(self, stream: &str, user: Option<&str>) -> Option<String> {
+    pub(crate) fn hello(self, stream: &str, user: Option<&str>) -> Option<String> {
         match self {
             Target::Danmaku => None,
             Target::Socketio => {
@@ -69,7 +69,7 @@ impl Target {
     }
 
     /// The text frame that posts `text` with the acknowledgement reference `reference`.
-    pub fn post(self, text: &str, reference: &str) -> String {
+    pub(crate) fn post(self, text: &str, reference: &str) -> String {
         let body = serde_json::json!({ "type": "comment", "text": text, "ref": reference });
         match self {
             Target::Danmaku => body.to_string(),
@@ -81,7 +81,7 @@ impl Target {
     }
 
     /// Decodes one text frame from the server.
-    pub fn decode(self, text: &str) -> Result<Frame<'_>, serde_json::Error> {
+    pub(crate) fn decode(self, text: &str) -> Result<Frame<'_>, serde_json::Error> {
         match self {
             Target::Danmaku => {
                 let mut payload: Payload<'_> = serde_json::from_str(text)?;
@@ -95,7 +95,7 @@ impl Target {
 
 /// What a frame from the server means to a scenario.
 #[derive(Debug, PartialEq)]
-pub enum Frame<'a> {
+pub(crate) enum Frame<'a> {
     /// The first frame of a stream (its comments are history, not deliveries).
     Init,
     /// New comments, and how many of the stream's comments the server chose not to send
@@ -119,11 +119,11 @@ pub enum Frame<'a> {
 }
 
 /// Engine.IO's answer to a server ping.
-pub const ENGINE_IO_PONG: &str = "3";
+pub(crate) const ENGINE_IO_PONG: &str = "3";
 
 /// The fields of a comment the scenarios read.
 #[derive(Debug, PartialEq, Deserialize)]
-pub struct WireComment<'a> {
+pub(crate) struct WireComment<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     /// `user`, `gift`, `follow`, `mission` or `system` (absent: `user`).
@@ -136,7 +136,7 @@ pub struct WireComment<'a> {
 
 impl WireComment<'_> {
     /// A user comment: the only kind a server may thin.
-    pub fn is_user(&self) -> bool {
+    pub(crate) fn is_user(&self) -> bool {
         self.kind.as_deref().is_none_or(|k| k == "user")
     }
 }
@@ -201,7 +201,7 @@ fn decode_socketio(text: &str) -> Result<Frame<'_>, serde_json::Error> {
 
 /// The text of a benchmark comment: who posted it, its sequence number, and the poster's clock
 /// in microseconds when it was sent (for a latency finer than `ts`'s milliseconds).
-pub fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
+pub(crate) fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
     format!("bench {poster} {seq} {sent_unix_us}")
 }
 
@@ -209,17 +209,17 @@ pub fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
 /// moderator once every other comment is acknowledged. A server never thins a moderator's
 /// comment, so every viewer gets it, and its frame carries the `skipped` of whatever was
 /// left out after the viewer's previous frame.
-pub fn end_text(stream_index: u32) -> String {
+pub(crate) fn end_text(stream_index: u32) -> String {
     format!("bench-end {stream_index}")
 }
 
 /// Parses [`end_text`]: the stream index.
-pub fn parse_end_text(text: &str) -> Option<u32> {
+pub(crate) fn parse_end_text(text: &str) -> Option<u32> {
     text.strip_prefix("bench-end ")?.parse().ok()
 }
 
 /// Parses [`comment_text`]; `None` for comments the benchmark did not post.
-pub fn parse_comment_text(text: &str) -> Option<(u32, u32, u64)> {
+pub(crate) fn parse_comment_text(text: &str) -> Option<(u32, u32, u64)> {
     let mut parts = text.strip_prefix("bench ")?.split(' ');
     let poster = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;

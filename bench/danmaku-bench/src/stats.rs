@@ -1,5 +1,6 @@
 //! Latency histograms: recorded in microseconds by the workers, shipped to the coordinator as
-//! (value, count) pairs, merged there into percentiles and CDFs.
+//! (value, count) pairs, merged there into percentiles and CDFs. It produces `result`'s
+//! percentiles and CDF points and uses nothing else of the crate.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ const MAX_US: u64 = 600_000_000;
 
 /// A latency histogram in microseconds, 3 significant digits.
 #[derive(Debug, Clone)]
-pub struct Latency(Histogram<u64>);
+pub(crate) struct Latency(Histogram<u64>);
 
 impl Default for Latency {
     fn default() -> Self {
@@ -22,19 +23,19 @@ impl Default for Latency {
 
 /// A histogram as it crosses the process boundary: the recorded buckets only.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Buckets(pub Vec<(u64, u64)>);
+pub(crate) struct Buckets(pub Vec<(u64, u64)>);
 
 impl Latency {
-    pub fn record_us(&mut self, us: i64) {
+    pub(crate) fn record_us(&mut self, us: i64) {
         let us = u64::try_from(us).unwrap_or(0).clamp(1, MAX_US);
         self.0.record(us).expect("value within bounds");
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.0.reset();
     }
 
-    pub fn buckets(&self) -> Buckets {
+    pub(crate) fn buckets(&self) -> Buckets {
         Buckets(
             self.0
                 .iter_recorded()
@@ -43,7 +44,7 @@ impl Latency {
         )
     }
 
-    pub fn merge(&mut self, buckets: &Buckets) {
+    pub(crate) fn merge(&mut self, buckets: &Buckets) {
         for &(value, count) in &buckets.0 {
             self.0
                 .record_n(value.clamp(1, MAX_US), count)
@@ -52,7 +53,7 @@ impl Latency {
     }
 
     /// Percentiles in milliseconds; `None` when nothing was recorded.
-    pub fn percentiles(&self) -> Option<Percentiles> {
+    pub(crate) fn percentiles(&self) -> Option<Percentiles> {
         if self.0.is_empty() {
             return None;
         }
@@ -69,7 +70,7 @@ impl Latency {
     }
 
     /// The cumulative distribution at about 200 points spaced evenly in log(latency).
-    pub fn cdf(&self) -> Vec<CdfPoint> {
+    pub(crate) fn cdf(&self) -> Vec<CdfPoint> {
         if self.0.is_empty() {
             return Vec::new();
         }

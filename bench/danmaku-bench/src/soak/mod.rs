@@ -11,28 +11,30 @@
 //! The verdict: RSS growth from the first sample at or after `--growth-after` to the last
 //! sample of the measured phase under `--max-growth-pct` (5 %) on every instance, no subscription
 //! left, no moderation failure, and nothing lost, duplicated or reordered.
+//!
+//! What it writes into the result is `result::soak`'s; it uses `sampling` (the instances'
+//! processes), `procfs`, `http` and `proto`, and prints nothing (`console` does).
 
 mod moderator;
 mod probe;
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::coordinator::Instance;
 use crate::procfs;
 use crate::result::Summary;
+use crate::result::soak::{Growth, InstanceSample, Moderation, Sample, SoakReport};
+use crate::sampling::Instance;
 
-pub use moderator::{Moderation, Moderator};
-use probe::RedisNode;
+pub(crate) use moderator::Moderator;
 
 /// How long after the linger the leak check keeps polling for subscriptions to go.
 const LEAK_GRACE: Duration = Duration::from_secs(10);
 
 /// What the soak watches.
-pub struct Settings {
+pub(crate) struct Settings {
     /// Instances, `ws://ip:port`, each with its process (same order).
     pub instances: Vec<(String, Instance)>,
     /// Redis nodes, `host:port` (every master of a cluster); empty with the embedded broker.
@@ -48,53 +50,8 @@ pub struct Settings {
     pub linger: Duration,
 }
 
-/// One instance at one moment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InstanceSample {
-    pub name: String,
-    pub rss_bytes: Option<u64>,
-    pub subscribed: Option<f64>,
-    pub connections: Option<f64>,
-}
-
-/// Everything at one moment (`t_s` from the start of the soak, setup included).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
-    pub t_s: f64,
-    pub instances: Vec<InstanceSample>,
-    pub redis: Vec<RedisNode>,
-}
-
-/// One instance's RSS over the soak.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Growth {
-    pub name: String,
-    pub baseline_t_s: f64,
-    pub baseline_bytes: u64,
-    pub last_t_s: f64,
-    pub last_bytes: u64,
-    pub max_bytes: u64,
-    pub growth_pct: f64,
-}
-
-/// The soak's own result, next to the run's summary.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SoakReport {
-    pub samples: Vec<Sample>,
-    pub growth: Vec<Growth>,
-    pub moderation: Moderation,
-    /// The state once the load has left and the linger has passed.
-    pub after: Sample,
-    /// Subscriptions the instances still held then.
-    pub leaked_subscriptions: u64,
-    /// danmaku channels Redis still had subscribers on then.
-    pub redis_channels_left: u64,
-    /// Why the soak failed; empty when it passed.
-    pub failures: Vec<String>,
-}
-
 /// The sampler and the moderator, running beside the load.
-pub struct Watch {
+pub(crate) struct Watch {
     settings: Settings,
     started: Instant,
     stop: watch::Sender<bool>,
@@ -104,7 +61,7 @@ pub struct Watch {
 
 impl Watch {
     /// Starts sampling (at once, then every `sample_every`) and moderating.
-    pub fn start(settings: Settings, moderator: Moderator) -> Watch {
+    pub(crate) fn start(settings: Settings, moderator: Moderator) -> Watch {
         let started = Instant::now();
         let (stop, stopped) = watch::channel(false);
         let sampler = {
@@ -137,7 +94,7 @@ impl Watch {
 
     /// Call once the load has finished and every connection is closed: stops the sampler and
     /// the moderator, checks for leaked subscriptions, and judges the run with its summary.
-    pub async fn finish(self, summary: &Summary) -> anyhow::Result<SoakReport> {
+    pub(crate) async fn finish(self, summary: &Summary) -> anyhow::Result<SoakReport> {
         let _ = self.stop.send(true);
         let samples = self.sampler.await?;
         let moderation = self.moderator.await?;
@@ -166,68 +123,6 @@ impl Watch {
         report.failures = judge(&report, s, summary);
         Ok(report)
     }
-}
-
-/// The report as lines for the terminal: one per sample, then the verdict.
-pub fn describe(report: &SoakReport) -> Vec<String> {
-    let mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0));
-    let count = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-    let mut lines = vec![
-        "soak samples: t (s) | per instance: RSS MiB / subscribed / connections | Redis: channels / keys / MiB"
-            .to_owned(),
-    ];
-    for s in report.samples.iter().chain(std::iter::once(&report.after)) {
-        let instances: Vec<String> = s
-            .instances
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {} / {} / {}",
-                    i.name,
-                    mib(i.rss_bytes),
-                    count(i.subscribed),
-                    count(i.connections)
-                )
-            })
-            .collect();
-        let channels: u64 = s.redis.iter().map(|n| n.shard_channels).sum();
-        let keys: u64 = s.redis.iter().map(|n| n.keys).sum();
-        let memory: u64 = s.redis.iter().map(|n| n.used_memory_bytes).sum();
-        lines.push(format!(
-            "  {:>7.0} | {} | {channels} / {keys} / {}",
-            s.t_s,
-            instances.join(" | "),
-            mib(Some(memory))
-        ));
-    }
-    for g in &report.growth {
-        lines.push(format!(
-            "RSS {}: {} MiB at {:.0} s → {} MiB at {:.0} s ({:+.2} %), peak {} MiB",
-            g.name,
-            mib(Some(g.baseline_bytes)),
-            g.baseline_t_s,
-            mib(Some(g.last_bytes)),
-            g.last_t_s,
-            g.growth_pct,
-            mib(Some(g.max_bytes))
-        ));
-    }
-    let m = &report.moderation;
-    lines.push(format!(
-        "moderation: {} rounds, {} deleted ({} with nothing old enough), {} banned, {} unbanned, {} failures",
-        m.rounds, m.deleted, m.nothing_to_delete, m.banned, m.unbanned, m.failures
-    ));
-    lines.extend(m.first_failures.iter().map(|f| format!("  failure: {f}")));
-    lines.push(format!(
-        "after everyone left: {} subscriptions held by instances, {} channels in Redis",
-        report.leaked_subscriptions, report.redis_channels_left
-    ));
-    if report.failures.is_empty() {
-        lines.push("soak: passed".to_owned());
-    } else {
-        lines.extend(report.failures.iter().map(|f| format!("soak FAILED: {f}")));
-    }
-    lines
 }
 
 async fn sample(started: Instant, instances: &[(String, Instance)], redis: &[String]) -> Sample {
@@ -355,6 +250,7 @@ fn judge(report: &SoakReport, settings: &Settings, summary: &Summary) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::soak::RedisNode;
 
     fn at(t_s: f64, rss: u64) -> Sample {
         Sample {

@@ -17,12 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite;
 
 use crate::http;
 use crate::proto::Target;
+use crate::result::soak::Moderation;
 
 /// How old a comment must be before the moderator deletes it.
 const SETTLED: Duration = Duration::from_secs(5);
@@ -31,25 +32,8 @@ const KEPT_FAILURES: usize = 10;
 /// How long a ban the moderator places lasts (it lifts every one itself, well before).
 const BAN_SECONDS: u64 = 600;
 
-/// What the moderator did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Moderation {
-    pub rounds: u64,
-    /// Comments deleted and then no longer listed.
-    pub deleted: u64,
-    /// Rounds whose stream had no comment old enough to delete.
-    pub nothing_to_delete: u64,
-    /// Bans listed by the other instance, whose handshake it refused with `403`.
-    pub banned: u64,
-    /// Bans lifted, gone from the other instance's list, the handshake accepted again.
-    pub unbanned: u64,
-    pub failures: u64,
-    /// The first few failures, word for word.
-    pub first_failures: Vec<String>,
-}
-
 /// Where and as whom the moderator works.
-pub struct Moderator {
+pub(crate) struct Moderator {
     /// Instances, `ws://ip:port`.
     pub instances: Vec<String>,
     pub streams: Vec<String>,
@@ -61,7 +45,7 @@ pub struct Moderator {
 
 impl Moderator {
     /// Runs rounds every `every` until `stop` turns true; returns what it did.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Moderation {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> Moderation {
         let mut done = Moderation::default();
         let mut deleted_ids = HashSet::new();
         let mut tick = tokio::time::interval(self.every);

@@ -4,17 +4,17 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::http;
+use crate::result::soak::RedisNode;
 
 /// The Prometheus names of the gauges the soak follows.
-pub const SUBSCRIBED: &str = "danmaku_streams_subscribed";
-pub const CONNECTIONS: &str = "danmaku_ws_connections";
+pub(super) const SUBSCRIBED: &str = "danmaku_streams_subscribed";
+pub(super) const CONNECTIONS: &str = "danmaku_ws_connections";
 
 /// The value of `name` in a Prometheus text exposition, summed over its label sets; `None`
 /// when the exposition has no such series.
-pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
+pub(super) fn gauge(exposition: &str, name: &str) -> Option<f64> {
     let mut found = None;
     for line in exposition.lines() {
         let Some(rest) = line.strip_prefix(name) else {
@@ -34,7 +34,7 @@ pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
 }
 
 /// `GET /metrics` of the instance at `base` (`ws://ip:port`).
-pub async fn metrics(base: &str) -> anyhow::Result<String> {
+pub(super) async fn metrics(base: &str) -> anyhow::Result<String> {
     let mut client = http::Client::new(base, Ipv4Addr::LOCALHOST)?;
     let response = client.request("GET", "/metrics", None, None).await?;
     if response.status != 200 {
@@ -43,19 +43,9 @@ pub async fn metrics(base: &str) -> anyhow::Result<String> {
     String::from_utf8(response.body).context("/metrics is not UTF-8")
 }
 
-/// One Redis node at one moment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RedisNode {
-    pub node: String,
-    /// danmaku's sharded Pub/Sub channels with at least one subscriber on this node.
-    pub shard_channels: u64,
-    pub used_memory_bytes: u64,
-    pub keys: u64,
-}
-
 /// Reads one Redis node (`host:port`): `PUBSUB SHARDCHANNELS danmaku:*`, `INFO memory`,
 /// `DBSIZE`. A cluster node answers for its own slots, so every master is asked.
-pub async fn redis_node(node: &str) -> anyhow::Result<RedisNode> {
+pub(super) async fn redis_node(node: &str) -> anyhow::Result<RedisNode> {
     let client = redis::Client::open(format!("redis://{node}"))?;
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -1,11 +1,14 @@
 //! The JSON result of one scenario run: what `danmaku-bench` writes to `bench/results/` and what
-//! the HTML report and the comparison table read back.
+//! the HTML report and the comparison table read back. Plain data, the bottom layer: it imports
+//! nothing else of the crate, and everything that writes or reads a result imports it.
+
+pub(crate) mod soak;
 
 use serde::{Deserialize, Serialize};
 
 /// One scenario run against one target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// `idle`, `fanout`, `storm`, `churn` or `soak`.
     pub scenario: String,
     /// `danmaku` or `socketio`: the wire protocol spoken.
@@ -36,12 +39,12 @@ pub struct RunResult {
     pub limit: Limit,
     /// The soak's samples, moderation and verdict (`soak` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soak: Option<crate::soak::SoakReport>,
+    pub soak: Option<soak::SoakReport>,
 }
 
 /// Headline figures. Fields that a scenario does not produce are `None`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Connections that were open during the measured phase.
     pub connections: u64,
     /// Length of the measured phase, seconds.
@@ -140,7 +143,7 @@ pub struct Summary {
 
 /// A per-viewer rate: its mean over viewers, the lowest and the highest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PerViewerRate {
+pub(crate) struct PerViewerRate {
     pub mean: f64,
     pub min: f64,
     pub max: f64,
@@ -148,7 +151,7 @@ pub struct PerViewerRate {
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub count: u64,
     pub p50: f64,
     pub p90: f64,
@@ -160,7 +163,7 @@ pub struct Percentiles {
 
 /// One second of the measured phase.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Tick {
+pub(crate) struct Tick {
     /// Seconds since the measured phase started (end of this one-second bucket).
     pub t_s: f64,
     /// Deliveries received in this second.
@@ -182,14 +185,14 @@ pub struct Tick {
 
 /// A point of a cumulative distribution.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct CdfPoint {
+pub(crate) struct CdfPoint {
     pub ms: f64,
     pub fraction: f64,
 }
 
 /// One server process, sampled each second.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct InstanceSeries {
+pub(crate) struct InstanceSeries {
     /// `pid <n>` or the name given with `--pid name=n`.
     pub name: String,
     pub pid: u32,
@@ -197,7 +200,7 @@ pub struct InstanceSeries {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct InstanceSample {
+pub(crate) struct InstanceSample {
     /// Seconds since the measured phase started (negative during setup).
     pub t_s: f64,
     /// CPU used over the last second, in cores (1.0 = one core busy).
@@ -207,7 +210,7 @@ pub struct InstanceSample {
 
 /// The load generator's own cost.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ToolCost {
+pub(crate) struct ToolCost {
     pub workers: u32,
     /// CPU seconds used by all workers during the measured phase.
     pub cpu_s: f64,
@@ -224,7 +227,7 @@ pub struct ToolCost {
 
 /// Which side limited the run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Limit {
+pub(crate) struct Limit {
     /// `tool`, `server`, `machine` or `none`.
     pub verdict: String,
     pub reason: String,

@@ -2,15 +2,20 @@
 //! headline figures of each and their ratio; and where the case also ran against the floor
 //! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
 //! of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
-//! Redis over TLS, the same load, interleaved) get a section of their own: TLS / plain.
+//! Redis over TLS, the same load, interleaved) get a section of their own, [`tls`]: TLS /
+//! plain. It reads `result` only.
+
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::result::RunResult;
 
+use tls::{TlsRuns, tls_table};
+
 /// How a figure is read from a result.
-type Read = fn(&RunResult) -> Option<f64>;
+pub(super) type Read = fn(&RunResult) -> Option<f64>;
 
 /// One row of the table: a measure, how to read it from a result, and which way is better.
 struct Measure {
@@ -88,7 +93,7 @@ fn measures(scenario: &str) -> Vec<Measure> {
     }
 }
 
-fn format_value(v: Option<f64>) -> String {
+pub(super) fn format_value(v: Option<f64>) -> String {
     match v {
         None => "–".to_owned(),
         Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
@@ -105,14 +110,14 @@ struct Sides<'a> {
 }
 
 /// The label of a run of danmaku on plain Redis in a TLS case.
-pub const REDIS_PLAIN: &str = "redis-plain";
+pub(crate) const REDIS_PLAIN: &str = "redis-plain";
 /// The label of a run of danmaku on Redis over TLS in a TLS case.
-pub const REDIS_TLS: &str = "redis-tls";
+pub(crate) const REDIS_TLS: &str = "redis-tls";
 
 /// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
 /// the same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
 /// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts.
-pub fn table(runs: &[RunResult]) -> String {
+pub(crate) fn table(runs: &[RunResult]) -> String {
     let mut cases: BTreeMap<(String, String), Sides<'_>> = BTreeMap::new();
     let mut tls_cases: BTreeMap<String, TlsRuns<'_>> = BTreeMap::new();
     for run in runs {
@@ -144,52 +149,7 @@ pub fn table(runs: &[RunResult]) -> String {
         )
     };
     for ((case, scenario), sides) in &cases {
-        let (ours, peer) = (sides.danmaku, sides.peer);
-        for m in measures(scenario) {
-            let a = ours.and_then(|r| (m.read)(r));
-            let b = peer.and_then(|r| (m.read)(r));
-            let ratio = match (a, b) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
-                _ => "–".to_owned(),
-            };
-            let better = match (a, b) {
-                (Some(a), Some(b)) if a == b => "equal",
-                (Some(a), Some(b)) if (a > b) == m.higher_is_better => "danmaku",
-                (Some(_), Some(_)) => "peer",
-                _ => "",
-            };
-            let _ = writeln!(
-                out,
-                "| {case} | {} | {} | {} | {ratio} | {better} |",
-                m.name,
-                format_value(a),
-                format_value(b)
-            );
-        }
-        if let Some(floor) = sides.floor {
-            let cpu = |r: &RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
-            let (a, f) = (ours.and_then(cpu), cpu(floor));
-            let ratio = match (a, f) {
-                (Some(a), Some(f)) if f != 0.0 => format!("{:.2}× the floor", a / f),
-                _ => "–".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "| {case} | CPU per 1k deliveries, floor (ms) | {} | {} (floor) | {ratio} | |",
-                format_value(a),
-                format_value(f)
-            );
-        }
-        for (who, run) in [("danmaku", ours), ("peer", peer), ("floor", sides.floor)] {
-            if let Some(run) = run {
-                let _ = writeln!(
-                    out,
-                    "| {case} | limit ({who}) | {} | | | {} |",
-                    run.limit.verdict,
-                    run.limit.reason.replace('|', "/")
-                );
-            }
-        }
+        case_rows(&mut out, case, scenario, sides);
     }
     if !tls_cases.is_empty() {
         if !out.is_empty() {
@@ -200,166 +160,55 @@ pub fn table(runs: &[RunResult]) -> String {
     out
 }
 
-/// The runs of one TLS case, each side in the order given until sorted by start time.
-#[derive(Default)]
-struct TlsRuns<'a> {
-    plain: Vec<&'a RunResult>,
-    tls: Vec<&'a RunResult>,
-}
-
-fn mean(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-}
-
-/// `a / b` as `1.02×`, or `–`.
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
-        _ => "–".to_owned(),
+/// The rows of one case: each measure of its scenario for danmaku and the peer, danmaku's CPU
+/// per delivery against the floor's, and each run's limit.
+fn case_rows(out: &mut String, case: &str, scenario: &str, sides: &Sides<'_>) {
+    let (ours, peer) = (sides.danmaku, sides.peer);
+    for m in measures(scenario) {
+        let a = ours.and_then(|r| (m.read)(r));
+        let b = peer.and_then(|r| (m.read)(r));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
+            _ => "–".to_owned(),
+        };
+        let better = match (a, b) {
+            (Some(a), Some(b)) if a == b => "equal",
+            (Some(a), Some(b)) if (a > b) == m.higher_is_better => "danmaku",
+            (Some(_), Some(_)) => "peer",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {case} | {} | {} | {} | {ratio} | {better} |",
+            m.name,
+            format_value(a),
+            format_value(b)
+        );
     }
-}
-
-/// The second table: for each TLS case, danmaku's CPU per 1k deliveries over TLS against plain
-/// Redis, pair by pair (the i-th plain run against the i-th TLS run, by start time) and over
-/// all runs (the ratio of the means), with how far runs of the same kind lie apart (the noise
-/// the ratio must beat), and what else moved: deliveries, latency, Redis's own CPU, and every
-/// comment lost, duplicated or reordered.
-fn tls_table(cases: &BTreeMap<String, TlsRuns<'_>>) -> String {
-    let mut out = String::from(
-        "### Redis over TLS against plain Redis (danmaku on both, the same load, runs interleaved)\n\n\
-         | case | measure | plain Redis | Redis over TLS | TLS / plain |\n|---|---|---:|---:|---:|\n",
-    );
-    for (case, runs) in cases {
-        let (mut plain, mut tls) = (runs.plain.clone(), runs.tls.clone());
-        plain.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        tls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        let cpu = |r: &&RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
-        for (i, (p, t)) in plain.iter().zip(&tls).enumerate() {
-            let (a, b) = (cpu(p), cpu(t));
+    if let Some(floor) = sides.floor {
+        let cpu = |r: &RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
+        let (a, f) = (ours.and_then(cpu), cpu(floor));
+        let ratio = match (a, f) {
+            (Some(a), Some(f)) if f != 0.0 => format!("{:.2}× the floor", a / f),
+            _ => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {case} | CPU per 1k deliveries, floor (ms) | {} | {} (floor) | {ratio} | |",
+            format_value(a),
+            format_value(f)
+        );
+    }
+    for (who, run) in [("danmaku", ours), ("peer", peer), ("floor", sides.floor)] {
+        if let Some(run) = run {
             let _ = writeln!(
                 out,
-                "| {case} | CPU per 1k deliveries (ms), pair {} | {} | {} | {} |",
-                i + 1,
-                format_value(a),
-                format_value(b),
-                ratio(b, a)
+                "| {case} | limit ({who}) | {} | | | {} |",
+                run.limit.verdict,
+                run.limit.reason.replace('|', "/")
             );
-        }
-        let values = |side: &[&RunResult], read: Read| -> Vec<f64> {
-            side.iter().filter_map(|r| read(r)).collect()
-        };
-        let cpu_of =
-            |side: &[&RunResult]| values(side, |r| r.summary.server_cpu_ms_per_1k_deliveries);
-        let (pc, tc) = (cpu_of(&plain), cpu_of(&tls));
-        let (pm, tm) = (mean(&pc), mean(&tc));
-        let _ = writeln!(
-            out,
-            "| {case} | CPU per 1k deliveries, TLS / plain (ms, means; runs: {} plain, {} TLS) | {} | {} | {} |",
-            pc.len(),
-            tc.len(),
-            format_value(pm),
-            format_value(tm),
-            ratio(tm, pm)
-        );
-        // The spread of one kind's runs, (max − min) / mean: a TLS / plain ratio nearer 1
-        // than this is within the noise.
-        let spread = |v: &[f64]| -> String {
-            match (v.len(), mean(v)) {
-                (2.., Some(m)) if m != 0.0 => {
-                    let (lo, hi) = v
-                        .iter()
-                        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-                    format!("{:.1}%", (hi - lo) / m * 100.0)
-                }
-                _ => "–".to_owned(),
-            }
-        };
-        let _ = writeln!(
-            out,
-            "| {case} | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | {} | {} | |",
-            spread(&pc),
-            spread(&tc)
-        );
-        // Comments per frame move from run to run (how arrivals fall in the coalescing
-        // window), and a delivery's CPU with them: CPU per frame shows what is left.
-        let means: [(&str, Read); 6] = [
-            ("comments per frame (mean)", |r| {
-                r.summary.comments_per_frame
-            }),
-            ("CPU per 1k frames (ms, mean)", |r| {
-                match (r.summary.server_cpu_s, r.summary.frames) {
-                    (Some(cpu), Some(frames)) if frames > 0 => Some(cpu * 1e6 / frames as f64),
-                    _ => None,
-                }
-            }),
-            ("deliveries/s (mean)", |r| r.summary.deliveries_per_s),
-            ("p50 latency (ms, mean)", |r| {
-                r.summary.latency_ms.as_ref().map(|p| p.p50)
-            }),
-            ("p99 latency (ms, mean)", |r| {
-                r.summary.latency_ms.as_ref().map(|p| p.p99)
-            }),
-            ("Redis CPU (cores, mean)", |r| {
-                r.summary
-                    .other_cpu_s
-                    .filter(|_| r.summary.duration_s > 0.0)
-                    .map(|s| s / r.summary.duration_s)
-            }),
-        ];
-        for (name, read) in means {
-            let (a, b) = (mean(&values(&plain, read)), mean(&values(&tls, read)));
-            let _ = writeln!(
-                out,
-                "| {case} | {name} | {} | {} | {} |",
-                format_value(a),
-                format_value(b),
-                ratio(b, a)
-            );
-        }
-        // Every run must deliver everything once and in order; the sums show it.
-        let faults = |side: &[&RunResult]| -> String {
-            let sum = |read: fn(&RunResult) -> Option<u64>| -> String {
-                let v: Vec<u64> = side.iter().filter_map(|r| read(r)).collect();
-                if v.len() == side.len() && !v.is_empty() {
-                    v.iter().sum::<u64>().to_string()
-                } else {
-                    "–".to_owned()
-                }
-            };
-            format!(
-                "{} / {} / {}",
-                sum(|r| r.summary.losses),
-                sum(|r| r.summary.duplicates),
-                sum(|r| r.summary.order_violations)
-            )
-        };
-        let _ = writeln!(
-            out,
-            "| {case} | lost / duplicated / reordered (all runs) | {} | {} | |",
-            faults(&plain),
-            faults(&tls)
-        );
-        for (kind, side) in [("plain", &plain), ("TLS", &tls)] {
-            for (i, run) in side.iter().enumerate() {
-                let said = format!(
-                    "{}: {}",
-                    run.limit.verdict,
-                    run.limit.reason.replace('|', "/")
-                );
-                let (a, b) = if kind == "plain" {
-                    (said.as_str(), "")
-                } else {
-                    ("", said.as_str())
-                };
-                let _ = writeln!(
-                    out,
-                    "| {case} | limit ({kind}, run {}) | {a} | {b} | |",
-                    i + 1
-                );
-            }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,124 @@
+//! A scenario's layout: what its command set (the [`Shape`]) and the options every scenario
+//! takes, checked, turned into the [`Layout`] the plan splits over workers, and the parameters
+//! the result records.
+
+use std::net::Ipv4Addr;
+
+use anyhow::bail;
+
+use crate::ipc::Scenario;
+use crate::plan::{Layout, apportion, popularity};
+use crate::proto::Target;
+use crate::scenario::Common;
+
+/// What the scenario commands set; the rest stays at its default.
+#[derive(Default)]
+pub(crate) struct Shape {
+    pub viewers: u64,
+    pub streams: usize,
+    pub posters: u32,
+    pub rate: f64,
+    pub hot: Option<f64>,
+    /// Connect-and-leave loops: (slots, shortest and longest hold in ms).
+    pub churn: Option<(u32, u64, u64)>,
+    pub max_rate: u32,
+    pub system_share: f64,
+    pub service_token: Option<String>,
+}
+
+/// The layout and the parameters (as recorded in the result) of a scenario command.
+pub(super) fn layout(
+    scenario: Scenario,
+    common: &Common,
+    shape: Shape,
+) -> anyhow::Result<(Layout, serde_json::Value)> {
+    check(common, &shape)?;
+    // The first token of a `DANMAKU_SERVICE_TOKENS`-style list.
+    let service_token = shape
+        .service_token
+        .as_deref()
+        .and_then(|t| t.split(',').map(str::trim).find(|t| !t.is_empty()))
+        .map(str::to_owned);
+    if shape.system_share > 0.0 && service_token.is_none() {
+        bail!("--system-share needs --service-token (or DANMAKU_SERVICE_TOKENS)");
+    }
+    let run_id: u32 = rand::random::<u32>() & 0xff_ffff;
+    let weights = popularity(shape.streams, common.zipf, shape.hot);
+    let (slots, hold_min, hold_max) = shape.churn.unwrap_or((0, 0, 0));
+    let layout = Layout {
+        scenario,
+        target: common.target,
+        urls: common.urls.clone(),
+        sources: (1..=common.sources)
+            .map(|i| Ipv4Addr::new(127, 0, 0, i))
+            .collect(),
+        streams: (0..shape.streams)
+            .map(|i| format!("b{run_id:06x}-{i}"))
+            .collect(),
+        viewers: apportion(shape.viewers, &weights),
+        posters: apportion(shape.posters as u64, &weights)
+            .into_iter()
+            .map(|p| p as u32)
+            .collect(),
+        poster_rate: if shape.posters > 0 {
+            shape.rate / shape.posters as f64
+        } else {
+            0.0
+        },
+        prefill: common.history,
+        churn_slots: slots,
+        churn_hold_ms: (hold_min, hold_max),
+        concurrency: common.concurrency,
+        max_rate: (shape.max_rate > 0).then_some(shape.max_rate),
+        system_share: shape.system_share,
+        service_token,
+        // A server that thins tells a viewer what it left out in its next `comments` frame:
+        // a last comment per stream that no server thins (a moderator's) carries the rest.
+        end_markers: scenario.fans_out() && common.target == Target::Danmaku,
+    };
+    let params = params(common, &shape, &layout);
+    Ok((layout, params))
+}
+
+/// Refuses options that do not make a run.
+fn check(common: &Common, shape: &Shape) -> anyhow::Result<()> {
+    if shape.streams == 0 || common.urls.is_empty() || common.sources == 0 {
+        bail!("--streams, --url and --sources must not be empty");
+    }
+    if shape.hot.is_some_and(|h| !(0.0..=1.0).contains(&h)) {
+        bail!("--hot is a fraction between 0 and 1");
+    }
+    if !(0.0..=1.0).contains(&shape.system_share) {
+        bail!("--system-share is a fraction between 0 and 1");
+    }
+    let danmaku = common.target == Target::Danmaku;
+    if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0) {
+        bail!(
+            "--max-rate and --system-share are danmaku's (the Socket.IO peer neither thins nor has a service API)"
+        );
+    }
+    Ok(())
+}
+
+/// The scenario's parameters as the result records them.
+fn params(common: &Common, shape: &Shape, layout: &Layout) -> serde_json::Value {
+    serde_json::json!({
+        "case": common.case,
+        "viewers": shape.viewers,
+        "streams": shape.streams,
+        "posters": shape.posters,
+        "rate": shape.rate,
+        "hot": shape.hot,
+        "max_rate": shape.max_rate,
+        "system_share": shape.system_share,
+        "zipf": common.zipf,
+        "history": common.history,
+        "duration_s": common.duration,
+        "settle_s": common.settle,
+        "churn_slots": layout.churn_slots,
+        "churn_hold_ms": [layout.churn_hold_ms.0, layout.churn_hold_ms.1],
+        "sources": common.sources,
+        "concurrency": common.concurrency,
+        "offered_deliveries_per_s": layout.offered_deliveries_per_s(),
+    })
+}
