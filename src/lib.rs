@@ -33,6 +33,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod hub;

@@ -27,9 +27,10 @@ use super::init::{Init, init_frame};
 use super::outbox::{PING, RawSocket};
 use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
+use crate::delivery::Tier;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
-use crate::hub::{Membership, Tier};
+use crate::hub::Membership;
 use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
 

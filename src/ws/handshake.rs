@@ -23,9 +23,9 @@ use super::WsState;
 use super::connection::{self, Session};
 use crate::api_error::ApiError;
 use crate::auth::Identity;
+use crate::delivery::Tier;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, Epoch, StreamId};
-use crate::hub::Tier;
 use crate::lifecycle::AdmitError;
 use crate::serve::ErrorBodies;
 

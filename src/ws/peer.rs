@@ -9,7 +9,7 @@
 //! as they come.
 //!
 //! **Thinning and the priority lane.** A viewer is sent the user comments of its tier (its
-//! budget, see `hub::thinning`); what it is not sent is counted and told in the `skipped`
+//! budget, see `delivery::thinning`); what it is not sent is counted and told in the `skipped`
 //! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
 //! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
 //! own comments only), and back up a step per second once its queue is empty. Only a
@@ -26,9 +26,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::outbox::{Outbox, RawSocket, Wrote};
+use crate::delivery::{Delivery, Member, RoomEvent, Tier};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
-use crate::hub::{Delivery, Member, RoomEvent, Tier};
 use crate::metrics::{DropReason, Metrics};
 
 /// Events held for a connection whose `init` is still being written.
@@ -413,8 +413,8 @@ mod tests {
     use tokio::net::UnixStream;
 
     use super::*;
+    use crate::delivery::{CommentBatch, Samplers};
     use crate::domain::{Comment, CommentKind, StreamId};
-    use crate::hub::{CommentBatch, Samplers};
     use crate::metrics::Latencies;
 
     impl<S: RawSocket> Peer<S> {
