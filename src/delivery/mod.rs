@@ -6,11 +6,16 @@
 //!   every [`Member`] in one pass (coalescing a hot room's passes).
 //! - [`batch`]: a run of comments encoded once, and once more per thinning tier in use;
 //!   [`thinning`]: the tiers and the samplers that choose what each tier keeps.
+//! - [`peer`]: a connection as its room sees it: the member that writes each frame to its
+//!   socket there and then; [`outbox`]: the one way bytes reach a socket, and the bounded
+//!   queue of what it would not take yet.
 //!
 //! It imports only `domain` and `metrics` (checked by `scripts/check-modules`): the hub
 //! (which rooms exist) and the WebSocket protocol sit above it.
 
 mod batch;
+mod outbox;
+mod peer;
 mod room;
 mod thinning;
 
@@ -21,6 +26,8 @@ use crate::domain::wire::SharedFrame;
 use crate::metrics::{Metrics, ThinReason};
 
 pub use batch::{CommentBatch, Sent};
+pub use outbox::{MAX_QUEUED_BYTES, RawSocket};
+pub use peer::{Attention, Peer, Signal};
 pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS, Queued, Room};
 pub use thinning::{Samplers, Tier};
 

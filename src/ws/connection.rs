@@ -3,7 +3,7 @@
 //! and what the room's side asks of it.
 //!
 //! The room's comments never pass through this task: the room's delivery task writes them
-//! to the socket itself (see [`super::peer`]). This task wakes for the client's frames,
+//! to the socket itself (see [`crate::delivery::Peer`]). This task wakes for the client's frames,
 //! its timers, and when the room's side needs it: bytes the socket would not take (written
 //! here as the socket takes them, under the write timeout), or an end (ban, resync, slow
 //! consumer, dead socket).
@@ -22,12 +22,10 @@ use tokio::time::sleep_until;
 
 use super::WsState;
 use super::close::{CloseReason, End};
-use super::codec::{CLOSE_TIMEOUT, Incoming, Socket};
+use super::codec::{CLOSE_TIMEOUT, Incoming, PING, PeerIo, Socket};
 use super::init::{Init, init_frame};
-use super::outbox::{PING, RawSocket};
-use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
-use crate::delivery::Tier;
+use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier};
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
 use crate::hub::Membership;

@@ -3,7 +3,7 @@
 
 use super::close::End;
 use super::connection::Connection;
-use super::outbox::RawSocket;
+use crate::delivery::RawSocket;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
 
 impl<S: RawSocket> Connection<S> {

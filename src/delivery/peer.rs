@@ -1,5 +1,6 @@
 //! A connection as its room sees it: the room's delivery task hands it each event and it
-//! writes the frame to the socket there and then, without waking the connection's task.
+//! writes the frame to the socket there and then, without waking the connection's task
+//! (the WebSocket protocol's side of the connection, its task, is `ws::connection`).
 //! That task is woken only when the socket would not take a frame, when the connection
 //! must end (a ban, a resync, a slow consumer, a dead socket), or by its own reads and
 //! timers.
@@ -9,7 +10,7 @@
 //! as they come.
 //!
 //! **Thinning and the priority lane.** A viewer is sent the user comments of its tier (its
-//! budget, see `delivery::thinning`); what it is not sent is counted and told in the `skipped`
+//! budget, see [`super::thinning`]); what it is not sent is counted and told in the `skipped`
 //! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
 //! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
 //! own comments only), and back up a step per second once its queue is empty. Only a
@@ -17,16 +18,12 @@
 //! so is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
 use super::outbox::{Outbox, RawSocket, Wrote};
-use crate::delivery::{Delivery, Member, RoomEvent, Tier};
+use super::{Delivery, Member, RoomEvent, Tier};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
 use crate::metrics::{DropReason, Metrics};
@@ -43,7 +40,7 @@ const STEP_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the room's side ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Signal {
+pub enum Signal {
     /// The connection's user was banned from the stream.
     Banned,
     /// The stream lost comments the broker could not backfill.
@@ -55,7 +52,7 @@ pub(super) enum Signal {
 }
 
 /// What the connection's task must see to.
-pub(super) enum Attention {
+pub enum Attention {
     /// The connection must end.
     End(Signal),
     /// Bytes wait that the socket would not take, since then: arm the write timeout.
@@ -64,7 +61,7 @@ pub(super) enum Attention {
     Drained,
 }
 
-pub(super) struct Peer<S> {
+pub struct Peer<S> {
     socket: S,
     /// The connection's user, if it has one (a ban names a user; its own comments are
     /// never thinned).
@@ -98,12 +95,7 @@ struct State {
 }
 
 impl<S: RawSocket> Peer<S> {
-    pub(super) fn new(
-        socket: S,
-        user: Option<UserId>,
-        budget: Tier,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(socket: S, user: Option<UserId>, budget: Tier, metrics: Arc<Metrics>) -> Self {
         Self {
             socket,
             user,
@@ -119,7 +111,7 @@ impl<S: RawSocket> Peer<S> {
 
     /// `init` is written and covered comments up to `last_id`: sends what the room held
     /// meanwhile that `init` did not cover, then lets the room write directly.
-    pub(super) fn start(&self, last_id: Option<CommentId>) {
+    pub fn start(&self, last_id: Option<CommentId>) {
         let mut state = self.state();
         state.last_id = last_id;
         state.started = true;
@@ -135,17 +127,36 @@ impl<S: RawSocket> Peer<S> {
     /// whatever waits; the task sees it out. Goes out even after the room's side ended the
     /// connection (the `error` frame before a ban's close); fails only if the socket is
     /// gone or this frame overfilled it.
-    pub(super) fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
+    pub fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
         let mut state = self.state();
         let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
         self.own_write(&mut state, wrote)
     }
 
     /// The same for bytes framed already (a ping).
-    pub(super) fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
+    pub fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
         let mut state = self.state();
         let wrote = state.outbox.write_framed(&self.socket, bytes);
         self.own_write(&mut state, wrote)
+    }
+
+    /// Bytes framed by tungstenite (its pongs and closes), in order with everything else:
+    /// `WouldBlock` if they overfilled the queue (the socket is being cut off).
+    pub fn write_framed(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.state();
+        match state.outbox.write_framed(&self.socket, bytes) {
+            Ok(Wrote::Full) => {
+                self.wrote(&mut state, Ok(Wrote::Full));
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The socket, for reads (writes go through the peer).
+    pub fn socket(&self) -> &S {
+        &self.socket
     }
 
     fn own_write(&self, state: &mut State, wrote: io::Result<Wrote>) -> Result<(), Signal> {
@@ -160,14 +171,14 @@ impl<S: RawSocket> Peer<S> {
     }
 
     /// Writes what waits: `Ready` once nothing does.
-    pub(super) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.state();
         state.outbox.poll_drain(&self.socket, cx)
     }
 
     /// Waits until the task has something to see to (`blocked`: the write timeout is
     /// armed already, so report only the end of the blockage).
-    pub(super) fn poll_attention(&self, cx: &mut Context<'_>, armed: bool) -> Poll<Attention> {
+    pub fn poll_attention(&self, cx: &mut Context<'_>, armed: bool) -> Poll<Attention> {
         let mut state = self.state();
         if let Some(signal) = state.signal {
             state.ended = true;
@@ -195,17 +206,17 @@ impl<S: RawSocket> Peer<S> {
     }
 
     /// Comments in frames the socket has not taken yet.
-    pub(super) fn queued_comments(&self) -> u64 {
+    pub fn queued_comments(&self) -> u64 {
         self.state().outbox.comments()
     }
 
     /// While bytes wait: since when the socket has taken none of them.
-    pub(super) fn stalled_since(&self) -> Option<Instant> {
+    pub fn stalled_since(&self) -> Option<Instant> {
         self.state().outbox.stalled_since()
     }
 
     /// The connection is ending: the room writes nothing more to it.
-    pub(super) fn end(&self) {
+    pub fn end(&self) {
         self.state().ended = true;
     }
 
@@ -335,73 +346,6 @@ impl<S: RawSocket> Member for Peer<S> {
             return Delivery::default();
         }
         self.apply(&mut state, event)
-    }
-}
-
-/// The socket as tungstenite reads and writes it: reads come from the socket (after any
-/// bytes read with the HTTP request), writes (its pongs and close frames) go through the
-/// peer, in order with everything else.
-pub(super) struct PeerIo<S> {
-    pub(super) peer: Arc<Peer<S>>,
-    prefix: Bytes,
-}
-
-impl<S> PeerIo<S> {
-    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes) -> Self {
-        Self { peer, prefix }
-    }
-}
-
-impl<S: RawSocket> AsyncRead for PeerIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        let socket = &self.peer.socket;
-        loop {
-            std::task::ready!(socket.poll_read_ready(cx))?;
-            match socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl<S: RawSocket> AsyncWrite for PeerIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let peer = &self.peer;
-        let mut state = peer.state();
-        match state.outbox.write_framed(&peer.socket, buf) {
-            Ok(Wrote::Full) => {
-                peer.wrote(&mut state, Ok(Wrote::Full));
-                Poll::Ready(Err(io::ErrorKind::WouldBlock.into()))
-            }
-            Ok(_) => Poll::Ready(Ok(buf.len())),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.peer.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.peer.poll_flush(cx)
     }
 }
 

@@ -23,9 +23,6 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 /// comments of 200 characters, or a dozen full `init` frames.
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
 
-/// A WebSocket ping frame with no payload.
-pub(super) const PING: [u8; 2] = [0x89, 0];
-
 /// Most frames handed to one `writev`.
 const MAX_SLICES: usize = 32;
 
