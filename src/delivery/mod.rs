@@ -6,6 +6,7 @@
 //!   every [`Member`] in one pass (coalescing a hot room's passes).
 //! - [`batch`]: a run of comments encoded once, and once more per thinning tier in use;
 //!   [`thinning`]: the tiers and the samplers that choose what each tier keeps.
+//! - [`policy`]: every number of the slow-viewer policy, with its reason, in one table.
 //! - [`peer`]: a connection as its room sees it: the member that writes each frame to its
 //!   socket there and then; [`outbox`]: the one way bytes reach a socket, and the bounded
 //!   queue of what it would not take yet.
@@ -16,6 +17,7 @@
 mod batch;
 mod outbox;
 mod peer;
+pub mod policy;
 mod room;
 mod thinning;
 
@@ -26,13 +28,10 @@ use crate::domain::wire::SharedFrame;
 use crate::metrics::{Metrics, ThinReason};
 
 pub use batch::{CommentBatch, Sent};
-pub use outbox::{MAX_QUEUED_BYTES, RawSocket};
+pub use outbox::RawSocket;
 pub use peer::{Attention, Peer, Signal};
-pub use room::{HOT_DELIVERIES_PER_SEC, MAX_QUEUED_EVENTS, Queued, Room};
+pub use room::{Queued, Room};
 pub use thinning::{Samplers, Tier};
-
-/// Most comments in one `comments` frame (at most ~3 KiB each: ~300 KiB a frame).
-pub const MAX_FRAME_COMMENTS: usize = 100;
 
 /// What a room hands its members.
 #[derive(Debug, Clone)]

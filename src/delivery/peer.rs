@@ -14,29 +14,20 @@
 //! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
 //! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
 //! own comments only), and back up a step per second once its queue is empty. Only a
-//! socket that falls [`MAX_QUEUED_BYTES`](super::outbox::MAX_QUEUED_BYTES) behind even
+//! socket that falls [`MAX_QUEUED_BYTES`](super::policy::MAX_QUEUED_BYTES) behind even
 //! so is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::outbox::{Outbox, RawSocket, Wrote};
+use super::policy::{MAX_HELD, SLOWER, STEP_UP_AFTER};
 use super::{Delivery, Member, RoomEvent, Tier};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
 use crate::metrics::{DropReason, Metrics};
-
-/// Events held for a connection whose `init` is still being written.
-const MAX_HELD: usize = 1024;
-
-/// A socket that falls behind: from how many queued bytes it is held to which tier at
-/// most. Below the first step it keeps its own.
-const SLOWER: [(usize, u32); 3] = [(16 * 1024, 10), (64 * 1024, 2), (128 * 1024, 0)];
-
-/// How long a socket's queue must stay empty between two steps back up.
-const STEP_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the room's side ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,6 +343,7 @@ impl<S: RawSocket> Member for Peer<S> {
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::time::Duration;
 
     use tokio::io::AsyncReadExt;
     use tokio::net::UnixStream;

@@ -31,35 +31,15 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::policy::{
+    HOT_DELIVERIES_PER_SEC, MAX_FRAME_COMMENTS, MAX_QUEUED_EVENTS, MAX_WINDOW, MIN_SHARE, STRETCH,
+    YIELD_EVERY,
+};
 use super::thinning::Samplers;
-use super::{CommentBatch, Delivery, MAX_FRAME_COMMENTS, Member, RoomEvent};
+use super::{CommentBatch, Delivery, Member, RoomEvent};
 use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, StreamId, UserId, now_ms};
 use crate::metrics::{DropReason, Metrics};
-
-/// Deliveries per second (local viewers × comments per second) from which a room coalesces:
-/// about three quarters of a core of sends (a loopback send costs ~5 µs), where frames, not
-/// comments, become what a box runs out of.
-pub const HOT_DELIVERIES_PER_SEC: f64 = 150_000.0;
-
-/// A hot room whose pass took long waits this many times the pass before the next one (up
-/// to [`MAX_WINDOW`]), if that is longer than its window: when the box runs short of CPU
-/// its passes slow down, and fewer, fuller frames are what it can still send.
-const STRETCH: u32 = 2;
-
-/// The longest a hot room waits between passes, however long its passes take.
-const MAX_WINDOW: Duration = Duration::from_millis(100);
-
-/// Events queued for a room's task before it counts as fallen behind.
-pub const MAX_QUEUED_EVENTS: usize = 4096;
-
-/// Members handed an event between two yields of the room's task, so that a pass over a
-/// large room does not hold a runtime worker for long.
-const YIELD_EVERY: usize = 512;
-
-/// Fewest members per share when a pass is split over the runtime's workers: below this
-/// a share's sends cost less than handing it to another worker.
-const MIN_SHARE: usize = 256;
 
 /// What the broker said, queued for the room's task.
 pub enum Queued {

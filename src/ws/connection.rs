@@ -25,6 +25,7 @@ use super::close::{CloseReason, End};
 use super::codec::{CLOSE_TIMEOUT, Incoming, PING, PeerIo, Socket};
 use super::init::{Init, init_frame};
 use crate::auth::Identity;
+use crate::delivery::policy::MAX_WRITE_TIMEOUT;
 use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier};
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
@@ -34,9 +35,6 @@ use crate::metrics::DropReason;
 
 /// How long a stream's subscription may take before the connection is closed with 1013.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes the socket does not take within this long (or within the idle timeout, if
-/// shorter: such a socket is as good as silent) mark a slow consumer.
-const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// More malformed frames in a row than this close the connection (the contract's
 /// section 2).
 const MAX_MALFORMED_IN_A_ROW: u32 = 10;
