@@ -6,10 +6,15 @@
 //!   every [`Member`] in one pass (coalescing a hot room's passes).
 //! - [`batch`]: a run of comments encoded once, and once more per thinning tier in use;
 //!   [`thinning`]: the tiers and the samplers that choose what each tier keeps.
+//! - [`viewer`]: one viewer's share of its stream, a state machine without I/O: from each
+//!   event and the socket's queued bytes, what to write (a shared frame, and at most a
+//!   tail of the socket's own) or why to end; held events, the last id sent, the tier
+//!   ladder of a viewer behind, `skipped`.
+//! - [`peer`]: a connection as its room sees it: the member that carries out its viewer's
+//!   decisions under its lock, writing each frame to its socket there and then;
+//!   [`outbox`]: the one way bytes reach a socket, and the bounded queue of what it would
+//!   not take yet.
 //! - [`policy`]: every number of the slow-viewer policy, with its reason, in one table.
-//! - [`peer`]: a connection as its room sees it: the member that writes each frame to its
-//!   socket there and then; [`outbox`]: the one way bytes reach a socket, and the bounded
-//!   queue of what it would not take yet.
 //!
 //! It imports only `domain` and `metrics` (checked by `scripts/check-modules`): the hub
 //! (which rooms exist) and the WebSocket protocol sit above it.
@@ -20,6 +25,10 @@ mod peer;
 pub mod policy;
 mod room;
 mod thinning;
+mod viewer;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -32,6 +41,7 @@ pub use outbox::RawSocket;
 pub use peer::{Attention, Peer, Signal};
 pub use room::{Queued, Room};
 pub use thinning::{Samplers, Tier};
+pub use viewer::{Action, Step, Viewer, Why, Write};
 
 /// What a room hands its members.
 #[derive(Debug, Clone)]
@@ -85,52 +95,5 @@ impl std::ops::AddAssign for Delivery {
         self.sent += other.sent;
         self.over_budget += other.over_budget;
         self.behind += other.behind;
-    }
-}
-
-/// A member for tests (here and in the hub's): keeps what it is handed.
-#[cfg(test)]
-#[derive(Default)]
-pub(crate) struct Recorder(pub(crate) std::sync::Mutex<Vec<RoomEvent>>);
-
-#[cfg(test)]
-impl Member for Recorder {
-    fn deliver(&self, event: &RoomEvent) -> Delivery {
-        self.0.lock().unwrap().push(event.clone());
-        match event {
-            RoomEvent::Comments(batch) => Delivery::sent(batch.comments.len() as u64),
-            _ => Delivery::default(),
-        }
-    }
-}
-
-#[cfg(test)]
-impl Recorder {
-    /// Comment ids per `comments` event, and any other event as `[0]`.
-    pub(crate) fn seen(&self) -> Vec<Vec<u64>> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| match e {
-                RoomEvent::Comments(b) => b.comments.iter().map(|c| c.id.ms).collect(),
-                _ => vec![0],
-            })
-            .collect()
-    }
-}
-
-/// A system comment of `stream` for tests (here and in the hub's), its id and `ts` `ms`.
-#[cfg(test)]
-pub(crate) fn comment(stream: &crate::domain::StreamId, ms: u64) -> crate::domain::Comment {
-    crate::domain::Comment {
-        id: crate::domain::CommentId::new(ms, 0),
-        stream_id: stream.clone(),
-        kind: crate::domain::CommentKind::System,
-        user: None,
-        text: "t".into(),
-        data: None,
-        ts: ms,
-        by_moderator: false,
     }
 }

@@ -5,17 +5,14 @@
 //! must end (a ban, a resync, a slow consumer, a dead socket), or by its own reads and
 //! timers.
 //!
-//! Until the connection's `init` is written the peer holds the room's events (at most
-//! [`MAX_HELD`]); then it sends those `init` did not cover, and from there on writes
-//! as they come.
-//!
-//! **Thinning and the priority lane.** A viewer is sent the user comments of its tier (its
-//! budget, see [`super::thinning`]); what it is not sent is counted and told in the `skipped`
-//! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
-//! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
-//! own comments only), and back up a step per second once its queue is empty. Only a
-//! socket that falls [`MAX_QUEUED_BYTES`](super::policy::MAX_QUEUED_BYTES) behind even
-//! so is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
+//! What to send the viewer, and when to end, is its [`Viewer`]'s choice (a state machine
+//! without I/O); the peer holds that machine, the socket's [`Outbox`] and the task's waker
+//! under one lock, and carries the machine's decisions out there. Three writers take the
+//! lock: the room's task (each event), the connection's task (its own frames, draining the
+//! queue) and tungstenite through `ws::codec` (its pongs and closes), so what reaches the
+//! socket never interleaves or reorders. A socket whose queue passes
+//! [`MAX_QUEUED_BYTES`](super::policy::MAX_QUEUED_BYTES) is cut off at a frame boundary,
+//! counted as a slow consumer, and closed with 4001.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::outbox::{Outbox, RawSocket, Wrote};
-use super::policy::{MAX_HELD, SLOWER, STEP_UP_AFTER};
+use super::viewer::{Action, Viewer, Why};
 use super::{Delivery, Member, RoomEvent, Tier};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
@@ -42,6 +39,16 @@ pub enum Signal {
     Gone,
 }
 
+impl From<Why> for Signal {
+    fn from(why: Why) -> Self {
+        match why {
+            Why::Banned => Self::Banned,
+            Why::Resync => Self::Resync,
+            Why::SlowConsumer { .. } => Self::SlowConsumer,
+        }
+    }
+}
+
 /// What the connection's task must see to.
 pub enum Attention {
     /// The connection must end.
@@ -54,45 +61,35 @@ pub enum Attention {
 
 pub struct Peer<S> {
     socket: S,
-    /// The connection's user, if it has one (a ban names a user; its own comments are
-    /// never thinned).
-    user: Option<UserId>,
-    /// The viewer's budget of user comments.
-    budget: Tier,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     outbox: Outbox,
+    viewer: Viewer,
     /// The connection's task, to wake when it has something to see to.
     waker: Option<Waker>,
     signal: Option<Signal>,
     /// Set once the signal went to the task, or the connection ended: nothing more is
     /// written by the room.
     ended: bool,
-    /// `init` is written: events go straight to the socket.
-    started: bool,
-    held: Vec<RoomEvent>,
-    /// The newest comment id this socket has been sent or told of; older ones are never
-    /// sent again.
-    last_id: Option<CommentId>,
-    /// Comments not sent since the last `comments` frame: the next one's `skipped`.
-    skipped: u64,
-    /// Steps down [`SLOWER`] the socket is held, and when it last changed.
-    slower: usize,
-    slower_since: Option<Instant>,
 }
 
 impl<S: RawSocket> Peer<S> {
+    /// The peer of a viewer whose user is `user` (if it has one), sent at most `budget`.
     pub fn new(socket: S, user: Option<UserId>, budget: Tier, metrics: Arc<Metrics>) -> Self {
+        let state = State {
+            outbox: Outbox::default(),
+            viewer: Viewer::new(user, budget),
+            waker: None,
+            signal: None,
+            ended: false,
+        };
         Self {
             socket,
-            user,
-            budget,
             metrics,
-            state: Mutex::default(),
+            state: Mutex::new(state),
         }
     }
 
@@ -104,9 +101,7 @@ impl<S: RawSocket> Peer<S> {
     /// meanwhile that `init` did not cover, then lets the room write directly.
     pub fn start(&self, last_id: Option<CommentId>) {
         let mut state = self.state();
-        state.last_id = last_id;
-        state.started = true;
-        let held = std::mem::take(&mut state.held);
+        let held = state.viewer.start(last_id);
         let mut delivered = Delivery::default();
         for event in &held {
             delivered += self.apply(&mut state, event);
@@ -211,81 +206,27 @@ impl<S: RawSocket> Peer<S> {
         self.state().ended = true;
     }
 
-    /// Sends one event to the socket.
+    /// Carries out what the viewer makes of one event.
     fn apply(&self, state: &mut State, event: &RoomEvent) -> Delivery {
-        match event {
-            RoomEvent::Comments(batch) => {
-                let tier = self.tier(state);
-                let user = self.user.as_ref();
-                let Some(sent) = batch.for_socket(tier, user, &mut state.last_id) else {
-                    return Delivery::default();
-                };
-                state.skipped += sent.skipped;
-                let mut delivery = Delivery::sent(sent.comments);
-                if state.slower > 0 {
-                    delivery.behind = sent.skipped;
-                } else {
-                    delivery.over_budget = sent.skipped;
-                }
-                if let Some(frame) = sent.frame {
-                    let skipped = std::mem::take(&mut state.skipped);
-                    let wrote = state.outbox.write_comments(
-                        &self.socket,
-                        frame.as_bytes(),
-                        sent.comments,
-                        skipped,
-                    );
-                    self.wrote(state, wrote);
-                }
-                delivery
-            }
-            RoomEvent::Frame(frame) => {
-                let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
+        let step = state.viewer.on_event(event, state.outbox.queued_bytes());
+        match step.action {
+            Action::Nothing => {}
+            Action::Write(write) => {
+                let frame = write.frame.as_bytes();
+                let wrote =
+                    state
+                        .outbox
+                        .write_comments(&self.socket, frame, write.comments, write.skipped);
                 self.wrote(state, wrote);
-                Delivery::default()
             }
-            RoomEvent::Banned(user) => {
-                if self.user.as_ref() == Some(user) {
-                    self.signal(state, Signal::Banned);
+            Action::End(why) => {
+                if let Why::SlowConsumer { dropped } = why {
+                    self.metrics.dropped(DropReason::SlowConsumer, dropped);
                 }
-                Delivery::default()
-            }
-            RoomEvent::Resync => {
-                self.signal(state, Signal::Resync);
-                Delivery::default()
+                self.signal(state, why.into());
             }
         }
-    }
-
-    /// The tier this socket is sent now: its budget, or less while it is behind. A socket
-    /// whose queue is empty steps back up, one step per [`STEP_UP_AFTER`] at most.
-    fn tier(&self, state: &mut State) -> Tier {
-        if state.slower > 0
-            && state.outbox.is_empty()
-            && state
-                .slower_since
-                .is_none_or(|since| since.elapsed() >= STEP_UP_AFTER)
-        {
-            state.slower -= 1;
-            state.slower_since = Some(Instant::now());
-        }
-        match state.slower {
-            0 => self.budget,
-            n => self.budget.min(Tier::at_most(SLOWER[n - 1].1)),
-        }
-    }
-
-    /// A socket with bytes waiting steps down [`SLOWER`] as far as they reach.
-    fn fell_behind(state: &mut State) {
-        let queued = state.outbox.queued_bytes();
-        let steps = SLOWER
-            .iter()
-            .take_while(|(from, _)| queued >= *from)
-            .count();
-        if steps > state.slower {
-            state.slower = steps;
-            state.slower_since = Some(Instant::now());
-        }
+        step.delivery
     }
 
     /// After the room's write: wake the task if bytes now wait, cut the socket off if too
@@ -294,7 +235,7 @@ impl<S: RawSocket> Peer<S> {
         match wrote {
             Ok(Wrote::Sent) => {}
             Ok(Wrote::Queued) => {
-                Self::fell_behind(state);
+                state.viewer.queued(state.outbox.queued_bytes());
                 if let Some(waker) = state.waker.take() {
                     waker.wake();
                 }
@@ -326,16 +267,6 @@ impl<S: RawSocket> Member for Peer<S> {
         if state.ended || state.signal.is_some() {
             return Delivery::default();
         }
-        if !state.started {
-            if state.held.len() < MAX_HELD {
-                state.held.push(event.clone());
-            } else {
-                let held = state.held.len() as u64;
-                self.metrics.dropped(DropReason::SlowConsumer, held);
-                self.signal(&mut state, Signal::SlowConsumer);
-            }
-            return Delivery::default();
-        }
         self.apply(&mut state, event)
     }
 }
@@ -349,6 +280,8 @@ mod tests {
     use tokio::net::UnixStream;
 
     use super::*;
+    use crate::delivery::policy::{SLOWER, STEP_UP_AFTER};
+    use crate::delivery::testing::chat;
     use crate::delivery::{CommentBatch, Samplers};
     use crate::domain::{Comment, CommentKind, StreamId};
     use crate::metrics::Latencies;
@@ -437,24 +370,7 @@ mod tests {
 
     /// Comments of `kind` with long texts, thinned by `samplers`.
     fn long(ids: std::ops::Range<u64>, kind: CommentKind, samplers: &Arc<Samplers>) -> RoomEvent {
-        let stream = StreamId::parse("s").unwrap();
-        let comments = ids
-            .map(|ms| Comment {
-                id: CommentId::new(ms, 0),
-                stream_id: stream.clone(),
-                kind,
-                user: Some(crate::domain::User {
-                    id: UserId::parse("chat").unwrap(),
-                    name: "chat".into(),
-                }),
-                text: "x".repeat(1000),
-                data: None,
-                ts: ms,
-                by_moderator: false,
-            })
-            .collect();
-        let batch = CommentBatch::thinned_by(comments, Some(samplers.clone())).unwrap();
-        RoomEvent::Comments(Arc::new(batch))
+        chat(ids, kind, &"x".repeat(1000), samplers)
     }
 
     /// A socket that stops reading is held to thinner tiers as its queue grows, down to the
@@ -477,12 +393,16 @@ mod tests {
         while peer.state().outbox.queued_bytes() < 16 * 1024 {
             peer.deliver(&batch(4, CommentKind::Gift));
         }
-        assert_eq!(peer.state().slower, 1);
+        assert_eq!(peer.state().viewer.slower(), 1);
         // Gifts are never thinned: they fill the queue on down to the priority lane.
         while peer.state().outbox.queued_bytes() < 128 * 1024 {
             assert_eq!(peer.deliver(&batch(4, CommentKind::Gift)).sent, 4);
         }
-        assert_eq!(peer.state().slower, SLOWER.len(), "in the priority lane");
+        assert_eq!(
+            peer.state().viewer.slower(),
+            SLOWER.len(),
+            "in the priority lane"
+        );
         let chat = peer.deliver(&batch(10, CommentKind::User));
         assert_eq!((chat.sent, chat.behind), (0, 10), "chat is left out");
         let gift = peer.deliver(&batch(1, CommentKind::Gift));
@@ -497,7 +417,11 @@ mod tests {
         poll_fn(|cx| peer.poll_flush(cx)).await.unwrap();
         tokio::time::sleep(STEP_UP_AFTER + Duration::from_millis(100)).await;
         let chat = peer.deliver(&batch(10, CommentKind::User));
-        assert_eq!(peer.state().slower, SLOWER.len() - 1, "one step up");
+        assert_eq!(
+            peer.state().viewer.slower(),
+            SLOWER.len() - 1,
+            "one step up"
+        );
         assert_eq!(
             (chat.sent, chat.behind),
             (2, 8),

@@ -336,7 +336,7 @@ impl Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::{Recorder, comment};
+    use crate::delivery::testing::{Recorder, comment};
     use crate::metrics::Latencies;
 
     /// A room of stream `s` with a 50 ms window, and its metrics.

@@ -237,7 +237,8 @@ impl Drop for Seat {
 mod tests {
     use super::*;
     use crate::broker::MemoryBroker;
-    use crate::delivery::{Recorder, RoomEvent, comment};
+    use crate::delivery::RoomEvent;
+    use crate::delivery::testing::{Recorder, comment};
     use crate::domain::{CommentId, UserId};
     use crate::metrics::Latencies;
 
