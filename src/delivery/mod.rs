@@ -16,8 +16,21 @@
 //!   not take yet.
 //! - [`policy`]: every number of the slow-viewer policy, with its reason, in one table.
 //!
-//! It imports only `domain` and `metrics` (checked by `scripts/check-modules`): the hub
-//! (which rooms exist) and the WebSocket protocol sit above it.
+//! A comment's way, hop by hop: the hub hands the broker's event to the stream's room
+//! ([`Room::dispatch`], which only queues and wakes the room's task); the task takes
+//! everything queued, merges runs of comments into [`CommentBatch`]es, each encoded once,
+//! and hands each event to every member ([`Member::deliver`]); a [`Peer`] takes its lock
+//! and asks its [`Viewer`] ([`Viewer::on_event`], which takes the tier's choice from the
+//! batch, [`CommentBatch::for_socket`]); the peer writes the [`Write`] it answers through
+//! the socket's outbox, one non-blocking `writev` of header, shared bytes and this
+//! socket's tail. What the socket does not take waits in the outbox for the connection's
+//! own task (`ws::connection`, through [`Peer::poll_attention`]) to write as the socket
+//! drains.
+//!
+//! It imports only `domain` and `metrics` of the crate (and std, tokio, bytes, slab, rand,
+//! tracing and tungstenite's frame header); `scripts/check-modules` fails if it imports
+//! `hub`, `ws`, `broker`, `http` or `app`: the registry, the protocols, the cluster and the
+//! wiring sit above it and drive it.
 
 mod batch;
 mod outbox;
