@@ -35,6 +35,43 @@ impl ApiError {
     }
 }
 
+/// Every refusal carries the error object, also those made outside our handlers: axum's own
+/// extractor rejections (a path segment that is not UTF-8 once percent-decoded, say) answer
+/// in plain text. Such an answer keeps its status and gets the error object with its text
+/// as the message. Mounted on the whole router.
+pub async fn error_object(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_owned(),
+        text => text.to_owned(),
+    };
+    ApiError::with_status(status, code_of(status), message).into_response()
+}
+
+/// The error code of a status that no handler of ours chose.
+fn code_of(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::Invalid,
+    }
+}
+
 fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::Invalid | ErrorCode::TooLong => StatusCode::BAD_REQUEST,

@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::api_error::ApiError;
+use crate::api_error::{self, ApiError};
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -278,6 +278,7 @@ fn router(parts: &Parts) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::map_response(api_error::error_object))
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             http::limits::BodyTimeout(parts.config.http_timeout()),

@@ -12,8 +12,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::api_error::ApiError;
+use crate::domain::wire::ErrorCode;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -86,7 +89,7 @@ pub async fn client_module(Path(file): Path<String>) -> Response {
 fn module(modules: &[(&str, &'static str)], file: &str) -> Response {
     match modules.iter().find(|(name, _)| *name == file) {
         Some((_, source)) => asset("text/javascript; charset=utf-8", *source),
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => ApiError::new(ErrorCode::NotFound, "no such file").into_response(),
     }
 }
 

@@ -43,3 +43,61 @@ async fn an_after_id_out_of_range_is_400_on_redis() {
     let redis = RedisStandalone::start().await;
     out_of_range_ids_are_400(&instance(&redis.url(), "pod-a").await).await;
 }
+
+/// A path segment that is not UTF-8 once percent-decoded, on every route with one, and a file
+/// the page or the client library does not have: the error object, not plain text or an
+/// empty body.
+#[tokio::test]
+async fn every_refusal_carries_the_error_object() {
+    let app = spawn_app().await;
+    let get = |path: String| {
+        let request = app.http.get(app.url(&path)).bearer_auth(SERVICE_TOKEN);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (
+                status,
+                kind,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for path in [
+        "/v1/streams/%FF/comments",
+        "/v1/streams/%FF",
+        "/v1/streams/%FF/bans",
+        "/v1/streams/%FF/ws",
+    ] {
+        let (status, kind, body) = get(path.to_owned()).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(kind, "application/json", "{path}");
+        assert_error_body(&body, "invalid");
+    }
+    for path in [
+        "/danmaku-client/nope.js",
+        "/page/nope.js",
+        "/danmaku-client/%FF",
+    ] {
+        let (status, kind, body) = get(path.to_owned()).await;
+        assert!(status == 404 || status == 400, "{path}: {status} {body}");
+        assert_eq!(kind, "application/json", "{path}");
+        assert_error_body(
+            &body,
+            if status == 404 {
+                "not_found"
+            } else {
+                "invalid"
+            },
+        );
+    }
+    // What is there is still served as it was.
+    let (status, kind, _) = get("/danmaku-client/index.js".to_owned()).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
+}
