@@ -132,7 +132,7 @@ impl App {
             version: env!("CARGO_PKG_VERSION"),
         };
         let auth = Arc::new(Auth::new(&config)?);
-        auth.fetch_keys().await;
+        auth.start(background.clone()).await;
         let parts = Parts {
             auth,
             config: Arc::new(config),

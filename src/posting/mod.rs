@@ -145,8 +145,15 @@ impl Posting {
         reference: Option<&str>,
     ) -> Result<Comment, PostError> {
         let viewer = match identity {
-            Identity::Viewer(v) if !v.token_expired() => v,
-            Identity::Viewer(_) => return Err(PostError::Unauthorized("your token has expired")),
+            Identity::Viewer(v) if v.token_expired() => {
+                return Err(PostError::Unauthorized("your token has expired"));
+            }
+            Identity::Viewer(v) if v.key_withdrawn() => {
+                return Err(PostError::Unauthorized(
+                    "the key your token was signed with was withdrawn; refresh your token",
+                ));
+            }
+            Identity::Viewer(v) => v,
             Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
@@ -313,6 +320,7 @@ mod tests {
             },
             expires_at: u64::MAX,
             moderates: Vec::new(),
+            signed_with: None,
         });
         let long = "x".repeat(201);
         let refused = p.as_viewer(&s, &viewer, long, None).await.unwrap_err();
