@@ -4,7 +4,9 @@
 use super::close::End;
 use super::connection::Connection;
 use super::outbox::RawSocket;
+use crate::api_error::chain;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
+use crate::posting::PostError;
 
 impl<S: RawSocket> Connection<S> {
     pub(super) async fn post(
@@ -39,6 +41,9 @@ impl<S: RawSocket> Connection<S> {
                 self.write_now(ack.encode())
             }
             Err(refused) => {
+                if let PostError::Unavailable(cause) = &refused {
+                    tracing::warn!(stream = %self.stream, cause = %chain(cause), "a comment could not be posted");
+                }
                 let mut error =
                     ErrorBody::new(refused.code(), refused.to_string()).with_ref(reference);
                 error.retry_after_ms = refused.retry_after_ms();
