@@ -28,9 +28,13 @@ const PAGE_MODULES: [(&str, &str); 1] = [("comments.js", include_str!("../../web
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.
-const CLIENT_MODULES: [(&str, &str); 5] = [
+const CLIENT_MODULES: [(&str, &str); 6] = [
     ("index.js", include_str!("../../clients/js/src/index.js")),
     ("errors.js", include_str!("../../clients/js/src/errors.js")),
+    (
+        "position.js",
+        include_str!("../../clients/js/src/position.js"),
+    ),
     ("posts.js", include_str!("../../clients/js/src/posts.js")),
     ("tokens.js", include_str!("../../clients/js/src/tokens.js")),
     ("wire.js", include_str!("../../clients/js/src/wire.js")),
