@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::api_error::ApiError;
+use crate::api_error::{self, ApiError};
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -132,7 +132,7 @@ impl App {
             version: env!("CARGO_PKG_VERSION"),
         };
         let auth = Arc::new(Auth::new(&config)?);
-        auth.fetch_keys().await;
+        auth.start(background.clone()).await;
         let parts = Parts {
             auth,
             config: Arc::new(config),
@@ -278,6 +278,7 @@ fn router(parts: &Parts) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::map_response(api_error::error_object))
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             http::limits::BodyTimeout(parts.config.http_timeout()),

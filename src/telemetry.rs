@@ -66,108 +66,9 @@ impl Telemetry {
     /// Registers the observable instruments over `metrics` and `readiness`.
     pub fn observe(&self, metrics: Arc<Metrics>, readiness: Arc<Readiness>) {
         let meter = self.meter();
-        let m = metrics.clone();
-        meter
-            .i64_observable_up_down_counter("danmaku.ws.connections")
-            .with_unit("{connection}")
-            .with_description("Open WebSocket connections")
-            .with_callback(move |o| o.observe(m.connections(), &[]))
-            .build();
-        let m = metrics.clone();
-        meter
-            .i64_observable_up_down_counter("danmaku.streams.subscribed")
-            .with_unit("{stream}")
-            .with_description("Streams this instance holds a broker subscription for")
-            .with_callback(move |o| o.observe(m.streams_subscribed(), &[]))
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.comments.published")
-            .with_unit("{comment}")
-            .with_description("Comments accepted")
-            .with_callback(move |o| {
-                for (kind, n) in m.published_by_kind() {
-                    o.observe(n, &[KeyValue::new("kind", kind)]);
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.comments.delivered")
-            .with_unit("{message}")
-            .with_description("Comment deliveries written to sockets")
-            .with_callback(move |o| o.observe(m.delivered_total(), &[]))
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.comments.dropped")
-            .with_unit("{message}")
-            .with_description("Deliveries dropped, by reason")
-            .with_callback(move |o| {
-                for (reason, n) in m.dropped_by_reason() {
-                    o.observe(n, &[KeyValue::new("reason", reason)]);
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.comments.thinned")
-            .with_unit("{message}")
-            .with_description("Comments a viewer was not sent and told of in skipped, by reason")
-            .with_callback(move |o| {
-                for (reason, n) in m.thinned_by_reason() {
-                    o.observe(n, &[KeyValue::new("reason", reason)]);
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.comments.rejected")
-            .with_unit("{comment}")
-            .with_description("Client comments refused, by error code")
-            .with_callback(move |o| {
-                for (code, n) in m.rejected_by_code() {
-                    o.observe(n, &[KeyValue::new("code", code)]);
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        meter
-            .u64_observable_counter("danmaku.ws.handshakes.refused")
-            .with_unit("{handshake}")
-            .with_description("WebSocket handshakes refused before the upgrade")
-            .with_callback(move |o| o.observe(m.handshakes_refused(), &[]))
-            .build();
-        let m = metrics;
-        meter
-            .u64_observable_counter("danmaku.broker.subscriptions.rebuilt")
-            .with_unit("{subscription}")
-            .with_description(
-                "Broker subscriptions rebuilt after a probe went unanswered or a slot moved",
-            )
-            .with_callback(move |o| o.observe(m.subscriptions_rebuilt(), &[]))
-            .build();
-        let r = readiness.clone();
-        meter
-            .i64_observable_gauge("danmaku.readiness.state")
-            .with_unit("1")
-            .with_description("1 ready, 0 not ready (once per reason that holds)")
-            .with_callback(move |o| {
-                let reasons = r.reasons();
-                if reasons.is_empty() {
-                    o.observe(1, &[]);
-                }
-                for reason in reasons {
-                    o.observe(0, &[KeyValue::new("reason", reason.as_str())]);
-                }
-            })
-            .build();
-        meter
-            .f64_observable_gauge("danmaku.process.cpu.utilization")
-            .with_unit("1")
-            .with_description("The CPU fraction readiness compares with its threshold")
-            .with_callback(move |o| o.observe(readiness.cpu_fraction(), &[]))
-            .build();
+        observe_counts(&meter, &metrics);
+        observe_comments(&meter, &metrics);
+        observe_readiness(&meter, readiness);
     }
 
     /// The Prometheus text exposition of every instrument.
@@ -222,4 +123,121 @@ fn otlp_reader() -> anyhow::Result<Option<PeriodicReader<opentelemetry_otlp::Met
             .with_interval(interval)
             .build(),
     ))
+}
+
+/// The counts that carry no label: connections, subscriptions, refused handshakes, rebuilt
+/// subscriptions.
+fn observe_counts(meter: &Meter, metrics: &Arc<Metrics>) {
+    let m = metrics.clone();
+    meter
+        .i64_observable_up_down_counter("danmaku.ws.connections")
+        .with_unit("{connection}")
+        .with_description("Open WebSocket connections")
+        .with_callback(move |o| o.observe(m.connections(), &[]))
+        .build();
+    let m = metrics.clone();
+    meter
+        .i64_observable_up_down_counter("danmaku.streams.subscribed")
+        .with_unit("{stream}")
+        .with_description("Streams this instance holds a broker subscription for")
+        .with_callback(move |o| o.observe(m.streams_subscribed(), &[]))
+        .build();
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.comments.delivered")
+        .with_unit("{message}")
+        .with_description("Comment deliveries written to sockets")
+        .with_callback(move |o| o.observe(m.delivered_total(), &[]))
+        .build();
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.ws.handshakes.refused")
+        .with_unit("{handshake}")
+        .with_description("WebSocket handshakes refused before the upgrade")
+        .with_callback(move |o| o.observe(m.handshakes_refused(), &[]))
+        .build();
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.broker.subscriptions.rebuilt")
+        .with_unit("{subscription}")
+        .with_description(
+            "Broker subscriptions rebuilt after a probe went unanswered or a slot moved",
+        )
+        .with_callback(move |o| o.observe(m.subscriptions_rebuilt(), &[]))
+        .build();
+}
+
+/// The comment counters, each by one label: published by `kind`, dropped and thinned by
+/// `reason`, rejected by `code`.
+fn observe_comments(meter: &Meter, metrics: &Arc<Metrics>) {
+    type Read = fn(&Metrics) -> Vec<(&'static str, u64)>;
+    let counters: [(&'static str, &'static str, &'static str, &'static str, Read); 4] = [
+        (
+            "danmaku.comments.published",
+            "{comment}",
+            "Comments accepted",
+            "kind",
+            |m| m.published_by_kind().collect(),
+        ),
+        (
+            "danmaku.comments.dropped",
+            "{message}",
+            "Deliveries dropped, by reason",
+            "reason",
+            |m| m.dropped_by_reason().collect(),
+        ),
+        (
+            "danmaku.comments.thinned",
+            "{message}",
+            "Comments a viewer was not sent and told of in skipped, by reason",
+            "reason",
+            |m| m.thinned_by_reason().collect(),
+        ),
+        (
+            "danmaku.comments.rejected",
+            "{comment}",
+            "Client comments refused, by error code",
+            "code",
+            |m| m.rejected_by_code().collect(),
+        ),
+    ];
+    for (name, unit, description, label, read) in counters {
+        let m = metrics.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |o| {
+                for (value, n) in read(&m) {
+                    o.observe(n, &[KeyValue::new(label, value)]);
+                }
+            })
+            .build();
+    }
+}
+
+/// Readiness, asked at collection time as `/readyz` asks it, and the CPU fraction it
+/// compares.
+fn observe_readiness(meter: &Meter, readiness: Arc<Readiness>) {
+    let r = readiness.clone();
+    meter
+        .i64_observable_gauge("danmaku.readiness.state")
+        .with_unit("1")
+        .with_description("1 ready, 0 not ready (once per reason that holds)")
+        .with_callback(move |o| {
+            let reasons = r.reasons();
+            if reasons.is_empty() {
+                o.observe(1, &[]);
+            }
+            for reason in reasons {
+                o.observe(0, &[KeyValue::new("reason", reason.as_str())]);
+            }
+        })
+        .build();
+    meter
+        .f64_observable_gauge("danmaku.process.cpu.utilization")
+        .with_unit("1")
+        .with_description("The CPU fraction readiness compares with its threshold")
+        .with_callback(move |o| o.observe(readiness.cpu_fraction(), &[]))
+        .build();
 }

@@ -1,21 +1,34 @@
 //! The check of a viewer token: its header, the key its `alg` and `kid` name, its signature
 //! and time claims, the required `aud`/`iss`, then the claims danmaku reads, bounded and
-//! cleaned.
+//! cleaned. RSA keys under [`MIN_RSA_BITS`] are never trusted (a key file with one stops
+//! start-up; a JWKS drops it).
 
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::jwks::Jwks;
+use super::jwks::{Jwks, JwksKey, Key};
 use super::{AuthError, Claims, Viewer};
 use crate::config::{ConfigError, TokenSettings};
 use crate::domain::{User, UserId};
 
+/// The smallest RSA key trusted: 1024-bit moduli are within reach of factoring, 512-bit
+/// ones are broken.
+pub(super) const MIN_RSA_BITS: usize = 2048;
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
 /// Longest display name, in characters: the service API's bound for `user.name`.
 const MAX_NAME_CHARS: usize = 128;
+
+/// The claims as checked: those danmaku reads, and `iss` to check its shape.
+#[derive(serde::Deserialize)]
+struct Checked {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+}
 
 /// The configured keys. Holds secrets: no `Debug`.
 #[derive(Clone)]
@@ -50,7 +63,7 @@ impl Keys {
         let jwks = settings
             .jwt_jwks_url
             .clone()
-            .map(|u| Arc::new(Jwks::new(u)));
+            .map(|u| Arc::new(Jwks::new(u, settings.jwks_min_refresh())));
         if secret.is_none() && public.is_none() && jwks.is_none() {
             return Ok(None);
         }
@@ -71,7 +84,7 @@ impl Keys {
         if header.crit.is_some() {
             return Err(AuthError::CriticalHeader);
         }
-        let key = self.key(&header).await.ok_or(AuthError::NoKey)?;
+        let (key, jwks_key) = self.key(&header).await.ok_or(AuthError::NoKey)?;
         let mut validation = Validation::new(header.alg);
         let mut required = vec!["exp", "sub"];
         validation.leeway = LEEWAY_SECS;
@@ -86,31 +99,38 @@ impl Keys {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(refusal)?;
-        viewer_of(data.claims)
+        let data = jsonwebtoken::decode::<Checked>(token, &key, &validation).map_err(refusal)?;
+        // RFC 7519: `iss` is one StringOrURI. jsonwebtoken also takes an array holding it.
+        if self.issuer.is_some() && !data.claims.iss.as_ref().is_some_and(|i| i.is_string()) {
+            return Err(AuthError::WrongClaim("iss"));
+        }
+        let mut viewer = viewer_of(data.claims.claims)?;
+        viewer.signed_with = jwks_key;
+        Ok(viewer)
     }
 
     /// The key for the header's `alg` and `kid`: the secret for HS256; for the public-key
     /// algorithms the JWKS key of its `kid` (which must be of the `alg`'s family, and of
-    /// that `alg` if the JWK names one), else the public key file's.
-    async fn key(&self, header: &Header) -> Option<DecodingKey> {
+    /// that `alg` if the JWK names one), else the public key file's. With a JWKS key, what
+    /// to remember of it (to find out later that it was withdrawn).
+    async fn key(&self, header: &Header) -> Option<(DecodingKey, Option<JwksKey>)> {
         let alg = header.alg;
         let key = match alg {
-            Algorithm::HS256 => self.secret.as_ref().map(|(key, _)| key.clone()),
+            Algorithm::HS256 => self.secret.as_ref().map(|(key, _)| (key.clone(), None)),
             Algorithm::HS384 | Algorithm::HS512 => None,
             _ => {
                 let from_jwks = match (&self.jwks, &header.kid) {
                     (Some(jwks), Some(kid)) => jwks
                         .key(kid)
                         .await
-                        .filter(|k| k.alg.is_none_or(|a| a == alg))
-                        .map(|k| k.decoding),
+                        .filter(|(k, _): &(Key, _)| k.alg.is_none_or(|a| a == alg))
+                        .map(|(k, remembered)| (k.decoding, Some(remembered))),
                     _ => None,
                 };
-                from_jwks.or_else(|| self.public.clone())
+                from_jwks.or_else(|| self.public.clone().map(|k| (k, None)))
             }
         };
-        key.filter(|k| k.family() == alg.family())
+        key.filter(|(k, _)| k.family() == alg.family())
     }
 
     /// Signs `claims` with the HS256 secret, if there is one.
@@ -120,13 +140,23 @@ impl Keys {
     }
 }
 
-/// The key of a PEM file: an RSA (PKCS#1 or SPKI), EC or Ed25519 public key.
+/// The key of a PEM file: an RSA (PKCS#1 or SPKI, of at least [`MIN_RSA_BITS`]), EC or
+/// Ed25519 public key.
 fn public_key(path: &std::path::Path) -> Result<DecodingKey, ConfigError> {
     let variable = "DANMAKU_JWT_PUBLIC_KEY_FILE";
     let pem = std::fs::read(path).map_err(|e| ConfigError {
         variable,
         message: format!("cannot read {}: {e}", path.display()),
     })?;
+    if let Some(bits) = rsa_bits(&pem).filter(|&bits| bits < MIN_RSA_BITS) {
+        return Err(ConfigError {
+            variable,
+            message: format!(
+                "{} is an RSA key of {bits} bits; at least {MIN_RSA_BITS} are needed",
+                path.display()
+            ),
+        });
+    }
     DecodingKey::from_rsa_pem(&pem)
         .or_else(|_| DecodingKey::from_ec_pem(&pem))
         .or_else(|_| DecodingKey::from_ed_pem(&pem))
@@ -137,6 +167,19 @@ fn public_key(path: &std::path::Path) -> Result<DecodingKey, ConfigError> {
                 path.display()
             ),
         })
+}
+
+/// The modulus size of an RSA public key in PEM (SPKI or PKCS#1), in bits; `None` for other
+/// keys.
+fn rsa_bits(pem: &[u8]) -> Option<usize> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let pem = std::str::from_utf8(pem).ok()?;
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
+        .ok()?;
+    Some(key.n().bits())
 }
 
 fn refusal(error: jsonwebtoken::errors::Error) -> AuthError {
@@ -172,5 +215,6 @@ fn viewer_of(claims: Claims) -> Result<Viewer, AuthError> {
         user: User { id, name },
         expires_at: claims.exp,
         moderates: claims.moderates,
+        signed_with: None,
     })
 }

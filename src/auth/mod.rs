@@ -6,6 +6,8 @@
 mod jwks;
 mod keys;
 
+pub use jwks::JwksKey;
+
 use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -33,11 +35,19 @@ pub struct Viewer {
     /// Token expiry, epoch seconds: after it the viewer may watch but not post.
     pub expires_at: u64,
     pub moderates: Vec<String>,
+    /// The identity provider's key the token was checked with, if from a JWKS.
+    pub signed_with: Option<JwksKey>,
 }
 
 impl Viewer {
     pub fn token_expired(&self) -> bool {
         now_ms() / 1000 >= self.expires_at
+    }
+
+    /// The identity provider no longer publishes the key the token was signed with: it
+    /// may watch, but not post until it refreshes its token.
+    pub fn key_withdrawn(&self) -> bool {
+        self.signed_with.as_ref().is_some_and(JwksKey::withdrawn)
     }
 
     pub fn moderates(&self, stream: &StreamId) -> bool {
@@ -107,11 +117,12 @@ impl Auth {
         })
     }
 
-    /// Fetches the JWKS document, if one is configured. A provider that is down now is not
-    /// fatal: the set starts empty and is fetched again on the first token (see [`jwks`]).
-    pub async fn fetch_keys(&self) {
+    /// Starts keeping the JWKS document current, if one is configured, until `cancel`:
+    /// resolves once the first fetch is done or a couple of seconds passed. A provider that
+    /// is down now is not fatal: the set starts empty and is fetched again (see [`jwks`]).
+    pub async fn start(&self, cancel: tokio_util::sync::CancellationToken) {
         if let Some(jwks) = self.jwt.as_ref().and_then(|k| k.jwks.as_ref()) {
-            jwks.refresh().await;
+            jwks.start(cancel).await;
         }
     }
 

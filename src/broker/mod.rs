@@ -163,9 +163,36 @@ pub enum BrokerError {
     NotFound,
     #[error("the user posts too fast")]
     RateLimited { retry_after: Duration },
-    #[error("the broker is unavailable: {0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
+
+/// The broker could not answer (Redis out of reach, a timeout, an unexpected reply), with
+/// the cause as the error's source. Not logged here: the layer that answers the client
+/// logs it, once. Cheap to clone: the cause is shared.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the broker is unavailable: {cause}")]
+pub struct Unavailable {
+    #[source]
+    cause: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl Unavailable {
+    pub fn new(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            cause: Arc::from(cause.into()),
+        }
+    }
+}
+
+/// Two reports are equal when they are of the same failure.
+impl PartialEq for Unavailable {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cause, &other.cause)
+    }
+}
+
+impl Eq for Unavailable {}
 
 /// The broker in use. An enum, not a trait object: there are exactly two.
 ///
@@ -251,7 +278,7 @@ impl Broker {
         };
         if let Some(live) = live {
             live.await
-                .map_err(|_| BrokerError::Unavailable("the broker stopped".into()))??;
+                .map_err(|_| Unavailable::new("the broker stopped"))??;
         }
         Ok(subscription)
     }

@@ -31,9 +31,25 @@ pub struct TokenSettings {
     /// Required `iss` of every viewer token, when set.
     #[arg(long, env = "DANMAKU_JWT_ISSUER", value_name = "DANMAKU_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+
+    /// Advanced: the least time a JWKS document is kept before it is fetched again, whatever
+    /// its `max-age` says.
+    #[arg(
+        long,
+        env = "DANMAKU_JWKS_MIN_REFRESH_MS",
+        value_name = "DANMAKU_JWKS_MIN_REFRESH_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub jwks_min_refresh_ms: u64,
 }
 
 impl TokenSettings {
+    /// `DANMAKU_JWKS_MIN_REFRESH_MS`.
+    pub fn jwks_min_refresh(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.jwks_min_refresh_ms)
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.jwt_audience.as_deref().is_some_and(str::is_empty) {
             return Err(bad("DANMAKU_JWT_AUDIENCE", "must not be empty when set"));

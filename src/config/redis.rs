@@ -187,6 +187,24 @@ impl Config {
             return Ok(None);
         };
         let mut url = url.clone();
+        self.put_credentials(&mut url)?;
+        let client_cert = self.client_cert()?;
+        if !url.tls && (self.redis_ca_file.is_some() || client_cert.is_some()) {
+            return Err(bad(
+                "DANMAKU_REDIS_URL",
+                "TLS files are set but the URL is not rediss:// or rediss-cluster://",
+            ));
+        }
+        Ok(Some(RedisSettings {
+            url,
+            ca_file: self.redis_ca_file.clone(),
+            client_cert,
+        }))
+    }
+
+    /// The user and password into `url`: from the URL or the `DANMAKU_REDIS_*` settings,
+    /// one source each; a user needs a password.
+    fn put_credentials(&self, url: &mut RedisUrl) -> Result<(), ConfigError> {
         if let Some(user) = &self.redis_username {
             if url.username.is_some() {
                 return Err(bad(
@@ -226,33 +244,23 @@ impl Config {
                 "an ACL user (DANMAKU_REDIS_USERNAME or the URL's) needs a password",
             ));
         }
-        let client_cert = match (&self.redis_cert_file, &self.redis_key_file) {
-            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(bad(
-                    "DANMAKU_REDIS_KEY_FILE",
-                    "must be set with DANMAKU_REDIS_CERT_FILE",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(bad(
-                    "DANMAKU_REDIS_CERT_FILE",
-                    "must be set with DANMAKU_REDIS_KEY_FILE",
-                ));
-            }
-        };
-        if !url.tls && (self.redis_ca_file.is_some() || client_cert.is_some()) {
-            return Err(bad(
-                "DANMAKU_REDIS_URL",
-                "TLS files are set but the URL is not rediss:// or rediss-cluster://",
-            ));
+        Ok(())
+    }
+
+    /// The client certificate and key for mutual TLS: both, or neither.
+    fn client_cert(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.redis_cert_file, &self.redis_key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(bad(
+                "DANMAKU_REDIS_KEY_FILE",
+                "must be set with DANMAKU_REDIS_CERT_FILE",
+            )),
+            (None, Some(_)) => Err(bad(
+                "DANMAKU_REDIS_CERT_FILE",
+                "must be set with DANMAKU_REDIS_KEY_FILE",
+            )),
         }
-        Ok(Some(RedisSettings {
-            url,
-            ca_file: self.redis_ca_file.clone(),
-            client_cert,
-        }))
     }
 }
 

@@ -2,6 +2,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A comment id, `<ms>-<seq>`, ordered as (`ms`, `seq`) exactly like a Redis stream id.
+/// Each part is at most [`CommentId::MAX_PART`]: ids travel as strings, but clients compare
+/// their parts as numbers, and a larger one would not survive that (nor would Redis take
+/// the exclusive range after `u64::MAX-u64::MAX`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct CommentId {
     pub ms: u64,
@@ -9,10 +12,13 @@ pub struct CommentId {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("comment id must have the form <ms>-<seq>")]
+#[error("comment id must have the form <ms>-<seq>, each part at most 9007199254740991")]
 pub struct ParseCommentIdError;
 
 impl CommentId {
+    /// The largest part: 2^53 − 1, the largest integer every JSON client reads exactly.
+    pub const MAX_PART: u64 = (1 << 53) - 1;
+
     pub const fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }
     }
@@ -32,14 +38,17 @@ impl FromStr for CommentId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ms, seq) = s.split_once('-').ok_or(ParseCommentIdError)?;
-        let digits =
-            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
-        if !digits(ms) || !digits(seq) {
-            return Err(ParseCommentIdError);
-        }
+        let part = |p: &str| {
+            let digits = !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_digit());
+            digits
+                .then(|| p.parse::<u64>().ok())
+                .flatten()
+                .filter(|&n| n <= Self::MAX_PART)
+                .ok_or(ParseCommentIdError)
+        };
         Ok(Self {
-            ms: ms.parse().map_err(|_| ParseCommentIdError)?,
-            seq: seq.parse().map_err(|_| ParseCommentIdError)?,
+            ms: part(ms)?,
+            seq: part(seq)?,
         })
     }
 }
@@ -87,9 +96,19 @@ mod tests {
             " 1-2",
             "+1-2",
             "99999999999999999999999-0",
+            "18446744073709551615-18446744073709551615",
+            "9007199254740992-0",
+            "0-9007199254740992",
         ] {
             assert!(bad.parse::<CommentId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn takes_parts_up_to_the_largest_exact_json_integer() {
+        let id: CommentId = "9007199254740991-9007199254740991".parse().unwrap();
+        assert_eq!(id, CommentId::new(CommentId::MAX_PART, CommentId::MAX_PART));
+        assert!("0-0".parse::<CommentId>().is_ok());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
-use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published};
+use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published, Unavailable};
 use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
@@ -46,9 +46,9 @@ pub enum PostError {
     RateLimited { retry_after: Duration },
     #[error("banned from this stream")]
     Banned,
-    /// The broker failed (already logged with its detail).
+    /// The broker failed; the cause is the source, for the layer that answers to log.
     #[error("could not post right now; try again")]
-    Unavailable,
+    Unavailable(#[source] Unavailable),
 }
 
 impl PostError {
@@ -59,7 +59,7 @@ impl PostError {
             Self::TooLong { .. } => ErrorCode::TooLong,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Banned => ErrorCode::Banned,
-            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -76,7 +76,7 @@ impl PostError {
     pub fn comment_was_well_formed(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Banned | Self::Unavailable
+            Self::RateLimited { .. } | Self::Banned | Self::Unavailable(_)
         )
     }
 }
@@ -145,8 +145,15 @@ impl Posting {
         reference: Option<&str>,
     ) -> Result<Comment, PostError> {
         let viewer = match identity {
-            Identity::Viewer(v) if !v.token_expired() => v,
-            Identity::Viewer(_) => return Err(PostError::Unauthorized("your token has expired")),
+            Identity::Viewer(v) if v.token_expired() => {
+                return Err(PostError::Unauthorized("your token has expired"));
+            }
+            Identity::Viewer(v) if v.key_withdrawn() => {
+                return Err(PostError::Unauthorized(
+                    "the key your token was signed with was withdrawn; refresh your token",
+                ));
+            }
+            Identity::Viewer(v) => v,
             Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
@@ -236,7 +243,7 @@ impl Posting {
 
     /// Hands a validated comment to the broker and counts it if it is new.
     async fn publish(&self, new: NewComment) -> Result<Published, PostError> {
-        let (stream, kind) = (new.stream.clone(), new.kind);
+        let kind = new.kind;
         match self.broker.publish(new).await {
             Ok(published) => {
                 if let Published::New(_) = published {
@@ -248,10 +255,10 @@ impl Posting {
             Err(BrokerError::RateLimited { retry_after }) => {
                 Err(PostError::RateLimited { retry_after })
             }
-            Err(error) => {
-                tracing::warn!(%stream, %error, "publish failed");
-                Err(PostError::Unavailable)
-            }
+            Err(BrokerError::NotFound) => Err(PostError::Unavailable(Unavailable::new(
+                "the broker answered a publish with 'not found'",
+            ))),
+            Err(BrokerError::Unavailable(cause)) => Err(PostError::Unavailable(cause)),
         }
     }
 }
@@ -313,6 +320,7 @@ mod tests {
             },
             expires_at: u64::MAX,
             moderates: Vec::new(),
+            signed_with: None,
         });
         let long = "x".repeat(201);
         let refused = p.as_viewer(&s, &viewer, long, None).await.unwrap_err();

@@ -3,8 +3,11 @@
 //! gauge alike:
 //!
 //! - `draining`: SIGTERM arrived; the instance is handing its viewers to others.
-//! - `broker`: the broker is unreachable or a stream's subscription is not live.
+//! - `broker`: this instance reaches no Redis primary at all (never: one shard failing
+//!   over).
 //! - `cpu`: the CPU gate of [`cpu`] is closed (this process's CPU over its limit).
+//! - `full`: the instance is at its connection cap (see [`Lifecycle::is_full`]), so new
+//!   connections go to others; it comes back 5 % below the cap.
 //!
 //! Besides, the gate paces new WebSocket handshakes while it ramps up after reopening
 //! ([`Readiness::admit_handshake`]).
@@ -34,6 +37,7 @@ pub enum NotReady {
     Draining,
     Broker,
     Cpu,
+    Full,
 }
 
 impl NotReady {
@@ -42,6 +46,7 @@ impl NotReady {
             Self::Draining => "draining",
             Self::Broker => "broker",
             Self::Cpu => "cpu",
+            Self::Full => "full",
         }
     }
 }
@@ -86,6 +91,9 @@ impl Readiness {
         }
         if !self.gate().is_ready() {
             reasons.push(NotReady::Cpu);
+        }
+        if self.lifecycle.is_full() {
+            reasons.push(NotReady::Full);
         }
         reasons
     }

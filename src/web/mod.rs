@@ -12,8 +12,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::api_error::ApiError;
+use crate::domain::wire::ErrorCode;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -25,9 +28,13 @@ const PAGE_MODULES: [(&str, &str); 1] = [("comments.js", include_str!("../../web
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.
-const CLIENT_MODULES: [(&str, &str); 5] = [
+const CLIENT_MODULES: [(&str, &str); 6] = [
     ("index.js", include_str!("../../clients/js/src/index.js")),
     ("errors.js", include_str!("../../clients/js/src/errors.js")),
+    (
+        "position.js",
+        include_str!("../../clients/js/src/position.js"),
+    ),
     ("posts.js", include_str!("../../clients/js/src/posts.js")),
     ("tokens.js", include_str!("../../clients/js/src/tokens.js")),
     ("wire.js", include_str!("../../clients/js/src/wire.js")),
@@ -86,7 +93,7 @@ pub async fn client_module(Path(file): Path<String>) -> Response {
 fn module(modules: &[(&str, &'static str)], file: &str) -> Response {
     match modules.iter().find(|(name, _)| *name == file) {
         Some((_, source)) => asset("text/javascript; charset=utf-8", *source),
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => ApiError::new(ErrorCode::NotFound, "no such file").into_response(),
     }
 }
 

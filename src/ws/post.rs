@@ -3,8 +3,10 @@
 
 use super::close::End;
 use super::connection::Connection;
+use crate::api_error::chain;
 use crate::delivery::RawSocket;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
+use crate::posting::PostError;
 
 impl<S: RawSocket> Connection<S> {
     pub(super) async fn post(
@@ -39,6 +41,9 @@ impl<S: RawSocket> Connection<S> {
                 self.write_now(ack.encode())
             }
             Err(refused) => {
+                if let PostError::Unavailable(cause) = &refused {
+                    tracing::warn!(stream = %self.stream, cause = %chain(cause), "a comment could not be posted");
+                }
                 let mut error =
                     ErrorBody::new(refused.code(), refused.to_string()).with_ref(reference);
                 error.retry_after_ms = refused.retry_after_ms();

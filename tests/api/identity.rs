@@ -1,6 +1,7 @@
 //! Viewer tokens from an identity provider: RS256, ES256 and EdDSA keys from a JWKS
 //! document (served here by a local HTTP server that counts its requests) or a PEM file,
-//! key rotation, a flood of unknown `kid`s, and the required `aud`/`iss`.
+//! key rotation and withdrawal, a flood of unknown `kid`s, a provider that hangs or
+//! redirects, weak RSA keys, and the required `aud`/`iss`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,12 @@ struct TestKey {
 
 impl TestKey {
     fn rsa(kid: &str) -> Self {
+        Self::rsa_of(kid, 2048)
+    }
+
+    fn rsa_of(kid: &str, bits: usize) -> Self {
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).unwrap();
         let private = key.to_pkcs8_pem(LineEnding::LF).unwrap();
         let public_pem = key
             .to_public_key()
@@ -98,6 +103,10 @@ struct Provider {
     url: url::Url,
     keys: Arc<Mutex<JwkSet>>,
     down: Arc<AtomicBool>,
+    /// Answers nothing for a minute.
+    hang: Arc<AtomicBool>,
+    /// Sent as `Cache-Control: max-age=…` when set.
+    max_age: Arc<Mutex<Option<u64>>>,
     requests: Arc<AtomicUsize>,
 }
 
@@ -110,11 +119,17 @@ impl Provider {
                 .unwrap(),
             keys: Arc::default(),
             down: Arc::default(),
+            hang: Arc::default(),
+            max_age: Arc::default(),
             requests: Arc::default(),
         };
         provider.serve(keys);
         let app = Router::new()
             .route("/jwks.json", get(jwks))
+            .route(
+                "/moved",
+                get(|| async { axum::response::Redirect::temporary("/jwks.json") }),
+            )
             .with_state(provider.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         provider
@@ -140,12 +155,21 @@ impl Provider {
     }
 }
 
-async fn jwks(State(provider): State<Provider>) -> Result<axum::Json<JwkSet>, StatusCode> {
+async fn jwks(State(provider): State<Provider>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     provider.requests.fetch_add(1, Ordering::SeqCst);
-    if provider.down.load(Ordering::SeqCst) {
-        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    if provider.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
-    Ok(axum::Json(provider.keys.lock().unwrap().clone()))
+    if provider.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let keys = axum::Json(provider.keys.lock().unwrap().clone());
+    let max_age = *provider.max_age.lock().unwrap();
+    match max_age {
+        Some(s) => ([("cache-control", format!("max-age={s}"))], keys).into_response(),
+        None => keys.into_response(),
+    }
 }
 
 /// Connects with `token`, posts a comment and returns the user the comment carries.
@@ -341,4 +365,151 @@ async fn without_an_audience_setting_a_token_with_aud_is_accepted() {
         &app.sign(Header::new(Algorithm::HS256), claims),
     )
     .await;
+}
+
+/// The provider withdraws a key without a new `kid` for it: it is fetched again on its
+/// `max-age` (here 1 s, with the least refresh lowered to 0.5 s), the key stops being
+/// trusted for new handshakes, and a connection signed with it may watch but not post until
+/// it refreshes its token with a key the provider still has.
+#[tokio::test]
+async fn a_key_the_provider_withdraws_stops_being_trusted_on_its_max_age() {
+    let (old, new) = (TestKey::ec("k1"), TestKey::ec("k2"));
+    let provider = Provider::start(&[&old, &new]).await;
+    *provider.max_age.lock().unwrap() = Some(1);
+    let app = provider.app(|c| c.tokens.jwks_min_refresh_ms = 500).await;
+    let (mut signed_with_old, _) = app
+        .viewer_with("idp", &format!("access_token={}", old.token("u")))
+        .await;
+    signed_with_old
+        .send_json(json!({"type": "comment", "text": "before", "ref": "r1"}))
+        .await;
+    signed_with_old.next_of("ack").await;
+    provider.serve(&[&new]);
+    eventually("the withdrawn key to be refused", || async {
+        app.connect("idp", &format!("access_token={}", old.token("u")), &[])
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(
+        provider.requests() >= 2,
+        "fetched again without an unknown kid"
+    );
+    signed_with_old
+        .send_json(json!({"type": "comment", "text": "after", "ref": "r2"}))
+        .await;
+    let refused = signed_with_old.next_of("error").await;
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("refresh"),
+        "{refused}"
+    );
+    // It still watches.
+    let gift = app.post_system("idp", "a gift").await;
+    while signed_with_old.comments(1).await[0]["id"] != gift["id"] {}
+    // A token signed with a key the provider has makes it post again.
+    signed_with_old
+        .send_json(json!({"type": "refresh", "token": new.token("u")}))
+        .await;
+    signed_with_old.next_of("refreshed").await;
+    signed_with_old
+        .send_json(json!({"type": "comment", "text": "again", "ref": "r3"}))
+        .await;
+    signed_with_old.next_of("ack").await;
+}
+
+/// RSA keys of 512 and 1024 bits are never trusted: a JWKS drops them (the 2048-bit key
+/// beside them works), a key file with one stops start-up naming the variable.
+#[tokio::test]
+async fn rsa_keys_under_2048_bits_are_refused() {
+    let weak = [
+        TestKey::rsa_of("rsa-512", 512),
+        TestKey::rsa_of("rsa-1024", 1024),
+    ];
+    let strong = TestKey::rsa("rsa-2048");
+    let provider = Provider::start(&[&weak[0], &weak[1], &strong]).await;
+    let app = provider.app(|_| {}).await;
+    for key in &weak {
+        assert!(refused(&app, &key.token("w")).await.contains("kid"));
+    }
+    post_as(&app, "idp", &strong.token("s")).await;
+    for key in &weak {
+        let path = std::env::temp_dir().join(format!("danmaku-weak-{}.pem", rand::random::<u32>()));
+        std::fs::write(&path, &key.public_pem).unwrap();
+        let mut config = danmaku::Config::defaults();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.tokens.jwt_public_key_file = Some(path.clone());
+        let error = danmaku::App::build(config).await.err().expect("refused");
+        std::fs::remove_file(&path).unwrap();
+        let error = error.to_string();
+        assert!(error.starts_with("DANMAKU_JWT_PUBLIC_KEY_FILE"), "{error}");
+        assert!(error.contains("2048"), "{error}");
+    }
+}
+
+/// With `DANMAKU_JWT_ISSUER` set, `iss` must be that string: an array holding it is not.
+#[tokio::test]
+async fn iss_given_as_an_array_is_refused() {
+    let app = spawn_app_with(|c| c.tokens.jwt_issuer = Some("https://idp.example".into())).await;
+    let mut as_array = claims("u");
+    as_array["iss"] = json!(["https://idp.example"]);
+    let message = refused(&app, &app.sign(Header::new(Algorithm::HS256), as_array)).await;
+    assert!(message.contains("iss"), "{message}");
+    let mut as_string = claims("u");
+    as_string["iss"] = json!("https://idp.example");
+    post_as(
+        &app,
+        "idp",
+        &app.sign(Header::new(Algorithm::HS256), as_string),
+    )
+    .await;
+}
+
+/// A JWKS URL that redirects within the provider's origin is followed; one that redirects
+/// to another origin (here: another local server that would serve the key) is not.
+#[tokio::test]
+async fn jwks_redirects_are_followed_only_within_the_origin() {
+    let key = TestKey::ec("k1");
+    let provider = Provider::start(&[&key]).await;
+    let mut moved = provider.url.clone();
+    moved.set_path("/moved");
+    let app = spawn_app_with(move |c| c.tokens.jwt_jwks_url = Some(moved)).await;
+    post_as(&app, "idp", &key.token("u")).await;
+
+    let elsewhere = Provider::start(&[&key]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let target = elsewhere.url.to_string();
+    let router = Router::new().route(
+        "/jwks.json",
+        get(move || async move { axum::response::Redirect::temporary(&target) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let app =
+        spawn_app_with(move |c| c.tokens.jwt_jwks_url = Some(redirecting.parse().unwrap())).await;
+    assert!(refused(&app, &key.token("u")).await.contains("kid"));
+    assert_eq!(elsewhere.requests(), 0, "never asked");
+}
+
+/// A provider that hangs delays start-up and a handshake by at most a couple of seconds
+/// each, not by its fetch's timeout.
+#[tokio::test]
+async fn a_hanging_provider_delays_a_handshake_at_most_two_seconds() {
+    let key = TestKey::ec("k1");
+    let provider = Provider::start(&[&key]).await;
+    provider.hang.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let app = provider.app(|_| {}).await;
+    let start_up = started.elapsed();
+    assert!(
+        start_up < std::time::Duration::from_secs(3),
+        "start-up took {start_up:?}"
+    );
+    let started = std::time::Instant::now();
+    refused(&app, &key.token("u")).await;
+    let handshake = started.elapsed();
+    assert!(
+        handshake < std::time::Duration::from_secs(3),
+        "the handshake took {handshake:?}"
+    );
 }

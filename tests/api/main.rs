@@ -8,6 +8,7 @@ mod raw;
 mod redis_support;
 mod tls_pki;
 
+mod bad_input;
 mod binary;
 mod browser;
 mod http_abuse;

@@ -156,6 +156,39 @@ async fn connections_beyond_the_limit_are_503_until_one_leaves() {
     .await;
 }
 
+/// An instance at its connection cap leaves the Service (`/readyz` says `full`) and comes
+/// back once 5 % below it, not with the first connection that ends.
+#[tokio::test]
+async fn a_full_instance_is_not_ready_until_five_percent_below_its_cap() {
+    let app = spawn_app_with(|c| c.max_connections = 40).await;
+    let readyz = || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let mut viewers = Vec::new();
+    for _ in 0..39 {
+        viewers.push(app.viewer("cap").await.0);
+    }
+    assert_eq!(readyz().await.0, 200, "39 of 40");
+    viewers.push(app.viewer("cap").await.0);
+    let (status, body) = readyz().await;
+    assert_eq!((status, &body["reason"]), (503, &json!("full")), "{body}");
+    viewers.pop();
+    eventually("one connection to end", || async {
+        app.state.lifecycle.open_connections() == 39
+    })
+    .await;
+    assert_eq!(readyz().await.0, 503, "39 of 40: still full");
+    viewers.pop();
+    eventually("/readyz to come back at 38 of 40", || async {
+        readyz().await.0 == 200
+    })
+    .await;
+}
+
 fn hs256() -> jsonwebtoken::Header {
     jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
 }

@@ -8,7 +8,8 @@
 import { Banned, Closed, DanmakuError, Timeout, Unauthorized, errorFromFrame } from "./errors.js";
 import { Posts } from "./posts.js";
 import { Tokens } from "./tokens.js";
-import { backoffDelay, compareIds, socketBase } from "./wire.js";
+import { Position } from "./position.js";
+import { backoffDelay, socketBase } from "./wire.js";
 
 export * from "./errors.js";
 export { compareIds } from "./wire.js";
@@ -49,10 +50,7 @@ export class Stream {
   #posts = new Posts();
   #maxRate;
 
-  /** The id of the newest comment delivered, `null` before any (or after a fresh start). */
-  lastId = null;
-  /** The stream's epoch from the last `init`. */
-  epoch = null;
+  #position;
   /** The viewer count last heard. */
   viewerCount = null;
   /** `connecting`, `resuming`, `live`, `reconnecting` or `closed`. */
@@ -68,9 +66,18 @@ export class Stream {
     this.#opts = { ...DEFAULTS, ...options };
     this.#tokens = new Tokens(options.token, options.getToken, this.#opts.refreshBeforeMs);
     this.#maxRate = options.maxRate ?? null;
-    this.lastId = options.after ?? null;
-    this.epoch = options.epoch ?? null;
+    this.#position = new Position(options.after ?? null, options.epoch ?? null);
     queueMicrotask(() => this.#open());
+  }
+
+  /** The id of the newest comment delivered, `null` before any (or after a fresh start). */
+  get lastId() {
+    return this.#position.lastId;
+  }
+
+  /** The stream's epoch from the last `init`. */
+  get epoch() {
+    return this.#position.epoch;
   }
 
   // === events ===
@@ -123,8 +130,7 @@ export class Stream {
     const params = new URLSearchParams();
     if (token) params.set("access_token", token);
     if (this.#maxRate) params.set("max_rate", String(this.#maxRate));
-    if (this.lastId) params.set("after", this.lastId);
-    if (this.lastId && this.epoch) params.set("epoch", this.epoch);
+    this.#position.resume(params);
     const query = params.toString();
     const url = `${this.#base}${query ? `?${query}` : ""}`;
     this.#setState(this.lastId ? "resuming" : "connecting", {
@@ -164,8 +170,7 @@ export class Stream {
     if (code === 4002) {
       // Resync: the server lost comments it cannot backfill. Start afresh (a new `init`,
       // and `reset` tells the app to empty its list).
-      this.lastId = null;
-      this.epoch = null;
+      this.#position.forget();
     }
     if (!opened) this.#tokens.suspect();
     this.#schedule(opened ? `closed (${code}${reason ? `: ${reason}` : ""})` : "could not connect", undefined, code);
@@ -271,12 +276,8 @@ export class Stream {
   #onInit(frame) {
     this.#attempt = 0;
     this.#live = true;
-    const resumed = !!frame.resumed && this.lastId !== null;
-    if (!resumed) {
-      this.lastId = null;
-      this.#emit("reset", { epoch: frame.epoch ?? null });
-    }
-    this.epoch = frame.epoch ?? null;
+    const resumed = this.#position.init(frame);
+    if (!resumed) this.#emit("reset", { epoch: this.epoch });
     this.viewerCount = frame.viewer_count;
     this.#setState("live", { resumed, server: frame.server, viewerCount: frame.viewer_count, epoch: this.epoch });
     this.#deliver(frame.comments ?? [], 0, true);
@@ -290,9 +291,7 @@ export class Stream {
   #deliver(comments, skipped, backlog) {
     const fresh = [];
     for (const comment of comments) {
-      if (this.lastId !== null && compareIds(comment.id, this.lastId) <= 0) continue;
-      this.lastId = comment.id;
-      fresh.push(comment);
+      if (this.#position.take(comment)) fresh.push(comment);
     }
     if (fresh.length || skipped > 0) this.#emit("comments", { comments: fresh, skipped, backlog });
   }

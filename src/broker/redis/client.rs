@@ -6,7 +6,7 @@ use fred::prelude::*;
 use fred::types::config::{ClusterDiscoveryPolicy, TlsConfig};
 use fred::types::scripts::Script;
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Unavailable};
 use crate::config::{RedisNodes, RedisSettings};
 
 /// Commands fail after this long instead of waiting forever for a dead node.
@@ -115,9 +115,9 @@ pub(super) fn is_auth_error(error: &fred::error::Error) -> bool {
 }
 
 pub(super) fn unavailable(error: fred::error::Error) -> BrokerError {
-    BrokerError::Unavailable(error.to_string())
+    BrokerError::Unavailable(Unavailable::new(error))
 }
 
 pub(super) fn unexpected(what: &str) -> BrokerError {
-    BrokerError::Unavailable(format!("unexpected reply to {what}"))
+    BrokerError::Unavailable(Unavailable::new(format!("unexpected reply to {what}")))
 }

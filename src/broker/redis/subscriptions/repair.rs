@@ -155,36 +155,15 @@ impl Subscriptions {
                 let _ = waiter.send(Ok(()));
             }
         }
-        // Whether the history continues what this instance delivered: if not (its epoch
-        // changed, or the gap was trimmed away), its viewers resynchronise.
-        let continuity = match &repaired.epoch {
-            Some(now) => entry.position.continuity(now, repaired.complete),
-            None if !repaired.complete => Continuity::Gap(Gap::Trimmed),
-            None => Continuity::Continues,
-        };
-        if let Some(now) = repaired.epoch
-            && entry.position.epoch.as_ref() != Some(&now)
-        {
-            // Nothing delivered yet belongs to this epoch; a first subscription starts at
-            // the history's tail.
-            entry.position = Position {
-                epoch: Some(now),
-                last: None,
-            };
-            if let Some(tail) = repaired.tail.filter(|_| subscribed_now) {
-                entry.position.read(tail);
+        if let Continuity::Gap(gap) = entry.follow(&repaired, subscribed_now) {
+            match gap {
+                Gap::Trimmed => {
+                    tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
+                }
+                gap => {
+                    tracing::warn!(%stream, ?gap, "the stream's history was lost (new epoch); telling local viewers");
+                }
             }
-        }
-        match continuity {
-            Continuity::Continues => {}
-            Continuity::Gap(Gap::Trimmed) => {
-                tracing::warn!(%stream, "the gap is older than the retained history; telling local viewers");
-            }
-            Continuity::Gap(gap) => {
-                tracing::warn!(%stream, ?gap, "the stream's history was lost (new epoch); telling local viewers");
-            }
-        }
-        if let Continuity::Gap(_) = continuity {
             self.metrics.dropped(DropReason::HistoryGap, 1);
             (self.sink)(BrokerEvent::Resync {
                 stream: stream.clone(),
@@ -248,6 +227,31 @@ impl Subscriptions {
         entry.attempts += 1;
         let backoff = retry_backoff(entry);
         self.start_repair(stream, Repair::Resubscribe, backoff);
+    }
+}
+
+impl Stream {
+    /// Whether the history a repair found continues what this instance delivered (if not,
+    /// its viewers resynchronise), and the position it continues from: a new epoch's, at
+    /// none of its comments yet (a first subscription: at the history's tail).
+    fn follow(&mut self, repaired: &Repaired, subscribed_now: bool) -> Continuity {
+        let continuity = match &repaired.epoch {
+            Some(now) => self.position.continuity(now, repaired.complete),
+            None if !repaired.complete => Continuity::Gap(Gap::Trimmed),
+            None => Continuity::Continues,
+        };
+        if let Some(now) = &repaired.epoch
+            && self.position.epoch.as_ref() != Some(now)
+        {
+            self.position = Position {
+                epoch: Some(now.clone()),
+                last: None,
+            };
+            if let Some(tail) = repaired.tail.filter(|_| subscribed_now) {
+                self.position.read(tail);
+            }
+        }
+        continuity
     }
 }
 

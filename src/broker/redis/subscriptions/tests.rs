@@ -284,7 +284,7 @@ async fn a_failed_first_subscription_is_retried_while_someone_waits() {
     h.subs.repaired(
         s(),
         job.generation,
-        Err(BrokerError::Unavailable("down".into())),
+        Err(crate::broker::Unavailable::new("down").into()),
     );
     let retry = h.repair_job();
     assert_eq!(retry.repair, Repair::Subscribe);
@@ -305,7 +305,7 @@ async fn a_failed_first_subscription_nobody_waits_for_is_cleaned_up() {
     h.subs.repaired(
         s(),
         job.generation,
-        Err(BrokerError::Unavailable("down".into())),
+        Err(crate::broker::Unavailable::new("down").into()),
     );
     assert!(matches!(h.effects().as_slice(), [Effect::Unsubscribe(_)]));
     h.subs.unsubscribed(s());
