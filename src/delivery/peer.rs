@@ -281,9 +281,9 @@ mod tests {
 
     use super::*;
     use crate::delivery::policy::{SLOWER, STEP_UP_AFTER};
-    use crate::delivery::testing::chat;
+    use crate::delivery::testing::{chat, comment};
     use crate::delivery::{CommentBatch, Samplers};
-    use crate::domain::{Comment, CommentKind, StreamId};
+    use crate::domain::{CommentKind, StreamId};
     use crate::metrics::Latencies;
 
     impl<S: RawSocket> Peer<S> {
@@ -295,19 +295,7 @@ mod tests {
 
     fn batch(ids: &[u64]) -> RoomEvent {
         let stream = StreamId::parse("s").unwrap();
-        let comments = ids
-            .iter()
-            .map(|&ms| Comment {
-                id: CommentId::new(ms, 0),
-                stream_id: stream.clone(),
-                kind: CommentKind::System,
-                user: None,
-                text: format!("c{ms}"),
-                data: None,
-                ts: ms,
-                by_moderator: false,
-            })
-            .collect();
+        let comments = ids.iter().map(|&ms| comment(&stream, ms)).collect();
         RoomEvent::Comments(Arc::new(CommentBatch::new(comments).unwrap()))
     }
 
