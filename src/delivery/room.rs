@@ -2,11 +2,12 @@
 //! task that delivers those events.
 //!
 //! The broker hands the hub an event while holding its own locks, so the hub only queues
-//! it here ([`Room::dispatch`]) and the room's task is woken. The task takes everything queued in one go, merges
-//! consecutive comments into one `comments` frame (up to [`MAX_FRAME_COMMENTS`]), encodes
-//! each frame once, and hands it to every member in one pass; a member writes it to its
-//! socket on the spot (see [`super::peer`]). Nothing is woken per viewer per comment, and a
-//! stream whose pass takes a while sends what arrived meanwhile as one frame.
+//! it here ([`Room::dispatch`]) and the room's task is woken. The task takes everything
+//! queued in one go, merges consecutive comments into one `comments` frame (up to
+//! [`MAX_FRAME_COMMENTS`]), encodes each frame once, and hands it to every member in one
+//! pass; a member (a connection's [`super::peer`]) asks its viewer what to send and writes
+//! it to its socket on the spot. Nothing is woken per viewer per comment, and a stream
+//! whose pass takes a while sends what arrived meanwhile as one frame.
 //!
 //! **Coalescing.** A hot room (local viewers × comments per second at or above
 //! [`HOT_DELIVERIES_PER_SEC`]) makes at most one pass per coalescing window
@@ -41,7 +42,8 @@ use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, StreamId, UserId, now_ms};
 use crate::metrics::{DropReason, Metrics};
 
-/// What the broker said, queued for the room's task.
+/// What the room's task is to deliver: the broker's events as the hub queues them, and
+/// frames of the hub's own (viewer counts).
 pub enum Queued {
     Comments(Vec<Comment>),
     Deleted(Vec<CommentId>),
@@ -101,6 +103,7 @@ impl Room {
         members.all.insert(member)
     }
 
+    /// Removes the member [`Room::add`] gave `key`.
     pub fn remove(&self, key: usize) {
         let mut members = self.members();
         members.snapshot = None;
