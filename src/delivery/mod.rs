@@ -4,6 +4,8 @@
 //! - [`room`]: one stream's [`Room`]: the queue the hub dispatches into and the task that
 //!   takes it, merges runs of comments into frames, encodes each frame once and hands it to
 //!   every [`Member`] in one pass (coalescing a hot room's passes).
+//! - [`member`]: what a room hands its members ([`RoomEvent`]), the [`Member`] it hands
+//!   them to, and what they did with it ([`Delivery`]).
 //! - [`batch`]: a run of comments encoded once, and once more per thinning tier in use;
 //!   [`thinning`]: the tiers and the samplers that choose what each tier keeps.
 //! - [`viewer`]: one viewer's share of its stream, a state machine without I/O: from each
@@ -33,6 +35,7 @@
 //! wiring sit above it and drive it.
 
 mod batch;
+mod member;
 mod outbox;
 mod peer;
 pub mod policy;
@@ -43,70 +46,10 @@ mod viewer;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::sync::Arc;
-
-use crate::domain::UserId;
-use crate::domain::wire::SharedFrame;
-use crate::metrics::{Metrics, ThinReason};
-
 pub use batch::{CommentBatch, Sent};
+pub use member::{Delivery, Member, RoomEvent};
 pub use outbox::RawSocket;
 pub use peer::{Attention, Peer, Signal};
 pub use room::{Queued, Room};
 pub use thinning::{Samplers, Tier};
 pub use viewer::{Action, Step, Viewer, Why, Write};
-
-/// What a room hands its members.
-#[derive(Debug, Clone)]
-pub enum RoomEvent {
-    Comments(Arc<CommentBatch>),
-    /// An encoded frame every socket sends as is (`deleted`, `viewers`).
-    Frame(SharedFrame),
-    /// This user was banned from the stream: their sockets close.
-    Banned(UserId),
-    /// Comments were lost beyond what the broker could backfill: every socket closes with
-    /// 4002 so its client resumes with `after=` and learns from `resumed` what it missed.
-    Resync,
-}
-
-/// A connection as its room sees it.
-pub trait Member: Send + Sync + 'static {
-    /// The room's next event, in the room's order, from the room's task. Must not wait:
-    /// a member writes what its socket takes now and keeps (boundedly) what it does not.
-    fn deliver(&self, event: &RoomEvent) -> Delivery;
-}
-
-/// What members did with an event: the comments handed to sockets, and those left out
-/// (and told of in `skipped`), by why.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery {
-    pub sent: u64,
-    /// Left out by the viewer's budget.
-    pub over_budget: u64,
-    /// Left out because the viewer's socket fell behind.
-    pub behind: u64,
-}
-
-impl Delivery {
-    pub fn sent(n: u64) -> Self {
-        Self {
-            sent: n,
-            ..Self::default()
-        }
-    }
-
-    /// Counts these deliveries in the metrics.
-    pub fn record(&self, metrics: &Metrics) {
-        metrics.delivered(self.sent);
-        metrics.thinned(ThinReason::Budget, self.over_budget);
-        metrics.thinned(ThinReason::SlowConsumer, self.behind);
-    }
-}
-
-impl std::ops::AddAssign for Delivery {
-    fn add_assign(&mut self, other: Self) {
-        self.sent += other.sent;
-        self.over_budget += other.over_budget;
-        self.behind += other.behind;
-    }
-}

@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use super::member::{Delivery, Member, RoomEvent};
 use super::outbox::{Outbox, RawSocket, Wrote};
+use super::thinning::Tier;
 use super::viewer::{Action, Viewer, Why};
-use super::{Delivery, Member, RoomEvent, Tier};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
 use crate::metrics::{DropReason, Metrics};

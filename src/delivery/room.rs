@@ -32,12 +32,13 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::batch::CommentBatch;
+use super::member::{Delivery, Member, RoomEvent};
 use super::policy::{
     HOT_DELIVERIES_PER_SEC, MAX_FRAME_COMMENTS, MAX_QUEUED_EVENTS, MAX_WINDOW, MIN_SHARE, STRETCH,
     YIELD_EVERY,
 };
 use super::thinning::Samplers;
-use super::{CommentBatch, Delivery, Member, RoomEvent};
 use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, StreamId, UserId, now_ms};
 use crate::metrics::{DropReason, Metrics};

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{CommentBatch, Delivery, Member, RoomEvent, Samplers};
+use super::batch::CommentBatch;
+use super::member::{Delivery, Member, RoomEvent};
+use super::thinning::Samplers;
 use crate::domain::{Comment, CommentId, CommentKind, StreamId, User, UserId};
 
 /// A member that keeps what it is handed.

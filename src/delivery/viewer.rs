@@ -26,8 +26,9 @@
 
 use tokio::time::Instant;
 
+use super::member::{Delivery, RoomEvent};
 use super::policy::{MAX_HELD, SLOWER, STEP_UP_AFTER};
-use super::{Delivery, RoomEvent, Tier};
+use super::thinning::Tier;
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
 
