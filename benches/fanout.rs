@@ -2,8 +2,9 @@
 //!
 //! - `hub_fanout`: N members joined on the hub of a real instance (embedded broker).
 //!   One iteration dispatches one comment; the room's task hands it to every member, which
-//!   builds its frame (`CommentBatch::frame_for`): everything the engine does per comment
-//!   except the socket write.
+//!   runs its viewer's state machine (`danmaku::delivery::Viewer::on_event`, the per-socket
+//!   choice through `CommentBatch::for_socket`) under a lock, as a connection's peer does:
+//!   everything the engine does per comment except the socket write.
 //! - `socket_fanout`: N connections running the production connection loop
 //!   (`danmaku::ws::serve`: join, `init`, the loop; the room's task writing to the
 //!   sockets) over Unix socket pairs, each with a tokio-tungstenite client on the other
@@ -24,8 +25,9 @@ use danmaku::app::Parts;
 use danmaku::auth::Identity;
 use danmaku::broker::BrokerEvent;
 use danmaku::config::Config;
+use danmaku::delivery::{Action, Delivery, Member, RoomEvent, Tier, Viewer};
 use danmaku::domain::{Comment, CommentId, CommentKind, StreamId, User, UserId, now_ms};
-use danmaku::hub::{Delivery, Member, Membership, RoomEvent, Tier};
+use danmaku::hub::Membership;
 use danmaku::ws::{READ_BUFFER, Session};
 use futures_util::StreamExt;
 use tokio::net::UnixStream;
@@ -120,24 +122,34 @@ impl Comments {
 
 // === hub_fanout ===
 
-/// A connection without its socket: builds the frame it would write, counts the delivery.
+/// A connection without its socket: its viewer decides what it would write (with nothing
+/// queued), the frame is kept from the optimizer, the delivery counted.
 struct Receiver {
-    last_id: std::sync::Mutex<Option<CommentId>>,
+    viewer: std::sync::Mutex<Viewer>,
     reads: Arc<Countdown>,
+}
+
+impl Receiver {
+    fn new(reads: Arc<Countdown>) -> Self {
+        let mut viewer = Viewer::new(None, Tier::UNLIMITED);
+        viewer.start(None);
+        Self {
+            viewer: std::sync::Mutex::new(viewer),
+            reads,
+        }
+    }
 }
 
 impl Member for Receiver {
     fn deliver(&self, event: &RoomEvent) -> Delivery {
-        let RoomEvent::Comments(batch) = event else {
-            return Delivery::default();
-        };
-        let mut last_id = self.last_id.lock().expect("not poisoned");
-        let Some(sent) = batch.for_socket(Tier::UNLIMITED, None, &mut last_id) else {
-            return Delivery::default();
-        };
-        black_box(sent.frame);
-        self.reads.one_read();
-        Delivery::sent(sent.comments)
+        let step = self.viewer.lock().expect("not poisoned").on_event(event, 0);
+        if let Action::Write(write) = step.action
+            && matches!(event, RoomEvent::Comments(_))
+        {
+            black_box(write);
+            self.reads.one_read();
+        }
+        step.delivery
     }
 }
 
@@ -161,10 +173,7 @@ fn hub_fanout(c: &mut Criterion) {
             let mut receivers = Vec::with_capacity(n);
             let mut memberships = Vec::with_capacity(n);
             for _ in 0..n {
-                let receiver = Arc::new(Receiver {
-                    last_id: std::sync::Mutex::new(None),
-                    reads: reads.clone(),
-                });
+                let receiver = Arc::new(Receiver::new(reads.clone()));
                 memberships.push(node.join(&stream, receiver.clone()).await);
                 receivers.push(receiver);
             }
@@ -196,9 +205,10 @@ fn hub_fanout(c: &mut Criterion) {
             });
         });
         assert!(
-            !ran || receivers
-                .iter()
-                .all(|r| r.last_id.lock().expect("not poisoned").is_some()),
+            !ran || receivers.iter().all(|r| {
+                let viewer = r.viewer.lock().expect("not poisoned");
+                viewer.last_id().is_some()
+            }),
             "every member received the comments"
         );
         rt.block_on(async move {

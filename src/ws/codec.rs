@@ -1,22 +1,26 @@
 //! The WebSocket protocol as the connection reads it, through tungstenite: the socket's
 //! settings, the client's frames, the replies tungstenite writes itself (pongs, the close
 //! handshake) and closing. The server's own frames do not pass through tungstenite: they
-//! are framed once and written by [`super::outbox`], in order with tungstenite's replies
-//! (which reach the socket through the same outbox).
+//! are framed once and written by the delivery engine's outbox (`delivery::outbox`), in
+//! order with tungstenite's replies, which reach the socket through the same outbox
+//! ([`PeerIo`]).
 
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
 use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::close::{CloseReason, End};
+use crate::delivery::{Peer, RawSocket};
 
 /// tungstenite's defaults cost ~137 KB per idle socket: a 128 KiB read buffer allocated up
 /// front, a 128 KiB write buffer, 64 MiB messages. These fit comments of 200 characters: a
@@ -30,12 +34,73 @@ pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 /// How long a closing handshake may take before the socket is dropped.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A WebSocket ping frame with no payload.
+pub(super) const PING: [u8; 2] = [0x89, 0];
+
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_CLIENT_FRAME))
         .max_frame_size(Some(MAX_CLIENT_FRAME))
+}
+
+/// The socket as tungstenite reads and writes it: reads come from the socket (after any
+/// bytes read with the HTTP request), writes (its pongs and close frames) go through the
+/// peer, in order with everything else.
+pub(super) struct PeerIo<S> {
+    pub(super) peer: Arc<Peer<S>>,
+    prefix: Bytes,
+}
+
+impl<S> PeerIo<S> {
+    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes) -> Self {
+        Self { peer, prefix }
+    }
+}
+
+impl<S: RawSocket> AsyncRead for PeerIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        let socket = self.peer.socket();
+        loop {
+            std::task::ready!(socket.poll_read_ready(cx))?;
+            match socket.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<S: RawSocket> AsyncWrite for PeerIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.peer.write_framed(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.peer.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.peer.poll_flush(cx)
+    }
 }
 
 /// A message from the client, as the connection loop sees it.

@@ -3,7 +3,7 @@
 //! and what the room's side asks of it.
 //!
 //! The room's comments never pass through this task: the room's delivery task writes them
-//! to the socket itself (see [`super::peer`]). This task wakes for the client's frames,
+//! to the socket itself (see [`crate::delivery::Peer`]). This task wakes for the client's frames,
 //! its timers, and when the room's side needs it: bytes the socket would not take (written
 //! here as the socket takes them, under the write timeout), or an end (ban, resync, slow
 //! consumer, dead socket).
@@ -22,22 +22,19 @@ use tokio::time::sleep_until;
 
 use super::WsState;
 use super::close::{CloseReason, End};
-use super::codec::{CLOSE_TIMEOUT, Incoming, Socket};
+use super::codec::{CLOSE_TIMEOUT, Incoming, PING, PeerIo, Socket};
 use super::init::{Init, init_frame};
-use super::outbox::{PING, RawSocket};
-use super::peer::{Attention, Peer, PeerIo, Signal};
 use crate::auth::Identity;
+use crate::delivery::policy::MAX_WRITE_TIMEOUT;
+use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier};
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
-use crate::hub::{Membership, Tier};
+use crate::hub::Membership;
 use crate::lifecycle::ConnectionPermit;
 use crate::metrics::DropReason;
 
 /// How long a stream's subscription may take before the connection is closed with 1013.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes the socket does not take within this long (or within the idle timeout, if
-/// shorter: such a socket is as good as silent) mark a slow consumer.
-const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// More malformed frames in a row than this close the connection (the contract's
 /// section 2).
 const MAX_MALFORMED_IN_A_ROW: u32 = 10;
@@ -200,10 +197,8 @@ impl<S: RawSocket> Connection<S> {
     }
 
     async fn run(&mut self) -> End {
-        let idle_timeout = self.ws.settings.idle_timeout;
-        let ping_every = idle_timeout / 3;
         let mut last_seen = Instant::now();
-        let timer = sleep_until((last_seen + ping_every).into());
+        let timer = sleep_until((last_seen + self.ws.settings.idle_timeout / 3).into());
         tokio::pin!(timer);
         let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
         let hint = sleep_until(far_future);
@@ -237,32 +232,17 @@ impl<S: RawSocket> Connection<S> {
                         write_deadline.as_mut().reset(far_future);
                     }
                 },
-                () = &mut write_deadline, if blocked => {
-                    // A socket that takes its bytes, however slowly, is not stalled.
-                    if let Some(since) = self.peer.stalled_since()
-                        && since + self.write_timeout > Instant::now()
-                    {
-                        write_deadline.as_mut().reset((since + self.write_timeout).into());
-                        continue;
-                    }
-                    tracing::info!(stream = %self.stream, "closing a socket whose writes stalled");
-                    let lost = self.peer.queued_comments().max(1);
-                    self.ws.metrics.dropped(DropReason::WriteTimeout, lost);
-                    return End::Close(CloseReason::SlowConsumer);
-                }
+                () = &mut write_deadline, if blocked => match self.write_stalled() {
+                    Ok(deadline) => write_deadline.as_mut().reset(deadline.into()),
+                    Err(end) => return end,
+                },
                 () = &mut draining, if !hint_scheduled => {
                     hint_scheduled = true;
-                    // Spread the hints over most of the drain time so reconnects arrive at
-                    // the other instances as a stream, not a wave.
-                    let spread = self.ws.settings.drain.mul_f64(0.9);
-                    let delay = spread.mul_f64(rand::rng().random::<f64>());
-                    hint.as_mut().reset(tokio::time::Instant::now() + delay);
+                    hint.as_mut().reset(tokio::time::Instant::now() + self.hint_delay());
                 }
                 () = &mut hint => {
                     hint.as_mut().reset(far_future);
-                    let after_ms = rand::rng().random_range(0..RECONNECT_SPREAD_MS);
-                    let frame = ServerFrame::Reconnect { after_ms }.encode();
-                    if let Err(end) = self.write_now(frame) {
+                    if let Err(end) = self.write_now(reconnect_hint()) {
                         return end;
                     }
                 }
@@ -278,19 +258,47 @@ impl<S: RawSocket> Connection<S> {
                         None => return End::PeerGone,
                     }
                 }
-                () = &mut timer => {
-                    let now = Instant::now();
-                    if now.duration_since(last_seen) >= idle_timeout {
-                        return End::Close(CloseReason::IdleTimeout);
-                    }
-                    if let Err(signal) = self.peer.send_framed(&PING) {
-                        return ended_by(signal);
-                    }
-                    let next = (now + ping_every).min(last_seen + idle_timeout);
-                    timer.as_mut().reset(next.into());
-                }
+                () = &mut timer => match self.ping(last_seen) {
+                    Ok(next) => timer.as_mut().reset(next.into()),
+                    Err(end) => return end,
+                },
             }
         }
+    }
+
+    /// The write deadline passed: a later one if the socket took some of its bytes
+    /// meanwhile (a socket that takes them, however slowly, is not stalled), else the end
+    /// of a slow consumer.
+    fn write_stalled(&self) -> Result<Instant, End> {
+        if let Some(since) = self.peer.stalled_since()
+            && since + self.write_timeout > Instant::now()
+        {
+            return Ok(since + self.write_timeout);
+        }
+        tracing::info!(stream = %self.stream, "closing a socket whose writes stalled");
+        let lost = self.peer.queued_comments().max(1);
+        self.ws.metrics.dropped(DropReason::WriteTimeout, lost);
+        Err(End::Close(CloseReason::SlowConsumer))
+    }
+
+    /// When, after the drain began, this connection gets its `reconnect` hint: spread over
+    /// most of the drain time so reconnects arrive at the other instances as a stream, not
+    /// a wave.
+    fn hint_delay(&self) -> Duration {
+        let spread = self.ws.settings.drain.mul_f64(0.9);
+        spread.mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// The ping timer fired (`last_seen`: when the client last sent anything): pings and
+    /// answers when the timer fires next, or ends a connection idle for the idle timeout.
+    fn ping(&self, last_seen: Instant) -> Result<Instant, End> {
+        let idle_timeout = self.ws.settings.idle_timeout;
+        let now = Instant::now();
+        if now.duration_since(last_seen) >= idle_timeout {
+            return Err(End::Close(CloseReason::IdleTimeout));
+        }
+        self.peer.send_framed(&PING).map_err(ended_by)?;
+        Ok((now + idle_timeout / 3).min(last_seen + idle_timeout))
     }
 
     /// The room's side ended the connection: how it closes.
@@ -357,6 +365,12 @@ impl<S: RawSocket> Connection<S> {
     pub(super) fn write_now(&self, frame: SharedFrame) -> Result<(), End> {
         self.peer.send(&frame).map_err(ended_by)
     }
+}
+
+/// A `reconnect` hint, its `after_ms` drawn from `0..RECONNECT_SPREAD_MS`.
+fn reconnect_hint() -> SharedFrame {
+    let after_ms = rand::rng().random_range(0..RECONNECT_SPREAD_MS);
+    ServerFrame::Reconnect { after_ms }.encode()
 }
 
 /// How a connection ends when the room's side ended it.

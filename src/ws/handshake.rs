@@ -23,9 +23,10 @@ use super::WsState;
 use super::connection::{self, Session};
 use crate::api_error::ApiError;
 use crate::auth::Identity;
+use crate::delivery::Tier;
+use crate::delivery::policy::SEND_BUFFER;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, Epoch, StreamId};
-use crate::hub::Tier;
 use crate::lifecycle::AdmitError;
 use crate::serve::ErrorBodies;
 
@@ -44,13 +45,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RawUpgrade {
         Ok(Self(parts.extensions.get::<OnUpgrade>().cloned()))
     }
 }
-
-/// The kernel's send buffer of a WebSocket's socket (the kernel doubles it for its own
-/// bookkeeping). Left to itself the kernel grows a loopback or long-haul socket's buffer to
-/// megabytes, seconds of a busy stream that a viewer behind would get late and the server
-/// would not see it fall behind; this much holds a second of the busiest stream a viewer
-/// is sent at a budget, and past it the socket's own queue (see `peer`) thins and bounds it.
-const SEND_BUFFER: usize = 64 * 1024;
 
 /// The handler of `GET /v1/streams/{stream_id}/ws`.
 pub async fn handshake(

@@ -6,13 +6,15 @@
 //!   `init`, then one loop over the client's frames, the ping/idle timer, the drain
 //!   signals and what the room's side asks of it. Generic over the socket, so benchmarks
 //!   and tests drive the production loop over Unix socket pairs.
-//! - [`peer`]: the connection as its room sees it: the room's task writes each frame to
-//!   the socket there and then; [`outbox`]: the one way bytes reach a socket, and the
-//!   bounded queue of what it would not take yet.
 //! - [`init`]: the `init` frame. [`post`]: a client's `comment` frame, through the posting
 //!   rules, to an `ack` or an `error`.
 //! - [`codec`]: the client's frames through tungstenite, its pongs and the closing
-//!   handshake.
+//!   handshake, and the adapter that lets tungstenite read the socket and write through
+//!   the connection's peer.
+//!
+//! What the room sends a connection, and how bytes reach its socket, is the delivery
+//! engine's ([`crate::delivery`]): the connection's [`crate::delivery::Peer`] is both the
+//! room's member and the one writer to the socket.
 //! - [`close`]: the close codes, in one table, and how a connection's loop ends.
 
 mod close;
@@ -20,8 +22,6 @@ mod codec;
 mod connection;
 mod handshake;
 mod init;
-mod outbox;
-mod peer;
 mod post;
 mod refresh;
 
@@ -43,7 +43,6 @@ pub use close::CloseReason;
 pub use codec::{MAX_CLIENT_FRAME, READ_BUFFER};
 pub use connection::{Session, serve};
 pub use handshake::handshake;
-pub use outbox::{MAX_QUEUED_BYTES, RawSocket};
 
 /// What every connection shares: one pointer per connection task.
 #[derive(Clone)]

@@ -3,8 +3,8 @@
 
 use super::close::End;
 use super::connection::Connection;
-use super::outbox::RawSocket;
 use crate::api_error::chain;
+use crate::delivery::RawSocket;
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame};
 use crate::posting::PostError;
 

@@ -10,8 +10,8 @@
 
 use super::close::End;
 use super::connection::Connection;
-use super::outbox::RawSocket;
 use crate::auth::Identity;
+use crate::delivery::RawSocket;
 use crate::domain::wire::{ErrorBody, ErrorCode, ServerFrame};
 
 impl<S: RawSocket> Connection<S> {

@@ -1,12 +1,13 @@
 //! Thinning: how many user comments per second a viewer is sent, and which ones.
 //!
 //! A viewer's budget (`DANMAKU_VIEWER_MAX_RATE`, or less by `max_rate=`) is rounded down
-//! to a [`Tier`], one of a fixed ladder of rates, so that viewers of a stream share a few
-//! tiers and each tier's frame is chosen and encoded once per pass, not per socket. A room
-//! keeps one [`Sampler`] per tier in use: it earns the tier's rate in credit as time goes
-//! by (up to a second's worth) and spends it on the thinnable comments of each pass,
-//! picked evenly over the pass with a random start, so every comment of a pass has the
-//! same chance and a busy second is sampled across, not cut after its first few.
+//! to a [`Tier`], one of a fixed ladder of rates ([`LADDER`]), so that viewers of a stream
+//! share a few tiers and each tier's frame is chosen and encoded once per pass, not per
+//! socket. A room keeps one [`Sampler`] per tier in use: it earns the tier's rate in credit
+//! as time goes by (up to [`MAX_CREDIT`]'s worth) and spends it on the thinnable comments
+//! of each pass, picked evenly over the pass with a random start, so every comment of a
+//! pass has the same chance and a busy second is sampled across, not cut after its first
+//! few.
 //!
 //! Only user comments by non-moderators are thinnable: system comments, moderators'
 //! comments, a viewer's own comments and `deleted` frames always go out (see
@@ -17,12 +18,7 @@ use std::sync::Mutex;
 use rand::Rng;
 use tokio::time::Instant;
 
-/// The rates a budget is rounded down to: every rate up to 10, then about a quarter
-/// apart, up to 1,000 a second (more than anyone reads).
-const LADDER: [u16; 30] = [
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250,
-    300, 400, 500, 600, 800, 1000,
-];
+use super::policy::{LADDER, MAX_CREDIT};
 
 /// How many user comments per second a viewer is sent at most: a rung of the ladder,
 /// system comments only, or everything.
@@ -89,11 +85,9 @@ impl Sampler {
         }
     }
 
-    /// Most credit kept: a second's worth (at least one comment), so a viewer under its
-    /// budget gets a short burst whole, and a room whose passes come up to a second apart
-    /// (a box under load) still sends each tier its full rate.
+    /// Most credit kept: [`MAX_CREDIT`]'s worth (at least one comment).
     fn burst(rate: f64) -> f64 {
-        rate.max(1.0)
+        (rate * MAX_CREDIT.as_secs_f64()).max(1.0)
     }
 
     /// Which of `n` thinnable comments to keep (`true` at their positions): as many as the

@@ -1,49 +1,35 @@
 //! A connection as its room sees it: the room's delivery task hands it each event and it
-//! writes the frame to the socket there and then, without waking the connection's task.
+//! writes the frame to the socket there and then, without waking the connection's task
+//! (the WebSocket protocol's side of the connection, its task, is `ws::connection`).
 //! That task is woken only when the socket would not take a frame, when the connection
 //! must end (a ban, a resync, a slow consumer, a dead socket), or by its own reads and
 //! timers.
 //!
-//! Until the connection's `init` is written the peer holds the room's events (at most
-//! [`MAX_HELD`]); then it sends those `init` did not cover, and from there on writes
-//! as they come.
-//!
-//! **Thinning and the priority lane.** A viewer is sent the user comments of its tier (its
-//! budget, see `hub::thinning`); what it is not sent is counted and told in the `skipped`
-//! of its next `comments` frame. A socket that falls behind moves down to thinner tiers
-//! as its queue grows ([`SLOWER`]), down to the priority lane (system, moderator and its
-//! own comments only), and back up a step per second once its queue is empty. Only a
-//! socket that falls [`MAX_QUEUED_BYTES`](super::outbox::MAX_QUEUED_BYTES) behind even
-//! so is cut off at a frame boundary, counted as a slow consumer, and closed with 4001.
+//! What to send the viewer, and when to end, is its [`Viewer`]'s choice (a state machine
+//! without I/O); the peer holds that machine, the socket's [`Outbox`] and the task's waker
+//! under one lock, and carries the machine's decisions out there. Three writers take the
+//! lock: the room's task (each event), the connection's task (its own frames, draining the
+//! queue) and tungstenite through `ws::codec` (its pongs and closes), so what reaches the
+//! socket never interleaves or reorders. A socket whose queue passes
+//! [`MAX_QUEUED_BYTES`](super::policy::MAX_QUEUED_BYTES) is cut off at a frame boundary,
+//! counted as a slow consumer, and closed with 4001.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
+use super::member::{Delivery, Member, RoomEvent};
 use super::outbox::{Outbox, RawSocket, Wrote};
+use super::thinning::Tier;
+use super::viewer::{Action, Viewer, Why};
 use crate::domain::wire::SharedFrame;
 use crate::domain::{CommentId, UserId};
-use crate::hub::{Delivery, Member, RoomEvent, Tier};
 use crate::metrics::{DropReason, Metrics};
-
-/// Events held for a connection whose `init` is still being written.
-const MAX_HELD: usize = 1024;
-
-/// A socket that falls behind: from how many queued bytes it is held to which tier at
-/// most. Below the first step it keeps its own.
-const SLOWER: [(usize, u32); 3] = [(16 * 1024, 10), (64 * 1024, 2), (128 * 1024, 0)];
-
-/// How long a socket's queue must stay empty between two steps back up.
-const STEP_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the room's side ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Signal {
+pub enum Signal {
     /// The connection's user was banned from the stream.
     Banned,
     /// The stream lost comments the broker could not backfill.
@@ -54,8 +40,18 @@ pub(super) enum Signal {
     Gone,
 }
 
+impl From<Why> for Signal {
+    fn from(why: Why) -> Self {
+        match why {
+            Why::Banned => Self::Banned,
+            Why::Resync => Self::Resync,
+            Why::SlowConsumer { .. } => Self::SlowConsumer,
+        }
+    }
+}
+
 /// What the connection's task must see to.
-pub(super) enum Attention {
+pub enum Attention {
     /// The connection must end.
     End(Signal),
     /// Bytes wait that the socket would not take, since then: arm the write timeout.
@@ -64,52 +60,37 @@ pub(super) enum Attention {
     Drained,
 }
 
-pub(super) struct Peer<S> {
+pub struct Peer<S> {
     socket: S,
-    /// The connection's user, if it has one (a ban names a user; its own comments are
-    /// never thinned).
-    user: Option<UserId>,
-    /// The viewer's budget of user comments.
-    budget: Tier,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     outbox: Outbox,
+    viewer: Viewer,
     /// The connection's task, to wake when it has something to see to.
     waker: Option<Waker>,
     signal: Option<Signal>,
     /// Set once the signal went to the task, or the connection ended: nothing more is
     /// written by the room.
     ended: bool,
-    /// `init` is written: events go straight to the socket.
-    started: bool,
-    held: Vec<RoomEvent>,
-    /// The newest comment id this socket has been sent or told of; older ones are never
-    /// sent again.
-    last_id: Option<CommentId>,
-    /// Comments not sent since the last `comments` frame: the next one's `skipped`.
-    skipped: u64,
-    /// Steps down [`SLOWER`] the socket is held, and when it last changed.
-    slower: usize,
-    slower_since: Option<Instant>,
 }
 
 impl<S: RawSocket> Peer<S> {
-    pub(super) fn new(
-        socket: S,
-        user: Option<UserId>,
-        budget: Tier,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// The peer of a viewer whose user is `user` (if it has one), sent at most `budget`.
+    pub fn new(socket: S, user: Option<UserId>, budget: Tier, metrics: Arc<Metrics>) -> Self {
+        let state = State {
+            outbox: Outbox::default(),
+            viewer: Viewer::new(user, budget),
+            waker: None,
+            signal: None,
+            ended: false,
+        };
         Self {
             socket,
-            user,
-            budget,
             metrics,
-            state: Mutex::default(),
+            state: Mutex::new(state),
         }
     }
 
@@ -119,11 +100,9 @@ impl<S: RawSocket> Peer<S> {
 
     /// `init` is written and covered comments up to `last_id`: sends what the room held
     /// meanwhile that `init` did not cover, then lets the room write directly.
-    pub(super) fn start(&self, last_id: Option<CommentId>) {
+    pub fn start(&self, last_id: Option<CommentId>) {
         let mut state = self.state();
-        state.last_id = last_id;
-        state.started = true;
-        let held = std::mem::take(&mut state.held);
+        let held = state.viewer.start(last_id);
         let mut delivered = Delivery::default();
         for event in &held {
             delivered += self.apply(&mut state, event);
@@ -135,17 +114,36 @@ impl<S: RawSocket> Peer<S> {
     /// whatever waits; the task sees it out. Goes out even after the room's side ended the
     /// connection (the `error` frame before a ban's close); fails only if the socket is
     /// gone or this frame overfilled it.
-    pub(super) fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
+    pub fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
         let mut state = self.state();
         let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
         self.own_write(&mut state, wrote)
     }
 
     /// The same for bytes framed already (a ping).
-    pub(super) fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
+    pub fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
         let mut state = self.state();
         let wrote = state.outbox.write_framed(&self.socket, bytes);
         self.own_write(&mut state, wrote)
+    }
+
+    /// Bytes framed by tungstenite (its pongs and closes), in order with everything else:
+    /// `WouldBlock` if they overfilled the queue (the socket is being cut off).
+    pub fn write_framed(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.state();
+        match state.outbox.write_framed(&self.socket, bytes) {
+            Ok(Wrote::Full) => {
+                self.wrote(&mut state, Ok(Wrote::Full));
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The socket, for reads (writes go through the peer).
+    pub fn socket(&self) -> &S {
+        &self.socket
     }
 
     fn own_write(&self, state: &mut State, wrote: io::Result<Wrote>) -> Result<(), Signal> {
@@ -160,14 +158,14 @@ impl<S: RawSocket> Peer<S> {
     }
 
     /// Writes what waits: `Ready` once nothing does.
-    pub(super) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.state();
         state.outbox.poll_drain(&self.socket, cx)
     }
 
     /// Waits until the task has something to see to (`blocked`: the write timeout is
     /// armed already, so report only the end of the blockage).
-    pub(super) fn poll_attention(&self, cx: &mut Context<'_>, armed: bool) -> Poll<Attention> {
+    pub fn poll_attention(&self, cx: &mut Context<'_>, armed: bool) -> Poll<Attention> {
         let mut state = self.state();
         if let Some(signal) = state.signal {
             state.ended = true;
@@ -195,95 +193,41 @@ impl<S: RawSocket> Peer<S> {
     }
 
     /// Comments in frames the socket has not taken yet.
-    pub(super) fn queued_comments(&self) -> u64 {
+    pub fn queued_comments(&self) -> u64 {
         self.state().outbox.comments()
     }
 
     /// While bytes wait: since when the socket has taken none of them.
-    pub(super) fn stalled_since(&self) -> Option<Instant> {
+    pub fn stalled_since(&self) -> Option<Instant> {
         self.state().outbox.stalled_since()
     }
 
     /// The connection is ending: the room writes nothing more to it.
-    pub(super) fn end(&self) {
+    pub fn end(&self) {
         self.state().ended = true;
     }
 
-    /// Sends one event to the socket.
+    /// Carries out what the viewer makes of one event.
     fn apply(&self, state: &mut State, event: &RoomEvent) -> Delivery {
-        match event {
-            RoomEvent::Comments(batch) => {
-                let tier = self.tier(state);
-                let user = self.user.as_ref();
-                let Some(sent) = batch.for_socket(tier, user, &mut state.last_id) else {
-                    return Delivery::default();
-                };
-                state.skipped += sent.skipped;
-                let mut delivery = Delivery::sent(sent.comments);
-                if state.slower > 0 {
-                    delivery.behind = sent.skipped;
-                } else {
-                    delivery.over_budget = sent.skipped;
-                }
-                if let Some(frame) = sent.frame {
-                    let skipped = std::mem::take(&mut state.skipped);
-                    let wrote = state.outbox.write_comments(
-                        &self.socket,
-                        frame.as_bytes(),
-                        sent.comments,
-                        skipped,
-                    );
-                    self.wrote(state, wrote);
-                }
-                delivery
-            }
-            RoomEvent::Frame(frame) => {
-                let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
+        let step = state.viewer.on_event(event, state.outbox.queued_bytes());
+        match step.action {
+            Action::Nothing => {}
+            Action::Write(write) => {
+                let frame = write.frame.as_bytes();
+                let wrote =
+                    state
+                        .outbox
+                        .write_comments(&self.socket, frame, write.comments, write.skipped);
                 self.wrote(state, wrote);
-                Delivery::default()
             }
-            RoomEvent::Banned(user) => {
-                if self.user.as_ref() == Some(user) {
-                    self.signal(state, Signal::Banned);
+            Action::End(why) => {
+                if let Why::SlowConsumer { dropped } = why {
+                    self.metrics.dropped(DropReason::SlowConsumer, dropped);
                 }
-                Delivery::default()
-            }
-            RoomEvent::Resync => {
-                self.signal(state, Signal::Resync);
-                Delivery::default()
+                self.signal(state, why.into());
             }
         }
-    }
-
-    /// The tier this socket is sent now: its budget, or less while it is behind. A socket
-    /// whose queue is empty steps back up, one step per [`STEP_UP_AFTER`] at most.
-    fn tier(&self, state: &mut State) -> Tier {
-        if state.slower > 0
-            && state.outbox.is_empty()
-            && state
-                .slower_since
-                .is_none_or(|since| since.elapsed() >= STEP_UP_AFTER)
-        {
-            state.slower -= 1;
-            state.slower_since = Some(Instant::now());
-        }
-        match state.slower {
-            0 => self.budget,
-            n => self.budget.min(Tier::at_most(SLOWER[n - 1].1)),
-        }
-    }
-
-    /// A socket with bytes waiting steps down [`SLOWER`] as far as they reach.
-    fn fell_behind(state: &mut State) {
-        let queued = state.outbox.queued_bytes();
-        let steps = SLOWER
-            .iter()
-            .take_while(|(from, _)| queued >= *from)
-            .count();
-        if steps > state.slower {
-            state.slower = steps;
-            state.slower_since = Some(Instant::now());
-        }
+        step.delivery
     }
 
     /// After the room's write: wake the task if bytes now wait, cut the socket off if too
@@ -292,7 +236,7 @@ impl<S: RawSocket> Peer<S> {
         match wrote {
             Ok(Wrote::Sent) => {}
             Ok(Wrote::Queued) => {
-                Self::fell_behind(state);
+                state.viewer.queued(state.outbox.queued_bytes());
                 if let Some(waker) = state.waker.take() {
                     waker.wake();
                 }
@@ -324,97 +268,23 @@ impl<S: RawSocket> Member for Peer<S> {
         if state.ended || state.signal.is_some() {
             return Delivery::default();
         }
-        if !state.started {
-            if state.held.len() < MAX_HELD {
-                state.held.push(event.clone());
-            } else {
-                let held = state.held.len() as u64;
-                self.metrics.dropped(DropReason::SlowConsumer, held);
-                self.signal(&mut state, Signal::SlowConsumer);
-            }
-            return Delivery::default();
-        }
         self.apply(&mut state, event)
-    }
-}
-
-/// The socket as tungstenite reads and writes it: reads come from the socket (after any
-/// bytes read with the HTTP request), writes (its pongs and close frames) go through the
-/// peer, in order with everything else.
-pub(super) struct PeerIo<S> {
-    pub(super) peer: Arc<Peer<S>>,
-    prefix: Bytes,
-}
-
-impl<S> PeerIo<S> {
-    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes) -> Self {
-        Self { peer, prefix }
-    }
-}
-
-impl<S: RawSocket> AsyncRead for PeerIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        let socket = &self.peer.socket;
-        loop {
-            std::task::ready!(socket.poll_read_ready(cx))?;
-            match socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl<S: RawSocket> AsyncWrite for PeerIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let peer = &self.peer;
-        let mut state = peer.state();
-        match state.outbox.write_framed(&peer.socket, buf) {
-            Ok(Wrote::Full) => {
-                peer.wrote(&mut state, Ok(Wrote::Full));
-                Poll::Ready(Err(io::ErrorKind::WouldBlock.into()))
-            }
-            Ok(_) => Poll::Ready(Ok(buf.len())),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.peer.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.peer.poll_flush(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::time::Duration;
 
     use tokio::io::AsyncReadExt;
     use tokio::net::UnixStream;
 
     use super::*;
-    use crate::domain::{Comment, CommentKind, StreamId};
-    use crate::hub::{CommentBatch, Samplers};
+    use crate::delivery::policy::{SLOWER, STEP_UP_AFTER};
+    use crate::delivery::testing::{chat, comment};
+    use crate::delivery::{CommentBatch, Samplers};
+    use crate::domain::{CommentKind, StreamId};
     use crate::metrics::Latencies;
 
     impl<S: RawSocket> Peer<S> {
@@ -426,19 +296,7 @@ mod tests {
 
     fn batch(ids: &[u64]) -> RoomEvent {
         let stream = StreamId::parse("s").unwrap();
-        let comments = ids
-            .iter()
-            .map(|&ms| Comment {
-                id: CommentId::new(ms, 0),
-                stream_id: stream.clone(),
-                kind: CommentKind::System,
-                user: None,
-                text: format!("c{ms}"),
-                data: None,
-                ts: ms,
-                by_moderator: false,
-            })
-            .collect();
+        let comments = ids.iter().map(|&ms| comment(&stream, ms)).collect();
         RoomEvent::Comments(Arc::new(CommentBatch::new(comments).unwrap()))
     }
 
@@ -501,24 +359,7 @@ mod tests {
 
     /// Comments of `kind` with long texts, thinned by `samplers`.
     fn long(ids: std::ops::Range<u64>, kind: CommentKind, samplers: &Arc<Samplers>) -> RoomEvent {
-        let stream = StreamId::parse("s").unwrap();
-        let comments = ids
-            .map(|ms| Comment {
-                id: CommentId::new(ms, 0),
-                stream_id: stream.clone(),
-                kind,
-                user: Some(crate::domain::User {
-                    id: UserId::parse("chat").unwrap(),
-                    name: "chat".into(),
-                }),
-                text: "x".repeat(1000),
-                data: None,
-                ts: ms,
-                by_moderator: false,
-            })
-            .collect();
-        let batch = CommentBatch::thinned_by(comments, Some(samplers.clone())).unwrap();
-        RoomEvent::Comments(Arc::new(batch))
+        chat(ids, kind, &"x".repeat(1000), samplers)
     }
 
     /// A socket that stops reading is held to thinner tiers as its queue grows, down to the
@@ -541,12 +382,16 @@ mod tests {
         while peer.state().outbox.queued_bytes() < 16 * 1024 {
             peer.deliver(&batch(4, CommentKind::Gift));
         }
-        assert_eq!(peer.state().slower, 1);
+        assert_eq!(peer.state().viewer.slower(), 1);
         // Gifts are never thinned: they fill the queue on down to the priority lane.
         while peer.state().outbox.queued_bytes() < 128 * 1024 {
             assert_eq!(peer.deliver(&batch(4, CommentKind::Gift)).sent, 4);
         }
-        assert_eq!(peer.state().slower, SLOWER.len(), "in the priority lane");
+        assert_eq!(
+            peer.state().viewer.slower(),
+            SLOWER.len(),
+            "in the priority lane"
+        );
         let chat = peer.deliver(&batch(10, CommentKind::User));
         assert_eq!((chat.sent, chat.behind), (0, 10), "chat is left out");
         let gift = peer.deliver(&batch(1, CommentKind::Gift));
@@ -561,7 +406,11 @@ mod tests {
         poll_fn(|cx| peer.poll_flush(cx)).await.unwrap();
         tokio::time::sleep(STEP_UP_AFTER + Duration::from_millis(100)).await;
         let chat = peer.deliver(&batch(10, CommentKind::User));
-        assert_eq!(peer.state().slower, SLOWER.len() - 1, "one step up");
+        assert_eq!(
+            peer.state().viewer.slower(),
+            SLOWER.len() - 1,
+            "one step up"
+        );
         assert_eq!(
             (chat.sent, chat.behind),
             (2, 8),

@@ -2,11 +2,12 @@
 //! task that delivers those events.
 //!
 //! The broker hands the hub an event while holding its own locks, so the hub only queues
-//! it and wakes the room's task. The task takes everything queued in one go, merges
-//! consecutive comments into one `comments` frame (up to [`MAX_FRAME_COMMENTS`]), encodes
-//! each frame once, and hands it to every member in one pass; a member writes it to its
-//! socket on the spot (see `ws::peer`). Nothing is woken per viewer per comment, and a
-//! stream whose pass takes a while sends what arrived meanwhile as one frame.
+//! it here ([`Room::dispatch`]) and the room's task is woken. The task takes everything
+//! queued in one go, merges consecutive comments into one `comments` frame (up to
+//! [`MAX_FRAME_COMMENTS`]), encodes each frame once, and hands it to every member in one
+//! pass; a member (a connection's [`super::peer`]) asks its viewer what to send and writes
+//! it to its socket on the spot. Nothing is woken per viewer per comment, and a stream
+//! whose pass takes a while sends what arrived meanwhile as one frame.
 //!
 //! **Coalescing.** A hot room (local viewers × comments per second at or above
 //! [`HOT_DELIVERIES_PER_SEC`]) makes at most one pass per coalescing window
@@ -31,38 +32,20 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::batch::CommentBatch;
+use super::member::{Delivery, Member, RoomEvent};
+use super::policy::{
+    HOT_DELIVERIES_PER_SEC, MAX_FRAME_COMMENTS, MAX_QUEUED_EVENTS, MAX_WINDOW, MIN_SHARE, STRETCH,
+    YIELD_EVERY,
+};
 use super::thinning::Samplers;
-use super::{CommentBatch, Delivery, MAX_FRAME_COMMENTS, Member, RoomEvent};
 use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{Comment, CommentId, UserId, now_ms};
-use crate::metrics::Metrics;
+use crate::domain::{Comment, CommentId, StreamId, UserId, now_ms};
+use crate::metrics::{DropReason, Metrics};
 
-/// Deliveries per second (local viewers × comments per second) from which a room coalesces:
-/// about three quarters of a core of sends (a loopback send costs ~5 µs), where frames, not
-/// comments, become what a box runs out of.
-pub const HOT_DELIVERIES_PER_SEC: f64 = 150_000.0;
-
-/// A hot room whose pass took long waits this many times the pass before the next one (up
-/// to [`MAX_WINDOW`]), if that is longer than its window: when the box runs short of CPU
-/// its passes slow down, and fewer, fuller frames are what it can still send.
-const STRETCH: u32 = 2;
-
-/// The longest a hot room waits between passes, however long its passes take.
-const MAX_WINDOW: Duration = Duration::from_millis(100);
-
-/// Events queued for a room's task before it counts as fallen behind.
-pub const MAX_QUEUED_EVENTS: usize = 4096;
-
-/// Members handed an event between two yields of the room's task, so that a pass over a
-/// large room does not hold a runtime worker for long.
-const YIELD_EVERY: usize = 512;
-
-/// Fewest members per share when a pass is split over the runtime's workers: below this
-/// a share's sends cost less than handing it to another worker.
-const MIN_SHARE: usize = 256;
-
-/// What the broker said, queued for the room's task.
-pub(super) enum Queued {
+/// What the room's task is to deliver: the broker's events as the hub queues them, and
+/// frames of the hub's own (viewer counts).
+pub enum Queued {
     Comments(Vec<Comment>),
     Deleted(Vec<CommentId>),
     Frame(SharedFrame),
@@ -70,10 +53,12 @@ pub(super) enum Queued {
     Resync,
 }
 
-pub(super) type Members = Arc<[Arc<dyn Member>]>;
+type Members = Arc<[Arc<dyn Member>]>;
 
-/// The part of a room its task shares with the hub.
-pub(super) struct Shared {
+/// One stream's room: shared by the registry that fills it (the hub) and its task.
+pub struct Room {
+    stream: StreamId,
+    metrics: Arc<Metrics>,
     members: Mutex<MemberList>,
     queue: Mutex<VecDeque<Queued>>,
     wake: Notify,
@@ -91,28 +76,36 @@ struct MemberList {
     snapshot: Option<Members>,
 }
 
-impl Shared {
-    pub(super) fn new() -> Self {
-        Self {
+impl Room {
+    /// A room for `stream`, with its task started; `window` is `DANMAKU_COALESCE_MS`, a hot
+    /// room's shortest time between two passes. The task ends once the room is closed.
+    pub fn open(stream: StreamId, metrics: Arc<Metrics>, window: Duration) -> Arc<Self> {
+        let room = Arc::new(Self {
+            stream,
+            metrics,
             members: Mutex::default(),
             queue: Mutex::default(),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             samplers: Arc::default(),
-        }
+        });
+        tokio::spawn(run(room.clone(), window));
+        room
     }
 
     fn members(&self) -> MutexGuard<'_, MemberList> {
         self.members.lock().expect("not poisoned")
     }
 
-    pub(super) fn add(&self, member: Arc<dyn Member>) -> usize {
+    /// Adds a member; the key removes it.
+    pub fn add(&self, member: Arc<dyn Member>) -> usize {
         let mut members = self.members();
         members.snapshot = None;
         members.all.insert(member)
     }
 
-    pub(super) fn remove(&self, key: usize) {
+    /// Removes the member [`Room::add`] gave `key`.
+    pub fn remove(&self, key: usize) {
         let mut members = self.members();
         members.snapshot = None;
         members.all.remove(key);
@@ -126,8 +119,23 @@ impl Shared {
             .clone()
     }
 
+    /// Queues an event for the task. A room whose queue is full has fallen behind: it drops
+    /// the backlog, counts it, and resynchronises its sockets instead.
+    pub fn dispatch(&self, event: Queued) {
+        let comments = match &event {
+            Queued::Comments(comments) => comments.len() as u64,
+            _ => 0,
+        };
+        if !self.push(event) {
+            let dropped = self.fell_behind() + comments;
+            let stream = &self.stream;
+            tracing::warn!(%stream, dropped, "a room's delivery fell behind; resynchronising its sockets");
+            self.metrics.dropped(DropReason::RoomLag, dropped.max(1));
+        }
+    }
+
     /// Queues an event for the task; `false` if the queue is full (the event is not queued).
-    pub(super) fn push(&self, event: Queued) -> bool {
+    pub fn push(&self, event: Queued) -> bool {
         let mut queue = self.queue.lock().expect("not poisoned");
         if queue.len() >= MAX_QUEUED_EVENTS {
             return false;
@@ -140,7 +148,7 @@ impl Shared {
 
     /// Drops the backlog of a room that fell behind and queues a resync instead; returns
     /// the comments dropped.
-    pub(super) fn fell_behind(&self) -> u64 {
+    fn fell_behind(&self) -> u64 {
         let mut queue = self.queue.lock().expect("not poisoned");
         let dropped = queue
             .drain(..)
@@ -155,7 +163,8 @@ impl Shared {
         dropped
     }
 
-    pub(super) fn close(&self) {
+    /// The room is gone from the registry: its task ends once the queue is empty.
+    pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_one();
     }
@@ -166,32 +175,33 @@ impl Shared {
 }
 
 /// A room's task: delivers what is queued, pass after pass, until the room is closed.
-pub(super) async fn run(shared: Arc<Shared>, metrics: Arc<Metrics>, window: Duration) {
+async fn run(room: Arc<Room>, window: Duration) {
+    let metrics = &room.metrics;
     let mut rate = Rate::new();
     let mut last_pass: Option<Instant> = None;
     let mut wait = window;
     loop {
-        shared.wake.notified().await;
+        room.wake.notified().await;
         loop {
-            let members = shared.snapshot();
+            let members = room.snapshot();
             let hot = !window.is_zero()
                 && rate.per_sec() * members.len() as f64 >= HOT_DELIVERIES_PER_SEC;
             if let Some(last) = last_pass.filter(|_| hot) {
                 tokio::time::sleep_until(last + wait).await;
             }
-            let queued = shared.take();
+            let queued = room.take();
             if queued.is_empty() {
                 break;
             }
             let started = Instant::now();
             last_pass = Some(started);
-            let members = shared.snapshot();
-            for event in events(queued, &shared.samplers, &metrics, &mut rate) {
-                pass(&members, &event, &metrics).await;
+            let members = room.snapshot();
+            for event in events(queued, &room.samplers, metrics, &mut rate) {
+                pass(&members, &event, metrics).await;
             }
             wait = window.max((started.elapsed() * STRETCH).min(MAX_WINDOW));
         }
-        if shared.closed.load(Ordering::Acquire) && shared.take().is_empty() {
+        if room.closed.load(Ordering::Acquire) && room.take().is_empty() {
             return;
         }
     }
@@ -330,6 +340,22 @@ impl Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::testing::{Recorder, comment};
+    use crate::metrics::Latencies;
+
+    /// A room of stream `s` with a 50 ms window, and its metrics.
+    fn room() -> (Arc<Room>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new(Latencies::noop()));
+        let stream = StreamId::parse("s").unwrap();
+        let room = Room::open(stream, metrics.clone(), Duration::from_millis(50));
+        (room, metrics)
+    }
+
+    /// The broker's comments with these ids (as ms).
+    fn comments(range: std::ops::Range<u64>) -> Queued {
+        let stream = StreamId::parse("s").unwrap();
+        Queued::Comments(range.map(|ms| comment(&stream, ms)).collect())
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_counts_the_last_whole_second() {
@@ -343,5 +369,123 @@ mod tests {
         assert_eq!(rate.per_sec(), 5.0);
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(rate.per_sec(), 0.0);
+    }
+
+    /// Events queued while the room's task is busy go out in order, runs of comments
+    /// merged into one frame of at most 100, other frames between them kept in place.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pass_merges_runs_of_comments_in_order() {
+        let (room, _) = room();
+        let recorder = Arc::new(Recorder::default());
+        room.add(recorder.clone());
+        // On a current-thread runtime the room's task runs only once this test awaits.
+        room.dispatch(comments(1..3));
+        room.dispatch(comments(3..4));
+        room.dispatch(Queued::Deleted(vec![CommentId::new(1, 0)]));
+        room.dispatch(comments(4..154));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let seen = recorder.seen();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[0], [1, 2, 3]);
+        assert_eq!(seen[1], [0]);
+        assert_eq!(seen[2], (4..104).collect::<Vec<_>>());
+        assert_eq!(seen[3], (104..154).collect::<Vec<_>>());
+    }
+
+    /// A room whose task cannot keep up drops its backlog and resynchronises its sockets.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_room_that_falls_behind_resyncs() {
+        let (room, metrics) = room();
+        let recorder = Arc::new(Recorder::default());
+        room.add(recorder.clone());
+        for ms in 1..=MAX_QUEUED_EVENTS as u64 + 1 {
+            room.dispatch(comments(ms..ms + 1));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let events = recorder.0.lock().unwrap();
+        assert!(matches!(events[..], [RoomEvent::Resync]), "{events:?}");
+        let dropped = metrics.dropped_by_reason();
+        let room_lag = dropped.into_iter().find(|(r, _)| *r == "room_lag");
+        // The backlog and the comment that found the queue full.
+        assert_eq!(room_lag, Some(("room_lag", MAX_QUEUED_EVENTS as u64 + 1)));
+    }
+
+    /// A hot room whose pass takes long (here: one member takes 40 ms) waits twice the
+    /// pass between two passes, longer than its 50 ms window.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hot_room_whose_pass_is_slow_stretches_its_window() {
+        struct Slow(Mutex<Vec<std::time::Instant>>);
+        impl Member for Slow {
+            fn deliver(&self, event: &RoomEvent) -> Delivery {
+                self.0.lock().unwrap().push(std::time::Instant::now());
+                std::thread::sleep(Duration::from_millis(40));
+                match event {
+                    RoomEvent::Comments(batch) => Delivery::sent(batch.comments.len() as u64),
+                    _ => Delivery::default(),
+                }
+            }
+        }
+        let (room, _) = room();
+        let slow = Arc::new(Slow(Mutex::default()));
+        room.add(slow.clone());
+        for _ in 1..1000 {
+            room.add(Arc::new(Recorder::default()));
+        }
+        let seen = |n: usize| {
+            let slow = slow.clone();
+            async move {
+                while slow.0.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                slow.0.lock().unwrap()[n - 1]
+            }
+        };
+        // 160 comments a second to 1,000 viewers: hot from here on (two frames).
+        room.dispatch(comments(1..161));
+        seen(2).await;
+        room.dispatch(comments(161..162));
+        let first = seen(3).await;
+        room.dispatch(comments(162..163));
+        let second = seen(4).await;
+        let gap = second - first;
+        assert!(
+            gap >= Duration::from_millis(78),
+            "twice the 40 ms pass, not the 50 ms window: {gap:?}"
+        );
+        room.close();
+    }
+
+    /// A cold room delivers at once; a hot one (viewers × comments/s ≥ 150,000) makes at
+    /// most one pass per window, sending what arrived meanwhile as one frame.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_hot_room_coalesces_within_the_window_a_cold_one_does_not() {
+        let (room, _) = room();
+        let first = Arc::new(Recorder::default());
+        room.add(first.clone());
+        for _ in 1..1000 {
+            room.add(Arc::new(Recorder::default()));
+        }
+        let settle = Duration::from_millis(1);
+        room.dispatch(comments(1..2));
+        tokio::time::sleep(settle).await;
+        assert_eq!(first.seen().len(), 1, "a cold room does not wait");
+        // 160 comments a second to 1,000 viewers: hot from here on.
+        room.dispatch(comments(2..162));
+        tokio::time::sleep(settle).await;
+        // (in two frames: at most 100 comments a frame)
+        assert_eq!(first.seen().len(), 3, "it was cold when they arrived");
+        room.dispatch(comments(162..163));
+        tokio::time::sleep(settle).await;
+        assert_eq!(first.seen().len(), 3, "a hot room waits for its window");
+        room.dispatch(comments(163..164));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let seen = first.seen();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            seen[3],
+            [162, 163],
+            "what arrived within the window shares a frame"
+        );
+        room.close();
     }
 }

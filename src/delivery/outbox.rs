@@ -19,15 +19,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
-/// Most bytes queued for one socket before it counts as a slow consumer: about a thousand
-/// comments of 200 characters, or a dozen full `init` frames.
-pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
-
-/// A WebSocket ping frame with no payload.
-pub(super) const PING: [u8; 2] = [0x89, 0];
-
-/// Most frames handed to one `writev`.
-const MAX_SLICES: usize = 32;
+use super::policy::{MAX_QUEUED_BYTES, MAX_SLICES};
 
 /// A connected byte stream that can be written without `&mut` (so a room's task and the
 /// connection's task can share it) and polled for readiness.

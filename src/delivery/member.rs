@@ -1,0 +1,65 @@
+//! A room's members: what the room's task hands each of them, in the room's order, and what
+//! they did with it. In production each member is a connection's [`super::Peer`]; tests and
+//! benchmarks bring their own.
+
+use std::sync::Arc;
+
+use super::batch::CommentBatch;
+use crate::domain::UserId;
+use crate::domain::wire::SharedFrame;
+use crate::metrics::{Metrics, ThinReason};
+
+/// What a room hands its members.
+#[derive(Debug, Clone)]
+pub enum RoomEvent {
+    Comments(Arc<CommentBatch>),
+    /// An encoded frame every socket sends as is (`deleted`, `viewers`).
+    Frame(SharedFrame),
+    /// This user was banned from the stream: their sockets close.
+    Banned(UserId),
+    /// Comments were lost beyond what the broker could backfill: every socket closes with
+    /// 4002 so its client resumes with `after=` and learns from `resumed` what it missed.
+    Resync,
+}
+
+/// A connection as its room sees it.
+pub trait Member: Send + Sync + 'static {
+    /// The room's next event, in the room's order, from the room's task. Must not wait:
+    /// a member writes what its socket takes now and keeps (boundedly) what it does not.
+    fn deliver(&self, event: &RoomEvent) -> Delivery;
+}
+
+/// What members did with an event: the comments handed to sockets, and those left out
+/// (and told of in `skipped`), by why.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: u64,
+    /// Left out by the viewer's budget.
+    pub over_budget: u64,
+    /// Left out because the viewer's socket fell behind.
+    pub behind: u64,
+}
+
+impl Delivery {
+    pub fn sent(n: u64) -> Self {
+        Self {
+            sent: n,
+            ..Self::default()
+        }
+    }
+
+    /// Counts these deliveries in the metrics.
+    pub fn record(&self, metrics: &Metrics) {
+        metrics.delivered(self.sent);
+        metrics.thinned(ThinReason::Budget, self.over_budget);
+        metrics.thinned(ThinReason::SlowConsumer, self.behind);
+    }
+}
+
+impl std::ops::AddAssign for Delivery {
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.over_budget += other.over_budget;
+        self.behind += other.behind;
+    }
+}
