@@ -26,8 +26,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::keys::MIN_RSA_BITS;
-
+/// The smallest RSA key trusted, in a JWKS or a key file: 1024-bit moduli are within reach
+/// of factoring, 512-bit ones are broken.
+pub(super) const MIN_RSA_BITS: usize = 2048;
 /// Least time between two fetches caused by unknown `kid`s.
 pub(super) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest a handshake (or start-up) waits for a fetch; the fetch itself goes on.

@@ -8,14 +8,11 @@ use std::sync::Arc;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::jwks::{Jwks, JwksKey, Key};
+use super::jwks::{Jwks, JwksKey, Key, MIN_RSA_BITS};
 use super::{AuthError, Claims, Viewer};
 use crate::config::{ConfigError, TokenSettings};
 use crate::domain::{User, UserId};
 
-/// The smallest RSA key trusted: 1024-bit moduli are within reach of factoring, 512-bit
-/// ones are broken.
-pub(super) const MIN_RSA_BITS: usize = 2048;
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
 /// Longest display name, in characters: the service API's bound for `user.name`.
