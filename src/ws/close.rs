@@ -1,19 +1,9 @@
-//! The close codes danmaku sends, in one table (also in `docs/behaviour.md`), and how a
-//! connection's loop ends.
+//! The close codes danmaku sends, and how a connection's loop ends.
 //!
-//! | code | name | when | the client should |
-//! |------|------|------|-------------------|
-//! | 1001 | going away | the instance is shutting down (after its `reconnect` hints) | reconnect with `after=` |
-//! | 1002 | protocol error | a frame broke RFC 6455 (unmasked, reserved bits, bad control frame, unknown opcode) | fix the client |
-//! | 1007 | bad data | a text frame was not valid UTF-8 | fix the client |
-//! | 1008 | policy | a binary frame, or more than 10 malformed frames in a row | fix the client |
-//! | 1009 | too big | a client frame over 4 KiB | fix the client |
-//! | 1011 | internal | the server failed this connection | reconnect with backoff |
-//! | 1013 | try again later | the broker could not subscribe the stream in time | reconnect with backoff |
-//! | 4000 | idle timeout | nothing (not even a pong) arrived for `DANMAKU_IDLE_TIMEOUT_MS` | reconnect with `after=` |
-//! | 4001 | slow consumer | the socket fell too far behind its stream, or a write stalled | reconnect with `after=`; it is backfilled |
-//! | 4002 | resync | the broker lost comments it could not backfill from history | reconnect with `after=`; `resumed: false` says comments are missing |
-//! | 4003 | banned | a moderator banned this user from the stream | do not reconnect |
+//! [`CloseReason`] is the one list of them, each with its code, its name and the reason sent
+//! in the close frame. `docs/behaviour.md` ("Close codes") says for each when it is sent and
+//! what a client should do; a test holds its table to this list, code by code and name by
+//! name, so the two cannot drift apart again.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -31,6 +21,21 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every close code danmaku sends, in the order of the documented table.
+    pub const ALL: [Self; 11] = [
+        Self::GoingAway,
+        Self::ProtocolError,
+        Self::BadData,
+        Self::Policy,
+        Self::TooBig,
+        Self::Internal,
+        Self::TryAgainLater,
+        Self::IdleTimeout,
+        Self::SlowConsumer,
+        Self::Resync,
+        Self::Banned,
+    ];
+
     pub fn code(self) -> u16 {
         match self {
             Self::GoingAway => 1001,
@@ -44,6 +49,23 @@ impl CloseReason {
             Self::SlowConsumer => 4001,
             Self::Resync => 4002,
             Self::Banned => 4003,
+        }
+    }
+
+    /// Its name in the documented table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GoingAway => "going away",
+            Self::ProtocolError => "protocol error",
+            Self::BadData => "bad data",
+            Self::Policy => "policy",
+            Self::TooBig => "too big",
+            Self::Internal => "internal",
+            Self::TryAgainLater => "try again later",
+            Self::IdleTimeout => "idle timeout",
+            Self::SlowConsumer => "slow consumer",
+            Self::Resync => "resync",
+            Self::Banned => "banned",
         }
     }
 
@@ -77,5 +99,40 @@ pub(super) enum End {
 impl From<CloseReason> for End {
     fn from(reason: CloseReason) -> Self {
         Self::Close(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of `docs/behaviour.md` lists exactly these codes, with these names, in this
+    /// order.
+    #[test]
+    fn the_documented_table_is_this_list() {
+        let docs = include_str!("../../docs/behaviour.md");
+        let table = docs
+            .split("## Close codes")
+            .nth(1)
+            .expect("a Close codes section")
+            .split("\n## ")
+            .next()
+            .unwrap();
+        let rows: Vec<(u16, &str)> = table
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.parse().ok()?;
+                Some((code, *cells.get(2)?))
+            })
+            .collect();
+        let list: Vec<(u16, &str)> = CloseReason::ALL
+            .iter()
+            .map(|r| (r.code(), r.name()))
+            .collect();
+        assert_eq!(rows, list);
+        for reason in CloseReason::ALL {
+            assert!(reason.reason().len() <= 123, "{reason:?}");
+        }
     }
 }
