@@ -12,10 +12,11 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use crate::api_error::{self, ApiError};
 use crate::auth::Auth;
+use crate::background::Background;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::domain::wire::{ErrorCode, ServerInfo};
@@ -32,6 +33,8 @@ use crate::ws::{self, WsState};
 
 /// After the last `reconnect` hint: how long sockets get to close before the app returns.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Then how long the background tasks (a Redis job in flight, say) get to end.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 
 /// Pending connections the kernel may queue for `accept` (it caps this at
 /// `net.core.somaxconn`). A reconnect storm sends thousands of handshakes at once; with the
@@ -52,6 +55,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub telemetry: Arc<Telemetry>,
     pub server: ServerInfo,
+    /// The instance's background tasks.
+    pub background: Background,
 }
 
 impl Parts {
@@ -94,8 +99,8 @@ pub struct App {
     parts: Parts,
     plan: SocketPlan,
     /// Stops the background tasks (broker, pushes, sampling) when the app is dropped
-    /// without being run (benchmarks), or when `run` ends.
-    background: DropGuard,
+    /// without being run (benchmarks); `run` stops them itself, and waits for them.
+    background_guard: DropGuard,
 }
 
 impl App {
@@ -105,13 +110,12 @@ impl App {
         config.validate()?;
         let telemetry = Arc::new(Telemetry::new(&config)?);
         let metrics = Arc::new(Metrics::new(Latencies::new(&telemetry.meter())));
-        let background = CancellationToken::new();
-        let hub = Hub::new(metrics.clone(), config.coalesce());
-        let broker =
-            Broker::connect(&config, hub.sink(), metrics.clone(), background.clone()).await?;
-        hub.start(broker.clone(), background.clone());
+        let background = Background::new();
+        let hub = Hub::new(metrics.clone(), config.coalesce(), background.clone());
+        let broker = Broker::connect(&config, hub.sink(), metrics.clone(), &background).await?;
+        hub.start(broker.clone());
         let posting = Arc::new(Posting::new(&config, broker.clone(), metrics.clone()));
-        posting.start(background.clone());
+        posting.start(&background);
         let plan = SocketPlan::for_this_process(config.max_connections);
         if plan.websockets + 32 > plan.sockets {
             tracing::warn!(
@@ -121,7 +125,7 @@ impl App {
         }
         let lifecycle = Arc::new(Lifecycle::new(plan.websockets));
         let readiness = Arc::new(Readiness::new(&config, lifecycle.clone(), broker.clone()));
-        readiness::spawn_sampler(readiness.clone(), background.clone());
+        readiness::spawn_sampler(readiness.clone(), &background);
         telemetry.observe(metrics.clone(), readiness.clone());
         let listener = listen(config.listen).map_err(|e| {
             anyhow::anyhow!("DANMAKU_LISTEN: cannot listen on {}: {e}", config.listen)
@@ -132,7 +136,7 @@ impl App {
             version: env!("CARGO_PKG_VERSION"),
         };
         let auth = Arc::new(Auth::new(&config)?);
-        auth.start(background.clone()).await;
+        auth.start(&background).await;
         let parts = Parts {
             auth,
             config: Arc::new(config),
@@ -144,12 +148,14 @@ impl App {
             metrics,
             telemetry,
             server,
+            background: background.clone(),
         };
+        let background_guard = background.drop_guard();
         Ok(Self {
             listener,
             parts,
             plan,
-            background: background.drop_guard(),
+            background_guard,
         })
     }
 
@@ -174,9 +180,10 @@ impl App {
             listener,
             parts,
             plan,
-            background,
+            background_guard,
         } = self;
-        let background: CancellationToken = background.disarm();
+        background_guard.disarm();
+        let background = parts.background.clone();
         let lifecycle = parts.lifecycle.clone();
         let drain = parts.config.drain();
         let mut server = tokio::spawn(serve::serve(
@@ -191,7 +198,7 @@ impl App {
         tokio::select! {
             () = shutdown => {}
             result = &mut server => {
-                background.cancel();
+                background.stop(BACKGROUND_GRACE).await;
                 return result.map_err(Into::into);
             }
         }
@@ -226,7 +233,10 @@ impl App {
             tracing::warn!("HTTP connections still open at exit");
             server.abort();
         }
-        background.cancel();
+        let left = background.stop(BACKGROUND_GRACE).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "background tasks still running at exit");
+        }
         parts.broker.close().await;
         parts.telemetry.shutdown().await;
         tracing::info!(elapsed = ?started.elapsed(), "stopped");

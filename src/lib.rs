@@ -21,7 +21,7 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | vocabulary | [`config`], [`domain`], `periodic`, [`lifecycle`] | typed settings; ids, text, comments, wire frames (no I/O); the periodic-task helper; draining and the connection count |
+//! | vocabulary | [`config`], [`domain`], [`background`], [`lifecycle`] | typed settings; ids, text, comments, wire frames (no I/O); the tracked background tasks (shutdown waits for them); draining and the connection count |
 //! | instruments | [`metrics`], [`auth`] | the counters and SLI histograms; viewer tokens and service tokens |
 //! | engine | [`delivery`] | fan-out: a room's queue and task, thinning, each viewer's state machine, the socket's outbox, and the slow-viewer policy in one table ([`delivery::policy`]) |
 //! | cluster | [`broker`] | the seam to the other instances: [`broker::memory`] embedded, or Redis; publishing, history, subscriptions |
@@ -36,6 +36,7 @@
 pub mod api_error;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod broker;
 pub mod config;
 pub mod delivery;
@@ -44,7 +45,6 @@ pub mod http;
 pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
-mod periodic;
 pub mod posting;
 pub mod readiness;
 pub mod serve;

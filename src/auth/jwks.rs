@@ -18,13 +18,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+use crate::background::Background;
 
 /// The smallest RSA key trusted, in a JWKS or a key file: 1024-bit moduli are within reach
 /// of factoring, 512-bit ones are broken.
@@ -67,6 +68,8 @@ pub(super) struct Jwks {
     finished: watch::Sender<u64>,
     /// The least time a document is kept (`DANMAKU_JWKS_MIN_REFRESH_MS`, 1 min).
     min_max_age: Duration,
+    /// Where its fetches run, once started.
+    background: OnceLock<Background>,
 }
 
 #[derive(Default)]
@@ -113,6 +116,7 @@ impl Jwks {
             fetching: Mutex::default(),
             finished: watch::Sender::new(0),
             min_max_age,
+            background: OnceLock::new(),
         }
     }
 
@@ -141,7 +145,13 @@ impl Jwks {
                 fetching.last_on_demand = Some(Instant::now());
                 let jwks = self.clone();
                 // In its own task: a handshake that gives up does not cancel the fetch.
-                tokio::spawn(async move { jwks.fetch_now().await });
+                let fetch = async move {
+                    jwks.fetch_now().await;
+                };
+                match self.background.get() {
+                    Some(background) => drop(background.spawn(fetch)),
+                    None => drop(tokio::spawn(fetch)),
+                }
                 true
             }
         };
@@ -161,16 +171,17 @@ impl Jwks {
         (key, remembered)
     }
 
-    /// Fetches now and again on the document's `max-age`, until `cancel`. Resolves once the
-    /// first fetch is done or [`KEY_WAIT`] passed (the fetch goes on).
-    pub(super) async fn start(self: &Arc<Self>, cancel: CancellationToken) {
+    /// Fetches now and again on the document's `max-age`, as a task of `background`.
+    /// Resolves once the first fetch is done or [`KEY_WAIT`] passed (the fetch goes on).
+    pub(super) async fn start(self: &Arc<Self>, background: &Background) {
         let mut finished = self.finished.subscribe();
-        let jwks = self.clone();
-        tokio::spawn(async move {
+        let _ = self.background.set(background.clone());
+        let (jwks, watching) = (self.clone(), background.clone());
+        background.spawn(async move {
             loop {
                 let next = jwks.fetch_now().await;
                 tokio::select! {
-                    () = cancel.cancelled() => return,
+                    () = watching.cancelled() => return,
                     () = tokio::time::sleep(next) => {}
                 }
             }

@@ -117,12 +117,13 @@ impl Auth {
         })
     }
 
-    /// Starts keeping the JWKS document current, if one is configured, until `cancel`:
-    /// resolves once the first fetch is done or a couple of seconds passed. A provider that
-    /// is down now is not fatal: the set starts empty and is fetched again (see [`jwks`]).
-    pub async fn start(&self, cancel: tokio_util::sync::CancellationToken) {
+    /// Starts keeping the JWKS document current, if one is configured, as a task of
+    /// `background`: resolves once the first fetch is done or a couple of seconds passed. A
+    /// provider that is down now is not fatal: the set starts empty and is fetched again
+    /// (see [`jwks`]).
+    pub async fn start(&self, background: &crate::background::Background) {
         if let Some(jwks) = self.jwt.as_ref().and_then(|k| k.jwks.as_ref()) {
-            jwks.start(cancel).await;
+            jwks.start(background).await;
         }
     }
 

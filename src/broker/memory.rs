@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     Ban, BrokerError, BrokerEvent, Dedup, EventSink, HistoryPage, HistoryQuery, NewComment,
     Published, StreamStats,
 };
+use crate::background::Background;
 use crate::domain::{Comment, CommentId, CommentKind, Epoch, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
 
@@ -395,8 +395,8 @@ impl MemoryBroker {
     }
 }
 
-pub(super) fn spawn_sweeper(broker: Arc<MemoryBroker>, cancel: CancellationToken) {
-    crate::periodic::spawn_every(SWEEP_EVERY, cancel, move || {
+pub(super) fn spawn_sweeper(broker: Arc<MemoryBroker>, background: &Background) {
+    background.every(SWEEP_EVERY, move || {
         let forgotten = broker.sweep(Instant::now());
         if forgotten > 0 {
             tracing::debug!(forgotten, "forgot idle streams");

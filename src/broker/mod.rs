@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
+use crate::background::Background;
 use crate::config::Config;
 use crate::domain::{
     Comment, CommentData, CommentId, CommentKind, CommentText, Epoch, IdempotencyKey, StreamId,
@@ -224,13 +224,13 @@ impl Drop for Subscription {
 }
 
 impl Broker {
-    /// The broker `config` asks for, delivering into `sink`; its background work stops
-    /// with `cancel`.
+    /// The broker `config` asks for, delivering into `sink`; its background work runs as
+    /// tasks of `background`.
     pub async fn connect(
         config: &Config,
         sink: EventSink,
         metrics: Arc<Metrics>,
-        cancel: CancellationToken,
+        background: &Background,
     ) -> anyhow::Result<Self> {
         match config.redis()? {
             None => {
@@ -240,7 +240,7 @@ impl Broker {
                     sink,
                     metrics,
                 ));
-                memory::spawn_sweeper(memory.clone(), cancel);
+                memory::spawn_sweeper(memory.clone(), background);
                 Ok(Self::Memory(memory))
             }
             Some(settings) => {
@@ -251,7 +251,7 @@ impl Broker {
                     config.unsubscribe_linger(),
                     sink,
                     metrics,
-                    cancel,
+                    background,
                 )
                 .await?;
                 Ok(Self::Redis(redis))

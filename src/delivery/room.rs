@@ -39,6 +39,7 @@ use super::policy::{
     YIELD_EVERY,
 };
 use super::thinning::Samplers;
+use crate::background::Background;
 use crate::domain::wire::{ServerFrame, SharedFrame};
 use crate::domain::{Comment, CommentId, StreamId, UserId, now_ms};
 use crate::metrics::{DropReason, Metrics};
@@ -77,9 +78,15 @@ struct MemberList {
 }
 
 impl Room {
-    /// A room for `stream`, with its task started; `window` is `DANMAKU_COALESCE_MS`, a hot
-    /// room's shortest time between two passes. The task ends once the room is closed.
-    pub fn open(stream: StreamId, metrics: Arc<Metrics>, window: Duration) -> Arc<Self> {
+    /// A room for `stream`, with its task started as one of the instance's `background`
+    /// tasks; `window` is `DANMAKU_COALESCE_MS`, a hot room's shortest time between two
+    /// passes. The task ends once the room is closed.
+    pub fn open(
+        stream: StreamId,
+        metrics: Arc<Metrics>,
+        window: Duration,
+        background: &Background,
+    ) -> Arc<Self> {
         let room = Arc::new(Self {
             stream,
             metrics,
@@ -89,7 +96,7 @@ impl Room {
             closed: AtomicBool::new(false),
             samplers: Arc::default(),
         });
-        tokio::spawn(run(room.clone(), window));
+        background.spawn(run(room.clone(), window));
         room
     }
 
@@ -347,7 +354,13 @@ mod tests {
     fn room() -> (Arc<Room>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
         let stream = StreamId::parse("s").unwrap();
-        let room = Room::open(stream, metrics.clone(), Duration::from_millis(50));
+        let background = Background::new();
+        let room = Room::open(
+            stream,
+            metrics.clone(),
+            Duration::from_millis(50),
+            &background,
+        );
         (room, metrics)
     }
 

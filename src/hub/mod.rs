@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
 
+use crate::background::Background;
 use crate::broker::{Broker, BrokerError, BrokerEvent, EventSink, Subscription};
 use crate::delivery::{Member, Queued, Room};
 use crate::domain::StreamId;
@@ -53,6 +53,8 @@ struct HubInner {
     metrics: Arc<Metrics>,
     /// `DANMAKU_COALESCE_MS`: a hot room's shortest time between two passes.
     window: Duration,
+    /// Where the rooms' tasks and the viewer-count pushes run.
+    background: Background,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +62,13 @@ struct HubInner {
 pub struct JoinError(#[from] BrokerError);
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>, window: Duration) -> Self {
+    pub fn new(metrics: Arc<Metrics>, window: Duration, background: Background) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 rooms: DashMap::new(),
                 metrics,
                 window,
+                background,
             }),
         }
     }
@@ -76,9 +79,9 @@ impl Hub {
         Arc::new(move |event| hub.dispatch(event))
     }
 
-    /// Starts the viewer-count pushes, until `cancel`.
-    pub fn start(&self, broker: Broker, cancel: CancellationToken) {
-        viewers::spawn(self.clone(), broker, cancel);
+    /// Starts the viewer-count pushes.
+    pub fn start(&self, broker: Broker) {
+        viewers::spawn(self.clone(), broker, &self.inner.background);
     }
 
     /// Joins `member` to a stream's room and waits until the broker's subscription is
@@ -103,7 +106,7 @@ impl Hub {
         let mut seated = self.inner.rooms.entry(stream.clone()).or_insert_with(|| {
             let (metrics, window) = (self.inner.metrics.clone(), self.inner.window);
             Seated {
-                room: Room::open(stream.clone(), metrics, window),
+                room: Room::open(stream.clone(), metrics, window, &self.inner.background),
                 local: 0,
                 viewers_pushed: None,
                 recent: Arc::default(),
@@ -256,7 +259,11 @@ mod tests {
 
     fn hub_and_broker() -> (Hub, Broker) {
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
-        let hub = Hub::new(metrics.clone(), Duration::from_millis(50));
+        let hub = Hub::new(
+            metrics.clone(),
+            Duration::from_millis(50),
+            Background::new(),
+        );
         let broker = Broker::Memory(Arc::new(MemoryBroker::new(
             10,
             Duration::from_secs(1),

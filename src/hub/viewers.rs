@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use super::Hub;
+use crate::background::Background;
 use crate::broker::Broker;
 
 const PUSH_EVERY: Duration = Duration::from_secs(1);
 
-pub(super) fn spawn(hub: Hub, broker: Broker, cancel: CancellationToken) {
-    crate::periodic::spawn_every(PUSH_EVERY, cancel, move || {
+pub(super) fn spawn(hub: Hub, broker: Broker, background: &Background) {
+    background.every(PUSH_EVERY, move || {
         let (hub, broker) = (hub.clone(), broker.clone());
         async move {
             let streams = hub.local_streams();

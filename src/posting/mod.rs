@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
+use crate::background::Background;
 use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published, Unavailable};
 use crate::config::Config;
 use crate::domain::wire::ErrorCode;
@@ -125,10 +125,10 @@ impl Posting {
         }
     }
 
-    /// Starts pruning the rate limiter's full buckets, until `cancel`.
-    pub fn start(self: &Arc<Self>, cancel: CancellationToken) {
+    /// Starts pruning the rate limiter's full buckets, until stopped.
+    pub fn start(self: &Arc<Self>, background: &Background) {
         let posting = self.clone();
-        crate::periodic::spawn_every(rate::PRUNE_EVERY, cancel, move || {
+        background.every(rate::PRUNE_EVERY, move || {
             posting.rate.prune(Instant::now());
             std::future::ready(())
         });

@@ -17,8 +17,7 @@ mod cpu;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
+use crate::background::Background;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
@@ -118,9 +117,9 @@ impl Readiness {
     }
 }
 
-/// Samples this process's CPU every [`SAMPLE_EVERY`] into `readiness`, until `cancel`.
-pub fn spawn_sampler(readiness: Arc<Readiness>, cancel: CancellationToken) {
-    crate::periodic::spawn_every(SAMPLE_EVERY, cancel, move || {
+/// Samples this process's CPU every [`SAMPLE_EVERY`] into `readiness`, until stopped.
+pub fn spawn_sampler(readiness: Arc<Readiness>, background: &Background) {
+    background.every(SAMPLE_EVERY, move || {
         if let Some(cpu_seconds) = process_cpu_seconds() {
             let sample = CpuSample {
                 at: Instant::now(),

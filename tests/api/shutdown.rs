@@ -99,3 +99,25 @@ async fn an_idle_app_stops_at_once() {
     let took = app.shutdown().await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+/// What the instance started in the background (rooms' tasks, periodic jobs, the Redis
+/// subscriber and its jobs, the reachability prober) has ended once `run` returns: shutdown
+/// waits for it rather than leaving it half-way through a Redis call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_background_tasks() {
+    let redis = crate::redis_support::RedisStandalone::start().await;
+    let url = redis.url();
+    for app in [
+        spawn_app().await,
+        crate::redis_broker::instance(&url, "pod-a").await,
+    ] {
+        let (mut viewer, _) = app.viewer("bg").await;
+        app.post_system("bg", "one").await;
+        viewer.comments(1).await;
+        let background = app.state.background.clone();
+        assert!(background.running() > 0, "tasks run while it serves");
+        drop(viewer);
+        app.shutdown().await;
+        assert_eq!(background.running(), 0, "every background task ended");
+    }
+}

@@ -30,12 +30,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use fred::prelude::*;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use super::{
     Ban, BrokerError, Dedup, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
     NewComment, Published,
 };
+use crate::background::Background;
 use crate::config::RedisSettings;
 use crate::domain::{CommentId, CommentKind, Epoch, StreamId, UserId, now_ms};
 use crate::metrics::Metrics;
@@ -78,7 +78,7 @@ impl RedisBroker {
         linger: Duration,
         sink: EventSink,
         metrics: Arc<Metrics>,
-        cancel: CancellationToken,
+        background: &Background,
     ) -> anyhow::Result<Arc<Self>> {
         let tls = tls::tls_config(settings)?;
         let client = client::build_client(settings, tls.clone())?;
@@ -96,7 +96,7 @@ impl RedisBroker {
         let mut prober = Prober::new(settings, tls, subscriber.clone(), reach.clone())?;
         // One round before serving, so `/readyz` is right from the first request.
         prober.probe().await;
-        prober.spawn(cancel.clone());
+        prober.spawn(background);
         let broker = Arc::new(Self {
             client: client.clone(),
             subscriber: subscriber.clone(),
@@ -114,9 +114,9 @@ impl RedisBroker {
             subscriptions: Subscriptions::new(sink, metrics, linger),
             control,
             control_rx,
-            cancel: cancel.clone(),
+            background: background.clone(),
         });
-        viewers::spawn_reporter(broker.clone(), cancel);
+        viewers::spawn_reporter(broker.clone(), background);
         Ok(broker)
     }
 

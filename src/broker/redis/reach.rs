@@ -24,9 +24,9 @@ use fred::prelude::*;
 use fred::types::config::{Options, TlsConfig};
 use fred::types::{ClusterHash, CustomCommand};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::client::{build_node_client, node_addresses};
+use crate::background::Background;
 use crate::config::RedisSettings;
 use crate::domain::now_ms;
 
@@ -67,6 +67,8 @@ pub(super) struct Prober {
     topology: Client,
     nodes: HashMap<Server, (Client, JoinHandle<FredResult<()>>)>,
     reach: Arc<Reach>,
+    /// Where connections to nodes no longer known are closed (set once spawned).
+    background: Option<Background>,
 }
 
 impl Prober {
@@ -87,6 +89,7 @@ impl Prober {
             topology,
             nodes: HashMap::new(),
             reach,
+            background: None,
         })
     }
 
@@ -100,14 +103,16 @@ impl Prober {
         }
     }
 
-    /// Probes until `cancel`, then closes the probe connections.
-    pub(super) fn spawn(mut self, cancel: CancellationToken) {
-        tokio::spawn(async move {
+    /// Probes until the background work stops, then closes the probe connections.
+    pub(super) fn spawn(mut self, background: &Background) {
+        let watching = background.clone();
+        self.background = Some(background.clone());
+        background.spawn(async move {
             let mut every = tokio::time::interval(PROBE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = cancel.cancelled() => break,
+                    () = watching.cancelled() => break,
                     _ = every.tick() => self.probe().await,
                 }
             }
@@ -128,7 +133,9 @@ impl Prober {
             let keep = known.contains(server);
             if !keep {
                 let client = client.clone();
-                tokio::spawn(async move { client.quit().await });
+                if let Some(background) = &self.background {
+                    background.spawn(async move { client.quit().await });
+                }
                 task.abort();
             }
             keep

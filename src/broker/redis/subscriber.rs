@@ -14,13 +14,13 @@ use fred::types::cluster::ClusterRouting;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::client::unavailable;
 use super::codec::parse_message;
 use super::history::{read_history, read_moderation_since};
 use super::keys;
 use super::subscriptions::{Effect, Repair, RepairJob, Repaired, Subscriptions, Waiter};
+use crate::background::Background;
 use crate::broker::{ALL_RETAINED, BrokerError, HistoryQuery};
 use crate::domain::StreamId;
 
@@ -54,7 +54,8 @@ pub(super) struct Subscriber {
     pub(super) subscriptions: Subscriptions,
     pub(super) control: mpsc::UnboundedSender<Control>,
     pub(super) control_rx: mpsc::UnboundedReceiver<Control>,
-    pub(super) cancel: CancellationToken,
+    /// Where this task and its Redis jobs run.
+    pub(super) background: Background,
 }
 
 pub(super) fn spawn(task: Subscriber) {
@@ -62,10 +63,11 @@ pub(super) fn spawn(task: Subscriber) {
         spawn_topology_watch(
             task.subscriber.clone(),
             task.control.clone(),
-            task.cancel.clone(),
+            &task.background,
         );
     }
-    tokio::spawn(task.run());
+    let background = task.background.clone();
+    background.spawn(task.run());
 }
 
 impl Subscriber {
@@ -76,7 +78,7 @@ impl Subscriber {
             mut subscriptions,
             control,
             mut control_rx,
-            cancel,
+            background,
         } = self;
         let mut work = Work {
             client,
@@ -84,6 +86,7 @@ impl Subscriber {
             control,
             repairs: HashMap::new(),
             routing: None,
+            background: background.clone(),
         };
         let mut messages = work.subscriber.message_rx();
         let mut reconnects = work.subscriber.reconnect_rx();
@@ -92,7 +95,7 @@ impl Subscriber {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = background.cancelled() => return,
                 message = messages.recv() => match message {
                     Ok(message) => {
                         on_message(&mut subscriptions, message);
@@ -156,6 +159,9 @@ struct Work {
     /// Each stream's running repair job and its generation.
     repairs: HashMap<StreamId, (u64, AbortHandle)>,
     routing: Option<ClusterRouting>,
+    /// Where its Redis jobs run (short ones: aborted when superseded, waited for at
+    /// shutdown).
+    background: Background,
 }
 
 impl Work {
@@ -200,7 +206,7 @@ impl Work {
                     task.abort();
                 }
                 let (subscriber, control) = (self.subscriber.clone(), self.control.clone());
-                tokio::spawn(async move {
+                self.background.spawn(async move {
                     if let Err(error) = subscriber.sunsubscribe(keys::channel(&stream)).await {
                         tracing::warn!(%stream, %error, "unsubscribe failed");
                     }
@@ -209,7 +215,7 @@ impl Work {
             }
             Effect::Probe(stream) => {
                 let (client, control) = (self.client.clone(), self.control.clone());
-                tokio::spawn(async move {
+                self.background.spawn(async move {
                     let sent = client
                         .spublish::<i64, _, _>(keys::channel(&stream), "p")
                         .await;
@@ -233,7 +239,7 @@ impl Work {
         );
         let generation = job.generation;
         let key = stream.clone();
-        let task = tokio::spawn(async move {
+        let task = self.background.spawn(async move {
             tokio::time::sleep(job.after).await;
             let result = run_repair(&client, &subscriber, &stream, &job).await;
             let _ = control.send(Control::Repaired {
@@ -301,9 +307,9 @@ fn owner_in(routing: &ClusterRouting, stream: &StreamId) -> String {
 fn spawn_topology_watch(
     subscriber: Client,
     control: mpsc::UnboundedSender<Control>,
-    cancel: CancellationToken,
+    background: &Background,
 ) {
-    crate::periodic::spawn_every(TOPOLOGY_EVERY, cancel, move || {
+    background.every(TOPOLOGY_EVERY, move || {
         let (subscriber, control) = (subscriber.clone(), control.clone());
         async move {
             match subscriber.sync_cluster().await {

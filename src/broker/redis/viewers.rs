@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
 
 use super::RedisBroker;
 use super::client::run;
 use super::keys::StreamKeys;
 use super::scripts;
+use crate::background::Background;
 use crate::broker::{BrokerError, StreamStats};
 use crate::domain::{StreamId, now_ms};
 
@@ -127,8 +127,8 @@ impl RedisBroker {
     }
 }
 
-pub(super) fn spawn_reporter(broker: Arc<RedisBroker>, cancel: CancellationToken) {
-    crate::periodic::spawn_every(VIEWER_REPORT_EVERY, cancel, move || {
+pub(super) fn spawn_reporter(broker: Arc<RedisBroker>, background: &Background) {
+    background.every(VIEWER_REPORT_EVERY, move || {
         let broker = broker.clone();
         async move { broker.report_all().await }
     });
