@@ -60,6 +60,9 @@ impl Node {
         config.listen = "127.0.0.1:0".parse().expect("an address");
         config.pod_name = "bench".into();
         config.cpu_ready_threshold = 1.0;
+        // Coalescing off: a benchmark's comments come faster than any stream's, so every
+        // room would count as hot and each iteration would wait out the 40 ms window.
+        config.coalesce_ms = 0;
         let app = App::build(config).await.expect("the instance builds");
         Self { app }
     }
