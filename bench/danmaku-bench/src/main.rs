@@ -22,6 +22,7 @@
 //! - `scenario`: a scenario command from start to end (layout, run, tally, result).
 //! - `floor`: the minimal server that measures the floor of CPU per delivery.
 
+mod chaos;
 mod compare;
 mod console;
 mod floor;

@@ -1,0 +1,4 @@
+//! `danmaku-bench chaos`: the chaos soak.
+
+mod journal;
+mod verify;
