@@ -72,6 +72,10 @@ enum Commands {
     /// while; samples each instance's RSS and subscriptions (and Redis's channels) every
     /// `--sample-every`, and checks for RSS growth, leaked subscriptions and lost comments.
     Soak(Soak),
+    /// The chaos soak (`bench/chaos`): three instances on a Redis Cluster with replicas, all
+    /// started here, viewers and posters that live as the client library does, and a fault
+    /// every 20–60 s; then every viewer's log verified against what was published.
+    Chaos(chaos::Args),
     /// Render an HTML report from result files.
     Report {
         #[arg(long, default_value = "danmaku-bench report")]
@@ -204,6 +208,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Commands::Worker => worker::run(),
+        Commands::Chaos(args) => chaos::run(args),
         Commands::Floor { listen, jwt_secret } => floor::run(listen, jwt_secret),
         Commands::Report { title, out, files } => {
             let runs = read_results(&files)?;

@@ -80,19 +80,6 @@ pub(crate) enum Event {
     },
 }
 
-impl Event {
-    pub(crate) fn t(&self) -> u64 {
-        match self {
-            Event::Open { t, .. }
-            | Event::Failed { t, .. }
-            | Event::Init { t, .. }
-            | Event::Comments { t, .. }
-            | Event::Hint { t, .. }
-            | Event::Close { t, .. } => *t,
-        }
-    }
-}
-
 /// The line (newline included) of `viewer`'s `event`.
 pub(crate) fn viewer_line(viewer: u32, event: &Event) -> String {
     let ids = |ids: &[CommentId]| ids.iter().map(|id| format!(" {id}")).collect::<String>();

@@ -124,8 +124,9 @@ pub(crate) struct ProxyStats {
 /// One fault and what it did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct FaultRecord {
-    /// Seconds from the start of the load.
+    /// Seconds from the start of the load, and the Unix time in ms.
     pub t_s: f64,
+    pub at_ms: u64,
     /// `kill`, `drain`, `failover`, `master-kill`, `migrate`, `redis-restart` or `cut`.
     pub kind: String,
     /// What it hit: an instance, a Redis node, a slot.
