@@ -373,13 +373,24 @@ mod tests {
         let init = format!(
             r#"{{"type":"init","stream_id":"s1","comments":[{COMMENT}],"viewer_count":1,"resumed":true,"epoch":"e7","server":{{"pod":"p"}}}}"#
         );
-        let ClientFrame::Init { comments, resumed, epoch } = decode_client(&init).unwrap() else {
+        let ClientFrame::Init {
+            comments,
+            resumed,
+            epoch,
+        } = decode_client(&init).unwrap()
+        else {
             panic!("not init");
         };
-        assert_eq!((comments.len(), resumed, epoch.as_deref()), (1, true, Some("e7")));
+        assert_eq!(
+            (comments.len(), resumed, epoch.as_deref()),
+            (1, true, Some("e7"))
+        );
         assert_eq!(
             decode_client(r#"{"type":"ack","ref":"c1","id":"5-0"}"#).unwrap(),
-            ClientFrame::Ack { reference: Some("c1".into()), id: "5-0".into() }
+            ClientFrame::Ack {
+                reference: Some("c1".into()),
+                id: "5-0".into()
+            }
         );
         assert_eq!(
             decode_client(r#"{"type":"error","code":"unavailable","message":"m","ref":"c2"}"#)
@@ -394,7 +405,10 @@ mod tests {
             decode_client(r#"{"type":"reconnect","after_ms":250}"#).unwrap(),
             ClientFrame::Reconnect { after_ms: 250 }
         );
-        assert_eq!(decode_client(r#"{"type":"viewers","count":2}"#).unwrap(), ClientFrame::Other);
+        assert_eq!(
+            decode_client(r#"{"type":"viewers","count":2}"#).unwrap(),
+            ClientFrame::Other
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl Stage<'_> {
                 "SIGKILL, restarted 5 s later".to_owned()
             }
             Kind::Drain => {
-                let (took, clean) = self.fleet.drain(i, self.drain + Duration::from_secs(15)).await;
+                let (took, clean) = self
+                    .fleet
+                    .drain(i, self.drain + Duration::from_secs(15))
+                    .await;
                 tokio::time::sleep(DOWN).await;
                 format!(
                     "SIGTERM, exited {} after {:.1} s, restarted 5 s later",
@@ -138,12 +141,17 @@ impl Stage<'_> {
             }
         };
         if kind != Kind::Cut {
-            let pid = self.fleet.start(i).await?;
-            self.proxy.set_owner(&name, pid);
+            let proxy = self.proxy;
+            self.fleet
+                .start(i, |pid| proxy.set_owner(&name, pid))
+                .await?;
         }
         Ok(Done {
             target: name,
-            note: format!("{note}; back after {:.1} s", started.elapsed().as_secs_f64()),
+            note: format!(
+                "{note}; back after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
         })
     }
 
@@ -185,11 +193,17 @@ impl Stage<'_> {
         let promoted = started.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.cluster.restart(m.index).await?;
+        for (name, pid) in self.cluster.pids() {
+            self.proxy.set_owner(&name, pid);
+        }
         let port = self.cluster.port(m.index);
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut replicated = false;
         while Instant::now() < deadline {
-            if query(port, &["ROLE"]).await.is_ok_and(|r| r.contains("slave")) {
+            if query(port, &["ROLE"])
+                .await
+                .is_ok_and(|r| r.contains("slave"))
+            {
                 replicated = true;
                 break;
             }
@@ -199,11 +213,18 @@ impl Stage<'_> {
             query(port, &["CLUSTER", "REPLICATE", &r.id]).await?;
         }
         Ok(Done {
-            target: format!("redis-{port} (replica redis-{})", self.cluster.port(r.index)),
+            target: format!(
+                "redis-{port} (replica redis-{})",
+                self.cluster.port(r.index)
+            ),
             note: format!(
                 "SIGKILL; replica promoted after {:.1} s; restarted, {}",
                 promoted.as_secs_f64(),
-                if replicated { "a replica again by itself" } else { "made a replica with CLUSTER REPLICATE" }
+                if replicated {
+                    "a replica again by itself"
+                } else {
+                    "made a replica with CLUSTER REPLICATE"
+                }
             ),
         })
     }
@@ -213,7 +234,10 @@ impl Stage<'_> {
         let deadline = Instant::now() + within;
         loop {
             let nodes = self.cluster.topology().await.unwrap_or_default();
-            if nodes.iter().any(|n| n.index == i && n.master && !n.slots.is_empty()) {
+            if nodes
+                .iter()
+                .any(|n| n.index == i && n.master && !n.slots.is_empty())
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -229,7 +253,10 @@ impl Stage<'_> {
         let any = self.cluster.port(0);
         let slot: u16 = query(any, &["CLUSTER", "KEYSLOT", &key]).await?.parse()?;
         let nodes = self.cluster.topology().await?;
-        let masters: Vec<&NodeInfo> = nodes.iter().filter(|n| n.master && !n.failed && !n.slots.is_empty()).collect();
+        let masters: Vec<&NodeInfo> = nodes
+            .iter()
+            .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+            .collect();
         let from = *masters
             .iter()
             .find(|n| n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
@@ -248,16 +275,30 @@ impl Stage<'_> {
             }
             moved += keys.len();
             let dst_port = dst.to_string();
-            let mut args = vec!["MIGRATE", "127.0.0.1", &dst_port, "", "0", "5000", "REPLACE", "KEYS"];
+            let mut args = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &dst_port,
+                "",
+                "0",
+                "5000",
+                "REPLACE",
+                "KEYS",
+            ];
             args.extend(keys.iter().map(String::as_str));
             query(src, &args).await?;
         }
-        for port in [dst, src].into_iter().chain(masters.iter().map(|m| self.cluster.port(m.index))) {
+        for port in [dst, src]
+            .into_iter()
+            .chain(masters.iter().map(|m| self.cluster.port(m.index)))
+        {
             query(port, &["CLUSTER", "SETSLOT", &s, "NODE", &to.id]).await?;
         }
         Ok(Done {
             target: format!("slot {slot} ({stream}) redis-{src} → redis-{dst}"),
-            note: format!("IMPORTING/MIGRATING, {moved} keys MIGRATEd, SETSLOT NODE on every master"),
+            note: format!(
+                "IMPORTING/MIGRATING, {moved} keys MIGRATEd, SETSLOT NODE on every master"
+            ),
         })
     }
 

@@ -96,7 +96,10 @@ impl Fleet {
         env: Vec<(String, String)>,
     ) -> Fleet {
         let status = Status {
-            bases: ports.iter().map(|p| format!("ws://127.0.0.1:{p}")).collect(),
+            bases: ports
+                .iter()
+                .map(|p| format!("ws://127.0.0.1:{p}"))
+                .collect(),
             ready: ports.iter().map(|_| AtomicBool::new(false)).collect(),
             pids: ports.iter().map(|_| AtomicU32::new(0)).collect(),
         };
@@ -118,8 +121,13 @@ impl Fleet {
         format!("danmaku-{i}")
     }
 
-    /// Starts instance `i` and waits until it serves (`/livez`); returns its pid.
-    pub(crate) async fn start(&mut self, i: usize) -> anyhow::Result<u32> {
+    /// Starts instance `i`, tells `spawned` its pid at once (before it connects to anything),
+    /// and waits until it serves (`/livez`).
+    pub(crate) async fn start(
+        &mut self,
+        i: usize,
+        spawned: impl FnOnce(u32),
+    ) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -134,15 +142,16 @@ impl Fleet {
             .spawn()
             .with_context(|| format!("start {}", self.bin.display()))?;
         let pid = child.id();
+        spawned(pid);
         self.children[i] = Some(child);
         self.status.pids[i].store(pid, Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let mut client = http::Client::new(&self.status.bases[i], Ipv4Addr::LOCALHOST)?;
-            if let Ok(r) = client.request("GET", "/livez", None, None).await {
-                if r.status == 200 {
-                    return Ok(pid);
-                }
+            if let Ok(r) = client.request("GET", "/livez", None, None).await
+                && r.status == 200
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("{} did not serve within 15 s", Self::name(i));

@@ -237,7 +237,10 @@ mod tests {
                 skipped: 3,
                 ids: vec![id(9, 0)],
             },
-            Event::Hint { t: 5, after_ms: 250 },
+            Event::Hint {
+                t: 5,
+                after_ms: 250,
+            },
             Event::Close { t: 6, code: 4002 },
         ];
         for event in events {
@@ -247,6 +250,9 @@ mod tests {
         }
         assert_eq!(parse_viewer_line("1 2 z"), None);
         let line = published_line(3, id(8, 1), Source::Http);
-        assert_eq!(parse_published_line(&line), Some((3, id(8, 1), Source::Http)));
+        assert_eq!(
+            parse_published_line(&line),
+            Some((3, id(8, 1), Source::Http))
+        );
     }
 }

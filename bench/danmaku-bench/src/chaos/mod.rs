@@ -103,9 +103,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     })?;
     let out = &args.out_dir;
-    std::fs::write(out.join("chaos.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(
+        out.join("chaos.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
     let title = format!("chaos — {} min, seed {}", args.minutes, result.seed);
-    std::fs::write(out.join("report.html"), crate::report::render_chaos(&result, &title))?;
+    std::fs::write(
+        out.join("report.html"),
+        crate::report::render_chaos(&result, &title),
+    )?;
     crate::console::print_chaos(&result);
     println!("chaos: wrote {}", out.display());
     if !result.failures.is_empty() {
@@ -140,18 +146,32 @@ struct Stage {
 
 async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
     let ports = Ports::new(args.port_offset);
-    let routes: Vec<(u16, u16)> = ports.relay.iter().copied().zip(ports.redis.iter().copied()).collect();
+    let routes: Vec<(u16, u16)> = ports
+        .relay
+        .iter()
+        .copied()
+        .zip(ports.redis.iter().copied())
+        .collect();
     let proxy = Proxy::start(&routes)?;
     let cluster = Cluster::start(logs, &ports.redis, &ports.relay)?;
     cluster.wait_up().await?;
     cluster.create()?;
-    cluster.wait_ok(Duration::from_secs(60)).await.context("the cluster did not form")?;
+    cluster
+        .wait_ok(Duration::from_secs(60))
+        .await
+        .context("the cluster did not form")?;
     for (name, pid) in cluster.pids() {
         proxy.set_owner(&name, pid);
     }
-    let seeds: Vec<String> = ports.relay[..3].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let seeds: Vec<String> = ports.relay[..3]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
     let env = [
-        ("DANMAKU_REDIS_URL", format!("redis-cluster://{}", seeds.join(","))),
+        (
+            "DANMAKU_REDIS_URL",
+            format!("redis-cluster://{}", seeds.join(",")),
+        ),
         ("DANMAKU_JWT_SECRET", SECRET.to_owned()),
         ("DANMAKU_SERVICE_TOKENS", SERVICE.to_owned()),
         ("DANMAKU_RATE_PER_SEC", "1000".to_owned()),
@@ -164,8 +184,9 @@ async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
     let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let mut fleet = Fleet::new(args.danmaku.clone(), logs.to_owned(), &ports.danmaku, env);
     for i in 0..fleet.len() {
-        let pid = fleet.start(i).await?;
-        proxy.set_owner(&Fleet::name(i), pid);
+        fleet
+            .start(i, |pid| proxy.set_owner(&Fleet::name(i), pid))
+            .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -178,7 +199,11 @@ async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(Stage { proxy, cluster, fleet })
+    Ok(Stage {
+        proxy,
+        cluster,
+        fleet,
+    })
 }
 
 /// The clients of a run.
@@ -200,9 +225,18 @@ fn start_load(args: &Args, seed: u64, status: &Arc<fleet::Status>, live: &Arc<Li
     let mut viewers = Vec::new();
     for id in 0..args.viewers {
         // One viewer per stream first, then by popularity (stream s weighs 1/(s+1)).
-        let stream = if (id as usize) < args.streams { id as usize } else { zipf(args.streams, &mut rng) };
+        let stream = if (id as usize) < args.streams {
+            id as usize
+        } else {
+            zipf(args.streams, &mut rng)
+        };
         per_stream[stream] += 1;
-        let spec = viewer::Spec { id, stream, home: id as usize % instances, seed };
+        let spec = viewer::Spec {
+            id,
+            stream,
+            home: id as usize % instances,
+            seed,
+        };
         let (status, live, stop) = (status.clone(), live.clone(), viewers_stopped.clone());
         viewers.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(u64::from(id) * 3)).await;
@@ -219,17 +253,39 @@ fn start_load(args: &Args, seed: u64, status: &Arc<fleet::Status>, live: &Arc<Li
             token: crate::scenario::sign(SECRET, &format!("poster-{stream}"), None),
             seed,
         };
-        writers.push(tokio::spawn(poster::post(p, status.clone(), live.clone(), writers_stopped.clone())));
+        writers.push(tokio::spawn(poster::post(
+            p,
+            status.clone(),
+            live.clone(),
+            writers_stopped.clone(),
+        )));
     }
     let http_rate = args.rate * args.http_share * args.streams as f64;
     for index in 0..2 {
-        let svc = poster::Service { index, streams: args.streams, rate: http_rate / 2.0, token: SERVICE.into(), seed };
-        writers.push(tokio::spawn(poster::serve(svc, status.clone(), live.clone(), writers_stopped.clone())));
+        let svc = poster::Service {
+            index,
+            streams: args.streams,
+            rate: http_rate / 2.0,
+            token: SERVICE.into(),
+            seed,
+        };
+        writers.push(tokio::spawn(poster::serve(
+            svc,
+            status.clone(),
+            live.clone(),
+            writers_stopped.clone(),
+        )));
     }
     let mut order: Vec<usize> = (0..args.streams).collect();
     order.sort_by_key(|s| std::cmp::Reverse(per_stream[*s]));
     let busy = order.into_iter().map(|s| format!("chaos-{s}")).collect();
-    Load { viewers, writers, stop_viewers, stop_writers, busy }
+    Load {
+        viewers,
+        writers,
+        stop_viewers,
+        stop_writers,
+        busy,
+    }
 }
 
 /// A stream index drawn with weight 1/(s+1).
@@ -246,9 +302,19 @@ fn zipf(streams: usize, rng: &mut StdRng) -> usize {
 }
 
 /// Draws and runs faults until `until`; each is followed by a wait for everything to be back.
-async fn fault_loop(args: &Args, stage: &mut Stage, busy: Vec<String>, rng: &mut StdRng, t0: (Instant, u64), until: Instant) -> Vec<FaultRecord> {
+async fn fault_loop(
+    args: &Args,
+    stage: &mut Stage,
+    busy: Vec<String>,
+    rng: &mut StdRng,
+    t0: (Instant, u64),
+    until: Instant,
+) -> Vec<FaultRecord> {
     let short = args.minutes < 10.0;
-    let (lo, hi) = (args.fault_min_s.unwrap_or(if short { 8 } else { 20 }), args.fault_max_s.unwrap_or(if short { 15 } else { 60 }));
+    let (lo, hi) = (
+        args.fault_min_s.unwrap_or(if short { 8 } else { 20 }),
+        args.fault_max_s.unwrap_or(if short { 15 } else { 60 }),
+    );
     let mut draw = faults::Draw::new(args.in_turn.unwrap_or(short));
     let mut records = Vec::new();
     loop {
@@ -259,7 +325,11 @@ async fn fault_loop(args: &Args, stage: &mut Stage, busy: Vec<String>, rng: &mut
         tokio::time::sleep(wait).await;
         let kind = draw.next(rng);
         let (at, started) = (now_ms(), Instant::now());
-        println!("chaos: {:>6.1} s: {}", t0.0.elapsed().as_secs_f64(), kind.name());
+        println!(
+            "chaos: {:>6.1} s: {}",
+            t0.0.elapsed().as_secs_f64(),
+            kind.name()
+        );
         let mut s = faults::Stage {
             cluster: &mut stage.cluster,
             fleet: &mut stage.fleet,
@@ -270,8 +340,14 @@ async fn fault_loop(args: &Args, stage: &mut Stage, busy: Vec<String>, rng: &mut
         let done = s.run(kind, rng).await;
         let recovered = recover(stage).await;
         let (target, note) = match (done, recovered) {
-            (Ok(d), Ok(back)) => (d.target, format!("{}; all ready and cluster ok {back:.1} s after", d.note)),
-            (Ok(d), Err(e)) => (d.target, format!("FAILED to recover: {e:#} (after: {})", d.note)),
+            (Ok(d), Ok(back)) => (
+                d.target,
+                format!("{}; all ready and cluster ok {back:.1} s after", d.note),
+            ),
+            (Ok(d), Err(e)) => (
+                d.target,
+                format!("FAILED to recover: {e:#} (after: {})", d.note),
+            ),
             (Err(e), _) => (String::new(), format!("FAILED: {e:#}")),
         };
         println!("chaos:         {target}: {note}");
@@ -295,7 +371,11 @@ async fn recover(stage: &Stage) -> anyhow::Result<f64> {
     let status = &stage.fleet.status;
     while status.ready_count() < stage.fleet.len() as u64 {
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("{} of {} instances ready after 60 s", status.ready_count(), stage.fleet.len());
+            bail!(
+                "{} of {} instances ready after 60 s",
+                status.ready_count(),
+                stage.fleet.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -315,7 +395,12 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
     let status = stage.fleet.status.clone();
     let t0 = (Instant::now(), now_ms());
     let (stop_sampler, sampler_stopped) = watch::channel(false);
-    let sampler = tokio::spawn(sample::run(status.clone(), live.clone(), t0.0, sampler_stopped));
+    let sampler = tokio::spawn(sample::run(
+        status.clone(),
+        live.clone(),
+        t0.0,
+        sampler_stopped,
+    ));
     let load = start_load(&args, seed, &status, &live);
     let until = t0.0 + Duration::from_secs_f64(args.minutes * 60.0);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -354,7 +439,13 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
 
 /// Stops the writers (they settle their last posts), posts each stream's end marker, lets it
 /// reach the viewers, and stops them.
-async fn finish_load(args: &Args, load: Load, status: &Arc<fleet::Status>, live: &Arc<Live>, rng: &mut StdRng) {
+async fn finish_load(
+    args: &Args,
+    load: Load,
+    status: &Arc<fleet::Status>,
+    live: &Arc<Live>,
+    rng: &mut StdRng,
+) {
     let _ = load.stop_writers.send(true);
     for w in load.writers {
         let _ = w.await;
@@ -362,7 +453,17 @@ async fn finish_load(args: &Args, load: Load, status: &Arc<fleet::Status>, live:
     let never = watch::channel(true).1;
     for stream in 0..args.streams {
         let body = r#"{"kind":"system","text":"chaos end","idempotency_key":"end"}"#;
-        poster::post_until_accepted(stream, body, SERVICE, status, live, rng, journal::Source::End, &never).await;
+        poster::post_until_accepted(
+            stream,
+            body,
+            SERVICE,
+            status,
+            live,
+            rng,
+            journal::Source::End,
+            &never,
+        )
+        .await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _ = load.stop_viewers.send(true);

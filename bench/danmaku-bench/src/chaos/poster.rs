@@ -41,7 +41,12 @@ pub(crate) struct Poster {
 }
 
 /// Posts until `stop`, then until every post is acknowledged or [`SETTLE`] has passed.
-pub(crate) async fn post(p: Poster, fleet: Arc<Status>, live: Arc<Live>, stop: watch::Receiver<bool>) {
+pub(crate) async fn post(
+    p: Poster,
+    fleet: Arc<Status>,
+    live: Arc<Live>,
+    stop: watch::Receiver<bool>,
+) {
     let mut rng = StdRng::seed_from_u64(p.seed ^ (p.stream as u64) << 20);
     let mut pending: BTreeMap<u64, String> = BTreeMap::new();
     let mut next = 0u64;
@@ -60,14 +65,25 @@ pub(crate) async fn post(p: Poster, fleet: Arc<Status>, live: Arc<Live>, stop: w
             "{}/v1/streams/chaos-{}/ws?access_token={}",
             fleet.bases[instance], p.stream, p.token
         );
-        let connected = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&url)).await;
+        let connected = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(&url),
+        )
+        .await;
         let Ok(Ok((mut ws, _))) = connected else {
             attempt += 1;
             tokio::time::sleep(backoff(attempt - 1, &mut rng)).await;
             continue;
         };
-        let mut session = Session { p: &p, live: &live, pending: &mut pending, next: &mut next };
-        let wait = session.run(&mut ws, &mut tick, &stop, &mut deadline, &mut attempt).await;
+        let mut session = Session {
+            p: &p,
+            live: &live,
+            pending: &mut pending,
+            next: &mut next,
+        };
+        let wait = session
+            .run(&mut ws, &mut tick, &stop, &mut deadline, &mut attempt)
+            .await;
         let wait = wait.unwrap_or_else(|| {
             attempt += 1;
             backoff(attempt - 1, &mut rng)
@@ -85,7 +101,8 @@ struct Session<'a> {
     next: &'a mut u64,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Session<'_> {
     fn reference(&self, seq: u64) -> String {
@@ -93,7 +110,11 @@ impl Session<'_> {
     }
 
     fn text(&self, seq: u64) -> String {
-        format!(r#"{{"type":"comment","text":"chaos {} {seq}","ref":"{}"}}"#, self.p.stream, self.reference(seq))
+        format!(
+            r#"{{"type":"comment","text":"chaos {} {seq}","ref":"{}"}}"#,
+            self.p.stream,
+            self.reference(seq)
+        )
     }
 
     /// Until the connection ends: `Some(delay)` to reconnect after (a hint), `None` to back off.
@@ -151,15 +172,20 @@ impl Session<'_> {
             }
             ClientFrame::Ack { reference, id } => {
                 let seq = reference.as_deref().and_then(|r| self.seq_of(r))?;
-                if self.pending.remove(&seq).is_some() {
-                    if let Ok(id) = id.parse::<CommentId>() {
-                        self.live.published(self.p.stream, id, Source::Ws);
-                        self.live.count(|c| c.ws_acked += 1);
-                    }
+                if self.pending.remove(&seq).is_some()
+                    && let Ok(id) = id.parse::<CommentId>()
+                {
+                    self.live.published(self.p.stream, id, Source::Ws);
+                    self.live.count(|c| c.ws_acked += 1);
                 }
             }
-            ClientFrame::Error { reference, code, retry_after_ms } => {
-                self.live.count(|c| *c.ws_errors.entry(code.to_string()).or_default() += 1);
+            ClientFrame::Error {
+                reference,
+                code,
+                retry_after_ms,
+            } => {
+                self.live
+                    .count(|c| *c.ws_errors.entry(code.to_string()).or_default() += 1);
                 let seq = reference.as_deref().and_then(|r| self.seq_of(r))?;
                 let frame = self.pending.get(&seq)?.clone();
                 let wait = retry_after_ms.unwrap_or(500).min(5_000);
@@ -174,7 +200,10 @@ impl Session<'_> {
     }
 
     fn seq_of(&self, reference: &str) -> Option<u64> {
-        reference.strip_prefix(&format!("p{}-", self.p.stream))?.parse().ok()
+        reference
+            .strip_prefix(&format!("p{}-", self.p.stream))?
+            .parse()
+            .ok()
     }
 }
 
@@ -190,7 +219,12 @@ pub(crate) struct Service {
 }
 
 /// Posts as `svc` until `stop`.
-pub(crate) async fn serve(svc: Service, fleet: Arc<Status>, live: Arc<Live>, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    svc: Service,
+    fleet: Arc<Status>,
+    live: Arc<Live>,
+    stop: watch::Receiver<bool>,
+) {
     let index = svc.index;
     let mut rng = StdRng::seed_from_u64(svc.seed ^ 0x5E4 ^ index as u64);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / svc.rate.max(0.01)));
@@ -202,7 +236,17 @@ pub(crate) async fn serve(svc: Service, fleet: Arc<Status>, live: Arc<Live>, sto
         let body = format!(
             r#"{{"kind":"gift","text":"gift {n}","user":{{"id":"svc{index}","name":"svc"}},"data":{{"n":{n}}},"idempotency_key":"{key}"}}"#
         );
-        post_until_accepted(stream, &body, &svc.token, &fleet, &live, &mut rng, Source::Http, &stop).await;
+        post_until_accepted(
+            stream,
+            &body,
+            &svc.token,
+            &fleet,
+            &live,
+            &mut rng,
+            Source::Http,
+            &stop,
+        )
+        .await;
         n += 1;
     }
 }
@@ -225,17 +269,24 @@ pub(crate) async fn post_until_accepted(
     let home = rng.random_range(0..fleet.bases.len());
     loop {
         let instance = fleet.pick(home, rng);
-        if let Ok(mut client) = http::Client::new(&fleet.bases[instance], Ipv4Addr::LOCALHOST) {
-            if let Ok(r) = client.post_json(&path, token, body.as_bytes()).await {
-                if r.status == 201 || r.status == 200 {
-                    let id = serde_json::from_slice::<serde_json::Value>(&r.body).ok().and_then(|v| v["comment"]["id"].as_str()?.parse::<CommentId>().ok());
-                    if let Some(id) = id {
-                        live.published(stream, id, source);
-                    }
-                    live.count(|c| if r.status == 201 { c.http_created += 1 } else { c.http_replayed += 1 });
-                    return true;
-                }
+        if let Ok(mut client) = http::Client::new(&fleet.bases[instance], Ipv4Addr::LOCALHOST)
+            && let Ok(r) = client.post_json(&path, token, body.as_bytes()).await
+            && (r.status == 201 || r.status == 200)
+        {
+            let id = serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| v["comment"]["id"].as_str()?.parse::<CommentId>().ok());
+            if let Some(id) = id {
+                live.published(stream, id, source);
             }
+            live.count(|c| {
+                if r.status == 201 {
+                    c.http_created += 1
+                } else {
+                    c.http_replayed += 1
+                }
+            });
+            return true;
         }
         live.count(|c| c.http_retries += 1);
         if *stop.borrow() && Instant::now() > give_up {

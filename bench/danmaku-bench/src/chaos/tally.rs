@@ -14,7 +14,11 @@ use crate::chaos::verify::{self, Verdict};
 use crate::result::chaos::{ChaosResult, ChaosTick, FaultRecord, Readiness};
 
 /// Verifies every stream's viewer log under `logs` against `published.log`.
-pub(crate) fn verify_logs(logs: &Path, streams: usize, faults: &[FaultRecord]) -> anyhow::Result<Verdict> {
+pub(crate) fn verify_logs(
+    logs: &Path,
+    streams: usize,
+    faults: &[FaultRecord],
+) -> anyhow::Result<Verdict> {
     let mut published: HashMap<usize, Vec<CommentId>> = HashMap::new();
     let mut ends: HashMap<usize, CommentId> = HashMap::new();
     let file = std::fs::File::open(logs.join("published.log")).context("published.log")?;
@@ -38,7 +42,14 @@ pub(crate) fn verify_logs(logs: &Path, streams: usize, faults: &[FaultRecord]) -
             }
         }
         let ids = published.remove(&stream).unwrap_or_default();
-        verify::check_stream(stream, &ids, ends.get(&stream).copied(), &log, &starts, &mut verdict);
+        verify::check_stream(
+            stream,
+            &ids,
+            ends.get(&stream).copied(),
+            &log,
+            &starts,
+            &mut verdict,
+        );
     }
     Ok(verdict)
 }
@@ -64,7 +75,11 @@ pub(crate) fn readiness(ticks: &[ChaosTick], faults: &[FaultRecord], grace_s: f6
             .filter(|f| f.kind == "redis-restart")
             .any(|f| t >= f.t_s && t <= f.t_s + f.took_s + grace_s)
     };
-    let outside: Vec<u64> = ticks.iter().filter(|t| !excused(t.t_s)).map(|t| t.ready).collect();
+    let outside: Vec<u64> = ticks
+        .iter()
+        .filter(|t| !excused(t.t_s))
+        .map(|t| t.ready)
+        .collect();
     Readiness {
         polls: ticks.len() as u64,
         min_ready: ticks.iter().map(|t| t.ready).min().unwrap_or(0),

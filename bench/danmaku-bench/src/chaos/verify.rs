@@ -137,7 +137,8 @@ pub(crate) fn check_stream(
     out: &mut Verdict,
 ) {
     if out.windows.len() < fault_starts.len() {
-        out.windows.resize_with(fault_starts.len(), WindowTally::default);
+        out.windows
+            .resize_with(fault_starts.len(), WindowTally::default);
     }
     let mut ids: Vec<CommentId> = published.to_vec();
     for (_, event) in log {
@@ -168,7 +169,9 @@ pub(crate) fn check_stream(
 
 impl Check<'_> {
     fn window(&self, t: u64) -> Option<usize> {
-        self.fault_starts.partition_point(|s| *s <= t).checked_sub(1)
+        self.fault_starts
+            .partition_point(|s| *s <= t)
+            .checked_sub(1)
     }
 
     fn viewer(&mut self, id: u32, events: &[&Event]) {
@@ -202,10 +205,10 @@ impl Check<'_> {
         match event {
             Event::Open { t, instance, after } => {
                 self.out.delivery.attempts += 1;
-                if v.opened {
-                    if let Some(w) = self.window(*t) {
-                        self.out.windows[w].reconnected.insert(id);
-                    }
+                if v.opened
+                    && let Some(w) = self.window(*t)
+                {
+                    self.out.windows[w].reconnected.insert(id);
                 }
                 (v.opened, v.instance) = (true, Some(*instance));
                 (v.attempt_t, v.attempt_after) = (*t, *after);
@@ -213,11 +216,16 @@ impl Check<'_> {
             Event::Failed { .. } => {}
             Event::Hint { .. } => self.out.delivery.hints += 1,
             Event::Close { t, code } => {
-                *self.out.delivery.closes.entry(code.to_string()).or_default() += 1;
-                if *code == 4002 {
-                    if let Some(w) = self.window(*t) {
-                        self.out.windows[w].resync += 1;
-                    }
+                *self
+                    .out
+                    .delivery
+                    .closes
+                    .entry(code.to_string())
+                    .or_default() += 1;
+                if *code == 4002
+                    && let Some(w) = self.window(*t)
+                {
+                    self.out.windows[w].resync += 1;
                 }
                 v.last_close = Some(*code);
                 self.end_conn(v);
@@ -254,10 +262,10 @@ impl Check<'_> {
                 Cause::ResumedFalse
             };
             let window = self.window(t);
-            if let Some(w) = window {
-                if cause == Cause::ResumedFalse {
-                    self.out.windows[w].resumed_false += 1;
-                }
+            if let Some(w) = window
+                && cause == Cause::ResumedFalse
+            {
+                self.out.windows[w].resumed_false += 1;
             }
             self.out.delivery.accounted_gaps += 1;
             v.gap = Some(Gap {
@@ -331,10 +339,8 @@ impl Check<'_> {
                 _ => v.seg.push(c),
             }
             fresh += 1;
-            if after_start {
-                if let Some(conn) = v.conn.as_mut() {
-                    conn.got += 1;
-                }
+            if after_start && let Some(conn) = v.conn.as_mut() {
+                conn.got += 1;
             }
         }
         self.out.delivery.received += fresh;

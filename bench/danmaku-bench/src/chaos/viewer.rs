@@ -67,7 +67,12 @@ enum Ended {
 }
 
 /// Runs the viewer until `stop` turns true.
-pub(crate) async fn run(spec: Spec, fleet: Arc<Status>, live: Arc<Live>, stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    spec: Spec,
+    fleet: Arc<Status>,
+    live: Arc<Live>,
+    stop: watch::Receiver<bool>,
+) {
     let mut rng = StdRng::seed_from_u64(spec.seed ^ u64::from(spec.id).wrapping_mul(0x9E37));
     let mut cursor = Cursor {
         last: None,
@@ -76,7 +81,16 @@ pub(crate) async fn run(spec: Spec, fleet: Arc<Status>, live: Arc<Live>, stop: w
     let mut attempt = 0u32;
     while !*stop.borrow() {
         let instance = fleet.pick(spec.home, &mut rng);
-        let ended = connection(&spec, instance, &fleet, &live, &mut cursor, &mut attempt, stop.clone()).await;
+        let ended = connection(
+            &spec,
+            instance,
+            &fleet,
+            &live,
+            &mut cursor,
+            &mut attempt,
+            stop.clone(),
+        )
+        .await;
         let wait = match ended {
             Ended::Stop => return,
             Ended::After(d) => d,
@@ -109,14 +123,19 @@ async fn connection(
         instance,
         after: cursor.last,
     });
-    let mut url = format!("{}/v1/streams/chaos-{}/ws", fleet.bases[instance], spec.stream);
+    let mut url = format!(
+        "{}/v1/streams/chaos-{}/ws",
+        fleet.bases[instance], spec.stream
+    );
     if let Some(last) = cursor.last {
         url.push_str(&format!("?after={last}"));
         if let Some(epoch) = &cursor.epoch {
             url.push_str(&format!("&epoch={epoch}"));
         }
     }
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(&url)).await {
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(&url))
+        .await
+    {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(WsError::Http(response))) => {
             log(Event::Failed {
@@ -126,7 +145,10 @@ async fn connection(
             return Ended::Backoff;
         }
         _ => {
-            log(Event::Failed { t: now_ms(), status: 0 });
+            log(Event::Failed {
+                t: now_ms(),
+                status: 0,
+            });
             return Ended::Backoff;
         }
     };
@@ -176,7 +198,9 @@ async fn read(
         silent_once = false;
         match message {
             Message::Text(text) => {
-                if let Some(hint) = frame(spec, text.as_str(), live, cursor, attempt, &mut live_conn) {
+                if let Some(hint) =
+                    frame(spec, text.as_str(), live, cursor, attempt, &mut live_conn)
+                {
                     let _ = ws.close(None).await;
                     break (None, false, Ended::After(hint));
                 }
@@ -193,7 +217,14 @@ async fn read(
     }
     if matches!(result.2, Ended::After(_)) {
         // A hint: the library closes its socket and reconnects; log the close it made.
-        live.log(spec.stream, spec.id, &Event::Close { t: now_ms(), code: u16::from(CloseCode::Normal) });
+        live.log(
+            spec.stream,
+            spec.id,
+            &Event::Close {
+                t: now_ms(),
+                code: u16::from(CloseCode::Normal),
+            },
+        );
     }
     result
 }
@@ -212,7 +243,11 @@ fn frame(
         comments.iter().filter_map(|c| c.id.parse().ok()).collect()
     };
     match decode_client(text).ok()? {
-        ClientFrame::Init { comments, resumed, epoch } => {
+        ClientFrame::Init {
+            comments,
+            resumed,
+            epoch,
+        } => {
             *attempt = 0;
             *live_conn = true;
             live.viewer_connected(true);
@@ -226,7 +261,16 @@ fn frame(
             let ids = ids(&comments);
             cursor.last = ids.iter().copied().max().max(cursor.last);
             let epoch = cursor.epoch.clone().unwrap_or_default();
-            live.log(spec.stream, spec.id, &Event::Init { t, resumed, epoch, ids });
+            live.log(
+                spec.stream,
+                spec.id,
+                &Event::Init {
+                    t,
+                    resumed,
+                    epoch,
+                    ids,
+                },
+            );
         }
         ClientFrame::Comments { comments, skipped } => {
             live.delivered(comments.iter().map(|c| c.ts));

@@ -12,13 +12,23 @@ use crate::report::format::{escape, fmt_int};
 use crate::report::plots::{LegendEntry, Line, Plot, XScale};
 use crate::result::chaos::{ChaosResult, ChaosTick};
 
-const LINE: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44)];
+const LINE: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
 const MARKER: RGBColor = RGBColor(214, 39, 40);
 
 /// The whole page.
 pub(crate) fn render(r: &ChaosResult, title: &str) -> String {
-    let mut html = String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    let _ = writeln!(html, "<title>{}</title>\n<style>{}</style>\n</head>\n<body>", escape(title), super::CSS);
+    let mut html =
+        String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    let _ = writeln!(
+        html,
+        "<title>{}</title>\n<style>{}</style>\n</head>\n<body>",
+        escape(title),
+        super::CSS
+    );
     let _ = writeln!(html, "<h1>{}</h1>", escape(title));
     let _ = writeln!(
         html,
@@ -66,12 +76,22 @@ fn figures(r: &ChaosResult) -> String {
         ("unfinished viewers", d.unfinished),
         ("longest gap a viewer saw (ms)", d.longest_gap_ms),
         ("min ready instances", r.readiness.min_ready),
-        ("min ready outside Redis restarts", r.readiness.min_ready_outside_redis_restarts),
-        ("relay: connections refused / cut", r.proxy.refused + r.proxy.cut),
+        (
+            "min ready outside Redis restarts",
+            r.readiness.min_ready_outside_redis_restarts,
+        ),
+        (
+            "relay: connections refused / cut",
+            r.proxy.refused + r.proxy.cut,
+        ),
     ];
     let mut html = String::from("<h2>Figures</h2>\n<table><tbody>\n");
     for (name, v) in rows {
-        let _ = writeln!(html, "<tr><th>{name}</th><td class=\"num\">{}</td></tr>", fmt_int(v));
+        let _ = writeln!(
+            html,
+            "<tr><th>{name}</th><td class=\"num\">{}</td></tr>",
+            fmt_int(v)
+        );
     }
     if let Some(p) = &r.latency_ms {
         let _ = writeln!(
@@ -81,7 +101,11 @@ fn figures(r: &ChaosResult) -> String {
         );
     }
     let closes: Vec<String> = d.closes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-    let _ = writeln!(html, "<tr><th>closes by code</th><td>{}</td></tr>", escape(&closes.join(", ")));
+    let _ = writeln!(
+        html,
+        "<tr><th>closes by code</th><td>{}</td></tr>",
+        escape(&closes.join(", "))
+    );
     html.push_str("</tbody></table>\n");
     html
 }
@@ -138,8 +162,17 @@ fn evidence(r: &ChaosResult) -> String {
 }
 
 /// A plot of one series of the timeline, with every fault as a dashed vertical marker.
-fn series(r: &ChaosResult, caption: &str, y_desc: &'static str, lines: Vec<(String, Vec<(f64, f64)>)>) -> Plot {
-    let top = lines.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(1.0, f64::max);
+fn series(
+    r: &ChaosResult,
+    caption: &str,
+    y_desc: &'static str,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+) -> Plot {
+    let top = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
     let mut plot = Plot {
         caption: caption.into(),
         x_desc: "time (s)",
@@ -151,31 +184,76 @@ fn series(r: &ChaosResult, caption: &str, y_desc: &'static str, lines: Vec<(Stri
     };
     for (i, (label, points)) in lines.into_iter().enumerate() {
         let color = LINE[i % LINE.len()];
-        plot.legend.push(LegendEntry { label, color, dashed: false });
-        plot.lines.push(Line { color, dashed: false, points });
+        plot.legend.push(LegendEntry {
+            label,
+            color,
+            dashed: false,
+        });
+        plot.lines.push(Line {
+            color,
+            dashed: false,
+            points,
+        });
     }
     for f in &r.faults {
-        plot.lines.push(Line { color: MARKER, dashed: true, points: vec![(f.t_s, 0.0), (f.t_s, top)] });
+        plot.lines.push(Line {
+            color: MARKER,
+            dashed: true,
+            points: vec![(f.t_s, 0.0), (f.t_s, top)],
+        });
     }
     if !r.faults.is_empty() {
-        plot.legend.push(LegendEntry { label: "fault".into(), color: MARKER, dashed: true });
+        plot.legend.push(LegendEntry {
+            label: "fault".into(),
+            color: MARKER,
+            dashed: true,
+        });
     }
     plot
 }
 
 fn timeline_plots(r: &ChaosResult) -> Vec<Plot> {
-    let line = |f: fn(&ChaosTick) -> f64| r.timeline.iter().map(|t| (t.t_s, f(t))).collect::<Vec<_>>();
-    let p99 = r.timeline.iter().map(|t| (t.t_s, if t.delivered == 0 { f64::NAN } else { t.p99_ms })).collect();
+    let line =
+        |f: fn(&ChaosTick) -> f64| r.timeline.iter().map(|t| (t.t_s, f(t))).collect::<Vec<_>>();
+    let p99 = r
+        .timeline
+        .iter()
+        .map(|t| (t.t_s, if t.delivered == 0 { f64::NAN } else { t.p99_ms }))
+        .collect();
     let rss = (0..r.instances.len())
         .map(|i| {
-            let points = r.timeline.iter().map(|t| (t.t_s, t.rss_bytes.get(i).copied().flatten().map_or(f64::NAN, |b| b as f64 / 1048576.0)));
+            let points = r.timeline.iter().map(|t| {
+                (
+                    t.t_s,
+                    t.rss_bytes
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map_or(f64::NAN, |b| b as f64 / 1048576.0),
+                )
+            });
             (r.instances[i].clone(), points.collect())
         })
         .collect();
     vec![
-        series(r, "Viewers connected", "connections", vec![("connected".into(), line(|t| t.connected as f64))]),
-        series(r, "Instances ready (/readyz 200)", "instances", vec![("ready".into(), line(|t| t.ready as f64))]),
-        series(r, "Delivery latency p99 per second (ts → receive)", "ms", vec![("p99".into(), p99)]),
+        series(
+            r,
+            "Viewers connected",
+            "connections",
+            vec![("connected".into(), line(|t| t.connected as f64))],
+        ),
+        series(
+            r,
+            "Instances ready (/readyz 200)",
+            "instances",
+            vec![("ready".into(), line(|t| t.ready as f64))],
+        ),
+        series(
+            r,
+            "Delivery latency p99 per second (ts → receive)",
+            "ms",
+            vec![("p99".into(), p99)],
+        ),
         series(r, "Instance RSS", "MiB", rss),
     ]
 }

@@ -3,7 +3,10 @@
 use super::*;
 
 fn id(n: u64) -> CommentId {
-    CommentId { ms: 1000 + n, seq: 0 }
+    CommentId {
+        ms: 1000 + n,
+        seq: 0,
+    }
 }
 
 fn ids(ns: &[u64]) -> Vec<CommentId> {
@@ -245,7 +248,11 @@ fn an_empty_fresh_init_expects_everything_published_after_the_attempt() {
             comments(1005, 0, &[5]),
         ],
     );
-    assert_eq!(silent(&v), (1, 2), "3 and 4 came once the attempt had begun");
+    assert_eq!(
+        silent(&v),
+        (1, 2),
+        "3 and 4 came once the attempt had begun"
+    );
 }
 
 #[test]
