@@ -54,23 +54,29 @@ impl Kind {
 /// Draws the faults: at random, or every kind in turn (a seeded shuffle, again and again).
 pub(crate) struct Draw {
     in_turn: bool,
+    kinds: Vec<Kind>,
     queue: Vec<Kind>,
 }
 
 impl Draw {
-    pub(crate) fn new(in_turn: bool) -> Draw {
+    /// Without a relay (`direct`) there is no cut.
+    pub(crate) fn new(in_turn: bool, direct: bool) -> Draw {
         Draw {
             in_turn,
+            kinds: ALL
+                .into_iter()
+                .filter(|k| !direct || *k != Kind::Cut)
+                .collect(),
             queue: Vec::new(),
         }
     }
 
     pub(crate) fn next(&mut self, rng: &mut StdRng) -> Kind {
         if !self.in_turn {
-            return ALL[rng.random_range(0..ALL.len())];
+            return self.kinds[rng.random_range(0..self.kinds.len())];
         }
         if self.queue.is_empty() {
-            self.queue = ALL.to_vec();
+            self.queue = self.kinds.clone();
             self.queue.shuffle(rng);
         }
         self.queue.remove(0)

@@ -82,6 +82,10 @@ pub(crate) struct Args {
     /// Added to every port (Redis 7801-7806, relay 7811-7816, danmaku 8801-8803).
     #[arg(long, env = "BENCH_PORT_OFFSET", default_value_t = 0)]
     pub port_offset: u16,
+    /// No relay: every Redis node announces its own port (no cut fault then). For measuring
+    /// what the relay's hop costs.
+    #[arg(long)]
+    pub direct: bool,
     /// The commit the result names (`bench/chaos` passes it).
     #[arg(long, default_value = "unknown")]
     pub commit: String,
@@ -144,16 +148,28 @@ struct Stage {
     fleet: Fleet,
 }
 
-async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
-    let ports = Ports::new(args.port_offset);
-    let routes: Vec<(u16, u16)> = ports
-        .relay
-        .iter()
-        .copied()
-        .zip(ports.redis.iter().copied())
-        .collect();
+/// The relay and the cluster, formed; also the ports the nodes announce.
+async fn start_redis(
+    args: &Args,
+    logs: &std::path::Path,
+    ports: &Ports,
+) -> anyhow::Result<(Proxy, Cluster, Vec<u16>)> {
+    let announced = if args.direct {
+        &ports.redis
+    } else {
+        &ports.relay
+    };
+    let routes: Vec<(u16, u16)> = match args.direct {
+        true => Vec::new(),
+        false => ports
+            .relay
+            .iter()
+            .copied()
+            .zip(ports.redis.iter().copied())
+            .collect(),
+    };
     let proxy = Proxy::start(&routes)?;
-    let cluster = Cluster::start(logs, &ports.redis, &ports.relay)?;
+    let cluster = Cluster::start(logs, &ports.redis, announced)?;
     cluster.wait_up().await?;
     cluster.create()?;
     cluster
@@ -163,7 +179,13 @@ async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
     for (name, pid) in cluster.pids() {
         proxy.set_owner(&name, pid);
     }
-    let seeds: Vec<String> = ports.relay[..3]
+    Ok((proxy, cluster, announced.clone()))
+}
+
+async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
+    let ports = Ports::new(args.port_offset);
+    let (proxy, cluster, announced) = start_redis(args, logs, &ports).await?;
+    let seeds: Vec<String> = announced[..3]
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
@@ -315,7 +337,7 @@ async fn fault_loop(
         args.fault_min_s.unwrap_or(if short { 8 } else { 20 }),
         args.fault_max_s.unwrap_or(if short { 15 } else { 60 }),
     );
-    let mut draw = faults::Draw::new(args.in_turn.unwrap_or(short));
+    let mut draw = faults::Draw::new(args.in_turn.unwrap_or(short), args.direct);
     let mut records = Vec::new();
     loop {
         let wait = Duration::from_secs(rng.random_range(lo..=hi.max(lo)));
