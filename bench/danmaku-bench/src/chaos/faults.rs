@@ -2,7 +2,9 @@
 //! step, until everything is back. One at a time: the next is drawn only once the instances are
 //! all ready and the cluster is whole again.
 //!
-//! Uses `cluster`, `fleet`, `proxy`, `live` and `result::chaos`.
+//! An instance fault (kill, drain, cut) hits the instance with the most viewers, so it always
+//! matters; which node, pair or slot the others hit is drawn. Uses `cluster`, `fleet`, `proxy`
+//! and `live`.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use rand::seq::SliceRandom;
 
 use crate::chaos::cluster::{Cluster, NodeInfo, command, query};
 use crate::chaos::fleet::Fleet;
+use crate::chaos::live::Live;
 use crate::chaos::proxy::Proxy;
 
 /// The kinds of fault, in their canonical order.
@@ -91,6 +94,8 @@ pub(crate) struct Stage<'a> {
     /// The streams, busiest first (for a migration).
     pub busy_streams: Vec<String>,
     pub drain: Duration,
+    /// Where the viewers are: an instance fault hits the busiest instance.
+    pub live: &'a Live,
 }
 
 /// What a fault did: its target and a note of each step.
@@ -109,8 +114,7 @@ impl Stage<'_> {
     pub(crate) async fn run(&mut self, kind: Kind, rng: &mut StdRng) -> anyhow::Result<Done> {
         match kind {
             Kind::Kill | Kind::Drain | Kind::Cut => {
-                let i = rng.random_range(0..self.fleet.len());
-                self.instance_fault(kind, i).await
+                self.instance_fault(kind, self.live.busiest()).await
             }
             Kind::Failover => self.failover(rng).await,
             Kind::MasterKill => self.master_kill(rng).await,

@@ -24,8 +24,9 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) struct Live {
     viewers: Vec<Mutex<BufWriter<File>>>,
     published: Mutex<BufWriter<File>>,
-    /// Viewer connections past `init`.
+    /// Viewer connections past `init`, and on each instance.
     pub connected: AtomicU64,
+    on_instance: Vec<AtomicU64>,
     /// This second's delivery latencies, and the whole run's.
     second: Mutex<(u64, Latency)>,
     total: Mutex<Latency>,
@@ -33,8 +34,8 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// Opens the logs under `dir` for `streams` streams.
-    pub(crate) fn create(dir: &Path, streams: usize) -> anyhow::Result<Live> {
+    /// Opens the logs under `dir` for `streams` streams, counting over `instances`.
+    pub(crate) fn create(dir: &Path, streams: usize, instances: usize) -> anyhow::Result<Live> {
         let open = |name: String| -> anyhow::Result<Mutex<BufWriter<File>>> {
             Ok(Mutex::new(BufWriter::new(File::create(dir.join(name))?)))
         };
@@ -44,6 +45,7 @@ impl Live {
                 .collect::<anyhow::Result<_>>()?,
             published: open("published.log".into())?,
             connected: AtomicU64::new(0),
+            on_instance: (0..instances).map(|_| AtomicU64::new(0)).collect(),
             second: Mutex::new((0, Latency::default())),
             total: Mutex::new(Latency::default()),
             posting: Mutex::new(Posting::default()),
@@ -94,12 +96,26 @@ impl Live {
         self.total.lock().expect("latency").clone()
     }
 
-    pub(crate) fn viewer_connected(&self, up: bool) {
-        if up {
-            self.connected.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.connected.fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn viewer_connected(&self, instance: usize, up: bool) {
+        for n in [&self.connected, &self.on_instance[instance]] {
+            if up {
+                n.fetch_add(1, Ordering::Relaxed);
+            } else {
+                n.fetch_sub(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// The instance with the most viewers connected (the lowest index of a tie).
+    pub(crate) fn busiest(&self) -> usize {
+        let counts = self.on_instance.iter().map(|n| n.load(Ordering::Relaxed));
+        let (mut best, mut most) = (0, 0);
+        for (i, n) in counts.enumerate() {
+            if n > most {
+                (best, most) = (i, n);
+            }
+        }
+        best
     }
 
     pub(crate) fn count(&self, what: impl FnOnce(&mut Posting)) {

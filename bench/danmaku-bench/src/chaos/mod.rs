@@ -8,7 +8,8 @@
 //!
 //! Its parts, each using only those above it: [`journal`] (the logs' format) and [`verify`] (the
 //! verifier); [`proxy`], [`cluster`], [`fleet`] (the relay, Redis, the instances); [`live`]
-//! (what the clients share); [`viewer`] and [`poster`] (the clients); [`faults`]; [`sample`]
+//! (what the clients share); [`viewer`] and [`poster`] (the clients), [`load`] (all of them);
+//! [`faults`]; [`sample`]
 //! (every second); [`tally`] (after the run). This file is the command: its flags, the setup,
 //! the run and the teardown. Everything it starts it stops, by pid (the children's handles).
 //! It uses `procfs`, `proto`, `http`, `stats`, `result` and `report` of the crate.
@@ -18,6 +19,7 @@ mod faults;
 mod fleet;
 mod journal;
 mod live;
+mod load;
 mod poster;
 mod proxy;
 mod sample;
@@ -34,7 +36,6 @@ use clap::Args as ClapArgs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::result::chaos::{ChaosResult, FaultRecord};
 use cluster::Cluster;
@@ -91,8 +92,8 @@ pub(crate) struct Args {
     pub commit: String,
 }
 
-const SECRET: &str = "bench-secret-bench-secret-32bytes";
-const SERVICE: &str = "bench-chaos-service-token";
+pub(crate) const SECRET: &str = "bench-secret-bench-secret-32bytes";
+pub(crate) const SERVICE: &str = "bench-chaos-service-token";
 
 /// Runs the soak; fails when its verdict does.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -228,106 +229,12 @@ async fn setup(args: &Args, logs: &std::path::Path) -> anyhow::Result<Stage> {
     })
 }
 
-/// The clients of a run.
-struct Load {
-    viewers: Vec<JoinHandle<()>>,
-    writers: Vec<JoinHandle<()>>,
-    stop_viewers: watch::Sender<bool>,
-    stop_writers: watch::Sender<bool>,
-    /// Streams, busiest first.
-    busy: Vec<String>,
-}
-
-fn start_load(args: &Args, seed: u64, status: &Arc<fleet::Status>, live: &Arc<Live>) -> Load {
-    let (stop_viewers, viewers_stopped) = watch::channel(false);
-    let (stop_writers, writers_stopped) = watch::channel(false);
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xF00D);
-    let instances = status.bases.len();
-    let mut per_stream = vec![0u32; args.streams];
-    let mut viewers = Vec::new();
-    for id in 0..args.viewers {
-        // One viewer per stream first, then by popularity (stream s weighs 1/(s+1)).
-        let stream = if (id as usize) < args.streams {
-            id as usize
-        } else {
-            zipf(args.streams, &mut rng)
-        };
-        per_stream[stream] += 1;
-        let spec = viewer::Spec {
-            id,
-            stream,
-            home: id as usize % instances,
-            seed,
-        };
-        let (status, live, stop) = (status.clone(), live.clone(), viewers_stopped.clone());
-        viewers.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(u64::from(id) * 3)).await;
-            viewer::run(spec, status, live, stop).await;
-        }));
-    }
-    let ws_rate = args.rate * (1.0 - args.http_share);
-    let mut writers = Vec::new();
-    for stream in 0..args.streams {
-        let p = poster::Poster {
-            stream,
-            home: stream % instances,
-            rate: ws_rate,
-            token: crate::scenario::sign(SECRET, &format!("poster-{stream}"), None),
-            seed,
-        };
-        writers.push(tokio::spawn(poster::post(
-            p,
-            status.clone(),
-            live.clone(),
-            writers_stopped.clone(),
-        )));
-    }
-    let http_rate = args.rate * args.http_share * args.streams as f64;
-    for index in 0..2 {
-        let svc = poster::Service {
-            index,
-            streams: args.streams,
-            rate: http_rate / 2.0,
-            token: SERVICE.into(),
-            seed,
-        };
-        writers.push(tokio::spawn(poster::serve(
-            svc,
-            status.clone(),
-            live.clone(),
-            writers_stopped.clone(),
-        )));
-    }
-    let mut order: Vec<usize> = (0..args.streams).collect();
-    order.sort_by_key(|s| std::cmp::Reverse(per_stream[*s]));
-    let busy = order.into_iter().map(|s| format!("chaos-{s}")).collect();
-    Load {
-        viewers,
-        writers,
-        stop_viewers,
-        stop_writers,
-        busy,
-    }
-}
-
-/// A stream index drawn with weight 1/(s+1).
-fn zipf(streams: usize, rng: &mut StdRng) -> usize {
-    let total: f64 = (1..=streams).map(|s| 1.0 / s as f64).sum();
-    let mut x = rng.random::<f64>() * total;
-    for s in 0..streams {
-        x -= 1.0 / (s + 1) as f64;
-        if x <= 0.0 {
-            return s;
-        }
-    }
-    streams - 1
-}
-
 /// Draws and runs faults until `until`; each is followed by a wait for everything to be back.
 async fn fault_loop(
     args: &Args,
     stage: &mut Stage,
     busy: Vec<String>,
+    live: &Live,
     rng: &mut StdRng,
     t0: (Instant, u64),
     until: Instant,
@@ -358,6 +265,7 @@ async fn fault_loop(
             proxy: &stage.proxy,
             busy_streams: busy.clone(),
             drain: Duration::from_millis(args.drain_ms),
+            live,
         };
         let done = s.run(kind, rng).await;
         let recovered = recover(stage).await;
@@ -413,7 +321,7 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
     std::fs::create_dir_all(&logs)?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut stage = setup(&args, &logs).await?;
-    let live = Arc::new(Live::create(&logs, args.streams)?);
+    let live = Arc::new(Live::create(&logs, args.streams, stage.fleet.len())?);
     let status = stage.fleet.status.clone();
     let t0 = (Instant::now(), now_ms());
     let (stop_sampler, sampler_stopped) = watch::channel(false);
@@ -423,13 +331,22 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
         t0.0,
         sampler_stopped,
     ));
-    let load = start_load(&args, seed, &status, &live);
+    let load = load::start(&args, seed, &status, &live);
     let until = t0.0 + Duration::from_secs_f64(args.minutes * 60.0);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut faults = fault_loop(&args, &mut stage, load.busy.clone(), &mut rng, t0, until).await;
+    let mut faults = fault_loop(
+        &args,
+        &mut stage,
+        load.busy.clone(),
+        &live,
+        &mut rng,
+        t0,
+        until,
+    )
+    .await;
     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
     let duration_s = t0.0.elapsed().as_secs_f64();
-    finish_load(&args, load, &status, &live, &mut rng).await;
+    load::finish(&args, load, &status, &live, &mut rng).await;
     let _ = stop_sampler.send(true);
     let timeline = sampler.await?;
     live.flush();
@@ -457,39 +374,4 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
     };
     result.failures = tally::judge(&result);
     Ok(result)
-}
-
-/// Stops the writers (they settle their last posts), posts each stream's end marker, lets it
-/// reach the viewers, and stops them.
-async fn finish_load(
-    args: &Args,
-    load: Load,
-    status: &Arc<fleet::Status>,
-    live: &Arc<Live>,
-    rng: &mut StdRng,
-) {
-    let _ = load.stop_writers.send(true);
-    for w in load.writers {
-        let _ = w.await;
-    }
-    let never = watch::channel(true).1;
-    for stream in 0..args.streams {
-        let body = r#"{"kind":"system","text":"chaos end","idempotency_key":"end"}"#;
-        poster::post_until_accepted(
-            stream,
-            body,
-            SERVICE,
-            status,
-            live,
-            rng,
-            journal::Source::End,
-            &never,
-        )
-        .await;
-    }
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let _ = load.stop_viewers.send(true);
-    for v in load.viewers {
-        let _ = v.await;
-    }
 }

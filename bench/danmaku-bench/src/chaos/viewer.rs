@@ -152,7 +152,7 @@ async fn connection(
             return Ended::Backoff;
         }
     };
-    let (code, dropped, next) = read(spec, ws, live, cursor, attempt, &mut stop).await;
+    let (code, dropped, next) = read(spec, instance, ws, live, cursor, attempt, &mut stop).await;
     if let Some(code) = code.or(dropped.then_some(0)) {
         log(Event::Close { t: now_ms(), code });
         if code == 4002 {
@@ -169,6 +169,7 @@ async fn connection(
 /// it ended without one, and what to do next.
 async fn read(
     spec: &Spec,
+    instance: usize,
     mut ws: Ws,
     live: &Live,
     cursor: &mut Cursor,
@@ -176,6 +177,7 @@ async fn read(
     stop: &mut watch::Receiver<bool>,
 ) -> (Option<u16>, bool, Ended) {
     let mut live_conn = false;
+    let mut counted = false;
     let mut silent_once = false;
     let result = loop {
         let message = tokio::select! {
@@ -198,9 +200,12 @@ async fn read(
         silent_once = false;
         match message {
             Message::Text(text) => {
-                if let Some(hint) =
-                    frame(spec, text.as_str(), live, cursor, attempt, &mut live_conn)
-                {
+                let hint = frame(spec, text.as_str(), live, cursor, attempt, &mut live_conn);
+                if live_conn && !counted {
+                    counted = true;
+                    live.viewer_connected(instance, true);
+                }
+                if let Some(hint) = hint {
                     let _ = ws.close(None).await;
                     break (None, false, Ended::After(hint));
                 }
@@ -212,8 +217,8 @@ async fn read(
             _ => {}
         }
     };
-    if live_conn {
-        live.viewer_connected(false);
+    if counted {
+        live.viewer_connected(instance, false);
     }
     if matches!(result.2, Ended::After(_)) {
         // A hint: the library closes its socket and reconnects; log the close it made.
@@ -250,7 +255,6 @@ fn frame(
         } => {
             *attempt = 0;
             *live_conn = true;
-            live.viewer_connected(true);
             let resumed = resumed && cursor.last.is_some();
             if resumed {
                 live.delivered(comments.iter().map(|c| c.ts));
