@@ -8,7 +8,7 @@
 //! This file is the command line and its dispatch. The modules, by phase, each using only
 //! those above it in this list:
 //!
-//! - `result` (with `result::soak`): the JSON result, plain data; `proto`: the wire protocols
+//! - `result` (with `result::soak` and `result::chaos`): the JSON result, plain data; `proto`: the wire protocols
 //!   of danmaku and the peer; `procfs`: CPU and RSS from `/proc`; `http`: a minimal HTTP/1.1
 //!   client. They import nothing of the crate (`result` not even those).
 //! - `stats`: latency histograms; `ipc`: what the coordinator and its workers say to each other.
@@ -20,6 +20,8 @@
 //! - `console`, `report`, `compare`: a result for the terminal, as an HTML page, as the
 //!   danmaku/peer ratio table.
 //! - `scenario`: a scenario command from start to end (layout, run, tally, result).
+//! - `chaos`: the chaos soak (`bench/chaos`), a command of its own: its Redis Cluster, relay,
+//!   instances, clients and faults in one process, and the verifier over its logs.
 //! - `floor`: the minimal server that measures the floor of CPU per delivery.
 
 mod chaos;

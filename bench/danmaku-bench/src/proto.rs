@@ -3,7 +3,8 @@
 //!
 //! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `kind`, `text`
 //! and `ts`, a `comments` frame's `skipped`, and an acknowledgement's `ref`, `id` or error.
-//! Everything else is skipped by serde without being built. It imports nothing of the crate.
+//! Everything else is skipped by serde without being built. The chaos soak's clients read more,
+//! as the client library does ([`ClientFrame`]). It imports nothing of the crate.
 
 use std::borrow::Cow;
 

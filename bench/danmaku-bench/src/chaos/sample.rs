@@ -34,6 +34,7 @@ pub(crate) async fn run(
             t_s: t0.elapsed().as_secs_f64(),
             connected: live.connected.load(std::sync::atomic::Ordering::Relaxed),
             ready: fleet.ready_count(),
+            ready_each: (0..fleet.bases.len()).map(|i| fleet.ready(i)).collect(),
             delivered,
             p99_ms,
             rss_bytes: (0..fleet.bases.len())

@@ -257,3 +257,64 @@ fn timeline_plots(r: &ChaosResult) -> Vec<Plot> {
         series(r, "Instance RSS", "MiB", rss),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::chaos::{Evidence, FaultRecord};
+
+    fn run() -> ChaosResult {
+        ChaosResult {
+            commit: "abc1234".into(),
+            seed: 42,
+            duration_s: 10.0,
+            instances: vec!["danmaku-0".into(), "danmaku-1".into()],
+            timeline: (1..=10u32)
+                .map(|t| ChaosTick {
+                    t_s: f64::from(t),
+                    connected: 600 - 10 * u64::from(t % 3),
+                    ready: 2 + u64::from(t % 2),
+                    ready_each: vec![true, t % 2 == 1],
+                    delivered: u64::from(t % 4),
+                    p99_ms: 12.0,
+                    rss_bytes: vec![Some(70 << 20), (t > 3).then_some(60 << 20)],
+                })
+                .collect(),
+            faults: vec![FaultRecord {
+                t_s: 4.0,
+                kind: "cut".into(),
+                target: "danmaku-1".into(),
+                note: "cut <10 s>".into(),
+                ..FaultRecord::default()
+            }],
+            ..ChaosResult::default()
+        }
+    }
+
+    #[test]
+    fn a_passed_run_has_its_verdict_table_and_four_plots() {
+        let html = render(&run(), "chaos <2 min>");
+        assert!(html.contains("PASSED"));
+        assert!(html.contains("chaos &lt;2 min&gt;"));
+        assert!(html.contains("cut &lt;10 s&gt;"));
+        assert_eq!(html.matches("<svg").count(), 4, "{html}");
+        assert!(!html.contains("plot failed"));
+        assert!(!html.contains("Evidence"));
+    }
+
+    #[test]
+    fn a_failed_run_shows_why_and_the_evidence() {
+        let mut r = run();
+        r.failures.push("silent gaps: 1 comments missing".into());
+        r.evidence.push(Evidence {
+            what: "silent gap".into(),
+            ids: vec!["5-0".into()],
+            ..Evidence::default()
+        });
+        r.timeline.clear();
+        let html = render(&r, "chaos");
+        assert!(html.contains("FAILED: silent gaps: 1 comments missing"));
+        assert!(html.contains("Evidence") && html.contains("5-0"));
+        assert!(!html.contains("plot failed"));
+    }
+}

@@ -153,8 +153,9 @@ pub(crate) struct ChaosTick {
     pub t_s: f64,
     /// Viewer connections past `init`.
     pub connected: u64,
-    /// Instances whose `/readyz` answered 200.
+    /// Instances whose `/readyz` answered 200, and which (same order as `instances`).
     pub ready: u64,
+    pub ready_each: Vec<bool>,
     /// Comments received this second, and their delivery latency's p99 (0 when none).
     pub delivered: u64,
     pub p99_ms: f64,
