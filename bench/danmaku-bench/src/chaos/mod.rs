@@ -101,10 +101,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Interrupted or terminated, the soak's future is dropped: its instances and Redis nodes
+    // are killed by their handles' drops.
     let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = soak(args.clone()) => r,
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
         }
     })?;
     let out = &args.out_dir;
