@@ -87,6 +87,10 @@ pub(crate) struct Args {
     /// what the relay's hop costs.
     #[arg(long)]
     pub direct: bool,
+    /// No run: verify the logs of the run already in `--out-dir` again (its faults from its
+    /// `chaos.json`, if there) and print what the verifier finds; fails as the run would.
+    #[arg(long)]
+    pub verify: bool,
     /// The commit the result names (`bench/chaos` passes it).
     #[arg(long, default_value = "unknown")]
     pub commit: String,
@@ -97,6 +101,9 @@ pub(crate) const SERVICE: &str = "bench-chaos-service-token";
 
 /// Runs the soak; fails when its verdict does.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    if args.verify {
+        return verify_again(&args.out_dir);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -378,4 +385,35 @@ async fn soak(args: Args) -> anyhow::Result<ChaosResult> {
     };
     result.failures = tally::judge(&result);
     Ok(result)
+}
+
+/// `--verify`: the verifier over the logs of a finished run.
+fn verify_again(out: &std::path::Path) -> anyhow::Result<()> {
+    let faults: Vec<FaultRecord> = std::fs::read_to_string(out.join("chaos.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<ChaosResult>(&t).ok())
+        .map(|r| r.faults)
+        .unwrap_or_default();
+    let logs = out.join("logs");
+    let streams = (0..)
+        .take_while(|s| logs.join(live::viewer_log_name(*s)).exists())
+        .count();
+    let verdict = tally::verify_logs(&logs, streams, &faults)?;
+    println!("{}", serde_json::to_string_pretty(&verdict.delivery)?);
+    for e in &verdict.evidence {
+        println!("{}", serde_json::to_string(e)?);
+    }
+    let d = &verdict.delivery;
+    if d.silent_missing + d.duplicates + d.reorders + d.unfinished > 0 {
+        bail!(
+            "silent gaps {} ({} comments), duplicates {}, reorders {}, unfinished {}",
+            d.silent_gaps,
+            d.silent_missing,
+            d.duplicates,
+            d.reorders,
+            d.unfinished
+        );
+    }
+    println!("verdict: PASSED (silent gaps: 0)");
+    Ok(())
 }
