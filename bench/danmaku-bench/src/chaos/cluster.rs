@@ -2,7 +2,7 @@
 //! masters with a replica each, no persistence), each announcing its port on the relay
 //! ([`super::proxy`]) and its own bus port, and what the faults do to them: stop, kill and start
 //! a node, read the topology, a planned failover, a slot migration. The soak talks to each node
-//! directly on its own port. Uses nothing of the crate but `super::proxy`'s port convention.
+//! directly on its own port. It uses nothing else of the crate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

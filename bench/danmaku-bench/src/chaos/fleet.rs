@@ -2,7 +2,7 @@
 //! pids, and what the load and the sampler read of them while they come and go: each one's
 //! readiness (its `/readyz`, polled every second) and current pid. The viewers and posters pick
 //! an instance as a load balancer would: the one they were given if it is ready, else one that
-//! is. Uses `http` and `procfs`.
+//! is. Uses `http`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,8 @@ struct Shared {
     /// Relayed connections: their owner and the task that relays them.
     live: Mutex<HashMap<u64, (String, AbortHandle)>>,
     stats: Mutex<ProxyStats>,
+    /// The next relayed connection's key in `live`, over every listener.
+    next_id: AtomicU64,
 }
 
 impl Proxy {
@@ -125,8 +128,17 @@ impl Drop for Proxy {
     }
 }
 
+impl Shared {
+    fn is_cut(&self, owner: &str) -> bool {
+        self.cuts
+            .lock()
+            .expect("cuts")
+            .get(owner)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+}
+
 async fn accept_loop(listener: TcpListener, target: u16, shared: Arc<Shared>) {
-    let mut next_id = 0u64;
     loop {
         let Ok((client, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -135,8 +147,8 @@ async fn accept_loop(listener: TcpListener, target: u16, shared: Arc<Shared>) {
         let Ok(SocketAddr::V4(at)) = listener.local_addr() else {
             continue;
         };
-        next_id += 1;
-        tokio::spawn(relay(client, peer, at, target, next_id, shared.clone()));
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(relay(client, peer, at, target, id, shared.clone()));
     }
 }
 
@@ -150,13 +162,7 @@ async fn relay(
     shared: Arc<Shared>,
 ) {
     let owner = owner_of(peer, at, &shared).await;
-    let cut = shared
-        .cuts
-        .lock()
-        .expect("cuts")
-        .get(&owner)
-        .is_some_and(|until| Instant::now() < *until);
-    if cut {
+    if shared.is_cut(&owner) {
         shared.stats.lock().expect("stats").refused += 1;
         return; // dropping `client` closes it
     }
@@ -175,11 +181,16 @@ async fn relay(
         let (mut client, mut server) = (client, server);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     });
+    let abort = task.abort_handle();
     shared
         .live
         .lock()
         .expect("live")
-        .insert(id, (owner, task.abort_handle()));
+        .insert(id, (owner.clone(), abort.clone()));
+    // A cut that came between the check above and the entry just made would have missed it.
+    if shared.is_cut(&owner) {
+        abort.abort();
+    }
     let _ = task.await;
     shared.live.lock().expect("live").remove(&id);
 }
