@@ -155,6 +155,7 @@ pub(crate) struct ChaosTick {
     pub connected: u64,
     /// Instances whose `/readyz` answered 200, and which (same order as `instances`).
     pub ready: u64,
+    #[serde(default)]
     pub ready_each: Vec<bool>,
     /// Comments received this second, and their delivery latency's p99 (0 when none).
     pub delivered: u64,
