@@ -2,6 +2,7 @@
 //! soak's samples and verdict. Reads `result` only.
 
 use crate::result::RunResult;
+use crate::result::chaos::ChaosResult;
 use crate::result::soak::SoakReport;
 
 /// Prints the run's headline figures, one line each.
@@ -198,4 +199,63 @@ pub(crate) fn describe_soak(report: &SoakReport) -> Vec<String> {
         lines.extend(report.failures.iter().map(|f| format!("soak FAILED: {f}")));
     }
     lines
+}
+
+/// Prints the chaos soak's figures and verdict.
+pub(crate) fn print_chaos(r: &ChaosResult) {
+    let d = &r.delivery;
+    println!(
+        "chaos ({}), seed {}: {:.0} s, {} faults",
+        r.commit,
+        r.seed,
+        r.duration_s,
+        r.faults.len()
+    );
+    for f in &r.faults {
+        println!(
+            "  {:>6.1} s {:<13} {}: reconnected {}, resumed:false {}, 4002 {}, longest gap {:.1} s, declared missing {}, silent {}",
+            f.t_s,
+            f.kind,
+            f.target,
+            f.reconnected,
+            f.resumed_false,
+            f.resync_4002,
+            f.longest_gap_ms as f64 / 1000.0,
+            f.declared_missing,
+            f.silent_missing
+        );
+    }
+    println!(
+        "viewers {}, connections {}, published {} (+{} whose answer was lost), received {}, skipped {}",
+        d.viewers, d.connections, d.published, d.unacknowledged, d.received, d.skipped
+    );
+    println!(
+        "accounted gaps {} ({} comments declared missing), silent gaps {} ({} comments), duplicates {}, reorders {}, unfinished {}",
+        d.accounted_gaps,
+        d.declared_missing,
+        d.silent_gaps,
+        d.silent_missing,
+        d.duplicates,
+        d.reorders,
+        d.unfinished
+    );
+    if let Some(p) = &r.latency_ms {
+        println!(
+            "delivery latency ms: p50 {:.1} p99 {:.1} max {:.0}",
+            p.p50, p.p99, p.max
+        );
+    }
+    println!(
+        "min ready instances {} ({} outside full Redis restarts), zero-ready polls {}",
+        r.readiness.min_ready,
+        r.readiness.min_ready_outside_redis_restarts,
+        r.readiness.zero_ready_polls
+    );
+    if r.failures.is_empty() {
+        println!("verdict: PASSED (silent gaps: 0)");
+    } else {
+        for f in &r.failures {
+            println!("verdict: FAILED: {f}");
+        }
+    }
 }

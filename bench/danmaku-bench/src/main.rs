@@ -8,7 +8,7 @@
 //! This file is the command line and its dispatch. The modules, by phase, each using only
 //! those above it in this list:
 //!
-//! - `result` (with `result::soak`): the JSON result, plain data; `proto`: the wire protocols
+//! - `result` (with `result::soak` and `result::chaos`): the JSON result, plain data; `proto`: the wire protocols
 //!   of danmaku and the peer; `procfs`: CPU and RSS from `/proc`; `http`: a minimal HTTP/1.1
 //!   client. They import nothing of the crate (`result` not even those).
 //! - `stats`: latency histograms; `ipc`: what the coordinator and its workers say to each other.
@@ -20,8 +20,11 @@
 //! - `console`, `report`, `compare`: a result for the terminal, as an HTML page, as the
 //!   danmaku/peer ratio table.
 //! - `scenario`: a scenario command from start to end (layout, run, tally, result).
+//! - `chaos`: the chaos soak (`bench/chaos`), a command of its own: its Redis Cluster, relay,
+//!   instances, clients and faults in one process, and the verifier over its logs.
 //! - `floor`: the minimal server that measures the floor of CPU per delivery.
 
+mod chaos;
 mod compare;
 mod console;
 mod floor;
@@ -71,6 +74,10 @@ enum Commands {
     /// while; samples each instance's RSS and subscriptions (and Redis's channels) every
     /// `--sample-every`, and checks for RSS growth, leaked subscriptions and lost comments.
     Soak(Soak),
+    /// The chaos soak (`bench/chaos`): three instances on a Redis Cluster with replicas, all
+    /// started here, viewers and posters that live as the client library does, and a fault
+    /// every 20–60 s; then every viewer's log verified against what was published.
+    Chaos(chaos::Args),
     /// Render an HTML report from result files.
     Report {
         #[arg(long, default_value = "danmaku-bench report")]
@@ -203,6 +210,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Commands::Worker => worker::run(),
+        Commands::Chaos(args) => chaos::run(args),
         Commands::Floor { listen, jwt_secret } => floor::run(listen, jwt_secret),
         Commands::Report { title, out, files } => {
             let runs = read_results(&files)?;

@@ -1,6 +1,7 @@
-//! CPU time and resident memory of a process, from `/proc` (Linux). It imports nothing of
-//! the crate.
+//! CPU time and resident memory of a process, and which process holds a TCP socket, from
+//! `/proc` (Linux). It imports nothing of the crate.
 
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux we run on).
@@ -54,6 +55,41 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Which of `pids` holds the IPv4 TCP socket from `local` to `remote`: its inode from
+/// `/proc/net/tcp`, then the process whose `/proc/<pid>/fd` links to it. A relay tells who
+/// opened a connection it accepted by the peer's end (`local` = the connection's peer address).
+pub(crate) fn tcp_owner(local: SocketAddrV4, remote: SocketAddrV4, pids: &[u32]) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = tcp_inode(&table, local, remote)?;
+    let link = format!("socket:[{inode}]");
+    pids.iter().copied().find(|pid| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == link.as_str()))
+    })
+}
+
+/// The inode of the socket from `local` to `remote` in a `/proc/net/tcp` table (addresses as
+/// the kernel prints them: the IPv4 address as a native-endian hex word, the port big-endian).
+fn tcp_inode(table: &str, local: SocketAddrV4, remote: SocketAddrV4) -> Option<u64> {
+    let hex = |a: SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+            .then(|| f.get(9)?.parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +109,21 @@ mod tests {
         let b = machine_ticks().expect("/proc/stat");
         assert!(b.1 >= a.1 && a.0 <= a.1);
         assert!(busy_between((0, 100), (50, 200)) == Some(0.5));
+    }
+
+    #[test]
+    fn finds_the_process_that_holds_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, peer) = listener.accept().unwrap();
+        let (std::net::SocketAddr::V4(peer), std::net::SocketAddr::V4(at)) =
+            (peer, listener.local_addr().unwrap())
+        else {
+            panic!("IPv4 expected");
+        };
+        let me = std::process::id();
+        assert_eq!(tcp_owner(peer, at, &[1, me]), Some(me));
+        assert_eq!(tcp_owner(at, peer, &[1]), None);
+        drop(client);
     }
 }

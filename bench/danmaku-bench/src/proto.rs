@@ -3,7 +3,8 @@
 //!
 //! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `kind`, `text`
 //! and `ts`, a `comments` frame's `skipped`, and an acknowledgement's `ref`, `id` or error.
-//! Everything else is skipped by serde without being built. It imports nothing of the crate.
+//! Everything else is skipped by serde without being built. The chaos soak's clients read more,
+//! as the client library does ([`ClientFrame`]). It imports nothing of the crate.
 
 use std::borrow::Cow;
 
@@ -180,6 +181,90 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// A danmaku frame as its client library reads it (the chaos soak's viewers and posters):
+/// what the scenarios' [`Frame`] leaves out, `init`'s comments, `resumed` and `epoch`, an
+/// `ack`'s `id`, an `error`'s `retry_after_ms`, and `reconnect`'s `after_ms`.
+#[derive(Debug, PartialEq)]
+pub(crate) enum ClientFrame<'a> {
+    Init {
+        comments: Vec<WireComment<'a>>,
+        resumed: bool,
+        epoch: Option<Cow<'a, str>>,
+    },
+    Comments {
+        comments: Vec<WireComment<'a>>,
+        skipped: u64,
+    },
+    Ack {
+        reference: Option<Cow<'a, str>>,
+        id: Cow<'a, str>,
+    },
+    Error {
+        reference: Option<Cow<'a, str>>,
+        code: Cow<'a, str>,
+        retry_after_ms: Option<u64>,
+    },
+    Reconnect {
+        after_ms: u64,
+    },
+    /// `viewers`, `deleted`, `pong`, and whatever a later version adds.
+    Other,
+}
+
+/// The fields of every danmaku frame kind a [`ClientFrame`] reads.
+#[derive(Deserialize)]
+struct ClientPayload<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    comments: Vec<WireComment<'a>>,
+    #[serde(default)]
+    skipped: u64,
+    #[serde(default)]
+    resumed: bool,
+    #[serde(borrow, default)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(rename = "ref", borrow, default)]
+    reference: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+    #[serde(default)]
+    after_ms: u64,
+}
+
+/// Decodes one danmaku text frame the way a client library does.
+pub(crate) fn decode_client(text: &str) -> Result<ClientFrame<'_>, serde_json::Error> {
+    let p: ClientPayload<'_> = serde_json::from_str(text)?;
+    Ok(match p.kind.as_deref().unwrap_or_default() {
+        "init" => ClientFrame::Init {
+            comments: p.comments,
+            resumed: p.resumed,
+            epoch: p.epoch,
+        },
+        "comments" => ClientFrame::Comments {
+            comments: p.comments,
+            skipped: p.skipped,
+        },
+        "ack" => ClientFrame::Ack {
+            reference: p.reference,
+            id: p.id.unwrap_or_default(),
+        },
+        "error" => ClientFrame::Error {
+            reference: p.reference,
+            code: p.code.unwrap_or(Cow::Borrowed("error")),
+            retry_after_ms: p.retry_after_ms,
+        },
+        "reconnect" => ClientFrame::Reconnect {
+            after_ms: p.after_ms,
+        },
+        _ => ClientFrame::Other,
+    })
+}
+
 /// Engine.IO 4 packet types are one digit: `0` open, `2` ping, `4` message. A message carries a
 /// Socket.IO 5 packet: `0` CONNECT (ack), `2` EVENT `["name", payload]`, `4` CONNECT_ERROR.
 fn decode_socketio(text: &str) -> Result<Frame<'_>, serde_json::Error> {
@@ -282,6 +367,49 @@ mod tests {
             Frame::Other
         );
         assert!(t.decode("not json").is_err());
+    }
+
+    #[test]
+    fn decodes_what_a_client_library_reads() {
+        let init = format!(
+            r#"{{"type":"init","stream_id":"s1","comments":[{COMMENT}],"viewer_count":1,"resumed":true,"epoch":"e7","server":{{"pod":"p"}}}}"#
+        );
+        let ClientFrame::Init {
+            comments,
+            resumed,
+            epoch,
+        } = decode_client(&init).unwrap()
+        else {
+            panic!("not init");
+        };
+        assert_eq!(
+            (comments.len(), resumed, epoch.as_deref()),
+            (1, true, Some("e7"))
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"ack","ref":"c1","id":"5-0"}"#).unwrap(),
+            ClientFrame::Ack {
+                reference: Some("c1".into()),
+                id: "5-0".into()
+            }
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"error","code":"unavailable","message":"m","ref":"c2"}"#)
+                .unwrap(),
+            ClientFrame::Error {
+                reference: Some("c2".into()),
+                code: "unavailable".into(),
+                retry_after_ms: None
+            }
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"reconnect","after_ms":250}"#).unwrap(),
+            ClientFrame::Reconnect { after_ms: 250 }
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"viewers","count":2}"#).unwrap(),
+            ClientFrame::Other
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! results), [`draw`] (plots drawn as SVG), [`format`] (numbers and HTML text). It reads
 //! `result` only.
 
+mod chaos;
 mod draw;
 mod format;
 mod plots;
@@ -23,6 +24,8 @@ use draw::render_plot;
 use format::{escape, unique};
 use plots::{InstanceMetric, cdf_plot, instance_plot, latency_timeline_plot, throughput_plot};
 use table::summary_table;
+
+pub(crate) use chaos::render as render_chaos;
 
 const CSS: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 24px auto;

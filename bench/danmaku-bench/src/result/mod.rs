@@ -2,6 +2,7 @@
 //! the HTML report and the comparison table read back. Plain data, the bottom layer: it imports
 //! nothing else of the crate, and everything that writes or reads a result imports it.
 
+pub(crate) mod chaos;
 pub(crate) mod soak;
 
 use serde::{Deserialize, Serialize};

@@ -257,7 +257,7 @@ fn parse_pids(pids: &[String]) -> anyhow::Result<Vec<Instance>> {
 
 /// An HS256 token danmaku accepts for `user`, valid for a day; a moderator of the stream
 /// `moderated` when given.
-fn sign(secret: &str, user: &str, moderated: Option<&str>) -> String {
+pub(crate) fn sign(secret: &str, user: &str, moderated: Option<&str>) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
