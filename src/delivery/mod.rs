@@ -29,7 +29,8 @@
 //! own task (`ws::connection`, through [`Peer::poll_attention`]) to write as the socket
 //! drains.
 //!
-//! It imports only `domain` and `metrics` of the crate (and std, tokio, bytes, slab, rand,
+//! It imports only `domain`, `metrics` and `background` (where its room tasks run, tracked)
+//! of the crate (and std, tokio, bytes, slab, rand,
 //! tracing and tungstenite's frame header); `scripts/check-modules` fails if it imports
 //! `hub`, `ws`, `broker`, `http` or `app`: the registry, the protocols, the cluster and the
 //! wiring sit above it and drive it.
