@@ -26,7 +26,9 @@ mod id;
 mod idempotency;
 mod position;
 mod rate;
+mod settings;
 mod stream_id;
+mod terms;
 mod text;
 mod user;
 pub mod wire;
@@ -36,6 +38,13 @@ pub use id::{CommentId, ParseCommentIdError};
 pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
 pub use position::{Continuity, Epoch, Gap, ParseEpochError, Position};
 pub use rate::TokenBucket;
+pub use settings::{
+    MAX_ROLES, ParseRoleError, Role, SettingsError, SettingsPatch, StreamSettings, roles_of,
+};
 pub use stream_id::{ParseStreamIdError, StreamId};
+pub use terms::{
+    BlockedTerm, BlockedTerms, MAX_TERMS, ParseTermError, Term, TermAction, TermMatcher,
+    TooManyTerms, fold,
+};
 pub use text::{CommentText, TextError};
 pub use user::{ParseUserIdError, User, UserId};
