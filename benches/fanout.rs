@@ -114,6 +114,7 @@ impl Comments {
                 data: None,
                 ts: now_ms(),
                 by_moderator: false,
+                shadow: false,
             }],
         }
     }
@@ -134,7 +135,7 @@ struct Receiver {
 
 impl Receiver {
     fn new(reads: Arc<Countdown>) -> Self {
-        let mut viewer = Viewer::new(None, Tier::UNLIMITED);
+        let mut viewer = Viewer::new(None, false, Tier::UNLIMITED);
         viewer.start(None);
         Self {
             viewer: std::sync::Mutex::new(viewer),

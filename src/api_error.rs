@@ -87,8 +87,9 @@ fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::Invalid | ErrorCode::TooLong => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden | ErrorCode::Banned => StatusCode::FORBIDDEN,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Forbidden | ErrorCode::Banned | ErrorCode::RoleRequired => StatusCode::FORBIDDEN,
+        ErrorCode::RateLimited | ErrorCode::SlowMode => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Blocked => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Draining | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,6 +122,18 @@ impl From<BrokerError> for ApiError {
                 let mut error = Self::new(ErrorCode::RateLimited, "posting too fast");
                 error.body.retry_after_ms = Some(retry_after.as_millis() as u64);
                 error
+            }
+            BrokerError::SlowMode { retry_after } => {
+                let mut error = Self::new(ErrorCode::SlowMode, "the stream is in slow mode");
+                error.body.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+                error
+            }
+            BrokerError::RoleRequired => Self::new(
+                ErrorCode::RoleRequired,
+                "only some roles may post on this stream",
+            ),
+            BrokerError::Forbidden => {
+                Self::new(ErrorCode::Forbidden, "not the author of the comment")
             }
             BrokerError::Unavailable(cause) => Self::new(
                 ErrorCode::Unavailable,

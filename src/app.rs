@@ -114,7 +114,12 @@ impl App {
         let hub = Hub::new(metrics.clone(), config.coalesce(), background.clone());
         let broker = Broker::connect(&config, hub.sink(), metrics.clone(), &background).await?;
         hub.start(broker.clone());
-        let posting = Arc::new(Posting::new(&config, broker.clone(), metrics.clone()));
+        let posting = Arc::new(Posting::new(
+            &config,
+            config.blocked_terms()?,
+            broker.clone(),
+            metrics.clone(),
+        ));
         posting.start(&background);
         let plan = SocketPlan::for_this_process(config.max_connections);
         if plan.websockets + 32 > plan.sockets {
@@ -269,6 +274,25 @@ fn router(parts: &Parts) -> Router {
         .route(
             "/v1/streams/{stream_id}/bans/{user_id}",
             delete(http::bans::remove),
+        )
+        .route(
+            "/v1/streams/{stream_id}/settings",
+            get(http::settings::show).patch(http::settings::update),
+        )
+        .route(
+            "/v1/streams/{stream_id}/terms",
+            get(http::terms::show)
+                .put(http::terms::replace)
+                .layer(DefaultBodyLimit::max(http::terms::MAX_BODY_BYTES)),
+        )
+        .route("/v1/streams/{stream_id}/held", get(http::held::list))
+        .route(
+            "/v1/streams/{stream_id}/held/{held_id}",
+            delete(http::held::reject),
+        )
+        .route(
+            "/v1/streams/{stream_id}/held/{held_id}/approve",
+            post(http::held::approve),
         )
         .route("/v1/streams/{stream_id}", get(http::streams::show))
         .route("/livez", get(http::health::livez))

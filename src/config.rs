@@ -13,6 +13,7 @@ use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod identity;
+mod terms;
 mod values;
 pub use identity::TokenSettings;
 pub use redis::{RedisNodes, RedisSettings, RedisUrl, Secret};
@@ -113,6 +114,15 @@ pub struct Config {
     /// Comma-separated Origin allow-list for WebSocket handshakes. Unset: any origin.
     #[arg(long, env = "DANMAKU_ALLOWED_ORIGINS", value_name = "DANMAKU_ALLOWED_ORIGINS", value_parser = parse_origins)]
     pub allowed_origins: Option<Origins>,
+
+    /// A file of blocked terms for every stream: lines `action<TAB>term` (`refuse`, `hold`
+    /// or `shadow`); blank lines and lines starting with `#` are skipped.
+    #[arg(
+        long,
+        env = "DANMAKU_BLOCKED_TERMS_FILE",
+        value_name = "DANMAKU_BLOCKED_TERMS_FILE"
+    )]
+    pub blocked_terms_file: Option<std::path::PathBuf>,
 
     /// Comments kept per stream for `init`, resume and `GET .../comments`.
     #[arg(
@@ -427,6 +437,7 @@ impl fmt::Debug for Config {
                     .map(|t| format!("<{} redacted>", t.0.len())),
             )
             .field("allowed_origins", &self.allowed_origins)
+            .field("blocked_terms_file", &self.blocked_terms_file)
             .field("history_len", &self.history_len)
             .field("init_comments", &self.init_comments)
             .field("max_comment_chars", &self.max_comment_chars)

@@ -137,13 +137,17 @@ const KINDS: [CommentKind; 5] = [
     CommentKind::System,
 ];
 
-const REJECT_CODES: [ErrorCode; 6] = [
+const REJECT_CODES: [ErrorCode; 10] = [
     ErrorCode::Invalid,
     ErrorCode::TooLong,
     ErrorCode::Unauthorized,
     ErrorCode::Banned,
     ErrorCode::RateLimited,
     ErrorCode::Unavailable,
+    ErrorCode::SlowMode,
+    ErrorCode::RoleRequired,
+    ErrorCode::Blocked,
+    ErrorCode::Forbidden,
 ];
 
 pub struct Metrics {

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use super::jwks::{Jwks, JwksKey, Key, MIN_RSA_BITS};
 use super::{AuthError, Claims, Viewer};
 use crate::config::{ConfigError, TokenSettings};
-use crate::domain::{User, UserId};
+use crate::domain::{User, UserId, roles_of};
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
@@ -208,10 +208,12 @@ fn viewer_of(claims: Claims) -> Result<Viewer, AuthError> {
         }
         _ => claims.sub,
     };
+    let roles = roles_of(&claims.roles).ok_or(AuthError::BadRoles)?;
     Ok(Viewer {
         user: User { id, name },
         expires_at: claims.exp,
         moderates: claims.moderates,
+        roles,
         signed_with: None,
     })
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, ConfigError};
-use crate::domain::{StreamId, User, now_ms};
+use crate::domain::{Audience, Role, StreamId, User, now_ms};
 use keys::Keys;
 
 /// The claims danmaku reads from a viewer token.
@@ -26,6 +26,10 @@ pub struct Claims {
     /// Stream ids this user may moderate.
     #[serde(default, rename = "mod", skip_serializing_if = "Vec::is_empty")]
     pub moderates: Vec<String>,
+    /// The user's roles (at most 16 of 1 to 64 characters), for streams whose settings let
+    /// only some roles post.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// A signed-in viewer, from a valid token.
@@ -35,6 +39,8 @@ pub struct Viewer {
     /// Token expiry, epoch seconds: after it the viewer may watch but not post.
     pub expires_at: u64,
     pub moderates: Vec<String>,
+    /// The token's `roles`.
+    pub roles: Vec<Role>,
     /// The identity provider's key the token was checked with, if from a JWKS.
     pub signed_with: Option<JwksKey>,
 }
@@ -61,6 +67,19 @@ pub enum Identity {
     Viewer(Viewer),
 }
 
+impl Identity {
+    /// What this identity may see of `stream`'s shadowed comments.
+    pub fn audience(&self, stream: &StreamId) -> Audience<'_> {
+        match self {
+            Self::Anonymous => Audience::of(None),
+            Self::Viewer(viewer) => Audience {
+                user: Some(&viewer.user.id),
+                moderator: viewer.moderates(stream),
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("the token is invalid")]
@@ -73,6 +92,10 @@ pub enum AuthError {
     CriticalHeader,
     #[error("the token's {0} claim must be 1 to 128 characters without control characters")]
     BadClaim(&'static str),
+    #[error(
+        "the token's roles claim must be at most 16 roles of 1 to 64 characters without control characters"
+    )]
+    BadRoles,
     #[error("the token's {0} claim is missing or not the one this server requires")]
     WrongClaim(&'static str),
     #[error("no key of this server matches the token's alg and kid")]
@@ -237,6 +260,7 @@ mod tests {
             name: Some("Alice".into()),
             exp: (now_ms() / 1000).saturating_add_signed(exp_offset),
             moderates: moderates.iter().map(|s| s.to_string()).collect(),
+            roles: Vec::new(),
         }
     }
 

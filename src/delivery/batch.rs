@@ -1,20 +1,34 @@
 //! A room's comments, encoded once into the frame every socket of the room sends, and
 //! once more for each thinning tier in use.
+//!
+//! **Shadowed comments** (a shadow-banned author's, or one holding a term set to `shadow`)
+//! are in the batch but not in those frames: every other viewer is sent the batch as if they
+//! had never been posted, and never counts them in `skipped`. Their author and the stream's
+//! moderators (the [`Audience`] that sees them) get a frame of their own for a batch that has
+//! one they see: their tier's choice of the rest, and those, marked `"shadow": true` for a
+//! moderator. Batches without shadowed comments, almost all, cost nothing more.
 
 use std::sync::{Arc, OnceLock};
 
 use super::thinning::{Samplers, Tier};
-use crate::domain::wire::{ServerFrame, SharedFrame};
-use crate::domain::{Comment, CommentId, CommentKind, UserId};
+use crate::domain::wire::{MarkedComment, ServerFrame, SharedFrame};
+use crate::domain::{Audience, Comment, CommentId, CommentKind, UserId};
 
 /// Comments encoded once into a `comments` frame.
 #[derive(Debug)]
 pub struct CommentBatch {
     pub first: CommentId,
     pub last: CommentId,
-    pub frame: SharedFrame,
+    /// The frame of every comment but the shadowed ones (`None` if all are).
+    pub frame: Option<SharedFrame>,
+    /// Every comment of the batch, shadowed ones too, in id order.
     pub comments: Vec<Comment>,
-    /// Positions of the comments a tier may leave out: user comments by non-moderators.
+    /// The comments everyone may be sent: all but the shadowed ones.
+    public: usize,
+    /// Authors of the shadowed comments.
+    shadow_authors: Vec<UserId>,
+    /// Positions of the comments a tier may leave out: user comments by non-moderators,
+    /// not shadowed.
     thinnable: Vec<usize>,
     /// The room's samplers; `None`: nothing is thinned.
     samplers: Option<Arc<Samplers>>,
@@ -55,14 +69,27 @@ impl CommentBatch {
     pub fn thinned_by(comments: Vec<Comment>, samplers: Option<Arc<Samplers>>) -> Option<Self> {
         let first = comments.first()?.id;
         let last = comments.last()?.id;
-        let frame = ServerFrame::Comments {
-            comments: &comments,
-        }
-        .encode();
+        let shadow_authors: Vec<UserId> = comments
+            .iter()
+            .filter(|c| c.shadow)
+            .filter_map(|c| c.user.as_ref().map(|u| u.id.clone()))
+            .collect();
+        let public = comments.iter().filter(|c| !c.shadow).count();
+        let frame = match public {
+            0 => None,
+            n if n == comments.len() => Some(encode(&comments)),
+            _ => Some(encode(
+                &comments
+                    .iter()
+                    .filter(|c| !c.shadow)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )),
+        };
         let thinnable: Vec<usize> = comments
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.kind == CommentKind::User && !c.by_moderator)
+            .filter(|(_, c)| c.kind == CommentKind::User && !c.by_moderator && !c.shadow)
             .map(|(i, _)| i)
             .collect();
         let tiers = match (&samplers, thinnable.is_empty()) {
@@ -74,19 +101,21 @@ impl CommentBatch {
             last,
             frame,
             comments,
+            public,
+            shadow_authors,
             thinnable,
             samplers,
             tiers,
         })
     }
 
-    /// What a socket of `tier`, whose user is `user`, is sent of this batch, given `seen`,
-    /// the newest comment id it was sent or told of (updated here); `None` when the socket
-    /// has seen them all.
+    /// What a socket of `tier`, of `audience`, is sent of this batch, given `seen`, the
+    /// newest comment id it was sent or told of (updated here); `None` when the socket has
+    /// seen them all.
     pub fn for_socket(
         &self,
         tier: Tier,
-        user: Option<&UserId>,
+        audience: Audience<'_>,
         seen: &mut Option<CommentId>,
     ) -> Option<Sent> {
         let before = *seen;
@@ -96,14 +125,17 @@ impl CommentBatch {
         *seen = Some(self.last);
         let thinned = self.thinned(tier);
         let partly_seen = before.is_some_and(|seen| self.first <= seen);
+        let user = audience.user;
         let own_left_out = thinned
             .zip(user)
             .is_some_and(|(t, user)| t.left_out_authors.contains(user));
-        if !partly_seen && !own_left_out {
-            let n = self.comments.len() as u64;
+        let sees_shadowed = self.public < self.comments.len()
+            && (audience.moderator || user.is_some_and(|u| self.shadow_authors.contains(u)));
+        if !partly_seen && !own_left_out && !sees_shadowed {
+            let n = self.public as u64;
             return Some(match thinned {
                 None => Sent {
-                    frame: Some(self.frame.clone()),
+                    frame: self.frame.clone(),
                     comments: n,
                     skipped: 0,
                 },
@@ -114,25 +146,41 @@ impl CommentBatch {
                 },
             });
         }
-        // The rare way: a socket that saw part of the batch (events held during `init`), or
-        // whose own comment its tier left out, gets a frame of its own.
+        // The rare way: a socket that saw part of the batch (events held during `init`),
+        // whose own comment its tier left out, or that sees a shadowed comment, gets a frame
+        // of its own. Shadowed comments it does not see are not there for it at all.
         let mut new = 0;
         let mut sent = Vec::new();
         for (i, comment) in self.comments.iter().enumerate() {
-            if before.is_some_and(|seen| comment.id <= seen) {
+            if before.is_some_and(|seen| comment.id <= seen) || !audience.sees(comment) {
+                continue;
+            }
+            if comment.shadow {
+                sent.push(comment);
                 continue;
             }
             new += 1;
-            let own = user.is_some_and(|u| comment.user.as_ref().is_some_and(|a| &a.id == u));
-            if thinned.is_none_or(|t| t.keep[i]) || own {
-                sent.push(comment.clone());
+            if thinned.is_none_or(|t| t.keep[i]) || audience.owns(comment) {
+                sent.push(comment);
             }
         }
-        let frame = (!sent.is_empty()).then(|| ServerFrame::Comments { comments: &sent }.encode());
+        let shadowed = sent.iter().filter(|c| c.shadow).count() as u64;
+        let frame = match (sent.is_empty(), audience.moderator && shadowed > 0) {
+            (true, _) => None,
+            (false, true) => {
+                let marked: Vec<MarkedComment<'_>> =
+                    sent.iter().map(|c| MarkedComment::of(c)).collect();
+                Some(ServerFrame::MarkedComments { comments: &marked }.encode())
+            }
+            (false, false) => {
+                let plain: Vec<Comment> = sent.iter().map(|c| (*c).clone()).collect();
+                Some(encode(&plain))
+            }
+        };
         Some(Sent {
             frame,
             comments: sent.len() as u64,
-            skipped: new - sent.len() as u64,
+            skipped: new - (sent.len() as u64 - shadowed),
         })
     }
 
@@ -159,13 +207,13 @@ impl CommentBatch {
                 .comments
                 .iter()
                 .zip(&keep)
-                .filter(|(_, k)| **k)
+                .filter(|(c, k)| **k && !c.shadow)
                 .map(|(c, _)| c.clone())
                 .collect();
             let frame = match kept.len() {
                 0 => None,
-                n if n == self.comments.len() => Some(self.frame.clone()),
-                _ => Some(ServerFrame::Comments { comments: &kept }.encode()),
+                n if n == self.public => self.frame.clone(),
+                _ => Some(encode(&kept)),
             };
             Thinned {
                 keep,
@@ -176,6 +224,10 @@ impl CommentBatch {
         });
         Some(thinned)
     }
+}
+
+fn encode(comments: &[Comment]) -> SharedFrame {
+    ServerFrame::Comments { comments }.encode()
 }
 
 #[cfg(test)]
@@ -196,6 +248,7 @@ mod tests {
             data: None,
             ts: ms,
             by_moderator: false,
+            shadow: false,
         }
     }
 
@@ -223,13 +276,19 @@ mod tests {
         };
         let mut seen = None;
         assert_eq!(
-            batch.for_socket(Tier::UNLIMITED, None, &mut seen),
+            batch.for_socket(Tier::UNLIMITED, Audience::default(), &mut seen),
             Some(all)
         );
         assert_eq!(seen, Some(CommentId::new(3, 0)));
-        assert!(batch.for_socket(Tier::UNLIMITED, None, &mut seen).is_none());
+        assert!(
+            batch
+                .for_socket(Tier::UNLIMITED, Audience::default(), &mut seen)
+                .is_none()
+        );
         let mut seen = Some(CommentId::new(1, 0));
-        let sent = batch.for_socket(Tier::UNLIMITED, None, &mut seen).unwrap();
+        let sent = batch
+            .for_socket(Tier::UNLIMITED, Audience::default(), &mut seen)
+            .unwrap();
         assert_eq!((sent.comments, sent.skipped), (2, 0));
         assert_eq!(ids(&sent.frame.unwrap()), ["2-0", "3-0"]);
     }
@@ -249,16 +308,27 @@ mod tests {
         ];
         let samplers = Arc::new(Samplers::default());
         let batch = CommentBatch::thinned_by(comments, Some(samplers)).unwrap();
-        let sent = batch.for_socket(Tier::PRIORITY, None, &mut None).unwrap();
+        let sent = batch
+            .for_socket(Tier::PRIORITY, Audience::default(), &mut None)
+            .unwrap();
         assert_eq!((sent.comments, sent.skipped), (2, 3));
         assert_eq!(ids(&sent.frame.unwrap()), ["2-0", "3-0"]);
         let me = UserId::parse("me").unwrap();
         let sent = batch
-            .for_socket(Tier::PRIORITY, Some(&me), &mut None)
+            .for_socket(
+                Tier::PRIORITY,
+                Audience {
+                    user: Some(&me),
+                    moderator: false,
+                },
+                &mut None,
+            )
             .unwrap();
         assert_eq!((sent.comments, sent.skipped), (3, 2));
         assert_eq!(ids(&sent.frame.unwrap()), ["2-0", "3-0", "4-0"]);
-        let all = batch.for_socket(Tier::UNLIMITED, None, &mut None).unwrap();
+        let all = batch
+            .for_socket(Tier::UNLIMITED, Audience::default(), &mut None)
+            .unwrap();
         assert_eq!((all.comments, all.skipped), (5, 0));
     }
 
@@ -269,14 +339,20 @@ mod tests {
         let comments = (1..=40).map(user).collect();
         let batch = CommentBatch::thinned_by(comments, Some(samplers)).unwrap();
         let tier = Tier::at_most(10);
-        let a = batch.for_socket(tier, None, &mut None).unwrap();
-        let b = batch.for_socket(tier, None, &mut None).unwrap();
+        let a = batch
+            .for_socket(tier, Audience::default(), &mut None)
+            .unwrap();
+        let b = batch
+            .for_socket(tier, Audience::default(), &mut None)
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.comments, 10, "a fresh tier has a second's worth");
         assert_eq!(a.skipped, 30);
         let (a, b) = (a.frame.unwrap(), b.frame.unwrap());
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr(), "one encoding");
-        let none = batch.for_socket(Tier::PRIORITY, None, &mut None).unwrap();
+        let none = batch
+            .for_socket(Tier::PRIORITY, Audience::default(), &mut None)
+            .unwrap();
         assert_eq!((none.frame, none.comments, none.skipped), (None, 0, 40));
     }
 }

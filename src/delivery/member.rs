@@ -13,8 +13,12 @@ use crate::metrics::{Metrics, ThinReason};
 #[derive(Debug, Clone)]
 pub enum RoomEvent {
     Comments(Arc<CommentBatch>),
-    /// An encoded frame every socket sends as is (`deleted`, `viewers`).
+    /// An encoded frame every socket sends as is (`deleted`, `viewers`, `settings`).
     Frame(SharedFrame),
+    /// A frame for the stream's moderators only (`held`).
+    ToModerators(SharedFrame),
+    /// A frame for this user's sockets only (`released`, `dropped`).
+    ToUser(UserId, SharedFrame),
     /// This user was banned from the stream: their sockets close.
     Banned(UserId),
     /// Comments were lost beyond what the broker could backfill: every socket closes with

@@ -21,10 +21,9 @@ use std::time::Instant;
 
 use super::member::{Delivery, Member, RoomEvent};
 use super::outbox::{Outbox, RawSocket, Wrote};
-use super::thinning::Tier;
 use super::viewer::{Action, Viewer, Why};
+use crate::domain::CommentId;
 use crate::domain::wire::SharedFrame;
-use crate::domain::{CommentId, UserId};
 use crate::metrics::{DropReason, Metrics};
 
 /// Why the room's side ended a connection.
@@ -78,11 +77,11 @@ struct State {
 }
 
 impl<S: RawSocket> Peer<S> {
-    /// The peer of a viewer whose user is `user` (if it has one), sent at most `budget`.
-    pub fn new(socket: S, user: Option<UserId>, budget: Tier, metrics: Arc<Metrics>) -> Self {
+    /// The peer of a viewer whose share `viewer` decides.
+    pub fn new(socket: S, viewer: Viewer, metrics: Arc<Metrics>) -> Self {
         let state = State {
             outbox: Outbox::default(),
-            viewer: Viewer::new(user, budget),
+            viewer,
             waker: None,
             signal: None,
             ended: false,
@@ -322,7 +321,7 @@ mod tests {
     async fn events_before_init_are_held_and_deduplicated() {
         let (server, mut client) = UnixStream::pair().unwrap();
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
-        let peer = Peer::new(server, None, Tier::UNLIMITED, metrics);
+        let peer = Peer::new(server, Viewer::new(None, false, Tier::UNLIMITED), metrics);
         assert_eq!(peer.deliver(&batch(&[1, 2])).sent, 0, "held, not sent");
         peer.send(&SharedFrame::from("init".to_owned())).unwrap();
         peer.start(Some(CommentId::new(1, 0)));
@@ -340,7 +339,11 @@ mod tests {
         let (server, _client) = UnixStream::pair().unwrap();
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
         let user = UserId::parse("u").unwrap();
-        let peer = Peer::new(server, Some(user.clone()), Tier::UNLIMITED, metrics);
+        let peer = Peer::new(
+            server,
+            Viewer::new(Some(user.clone()), false, Tier::UNLIMITED),
+            metrics,
+        );
         peer.start(None);
         peer.deliver(&RoomEvent::Banned(UserId::parse("other").unwrap()));
         let waiting = poll_fn(|cx| Poll::Ready(peer.poll_attention(cx, false).is_pending()));
@@ -368,7 +371,11 @@ mod tests {
     async fn a_socket_behind_steps_down_to_the_priority_lane_and_back_up() {
         let (server, mut client) = UnixStream::pair().unwrap();
         let metrics = Arc::new(Metrics::new(Latencies::noop()));
-        let peer = Arc::new(Peer::new(server, None, Tier::UNLIMITED, metrics));
+        let peer = Arc::new(Peer::new(
+            server,
+            Viewer::new(None, false, Tier::UNLIMITED),
+            metrics,
+        ));
         peer.start(None);
         let samplers = Arc::new(Samplers::default());
         let mut next = 0;

@@ -50,6 +50,10 @@ pub enum Queued {
     Comments(Vec<Comment>),
     Deleted(Vec<CommentId>),
     Frame(SharedFrame),
+    /// For the stream's moderators only.
+    ToModerators(SharedFrame),
+    /// For this user's sockets only.
+    ToUser(UserId, SharedFrame),
     Banned(UserId),
     Resync,
 }
@@ -285,6 +289,8 @@ fn events(
                         RoomEvent::Frame(ServerFrame::Deleted { ids: &ids }.encode())
                     }
                     Queued::Frame(frame) => RoomEvent::Frame(frame),
+                    Queued::ToModerators(frame) => RoomEvent::ToModerators(frame),
+                    Queued::ToUser(user, frame) => RoomEvent::ToUser(user, frame),
                     Queued::Banned(user) => RoomEvent::Banned(user),
                     Queued::Resync => RoomEvent::Resync,
                     Queued::Comments(_) => unreachable!("matched above"),

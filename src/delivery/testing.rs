@@ -47,6 +47,7 @@ pub(crate) fn comment(stream: &StreamId, ms: u64) -> Comment {
         data: None,
         ts: ms,
         by_moderator: false,
+        shadow: false,
     }
 }
 
@@ -72,6 +73,7 @@ pub(crate) fn chat(
             data: None,
             ts: ms,
             by_moderator: false,
+            shadow: false,
         })
         .collect();
     let batch = CommentBatch::thinned_by(comments, Some(samplers.clone())).unwrap();

@@ -30,14 +30,16 @@ use super::member::{Delivery, RoomEvent};
 use super::policy::{MAX_HELD, SLOWER, STEP_UP_AFTER};
 use super::thinning::Tier;
 use crate::domain::wire::SharedFrame;
-use crate::domain::{CommentId, UserId};
+use crate::domain::{Audience, CommentId, UserId};
 
 /// One viewer's delivery state.
 #[derive(Debug)]
 pub struct Viewer {
     /// The connection's user, if it has one (a ban names a user; its own comments are
-    /// never thinned).
+    /// never thinned, its own shadowed ones it sees).
     user: Option<UserId>,
+    /// A moderator of the stream: sees shadowed comments (marked) and `held` frames.
+    moderator: bool,
     /// The viewer's budget of user comments.
     budget: Tier,
     /// `init` is written: events go straight out.
@@ -109,9 +111,10 @@ impl Step {
 }
 
 impl Viewer {
-    pub fn new(user: Option<UserId>, budget: Tier) -> Self {
+    pub fn new(user: Option<UserId>, moderator: bool, budget: Tier) -> Self {
         Self {
             user,
+            moderator,
             budget,
             started: false,
             held: Vec::new(),
@@ -140,8 +143,11 @@ impl Viewer {
         match event {
             RoomEvent::Comments(batch) => {
                 let tier = self.tier(queued);
-                let user = self.user.as_ref();
-                let Some(sent) = batch.for_socket(tier, user, &mut self.last_id) else {
+                let audience = Audience {
+                    user: self.user.as_ref(),
+                    moderator: self.moderator,
+                };
+                let Some(sent) = batch.for_socket(tier, audience, &mut self.last_id) else {
                     return Step::nothing();
                 };
                 self.skipped += sent.skipped;
@@ -161,17 +167,27 @@ impl Viewer {
                 };
                 Step { delivery, action }
             }
-            RoomEvent::Frame(frame) => Step::action(Action::Write(Write {
-                frame: frame.clone(),
-                comments: 0,
-                skipped: 0,
-            })),
+            RoomEvent::Frame(frame) => Self::frame(frame),
+            RoomEvent::ToModerators(frame) if self.moderator => Self::frame(frame),
+            RoomEvent::ToUser(user, frame) if self.user.as_ref() == Some(user) => {
+                Self::frame(frame)
+            }
+            RoomEvent::ToModerators(_) | RoomEvent::ToUser(..) => Step::nothing(),
             RoomEvent::Banned(user) if self.user.as_ref() == Some(user) => {
                 Step::action(Action::End(Why::Banned))
             }
             RoomEvent::Banned(_) => Step::nothing(),
             RoomEvent::Resync => Step::action(Action::End(Why::Resync)),
         }
+    }
+
+    /// A frame without comments, written as it is.
+    fn frame(frame: &SharedFrame) -> Step {
+        Step::action(Action::Write(Write {
+            frame: frame.clone(),
+            comments: 0,
+            skipped: 0,
+        }))
     }
 
     /// A write left `queued` bytes waiting in the socket's queue: the viewer steps down
@@ -254,7 +270,7 @@ mod tests {
     #[test]
     fn events_before_init_are_held_then_sent_once() {
         let samplers = Arc::new(Samplers::default());
-        let mut viewer = Viewer::new(None, Tier::UNLIMITED);
+        let mut viewer = Viewer::new(None, false, Tier::UNLIMITED);
         let first = batch(1..3, CommentKind::Gift, &samplers);
         assert_eq!(viewer.on_event(&first, 0), Step::nothing(), "held");
         let held = viewer.start(Some(CommentId::new(1, 0)));
@@ -272,7 +288,7 @@ mod tests {
     /// A viewer holds at most MAX_HELD events; one more ends it, counting those held.
     #[test]
     fn too_many_events_before_init_end_the_viewer() {
-        let mut viewer = Viewer::new(None, Tier::UNLIMITED);
+        let mut viewer = Viewer::new(None, false, Tier::UNLIMITED);
         let frame = RoomEvent::Frame(SharedFrame::from("f".to_owned()));
         for _ in 0..MAX_HELD {
             assert_eq!(viewer.on_event(&frame, 0), Step::nothing());
@@ -287,7 +303,7 @@ mod tests {
     #[test]
     fn bans_resyncs_and_frames() {
         let user = UserId::parse("u").unwrap();
-        let mut viewer = Viewer::new(Some(user.clone()), Tier::UNLIMITED);
+        let mut viewer = Viewer::new(Some(user.clone()), false, Tier::UNLIMITED);
         viewer.start(None);
         let other = RoomEvent::Banned(UserId::parse("other").unwrap());
         assert_eq!(viewer.on_event(&other, 0), Step::nothing());
@@ -305,7 +321,7 @@ mod tests {
     #[test]
     fn what_is_left_out_is_told_with_the_next_frame() {
         let samplers = Arc::new(Samplers::default());
-        let mut viewer = Viewer::new(None, Tier::PRIORITY);
+        let mut viewer = Viewer::new(None, false, Tier::PRIORITY);
         viewer.start(None);
         let chat = viewer.on_event(&batch(1..4, CommentKind::User, &samplers), 0);
         let over_budget = Delivery {
@@ -334,7 +350,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_viewer_behind_steps_down_the_ladder_and_back_up() {
         let samplers = Arc::new(Samplers::default());
-        let mut viewer = Viewer::new(None, Tier::UNLIMITED);
+        let mut viewer = Viewer::new(None, false, Tier::UNLIMITED);
         viewer.start(None);
         let mut next = 0;
         let mut chat = |n: u64| {

@@ -19,6 +19,12 @@ pub struct Comment {
     /// instances with the comment (`by_mod`), never sent to clients.
     #[serde(default, rename = "by_mod", skip_serializing)]
     pub by_moderator: bool,
+    /// Seen only by its author and the stream's moderators: its author is shadow-banned, or
+    /// it holds a term a moderator set to `shadow` (the contract's section 9). Stored and
+    /// carried between instances with the comment; never in its own JSON: a moderator's
+    /// frame marks it (`"shadow": true`), its author's shows it as any other.
+    #[serde(default, skip_serializing)]
+    pub shadow: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,6 +116,7 @@ mod tests {
             data: None,
             ts: 1_732_240_000_000,
             by_moderator: false,
+            shadow: false,
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

@@ -21,6 +21,7 @@ macro_rules! serde_via_parse {
     };
 }
 
+mod audience;
 mod comment;
 mod id;
 mod idempotency;
@@ -33,18 +34,20 @@ mod text;
 mod user;
 pub mod wire;
 
+pub use audience::Audience;
 pub use comment::{Comment, CommentData, CommentKind, DataError, now_ms};
 pub use id::{CommentId, ParseCommentIdError};
 pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
 pub use position::{Continuity, Epoch, Gap, ParseEpochError, Position};
 pub use rate::TokenBucket;
 pub use settings::{
-    MAX_ROLES, ParseRoleError, Role, SettingsError, SettingsPatch, StreamSettings, roles_of,
+    MAX_ROLE_CHARS, MAX_ROLES, ParseRoleError, Role, SLOW_MODE_MS, SettingsError, SettingsPatch,
+    StreamSettings, roles_of,
 };
 pub use stream_id::{ParseStreamIdError, StreamId};
 pub use terms::{
-    BlockedTerm, BlockedTerms, MAX_TERMS, ParseTermError, Term, TermAction, TermMatcher,
-    TooManyTerms, fold,
+    BlockedTerm, BlockedTerms, MAX_TERM_CHARS, MAX_TERMS, ParseTermError, Term, TermAction,
+    TermMatcher, TooManyTerms, fold,
 };
 pub use text::{CommentText, TextError};
 pub use user::{ParseUserIdError, User, UserId};

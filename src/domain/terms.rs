@@ -87,7 +87,8 @@ pub struct BlockedTerm {
 }
 
 /// A stream's list: at most [`MAX_TERMS`] entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<BlockedTerm>")]
 pub struct BlockedTerms(Vec<BlockedTerm>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,6 +105,14 @@ impl BlockedTerms {
 
     pub fn as_slice(&self) -> &[BlockedTerm] {
         &self.0
+    }
+}
+
+impl TryFrom<Vec<BlockedTerm>> for BlockedTerms {
+    type Error = TooManyTerms;
+
+    fn try_from(terms: Vec<BlockedTerm>) -> Result<Self, TooManyTerms> {
+        Self::new(terms)
     }
 }
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Comment, CommentId, Epoch, StreamId};
+use super::{Audience, Comment, CommentId, Epoch, StreamId, StreamSettings};
 
 /// An encoded server frame: reference-counted UTF-8 bytes that a WebSocket text frame takes
 /// without copying. Fan-out encodes a frame once and clones this handle (a reference-count
@@ -52,10 +52,17 @@ pub enum ServerFrame<'a> {
         resumed: bool,
         /// The stream's epoch (the contract's section 8).
         epoch: &'a Epoch,
+        /// The stream's settings (the contract's section 9).
+        settings: &'a StreamSettings,
         server: &'a ServerInfo,
     },
     Comments {
         comments: &'a [Comment],
+    },
+    /// A `comments` frame as a moderator of the stream sees it, shadowed comments marked.
+    #[serde(rename = "comments")]
+    MarkedComments {
+        comments: &'a [MarkedComment<'a>],
     },
     Deleted {
         ids: &'a [CommentId],
@@ -67,6 +74,26 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref")]
         reference: Option<&'a str>,
         id: CommentId,
+        /// The comment is held for review: `id` is its held id.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        held: bool,
+    },
+    /// The stream's settings changed.
+    Settings {
+        settings: &'a StreamSettings,
+    },
+    /// To the stream's moderators: a comment held for review (its `id` the held id).
+    Held {
+        comment: &'a Comment,
+    },
+    /// To the author: the held comment `held_id` was approved and published as `id`.
+    Released {
+        held_id: CommentId,
+        id: CommentId,
+    },
+    /// To the author: the held comment `held_id` was rejected.
+    Dropped {
+        held_id: CommentId,
     },
     Error(&'a ErrorBody),
     Reconnect {
@@ -88,9 +115,40 @@ impl ServerFrame<'_> {
     }
 }
 
+/// A comment as a moderator of its stream sees it: one that only its author and moderators
+/// see carries `"shadow": true` (its author sees it as any other).
+#[derive(Debug, Serialize)]
+pub struct MarkedComment<'a> {
+    #[serde(flatten)]
+    pub comment: &'a Comment,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+}
+
+impl<'a> MarkedComment<'a> {
+    pub fn of(comment: &'a Comment) -> Self {
+        Self {
+            comment,
+            shadow: comment.shadow,
+        }
+    }
+}
+
 /// Comments as the JSON array `init` carries, encoded once so it can be kept and reused.
 pub fn encode_comments(comments: &[Comment]) -> Box<RawValue> {
     serde_json::value::to_raw_value(comments).expect("comments always serialize")
+}
+
+/// Of `comments`, those `audience` sees, as a JSON array: a moderator's with shadowed
+/// comments marked.
+pub fn encode_seen_by(comments: &[Comment], audience: Audience<'_>) -> Box<RawValue> {
+    let seen = audience.filter(comments);
+    let encoded = if audience.moderator {
+        serde_json::value::to_raw_value(&seen.map(MarkedComment::of).collect::<Vec<_>>())
+    } else {
+        serde_json::value::to_raw_value(&seen.collect::<Vec<_>>())
+    };
+    encoded.expect("comments always serialize")
 }
 
 /// Who answered: the `server` block of `init` and the body of `/version`.
@@ -115,6 +173,9 @@ pub enum ErrorCode {
     Draining,
     Unavailable,
     Internal,
+    SlowMode,
+    RoleRequired,
+    Blocked,
 }
 
 impl ErrorCode {
@@ -130,6 +191,9 @@ impl ErrorCode {
             Self::Draining => "draining",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::SlowMode => "slow_mode",
+            Self::RoleRequired => "role_required",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -184,6 +248,12 @@ pub enum ClientFrame {
     /// A new token for the connection (contract section 8).
     Refresh {
         token: String,
+    },
+    /// Delete a retained comment: its author's own, or any as a moderator (section 9).
+    Delete {
+        id: String,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
     },
 }
 

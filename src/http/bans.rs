@@ -1,7 +1,9 @@
-//! `POST /v1/streams/{id}/bans`: refuse a user's comments and handshakes on a stream, and
-//! close their open sockets there. `GET` lists the bans in force; `DELETE
-//! /v1/streams/{id}/bans/{user_id}` lifts one. A moderator of the stream or a service may
-//! do each.
+//! `POST /v1/streams/{id}/bans`: a `ban` refuses a user's comments and handshakes on a
+//! stream and closes their open sockets there; a `mute` refuses their comments and lets them
+//! watch; a `shadow` ban lets them post as usual, but only they and the stream's moderators
+//! see what they post. `purge` also deletes their retained comments. `GET` lists the bans in
+//! force with their modes; `DELETE /v1/streams/{id}/bans/{user_id}` lifts one. A moderator
+//! of the stream or a service may do each.
 //!
 //! A ban holds back the user's own comments (`kind: user`), not a service's system comment
 //! on their behalf: a gift they paid for still shows.
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use super::{HttpState, json_body, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
-use crate::broker::{Ban, MAX_BAN};
+use crate::broker::{Ban, BanMode, MAX_BAN};
 use crate::domain::UserId;
 use crate::domain::wire::ErrorCode;
 
@@ -26,6 +28,11 @@ pub struct BanRequest {
     user_id: String,
     /// Absent: the longest ban, [`MAX_BAN`].
     seconds: Option<u64>,
+    /// Absent: `ban`.
+    mode: Option<BanMode>,
+    /// Also delete every retained comment of the user.
+    #[serde(default)]
+    purge: bool,
 }
 
 pub async fn create(
@@ -49,12 +56,17 @@ pub async fn create(
             ));
         }
     };
-    http.broker.ban(&stream, &user, duration).await?;
-    tracing::info!(%stream, seconds = duration.as_secs(), "user banned");
+    let mode = ban.mode.unwrap_or(BanMode::Ban);
+    http.broker
+        .ban(&stream, &user, duration, mode, ban.purge)
+        .await?;
+    let (mode, purge) = (mode.as_str(), ban.purge);
+    tracing::info!(%stream, seconds = duration.as_secs(), mode, purge, "user banned");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The bans in force: `200 {"bans": [{"user_id", "expires_at"}]}`, soonest to end first.
+/// The bans in force: `200 {"bans": [{"user_id", "expires_at", "mode"}]}`, soonest to end
+/// first.
 pub async fn list(
     State(http): State<HttpState>,
     Path(stream): Path<String>,

@@ -29,7 +29,9 @@ pub async fn create(
     let comment: ServiceComment = json_body(body)?;
     match http.posting.as_service(&stream, comment).await? {
         Published::New(comment) => Ok((StatusCode::CREATED, Json(json!({ "comment": comment })))),
-        Published::Duplicate(comment) => Ok((StatusCode::OK, Json(json!({ "comment": comment })))),
+        Published::Duplicate(comment) | Published::Held { comment, .. } => {
+            Ok((StatusCode::OK, Json(json!({ "comment": comment }))))
+        }
     }
 }
 
@@ -79,7 +81,7 @@ pub async fn remove(
     let id: CommentId = comment_id
         .parse()
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("comment id: {e}")))?;
-    http.broker.delete(&stream, id).await?;
+    http.broker.delete(&stream, id, None).await?;
     tracing::info!(%stream, %id, "comment deleted");
     Ok(StatusCode::NO_CONTENT)
 }

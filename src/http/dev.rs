@@ -59,6 +59,7 @@ pub async fn token(
         name: Some(name.to_owned()),
         exp,
         moderates,
+        roles: Vec::new(),
     };
     // Development mode always has a secret: a random one when none is configured (auth.rs).
     let token = http

@@ -1,13 +1,17 @@
 //! The HTTP side: the service API (the contract's section 4: comments, bans, stream
-//! stats), health, version and metrics, and development mode's token endpoint. One file per
-//! resource; the routes are mounted by the app.
+//! stats; section 9: settings, blocked terms, held comments), health, version and metrics,
+//! and development mode's token endpoint. One file per resource; the routes are mounted by
+//! the app.
 
 pub mod bans;
 pub mod comments;
 pub mod dev;
 pub mod health;
+pub mod held;
 pub mod limits;
+pub mod settings;
 pub mod streams;
+pub mod terms;
 
 use std::ops::Deref;
 use std::sync::Arc;

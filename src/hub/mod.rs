@@ -150,6 +150,37 @@ impl Hub {
                 (stream, Queued::Banned(user_id))
             }
             BrokerEvent::Resync { stream } => (stream, Queued::Resync),
+            // `init` carries the settings: a change makes the kept page stale too.
+            BrokerEvent::Settings { stream, settings } => {
+                let frame = ServerFrame::Settings {
+                    settings: &settings,
+                };
+                (stream, Queued::Frame(frame.encode()))
+            }
+            BrokerEvent::Held { stream, comment } => {
+                changes_history = false;
+                let frame = ServerFrame::Held { comment: &comment };
+                (stream, Queued::ToModerators(frame.encode()))
+            }
+            BrokerEvent::Released {
+                stream,
+                user,
+                held_id,
+                id,
+            } => {
+                changes_history = false;
+                let frame = ServerFrame::Released { held_id, id }.encode();
+                (stream, Queued::ToUser(user, frame))
+            }
+            BrokerEvent::Dropped {
+                stream,
+                user,
+                held_id,
+            } => {
+                changes_history = false;
+                let frame = ServerFrame::Dropped { held_id }.encode();
+                (stream, Queued::ToUser(user, frame))
+            }
             BrokerEvent::Interrupted { stream } => {
                 // Nothing for the sockets: only the kept `init` page may no longer hold.
                 if let Some(seated) = self.inner.rooms.get(&stream) {

@@ -8,26 +8,87 @@
 //! the room is taken: a comment the shared read missed reaches the room after that, so the
 //! connection gets it live, and one the read and the room both carry is dropped by the
 //! connection as at or before `init`'s newest id.
+//!
+//! A page holds shadowed comments too (section 9), and enough comments that everyone sees:
+//! readers who see none of the shadowed ones (almost all) share its one encoding; a
+//! shadowed comment's author and the stream's moderators get theirs encoded for them.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
-use crate::domain::{CommentId, Epoch};
+use crate::domain::wire::encode_seen_by;
+use crate::domain::{Audience, Comment, CommentId, Epoch, StreamSettings};
 
 /// A stream's newest comments, encoded once for every fresh `init` until the next comment
 /// or deletion. Kept only while the stream has local connections (only then does this
 /// instance see every change to it).
 #[derive(Debug)]
 pub struct Recent {
-    /// The comments, oldest first, as `init`'s JSON array.
-    pub comments: Box<serde_json::value::RawValue>,
-    /// The newest of them.
+    /// The comments read, oldest first, shadowed ones too: at least the newest `limit`
+    /// that everyone sees, unless history holds fewer.
+    comments: Vec<Comment>,
+    /// The newest `limit` comments everyone sees, as `init`'s JSON array.
+    public: Box<RawValue>,
+    limit: usize,
+    /// The newest comment read (the connection sends nothing older afterwards).
     pub last_id: Option<CommentId>,
     /// The stream's epoch when they were read.
     pub epoch: Epoch,
+    /// The stream's settings when they were read.
+    pub settings: StreamSettings,
+}
+
+impl Recent {
+    /// `comments` (oldest first) as `init` shows the newest `limit` of them to each reader.
+    pub fn new(
+        comments: Vec<Comment>,
+        limit: usize,
+        epoch: Epoch,
+        settings: StreamSettings,
+    ) -> Self {
+        let public = newest(&comments, Audience::of(None), limit);
+        Self {
+            public: encode_seen_by(public, Audience::of(None)),
+            last_id: comments.last().map(|c| c.id),
+            comments,
+            limit,
+            epoch,
+            settings,
+        }
+    }
+
+    /// What `audience` is shown, as a JSON array: everyone's (encoded once) unless it sees
+    /// a shadowed comment among them (its author, a moderator), then its own.
+    pub fn seen_by(&self, audience: Audience<'_>) -> Cow<'_, RawValue> {
+        let sees_more = self.comments.iter().any(|c| c.shadow && audience.sees(c));
+        if !sees_more {
+            return Cow::Borrowed(&self.public);
+        }
+        let seen = newest(&self.comments, audience, self.limit);
+        Cow::Owned(encode_seen_by(seen, audience))
+    }
+}
+
+/// The tail of `comments` that holds the newest `limit` that `audience` sees (with any it
+/// does not see among them: [`encode_seen_by`] leaves those out).
+fn newest<'c>(comments: &'c [Comment], audience: Audience<'_>, limit: usize) -> &'c [Comment] {
+    if limit == 0 {
+        return &[];
+    }
+    let mut seen = 0;
+    let start = comments
+        .iter()
+        .rposition(|c| {
+            seen += usize::from(audience.sees(c));
+            seen == limit
+        })
+        .unwrap_or(0);
+    &comments[start..]
 }
 
 /// One page read (or being read) per change count.
@@ -83,11 +144,9 @@ mod tests {
     use super::*;
 
     fn page(last: u64) -> Recent {
-        Recent {
-            comments: crate::domain::wire::encode_comments(&[]),
-            last_id: Some(CommentId::new(last, 0)),
-            epoch: Epoch::new(1),
-        }
+        let mut recent = Recent::new(Vec::new(), 10, Epoch::new(1), StreamSettings::default());
+        recent.last_id = Some(CommentId::new(last, 0));
+        recent
     }
 
     /// A read that counts itself and answers `page(last)` after a moment.

@@ -7,10 +7,13 @@
 //! posts over HTTP ([`Posting::as_service`]): any kind, a user for user comments, `data`
 //! only for system comments, an optional idempotency key. Either way the comment is
 //! validated once into a [`NewComment`] of validated parts, handed to the broker (which
-//! refuses banned users), and counted. Every refusal is a [`PostError`], and each maps to
-//! one error code of the contract.
+//! keeps the stream's rules across instances: bans and mutes, post roles, slow mode), and
+//! counted. A viewer's comment that is not a moderator's is first matched against the
+//! blocked terms ([`terms`]): refused, or published shadowed, or held for review. Every
+//! refusal is a [`PostError`], and each maps to one error code of the contract.
 
 mod rate;
+mod terms;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +23,16 @@ use serde_json::Value;
 
 use crate::auth::Identity;
 use crate::background::Background;
-use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published, Unavailable};
+use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published, Route, Unavailable};
 use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
-    Comment, CommentData, CommentKind, CommentText, IdempotencyKey, StreamId, TextError, User,
-    UserId,
+    BlockedTerm, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey, StreamId,
+    TermAction, TextError, User, UserId,
 };
 use crate::metrics::Metrics;
 use rate::RateLimits;
+use terms::Terms;
 
 /// Longest display name a service may give a user, in characters.
 const MAX_USER_NAME_CHARS: usize = 128;
@@ -46,6 +50,13 @@ pub enum PostError {
     RateLimited { retry_after: Duration },
     #[error("banned from this stream")]
     Banned,
+    #[error("the stream is in slow mode")]
+    SlowMode { retry_after: Duration },
+    #[error("only some roles may post on this stream")]
+    RoleRequired,
+    /// The message never names the term.
+    #[error("the comment contains a blocked term")]
+    Blocked,
     /// The broker failed; the cause is the source, for the layer that answers to log.
     #[error("could not post right now; try again")]
     Unavailable(#[source] Unavailable),
@@ -59,14 +70,20 @@ impl PostError {
             Self::TooLong { .. } => ErrorCode::TooLong,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Banned => ErrorCode::Banned,
+            Self::SlowMode { .. } => ErrorCode::SlowMode,
+            Self::RoleRequired => ErrorCode::RoleRequired,
+            Self::Blocked => ErrorCode::Blocked,
             Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
-    /// For `rate_limited`: how long until the next comment fits, at least 1 ms.
+    /// For `rate_limited` and `slow_mode`: how long until the next comment fits, at least
+    /// 1 ms.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } => Some(retry_after.as_millis().max(1) as u64),
+            Self::RateLimited { retry_after } | Self::SlowMode { retry_after } => {
+                Some(retry_after.as_millis().max(1) as u64)
+            }
             _ => None,
         }
     }
@@ -74,9 +91,9 @@ impl PostError {
     /// Whether the comment itself passed the rules (and was refused for who or when it was
     /// posted): a WebSocket counts the others as malformed frames.
     pub fn comment_was_well_formed(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Self::RateLimited { .. } | Self::Banned | Self::Unavailable(_)
+            Self::Unauthorized(_) | Self::Invalid(_) | Self::TooLong { .. }
         )
     }
 }
@@ -112,15 +129,31 @@ pub struct Posting {
     broker: Broker,
     rate: RateLimits,
     max_comment_chars: usize,
+    terms: Terms,
     metrics: Arc<Metrics>,
 }
 
+/// A viewer's comment accepted: published as `id`, or held for review as `id` (the held
+/// id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: CommentId,
+    pub held: bool,
+}
+
 impl Posting {
-    pub fn new(config: &Config, broker: Broker, metrics: Arc<Metrics>) -> Self {
+    /// `file_terms`: the blocked terms of `DANMAKU_BLOCKED_TERMS_FILE`, for every stream.
+    pub fn new(
+        config: &Config,
+        file_terms: Vec<BlockedTerm>,
+        broker: Broker,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             broker,
             rate: RateLimits::new(config.rate_per_sec, config.rate_burst),
             max_comment_chars: config.max_comment_chars,
+            terms: Terms::new(file_terms),
             metrics,
         }
     }
@@ -134,16 +167,16 @@ impl Posting {
         });
     }
 
-    /// A viewer's comment from its WebSocket: published, or refused. The same `reference`
-    /// (the frame's `ref`) from the same user on the stream within two minutes, on any
-    /// instance, publishes nothing and answers with the first comment.
+    /// A viewer's comment from its WebSocket: published (maybe shadowed), held for review,
+    /// or refused. The same `reference` (the frame's `ref`) from the same user on the stream
+    /// within two minutes, on any instance, publishes nothing and answers as the first.
     pub async fn as_viewer(
         &self,
         stream: &StreamId,
         identity: &Identity,
         text: String,
         reference: Option<&str>,
-    ) -> Result<Comment, PostError> {
+    ) -> Result<Accepted, PostError> {
         let viewer = match identity {
             Identity::Viewer(v) if v.token_expired() => {
                 return Err(PostError::Unauthorized("your token has expired"));
@@ -157,6 +190,13 @@ impl Posting {
             Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
+        let moderator = viewer.moderates(stream);
+        // Moderators' comments are not filtered.
+        let route = if moderator {
+            Route::Public
+        } else {
+            self.route(stream, &text).await?
+        };
         // With Redis the limit holds across instances, checked in the publish itself.
         let shared_rate = self.broker.limits_rates();
         if !shared_rate && let Err(retry_after) = self.rate.check(stream, &viewer.user.id) {
@@ -168,27 +208,58 @@ impl Posting {
             user: Some(viewer.user.clone()),
             text,
             data: None,
-            by_moderator: viewer.moderates(stream),
+            by_moderator: moderator,
             dedup: reference.map(|reference| Dedup::Ref {
                 user: viewer.user.id.clone(),
                 reference: reference.to_owned(),
             }),
             rate: shared_rate.then_some(self.rate.limit()),
+            by_service: false,
+            roles: viewer.roles.clone(),
+            route,
         };
-        match self.publish(new).await? {
-            Published::New(comment) | Published::Duplicate(comment) => Ok(comment),
-        }
+        Ok(match self.publish(new).await? {
+            Published::New(c) | Published::Duplicate(c) => Accepted {
+                id: c.id,
+                held: false,
+            },
+            Published::Held { comment, .. } => Accepted {
+                id: comment.id,
+                held: true,
+            },
+        })
+    }
+
+    /// What the blocked terms (the stream's and the file's) make of `text`: refused, or how
+    /// it goes out.
+    async fn route(&self, stream: &StreamId, text: &CommentText) -> Result<Route, PostError> {
+        let list = self.broker.terms(stream).await.map_err(|e| match e {
+            BrokerError::Unavailable(cause) => PostError::Unavailable(cause),
+            other => PostError::Unavailable(Unavailable::new(other.to_string())),
+        })?;
+        let matcher = self.terms.matcher(stream, list);
+        Ok(match matcher.check(text.as_str()) {
+            None => Route::Public,
+            Some(TermAction::Shadow) => Route::Shadow,
+            Some(TermAction::Hold) => Route::Hold,
+            Some(TermAction::Refuse) => return Err(PostError::Blocked),
+        })
     }
 
     /// A service's comment: published (or, for a repeated idempotency key, the first one
-    /// it published), or refused.
+    /// it published), or refused. Never held: services are not filtered.
     pub async fn as_service(
         &self,
         stream: &StreamId,
         comment: ServiceComment,
     ) -> Result<Published, PostError> {
         let new = self.service_comment(stream, comment)?;
-        self.publish(new).await
+        match self.publish(new).await? {
+            Published::Held { .. } => Err(PostError::Unavailable(Unavailable::new(
+                "the broker held a service's comment",
+            ))),
+            published => Ok(published),
+        }
     }
 
     fn service_comment(
@@ -238,7 +309,15 @@ impl Posting {
             by_moderator: false,
             dedup: idempotency_key.map(Dedup::Service),
             rate: None,
+            by_service: true,
+            roles: Vec::new(),
+            route: Route::Public,
         })
+    }
+
+    /// Counts a comment published outside a post (a held one approved).
+    pub fn count_published(&self, kind: CommentKind) {
+        self.metrics.published(kind);
     }
 
     /// Hands a validated comment to the broker and counts it if it is new.
@@ -255,9 +334,11 @@ impl Posting {
             Err(BrokerError::RateLimited { retry_after }) => {
                 Err(PostError::RateLimited { retry_after })
             }
-            Err(BrokerError::NotFound) => Err(PostError::Unavailable(Unavailable::new(
-                "the broker answered a publish with 'not found'",
-            ))),
+            Err(BrokerError::SlowMode { retry_after }) => Err(PostError::SlowMode { retry_after }),
+            Err(BrokerError::RoleRequired) => Err(PostError::RoleRequired),
+            Err(error @ (BrokerError::NotFound | BrokerError::Forbidden)) => Err(
+                PostError::Unavailable(Unavailable::new(format!("a publish answered {error}"))),
+            ),
             Err(BrokerError::Unavailable(cause)) => Err(PostError::Unavailable(cause)),
         }
     }
@@ -320,6 +401,7 @@ mod tests {
             },
             expires_at: u64::MAX,
             moderates: Vec::new(),
+            roles: Vec::new(),
             signed_with: None,
         });
         let long = "x".repeat(201);

@@ -26,7 +26,7 @@ use super::codec::{CLOSE_TIMEOUT, Incoming, PING, PeerIo, Socket};
 use super::init::{Init, init_frame};
 use crate::auth::Identity;
 use crate::delivery::policy::MAX_WRITE_TIMEOUT;
-use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier};
+use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier, Viewer};
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
 use crate::hub::Membership;
@@ -68,11 +68,10 @@ pub struct Session {
 /// futures alive while a handler awaits, so inline they would add up. `session` comes
 /// boxed for the same reason: an argument keeps its slot in the future.
 pub async fn serve<S: RawSocket>(socket: S, prefix: Bytes, session: Box<Session>, ws: WsState) {
-    let user = match &session.identity {
-        Identity::Viewer(viewer) => Some(viewer.user.id.clone()),
-        Identity::Anonymous => None,
-    };
-    let peer = Arc::new(Peer::new(socket, user, session.budget, ws.metrics.clone()));
+    let audience = session.identity.audience(&session.stream);
+    let user = audience.user.cloned();
+    let viewer = Viewer::new(user, audience.moderator, session.budget);
+    let peer = Arc::new(Peer::new(socket, viewer, ws.metrics.clone()));
     let io = PeerIo::new(peer, prefix);
     let Some((mut connection, permit, sent)) = Box::pin(open(io, session, &ws)).await else {
         return;
@@ -149,7 +148,8 @@ async fn open<S: RawSocket>(
         malformed: 0,
         write_timeout,
     };
-    let sent = match init_frame(ws, &connection.stream, after, epoch).await {
+    let audience = connection.identity.audience(&connection.stream);
+    let sent = match init_frame(ws, &connection.stream, after, epoch, audience).await {
         Ok(init) => connection.write_init(init).await,
         Err(end) => Err(end),
     };
@@ -328,10 +328,11 @@ impl<S: RawSocket> Connection<S> {
                     self.malformed = 0;
                     self.refresh(token).await
                 }
+                Ok(ClientFrame::Delete { id, reference }) => self.delete(id, reference).await,
                 Err(_) => {
                     let error = ErrorBody::new(
                         ErrorCode::Invalid,
-                        "expected a JSON frame of type comment, ping or refresh",
+                        "expected a JSON frame of type comment, delete, ping or refresh",
                     );
                     self.refuse(error)
                 }

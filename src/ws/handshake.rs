@@ -23,6 +23,7 @@ use super::WsState;
 use super::connection::{self, Session};
 use crate::api_error::ApiError;
 use crate::auth::Identity;
+use crate::broker::BanMode;
 use crate::delivery::Tier;
 use crate::delivery::policy::SEND_BUFFER;
 use crate::domain::wire::ErrorCode;
@@ -212,12 +213,13 @@ async fn check(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if let Identity::Viewer(viewer) = &identity {
-        let banned = ws
+        // A muted or shadow-banned user may still watch.
+        let mode = ws
             .broker
-            .is_banned(&stream, &viewer.user.id)
+            .ban_mode(&stream, &viewer.user.id)
             .await
             .map_err(ApiError::from)?;
-        if banned {
+        if mode == Some(BanMode::Ban) {
             return Err(ApiError::new(
                 ErrorCode::Banned,
                 "you are banned from this stream",

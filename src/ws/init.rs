@@ -6,14 +6,17 @@
 //! A resumed `init` is followed, before anything else, by one `deleted` frame with the
 //! comments deleted since the comment it resumed after was published (as far back as the
 //! moderation log goes), so a client that was away drops what it still shows.
+//!
+//! What a connection is shown is what its [`Audience`] sees: shadowed comments only if it
+//! is their author or a moderator of the stream (section 9).
 
 use std::sync::Arc;
 
 use super::WsState;
 use super::close::{CloseReason, End};
 use crate::broker::{ALL_RETAINED, BrokerError, HistoryQuery};
-use crate::domain::wire::{ServerFrame, SharedFrame, encode_comments};
-use crate::domain::{CommentId, Continuity, Epoch, Position, StreamId};
+use crate::domain::wire::{ServerFrame, SharedFrame};
+use crate::domain::{Audience, CommentId, Continuity, Epoch, Position, StreamId};
 use crate::hub::Recent;
 
 /// What a connection is sent first.
@@ -25,12 +28,14 @@ pub(super) struct Init {
     pub(super) deleted: Option<SharedFrame>,
 }
 
-/// `after` (and `epoch`, if the client sent one): where a resuming client left off.
+/// `after` (and `epoch`, if the client sent one): where a resuming client left off;
+/// `audience`: who the connection is.
 pub(super) async fn init_frame(
     ws: &WsState,
     stream: &StreamId,
     after: Option<CommentId>,
     epoch: Option<Epoch>,
+    audience: Audience<'_>,
 ) -> Result<Init, End> {
     let broker = &ws.broker;
     let unavailable = |error: BrokerError| {
@@ -70,12 +75,11 @@ pub(super) async fn init_frame(
             if !ids.is_empty() {
                 deleted = Some(ServerFrame::Deleted { ids: &ids }.encode());
             }
-            let last_id = comments.last().map_or(id, |c| c.id);
-            let recent = Recent {
-                comments: encode_comments(&comments),
-                last_id: Some(last_id),
-                epoch,
-            };
+            let settings = broker.settings(stream).await.map_err(unavailable)?;
+            // Every comment after `id`: as many as this reader sees.
+            let limit = comments.len();
+            let mut recent = Recent::new(comments, limit, epoch, settings);
+            recent.last_id = recent.last_id.or(Some(id));
             (Arc::new(recent), true)
         }
         None => (fresh(ws, stream).await.map_err(unavailable)?, false),
@@ -87,10 +91,11 @@ pub(super) async fn init_frame(
     ws.hub.viewers_seen(stream, viewer_count);
     let frame = ServerFrame::Init {
         stream_id: stream,
-        comments: &recent.comments,
+        comments: &recent.seen_by(audience),
         viewer_count,
         resumed,
         epoch: &recent.epoch,
+        settings: &recent.settings,
         server: &ws.settings.server,
     }
     .encode();
@@ -102,20 +107,20 @@ pub(super) async fn init_frame(
 }
 
 /// The newest comments for a fresh `init`: kept by the hub since the last change to the
-/// stream, or read from history (once for every connection that asks meanwhile).
+/// stream, or read from history (once for every connection that asks meanwhile), with
+/// enough comments that everyone sees.
 async fn fresh(ws: &WsState, stream: &StreamId) -> Result<Arc<Recent>, BrokerError> {
     ws.hub
         .recent(stream, || async {
             let epoch = ws.broker.epoch(stream).await?;
-            let query = HistoryQuery::Latest {
-                limit: ws.settings.init_comments,
-            };
-            let page = ws.broker.history(stream, query).await?;
-            Ok(Recent {
-                comments: encode_comments(&page.comments),
-                last_id: page.comments.last().map(|c| c.id),
-                epoch,
-            })
+            let limit = ws.settings.init_comments;
+            let query = HistoryQuery::Latest { limit };
+            let page = ws
+                .broker
+                .history_covering(stream, query, Audience::of(None))
+                .await?;
+            let settings = ws.broker.settings(stream).await?;
+            Ok(Recent::new(page.comments, limit, epoch, settings))
         })
         .await
 }

@@ -89,6 +89,7 @@ impl TestApp {
             name: Some(format!("{sub}-name")),
             exp: now.saturating_add_signed(exp_in_secs),
             moderates: moderates.iter().map(|s| s.to_string()).collect(),
+            roles: Vec::new(),
         };
         self.state
             .auth

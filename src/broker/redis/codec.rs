@@ -2,12 +2,17 @@
 //!
 //! A comment is stored as its JSON body without the id (the history stream's entry id is
 //! the comment id) and travels on the channel as `c <id> <body>`; a deletion as `d <id>`,
-//! a ban as `b <user id>`, a liveness probe as `p`. The same `<id> <body>` is what the
-//! publish script returns and keeps under an idempotency key.
+//! a ban as `b <user id>`, a new epoch as `e <epoch>`, new settings as `s <settings>`, a
+//! comment held for review as `h <held id> <body>`, its approval as `r <user> <held id> <id>`
+//! and its rejection as `x <user> <held id>` (a user as `<bytes>:<id>`: ids may hold spaces),
+//! a liveness probe as `p`. The same `<id> <body>` is what the publish script returns and
+//! keeps under an idempotency key (`h <held id> <body>` for a held one).
 
 use fred::prelude::*;
 
-use crate::domain::{Comment, CommentData, CommentId, CommentKind, Epoch, StreamId, User, UserId};
+use crate::domain::{
+    Comment, CommentData, CommentId, CommentKind, Epoch, StreamId, StreamSettings, User, UserId,
+};
 
 /// The comment as stored, without its id.
 #[derive(serde::Serialize)]
@@ -20,6 +25,10 @@ pub(super) struct CommentBody<'a> {
     pub(super) ts: u64,
     #[serde(rename = "by_mod", skip_serializing_if = "std::ops::Not::not")]
     pub(super) by_moderator: bool,
+    /// Seen only by its author and the stream's moderators (the publish script also marks
+    /// a shadow-banned author's comment so).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) shadow: bool,
 }
 
 impl CommentBody<'_> {
@@ -32,23 +41,73 @@ impl CommentBody<'_> {
 #[derive(Debug)]
 pub(super) enum Inbound {
     Comment(Comment),
-    Deleted(CommentId),
+    /// One comment deleted, or a user's purged, in one message.
+    Deleted(Vec<CommentId>),
     Banned(UserId),
     /// The stream's history lost comments and it has a new epoch.
     Epoch(Epoch),
+    Settings(StreamSettings),
+    /// A comment held for review, its `id` the held id.
+    Held(Comment),
+    Released {
+        user: UserId,
+        held_id: CommentId,
+        id: CommentId,
+    },
+    Dropped {
+        user: UserId,
+        held_id: CommentId,
+    },
 }
 
-/// `c <id> <body>`, `d <id>`, `b <user id>`, `e <epoch>`; `None` for probes and anything
-/// unknown.
+/// `c <id> <body>`, `d <id> [<id> …]`, `b <user id>`, `e <epoch>`, `s <settings>`,
+/// `h <held id> <body>`, `r <user> <held id> <id>`, `x <user> <held id>` (a user as
+/// `<bytes>:<id>`); `None` for probes and anything unknown.
 pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
     let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
     match kind {
         "c" => parse_entry_message(rest).map(Inbound::Comment),
-        "d" => rest.parse().ok().map(Inbound::Deleted),
+        "d" => rest
+            .split(' ')
+            .map(|id| id.parse().ok())
+            .collect::<Option<Vec<CommentId>>>()
+            .map(Inbound::Deleted),
         "b" => UserId::parse(rest).ok().map(Inbound::Banned),
         "e" => Epoch::parse(rest).ok().map(Inbound::Epoch),
+        "s" => serde_json::from_str(rest).ok().map(Inbound::Settings),
+        "h" => parse_entry_message(rest).map(Inbound::Held),
+        "r" => {
+            let (user, rest) = split_user(rest)?;
+            let (held_id, id) = rest.split_once(' ')?;
+            Some(Inbound::Released {
+                user,
+                held_id: held_id.parse().ok()?,
+                id: id.parse().ok()?,
+            })
+        }
+        "x" => {
+            let (user, held_id) = split_user(rest)?;
+            Some(Inbound::Dropped {
+                user,
+                held_id: held_id.parse().ok()?,
+            })
+        }
         _ => None,
     }
+}
+
+/// A user written as `<bytes>:<id>`, and what follows it after one space.
+fn split_user(text: &str) -> Option<(UserId, &str)> {
+    let (len, rest) = text.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let user = rest.get(..len)?;
+    let rest = rest.get(len..)?.strip_prefix(' ')?;
+    Some((UserId::parse(user).ok()?, rest))
+}
+
+/// A user as `split_user` reads it.
+pub(super) fn user_field(user: &UserId) -> String {
+    format!("{}:{}", user.as_str().len(), user.as_str())
 }
 
 /// `<id> <body>`: the idempotency value and the payload of a `c` message.
@@ -96,6 +155,7 @@ mod tests {
             data: Some(&CommentData::from_value(&serde_json::json!({"n": 1})).unwrap()),
             ts: 5,
             by_moderator: false,
+            shadow: false,
         }
         .encode();
         let comment = parse_entry_message(&format!("7-1 {body}")).unwrap();
@@ -143,7 +203,7 @@ mod tests {
     #[test]
     fn parses_channel_messages() {
         assert!(
-            matches!(parse_message("d 5-1"), Some(Inbound::Deleted(id)) if id == CommentId::new(5, 1))
+            matches!(parse_message("d 5-1"), Some(Inbound::Deleted(ids)) if ids == [CommentId::new(5, 1)])
         );
         assert!(
             matches!(parse_message("b troll"), Some(Inbound::Banned(u)) if u.as_str() == "troll")
@@ -153,6 +213,27 @@ mod tests {
         assert!(parse_message("b").is_none());
         assert!(parse_message("p").is_none());
         assert!(parse_message("d nope").is_none());
+        assert!(
+            matches!(parse_message("d 5-1 6-0"), Some(Inbound::Deleted(ids)) if ids == [CommentId::new(5, 1), CommentId::new(6, 0)])
+        );
+        assert!(parse_message("d 5-1 nope").is_none());
         assert!(parse_message("x y").is_none());
+        assert!(matches!(
+            parse_message(r#"s {"slow_mode_ms":5000,"post_roles":["vip"],"pinned":null}"#),
+            Some(Inbound::Settings(s)) if s.slow_mode_ms == 5000 && s.post_roles.len() == 1
+        ));
+        let user = UserId::parse("a b").unwrap();
+        let released = format!("r {} 3-0 9-1", user_field(&user));
+        assert!(matches!(
+            parse_message(&released),
+            Some(Inbound::Released { user: u, held_id, id })
+                if u == user && held_id == CommentId::new(3, 0) && id == CommentId::new(9, 1)
+        ));
+        let dropped = format!("x {} 3-0", user_field(&user));
+        assert!(matches!(
+            parse_message(&dropped),
+            Some(Inbound::Dropped { .. })
+        ));
+        assert!(parse_message("x 9:short 3-0").is_none());
     }
 }

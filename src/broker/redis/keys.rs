@@ -38,6 +38,14 @@ pub(super) struct StreamKeys {
     pub(super) bans: String,
     /// The stream's epoch: made with its first key, gone only when its keys are lost.
     pub(super) epoch: String,
+    /// Hash of the ban modes in force: user → `ban`, `mute` or `shadow`.
+    pub(super) ban_modes: String,
+    /// Hash of the stream's settings: `slow` (ms), `roles` (a JSON array), `pinned` (an id).
+    pub(super) settings: String,
+    /// The stream's blocked terms, as a JSON list.
+    pub(super) terms: String,
+    /// A Redis Stream of the comments held for review; entry id = held id.
+    pub(super) held: String,
 }
 
 impl StreamKeys {
@@ -52,6 +60,10 @@ impl StreamKeys {
             moderation: key(stream, "modlog"),
             bans: key(stream, "bans"),
             epoch: key(stream, "epoch"),
+            ban_modes: key(stream, "banmodes"),
+            settings: key(stream, "settings"),
+            terms: key(stream, "terms"),
+            held: key(stream, "held"),
         }
     }
 
@@ -80,6 +92,11 @@ impl StreamKeys {
     pub(super) fn ban(stream: &StreamId, user_id: &str) -> String {
         key(stream, &format!("ban:{user_id}"))
     }
+
+    /// A user's slow-mode mark on the stream: set for the interval after each comment.
+    pub(super) fn slow(stream: &StreamId, user_id: &str) -> String {
+        key(stream, &format!("slow:{}:{user_id}", user_id.len()))
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +117,10 @@ mod tests {
             &keys.moderation,
             &keys.bans,
             &keys.epoch,
+            &keys.ban_modes,
+            &keys.settings,
+            &keys.terms,
+            &keys.held,
         ] {
             assert!(k.starts_with("danmaku:{live-42}:"), "{k}");
         }

@@ -17,6 +17,7 @@ mod client;
 mod codec;
 mod history;
 mod keys;
+mod moderation;
 mod reach;
 mod scripts;
 mod subscriber;
@@ -32,14 +33,14 @@ use fred::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Ban, BrokerError, Dedup, EventSink, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
-    NewComment, Published,
+    BrokerError, Dedup, EventSink, HELD_FOR, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
+    MAX_HELD, NewComment, Published, Route,
 };
 use crate::background::Background;
 use crate::config::RedisSettings;
-use crate::domain::{CommentId, CommentKind, Epoch, StreamId, UserId, now_ms};
+use crate::domain::{BlockedTerms, CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
 use crate::metrics::Metrics;
-use client::{is_auth_error, run, unavailable, unexpected};
+use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};
 use keys::StreamKeys;
 use reach::{Prober, Reach};
@@ -49,6 +50,9 @@ use subscriptions::Subscriptions;
 /// Per-stream keys that would otherwise live forever expire this long after the stream's
 /// last comment or viewer report.
 const STATE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// A stream's settings and blocked terms expire this long after they were last changed (the
+/// settings: or a comment was posted).
+const SETTINGS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long start-up waits for Redis before it goes on without it (`/readyz` says `broker`
 /// until it is there).
 const START_WAIT: Duration = Duration::from_secs(5);
@@ -68,6 +72,8 @@ pub struct RedisBroker {
     control: mpsc::UnboundedSender<Control>,
     /// Whether some primary answers (`/readyz`).
     reach: Arc<Reach>,
+    /// Each stream's blocked terms as last read, and when ([`moderation::TERMS_FOR`]).
+    kept_terms: DashMap<StreamId, (std::time::Instant, Arc<BlockedTerms>)>,
 }
 
 impl RedisBroker {
@@ -107,6 +113,7 @@ impl RedisBroker {
             reported: DashMap::new(),
             control: control.clone(),
             reach,
+            kept_terms: DashMap::new(),
         });
         subscriber::spawn(subscriber::Subscriber {
             client,
@@ -145,6 +152,7 @@ impl RedisBroker {
             data: new.data.as_ref(),
             ts: now_ms(),
             by_moderator: new.by_moderator,
+            shadow: new.route == Route::Shadow,
         }
         .encode();
         let dedup = new.dedup.as_ref();
@@ -168,8 +176,18 @@ impl RedisBroker {
             StreamKeys::ban(&new.stream, user.unwrap_or("-")),
             StreamKeys::rate(&new.stream, user.unwrap_or("-")),
             keys.epoch,
+            keys.settings,
+            StreamKeys::slow(&new.stream, user.unwrap_or("-")),
+            keys.held,
+            keys.moderation,
         ];
         let rate = new.rate.filter(|_| user.is_some());
+        let route = match new.route {
+            Route::Public => "p",
+            Route::Shadow => "s",
+            Route::Hold => "h",
+        };
+        let roles: Vec<&str> = new.roles.iter().map(Role::as_str).collect();
         let args = vec![
             body,
             self.history_len.to_string(),
@@ -184,32 +202,15 @@ impl RedisBroker {
             rate.map_or_else(String::new, |r| r.per_sec.to_string()),
             rate.map_or_else(String::new, |r| r.burst.to_string()),
             Epoch::tag(),
+            route.to_owned(),
+            flag(new.by_service || new.by_moderator),
+            roles.join("\n"),
+            MAX_HELD.to_string(),
+            HELD_FOR.as_millis().to_string(),
+            SETTINGS_TTL.as_millis().to_string(),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
-        let status = reply
-            .first()
-            .and_then(Value::as_i64)
-            .ok_or_else(|| unexpected("publish"))?;
-        let message = reply
-            .get(1)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .into_owned();
-        match status {
-            1 => Ok(Published::New(
-                parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?,
-            )),
-            0 => Ok(Published::Duplicate(
-                parse_entry_message(&message).ok_or_else(|| unexpected("publish"))?,
-            )),
-            -2 => {
-                let ms = message.parse().map_err(|_| unexpected("publish"))?;
-                Err(BrokerError::RateLimited {
-                    retry_after: Duration::from_millis(ms),
-                })
-            }
-            _ => Err(BrokerError::Banned),
-        }
+        published(&reply)
     }
 
     pub(super) async fn history(
@@ -218,43 +219,6 @@ impl RedisBroker {
         query: HistoryQuery,
     ) -> Result<HistoryPage, BrokerError> {
         history::read_history(&self.client, stream, query).await
-    }
-
-    pub(super) async fn delete(&self, stream: &StreamId, id: CommentId) -> Result<(), BrokerError> {
-        let keys = StreamKeys::new(stream);
-        let deleted: i64 = run(
-            &self.client,
-            &scripts::DELETE,
-            vec![keys.hist, keys.channel, keys.moderation],
-            vec![id.to_string(), STATE_TTL.as_millis().to_string()],
-        )
-        .await?;
-        if deleted == 1 {
-            Ok(())
-        } else {
-            Err(BrokerError::NotFound)
-        }
-    }
-
-    pub(super) async fn ban(
-        &self,
-        stream: &StreamId,
-        user: &UserId,
-        duration: Duration,
-    ) -> Result<(), BrokerError> {
-        let script_keys = vec![
-            StreamKeys::ban(stream, user.as_str()),
-            keys::channel(stream),
-            StreamKeys::new(stream).moderation,
-            StreamKeys::new(stream).bans,
-        ];
-        let args = vec![
-            user.as_str().to_owned(),
-            duration.as_millis().max(1).to_string(),
-            STATE_TTL.as_millis().to_string(),
-        ];
-        let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
-        Ok(())
     }
 
     pub(super) async fn epoch(&self, stream: &StreamId) -> Result<Epoch, BrokerError> {
@@ -270,56 +234,11 @@ impl RedisBroker {
         Ok(logged
             .into_iter()
             .filter_map(|m| match m {
-                codec::Inbound::Deleted(id) => Some(id),
+                codec::Inbound::Deleted(ids) => Some(ids),
                 _ => None,
             })
+            .flatten()
             .collect())
-    }
-
-    pub(super) async fn unban(
-        &self,
-        stream: &StreamId,
-        user: &UserId,
-    ) -> Result<bool, BrokerError> {
-        let script_keys = vec![
-            StreamKeys::ban(stream, user.as_str()),
-            StreamKeys::new(stream).bans,
-        ];
-        let args = vec![user.as_str().to_owned()];
-        let n: i64 = run(&self.client, &scripts::UNBAN, script_keys, args).await?;
-        Ok(n == 1)
-    }
-
-    pub(super) async fn bans(&self, stream: &StreamId) -> Result<Vec<Ban>, BrokerError> {
-        let script_keys = vec![StreamKeys::new(stream).bans];
-        let reply: Vec<Value> = run(&self.client, &scripts::BANS, script_keys, vec![]).await?;
-        reply
-            .chunks(2)
-            .map(|pair| {
-                let user = pair[0].as_str().and_then(|u| UserId::parse(&u).ok());
-                let until = pair.get(1).and_then(|s| s.as_str()?.parse::<f64>().ok());
-                match (user, until) {
-                    (Some(user_id), Some(until)) => Ok(Ban {
-                        user_id,
-                        expires_at: until as u64,
-                    }),
-                    _ => Err(unexpected("bans")),
-                }
-            })
-            .collect()
-    }
-
-    pub(super) async fn is_banned(
-        &self,
-        stream: &StreamId,
-        user: &UserId,
-    ) -> Result<bool, BrokerError> {
-        let n: i64 = self
-            .client
-            .exists(StreamKeys::ban(stream, user.as_str()))
-            .await
-            .map_err(unavailable)?;
-        Ok(n == 1)
     }
 
     /// Healthy while some primary answers (see [`reach`]): one shard failing over is not
@@ -373,6 +292,42 @@ async fn first_connect(client: &Client) -> anyhow::Result<()> {
         None => tracing::warn!("Redis is not reachable yet; retrying in the background"),
     }
     Ok(())
+}
+
+/// What the publish script answered, as the seam says it.
+fn published(reply: &[Value]) -> Result<Published, BrokerError> {
+    let status = reply
+        .first()
+        .and_then(Value::as_i64)
+        .ok_or_else(|| unexpected("publish"))?;
+    let message = reply
+        .get(1)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .into_owned();
+    let comment = || parse_entry_message(&message).ok_or_else(|| unexpected("publish"));
+    let wait = || {
+        message
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| unexpected("publish"))
+    };
+    match status {
+        1 => Ok(Published::New(comment()?)),
+        0 => Ok(Published::Duplicate(comment()?)),
+        3 | 4 => Ok(Published::Held {
+            comment: comment()?,
+            duplicate: status == 4,
+        }),
+        -2 => Err(BrokerError::RateLimited {
+            retry_after: wait()?,
+        }),
+        -3 => Err(BrokerError::RoleRequired),
+        -4 => Err(BrokerError::SlowMode {
+            retry_after: wait()?,
+        }),
+        _ => Err(BrokerError::Banned),
+    }
 }
 
 fn flag(b: bool) -> String {

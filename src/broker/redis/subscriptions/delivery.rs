@@ -68,13 +68,32 @@ impl Subscriptions {
                     comments: vec![comment],
                 }
             }
-            Inbound::Deleted(id) => BrokerEvent::Deleted {
+            Inbound::Deleted(ids) => BrokerEvent::Deleted {
                 stream: stream.clone(),
-                ids: vec![id],
+                ids,
             },
             Inbound::Banned(user_id) => BrokerEvent::Banned {
                 stream: stream.clone(),
                 user_id,
+            },
+            Inbound::Settings(settings) => BrokerEvent::Settings {
+                stream: stream.clone(),
+                settings,
+            },
+            Inbound::Held(comment) => BrokerEvent::Held {
+                stream: stream.clone(),
+                comment,
+            },
+            Inbound::Released { user, held_id, id } => BrokerEvent::Released {
+                stream: stream.clone(),
+                user,
+                held_id,
+                id,
+            },
+            Inbound::Dropped { user, held_id } => BrokerEvent::Dropped {
+                stream: stream.clone(),
+                user,
+                held_id,
             },
             Inbound::Epoch(epoch) => {
                 // Published by the instance that found the history short of what it had

@@ -51,6 +51,7 @@ fn comment(ms: u64) -> Comment {
         data: None,
         ts: ms,
         by_moderator: false,
+        shadow: false,
     }
 }
 

@@ -1,0 +1,53 @@
+//! `GET` and `PATCH /v1/streams/{id}/settings` (the contract's section 9): slow mode, the
+//! roles that may post, the pinned comment. A change reaches every viewer on every instance
+//! as a `settings` frame. A moderator of the stream or a service may do each.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{HttpState, stream_id};
+use crate::api_error::ApiError;
+use crate::auth::bearer_token;
+use crate::broker::BrokerError;
+use crate::domain::SettingsPatch;
+use crate::domain::wire::ErrorCode;
+
+pub async fn show(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let settings = http.broker.settings(&stream).await?;
+    Ok(Json(json!({ "settings": settings })))
+}
+
+/// Any subset of the settings: `200 {"settings"}` with the whole new object; `400` naming the
+/// field out of range; `404` for a pin to a comment that is not retained.
+pub async fn update(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let Json(body) = body?;
+    let patch = SettingsPatch::parse(&body)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+    let settings = match http.broker.update_settings(&stream, &patch).await {
+        Err(BrokerError::NotFound) => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "pinned: no such comment is retained",
+            ));
+        }
+        other => other?,
+    };
+    tracing::info!(%stream, ?settings, "settings changed");
+    Ok(Json(json!({ "settings": settings })))
+}

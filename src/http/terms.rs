@@ -1,0 +1,53 @@
+//! `GET` and `PUT /v1/streams/{id}/terms` (the contract's section 9): the stream's blocked
+//! terms, each with its action. `PUT` replaces the list (at most 1,000 terms of 1 to 64
+//! characters); it applies on every instance within a second. A moderator of the stream or a
+//! service may do each.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{HttpState, json_body, stream_id};
+use crate::api_error::ApiError;
+use crate::auth::bearer_token;
+use crate::domain::wire::ErrorCode;
+use crate::domain::{BlockedTerm, BlockedTerms};
+
+/// A list body: bigger than a comment's (a thousand terms of 64 characters).
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct TermsRequest {
+    terms: Vec<BlockedTerm>,
+}
+
+pub async fn show(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let terms = http.broker.terms(&stream).await?;
+    Ok(Json(json!({ "terms": terms.as_slice() })))
+}
+
+pub async fn replace(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let stream = stream_id(&stream)?;
+    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let request: TermsRequest = json_body(body)?;
+    let terms = BlockedTerms::new(request.terms)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("terms: {e}")))?;
+    let count = terms.as_slice().len();
+    http.broker.set_terms(&stream, terms.clone()).await?;
+    tracing::info!(%stream, count, "blocked terms replaced");
+    Ok(Json(json!({ "terms": terms.as_slice() })))
+}
