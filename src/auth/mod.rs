@@ -59,6 +59,14 @@ impl Viewer {
     pub fn moderates(&self, stream: &StreamId) -> bool {
         self.moderates.iter().any(|s| s == stream.as_str())
     }
+
+    /// What this viewer may see of `stream`'s shadowed comments.
+    pub fn audience(&self, stream: &StreamId) -> Audience<'_> {
+        Audience {
+            user: Some(&self.user.id),
+            moderator: self.moderates(stream),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,10 +80,7 @@ impl Identity {
     pub fn audience(&self, stream: &StreamId) -> Audience<'_> {
         match self {
             Self::Anonymous => Audience::of(None),
-            Self::Viewer(viewer) => Audience {
-                user: Some(&viewer.user.id),
-                moderator: viewer.moderates(stream),
-            },
+            Self::Viewer(viewer) => viewer.audience(stream),
         }
     }
 }
@@ -210,6 +215,21 @@ impl Auth {
             Ok(viewer) if viewer.moderates(stream) => Ok(()),
             _ => Err(AuthError::WrongBearer),
         }
+    }
+
+    /// Who reads a stream's comments over HTTP: a service (`None`) or a signed-in viewer.
+    pub async fn reader(&self, bearer: Option<&str>) -> Result<Option<Viewer>, AuthError> {
+        let bearer = bearer.ok_or(AuthError::MissingBearer)?;
+        if self.is_service_token(bearer) {
+            return Ok(None);
+        }
+        let Some(jwt) = &self.jwt else {
+            return Err(AuthError::WrongBearer);
+        };
+        jwt.decode(bearer)
+            .await
+            .map(Some)
+            .map_err(|_| AuthError::WrongBearer)
     }
 
     fn is_service_token(&self, bearer: &str) -> bool {

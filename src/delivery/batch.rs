@@ -270,7 +270,7 @@ mod tests {
     fn a_socket_is_sent_what_it_has_not_seen() {
         let batch = CommentBatch::new(vec![user(1), user(2), user(3)]).unwrap();
         let all = Sent {
-            frame: Some(batch.frame.clone()),
+            frame: batch.frame.clone(),
             comments: 3,
             skipped: 0,
         };

@@ -280,9 +280,11 @@ mod tests {
     use tokio::net::UnixStream;
 
     use super::*;
+    use crate::delivery::Tier;
     use crate::delivery::policy::{SLOWER, STEP_UP_AFTER};
     use crate::delivery::testing::{chat, comment};
     use crate::delivery::{CommentBatch, Samplers};
+    use crate::domain::UserId;
     use crate::domain::{CommentKind, StreamId};
     use crate::metrics::Latencies;
 

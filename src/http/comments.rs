@@ -1,4 +1,5 @@
-//! `POST`, `GET` and `DELETE` on a stream's comments.
+//! `POST`, `GET` and `DELETE` on a stream's comments. `GET` takes a service token (every comment,
+//! shadowed ones marked) or a viewer token (what that viewer may see: section 9).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -11,8 +12,8 @@ use super::{HttpState, json_body, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
 use crate::broker::{HistoryQuery, Published};
-use crate::domain::CommentId;
-use crate::domain::wire::ErrorCode;
+use crate::domain::wire::{ErrorCode, encode_seen_by};
+use crate::domain::{Audience, CommentId};
 use crate::posting::ServiceComment;
 
 const DEFAULT_LIMIT: usize = 50;
@@ -47,8 +48,12 @@ pub async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    http.auth.service(bearer_token(&headers))?;
+    let reader = http.auth.reader(bearer_token(&headers)).await?;
     let stream = stream_id(&stream)?;
+    // A service sees everything (shadowed comments marked); a viewer what section 9 lets it.
+    let audience = reader
+        .as_ref()
+        .map_or(Audience::EVERYTHING, |viewer| viewer.audience(&stream));
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::Invalid, e.body_text()))?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_LIMIT,
@@ -67,8 +72,12 @@ pub async fn list(
             HistoryQuery::After { id, limit }
         }
     };
-    let page = http.broker.history(&stream, history_query).await?;
-    Ok(Json(json!({ "comments": page.comments })))
+    let page = http
+        .broker
+        .history_seen_by(&stream, history_query, audience)
+        .await?;
+    let comments = encode_seen_by(&page.comments, audience);
+    Ok(Json(json!({ "comments": comments })))
 }
 
 pub async fn remove(

@@ -1,6 +1,6 @@
 //! Request bodies, read before any handler sees them: within `DANMAKU_HTTP_TIMEOUT_MS`
-//! (`408` when late) and within [`MAX_BODY_BYTES`] (`413`), each answer the contract's
-//! error object.
+//! (`408` when late) and within [`MAX_BODY_BYTES`] (`413`; a stream's blocked terms may
+//! take [`terms::MAX_BODY_BYTES`]), each answer the contract's error object.
 //!
 //! A body that is too large is read on and thrown away, up to [`DRAIN_MAX_BYTES`] and
 //! [`DRAIN_TIME`], before the `413` goes out: a client that writes its whole body before it
@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::MAX_BODY_BYTES;
+use super::{MAX_BODY_BYTES, terms};
 use crate::api_error::ApiError;
 use crate::domain::wire::ErrorCode;
 use crate::serve::ConnectionSlot;
@@ -51,8 +51,9 @@ pub async fn read_body(
         return next.run(request).await;
     }
     if declared.is_some_and(|n| n > DRAIN_MAX_BYTES) {
-        return closing(too_large());
+        return closing(too_large(max_body_bytes(&request)));
     }
+    let limit = max_body_bytes(&request);
     let (parts, mut body) = request.into_parts();
     // While the body comes, the connection may be closed to make room for others.
     let serving = Serving(parts.extensions.get::<ConnectionSlot>().cloned());
@@ -82,11 +83,11 @@ pub async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buffer.len() + data.len() > MAX_BODY_BYTES {
+        if buffer.len() + data.len() > limit {
             let read = (buffer.len() + data.len()) as u64;
             return match drain(body, read).await {
-                true => too_large().into_response(),
-                false => closing(too_large()),
+                true => too_large(limit).into_response(),
+                false => closing(too_large(limit)),
             };
         }
         buffer.extend_from_slice(&data);
@@ -123,11 +124,22 @@ async fn drain(mut body: Body, mut read: u64) -> bool {
     false
 }
 
-fn too_large() -> ApiError {
+/// The most bytes `request`'s body may have: a stream's list of blocked terms needs more
+/// than the rest.
+fn max_body_bytes(request: &Request) -> usize {
+    let terms = request.method() == Method::PUT && request.uri().path().ends_with("/terms");
+    if terms {
+        terms::MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
     ApiError::with_status(
         StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Invalid,
-        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        format!("the request body is larger than {limit} bytes"),
     )
 }
 

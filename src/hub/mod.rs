@@ -279,11 +279,14 @@ mod tests {
     /// What `hub.recent` answers for `s` when a read would give `last`.
     async fn recent_last(hub: &Hub, s: &StreamId, last: u64) -> u64 {
         let read = || async move {
-            Ok::<_, ()>(Recent {
-                comments: crate::domain::wire::encode_comments(&[]),
-                last_id: Some(CommentId::new(last, 0)),
-                epoch: crate::domain::Epoch::new(1),
-            })
+            let mut recent = Recent::new(
+                Vec::new(),
+                10,
+                crate::domain::Epoch::new(1),
+                Default::default(),
+            );
+            recent.last_id = Some(CommentId::new(last, 0));
+            Ok::<_, ()>(recent)
         };
         hub.recent(s, read).await.unwrap().last_id.unwrap().ms
     }

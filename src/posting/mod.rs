@@ -347,6 +347,7 @@ impl Posting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::HistoryQuery;
     use crate::metrics::Latencies;
 
     fn posting() -> Posting {
@@ -360,7 +361,7 @@ mod tests {
             Arc::new(|_| {}),
             metrics.clone(),
         )));
-        Posting::new(&config, broker, metrics)
+        Posting::new(&config, Vec::new(), broker, metrics)
     }
 
     fn service(kind: CommentKind, text: &str) -> ServiceComment {
@@ -408,8 +409,14 @@ mod tests {
         let refused = p.as_viewer(&s, &viewer, long, None).await.unwrap_err();
         assert_eq!(refused, PostError::TooLong { max: 200 });
         assert!(!refused.comment_was_well_formed());
-        let comment = p.as_viewer(&s, &viewer, "hi".into(), None).await.unwrap();
-        assert_eq!(comment.text, "hi");
+        let accepted = p.as_viewer(&s, &viewer, "hi".into(), None).await.unwrap();
+        assert!(!accepted.held);
+        let page = p
+            .broker
+            .history(&s, HistoryQuery::Latest { limit: 1 })
+            .await;
+        let comment = &page.unwrap().comments[0];
+        assert_eq!((comment.id, comment.text.as_str()), (accepted.id, "hi"));
         let limited = p
             .as_viewer(&s, &viewer, "again".into(), None)
             .await

@@ -304,6 +304,9 @@ async fn publish(app: &TestApp, stream: &str, text: &str) {
             data: None,
             dedup: None,
             rate: None,
+            by_service: true,
+            roles: Vec::new(),
+            route: danmaku::broker::Route::Public,
         })
         .await
         .unwrap();

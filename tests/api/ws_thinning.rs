@@ -27,6 +27,9 @@ async fn publish(broker: &Broker, stream: &str, kind: CommentKind, author: &str,
             by_moderator: false,
             dedup: None,
             rate: None,
+            by_service: true,
+            roles: Vec::new(),
+            route: danmaku::broker::Route::Public,
         })
         .await
         .unwrap();

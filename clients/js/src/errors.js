@@ -36,6 +36,43 @@ export class Banned extends DanmakuError {
   }
 }
 
+/** The stream is in slow mode: wait `retryAfterMs` (until `retryAt`, epoch ms). */
+export class SlowMode extends DanmakuError {
+  constructor(message, retryAfterMs, ref = null) {
+    super("slow_mode", message, ref);
+    this.retryAfterMs = retryAfterMs;
+    this.retryAt = Date.now() + retryAfterMs;
+  }
+}
+
+/** Only some roles may post on the stream (its settings' `post_roles`), and not this user's. */
+export class RoleRequired extends DanmakuError {
+  constructor(message, ref = null) {
+    super("role_required", message, ref);
+  }
+}
+
+/** The comment holds a term the stream blocks (the message never names it). */
+export class Blocked extends DanmakuError {
+  constructor(message, ref = null) {
+    super("blocked", message, ref);
+  }
+}
+
+/** A `delete` of someone else's comment, without moderating the stream. */
+export class Forbidden extends DanmakuError {
+  constructor(message, ref = null) {
+    super("forbidden", message, ref);
+  }
+}
+
+/** A `delete` of a comment the stream does not retain. */
+export class NotFound extends DanmakuError {
+  constructor(message, ref = null) {
+    super("not_found", message, ref);
+  }
+}
+
 /** Anonymous, or the token expired (posting), or a refreshed token was refused. */
 export class Unauthorized extends DanmakuError {
   constructor(message, ref = null) {
@@ -69,9 +106,20 @@ export class Closed extends DanmakuError {
 export function errorFromFrame(frame) {
   const message = typeof frame.message === "string" ? frame.message : String(frame.code);
   const ref = typeof frame.ref === "string" ? frame.ref : null;
+  const retryAfterMs = Math.max(0, Number(frame.retry_after_ms) || 1000);
   switch (frame.code) {
     case "rate_limited":
-      return new RateLimited(message, Math.max(0, Number(frame.retry_after_ms) || 1000), ref);
+      return new RateLimited(message, retryAfterMs, ref);
+    case "slow_mode":
+      return new SlowMode(message, retryAfterMs, ref);
+    case "role_required":
+      return new RoleRequired(message, ref);
+    case "blocked":
+      return new Blocked(message, ref);
+    case "forbidden":
+      return new Forbidden(message, ref);
+    case "not_found":
+      return new NotFound(message, ref);
     case "too_long":
       return new TooLong(message, ref);
     case "banned":

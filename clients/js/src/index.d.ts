@@ -12,6 +12,26 @@ export interface Comment {
   data: Record<string, unknown> | null;
   /** Publish time, Unix ms. */
   ts: number;
+  /** Only for a moderator of the stream: the comment is seen by its author and moderators
+   *  only (a shadow ban, or a term set to `shadow`). */
+  shadow?: true;
+}
+
+/** A stream's settings (`init`, `settings` frames). */
+export interface StreamSettings {
+  /** 0: off; else a signed-in user who does not moderate posts once per this many ms. */
+  slow_mode_ms: number;
+  /** Empty: any signed-in user posts; else only users with one of these token `roles`. */
+  post_roles: string[];
+  /** The pinned comment's id, or null. */
+  pinned: string | null;
+}
+
+/** A held comment approved or posted: `post()`'s answer for a comment held for review. */
+export interface HeldPost {
+  held: true;
+  /** The held id (not the id it gets if a moderator approves it). */
+  id: string;
 }
 
 /** The `server` block of `init`: the instance that answered. */
@@ -93,6 +113,14 @@ export interface StreamEvents {
   comments: CommentsEvent;
   deleted: { ids: string[] };
   viewers: { count: number };
+  /** The stream's settings: from each `init`, and on every change. */
+  settings: StreamSettings;
+  /** To moderators of the stream: a comment held for review (its `id` the held id). */
+  held: { comment: Comment };
+  /** To the author: the held comment was approved and published as `id`. */
+  released: { heldId: string; id: string };
+  /** To the author: the held comment was rejected. */
+  dropped: { heldId: string };
   refreshed: { exp: number };
   /** Errors that belong to no post: a refused automatic refresh, a failing getToken. */
   error: DanmakuError;
@@ -113,14 +141,19 @@ export declare class Stream {
   readonly lastId: string | null;
   readonly epoch: string | null;
   readonly viewerCount: number | null;
+  /** The stream's settings last heard; null before the first `init`. */
+  readonly settings: StreamSettings | null;
   readonly state: State;
   /** Posts not yet answered. */
   readonly pendingPosts: number;
   constructor(url: string, streamId: string, options?: ConnectOptions);
   on<K extends keyof StreamEvents>(event: K, listener: (payload: StreamEvents[K]) => void): () => void;
   off<K extends keyof StreamEvents>(event: K, listener: (payload: StreamEvents[K]) => void): void;
-  /** Resolves to the new comment's id; rejects with a DanmakuError subclass. */
-  post(text: string, options?: PostOptions): Promise<string>;
+  /** Resolves to the new comment's id (or, for a comment held for review, `{held: true, id}`
+   *  with its held id); rejects with a DanmakuError subclass. */
+  post(text: string, options?: PostOptions): Promise<string | HeldPost>;
+  /** Deletes a retained comment (one's own; any, for a moderator); resolves to its id. */
+  delete(id: string, options?: PostOptions): Promise<string>;
   /** In-band token refresh with `token`, or one from getToken. */
   refresh(token?: string): Promise<{ exp: number; reconnected?: boolean }>;
   /** Reconnect (resuming) in `inMs` (default 0). */
@@ -150,6 +183,29 @@ export declare class RateLimited extends DanmakuError {
   /** Unix ms from which posting may succeed again. */
   readonly retryAt: number;
   constructor(message: string, retryAfterMs: number, ref?: string | null);
+}
+export declare class SlowMode extends DanmakuError {
+  readonly code: "slow_mode";
+  readonly retryAfterMs: number;
+  /** Unix ms from which posting may succeed again. */
+  readonly retryAt: number;
+  constructor(message: string, retryAfterMs: number, ref?: string | null);
+}
+export declare class RoleRequired extends DanmakuError {
+  readonly code: "role_required";
+  constructor(message: string, ref?: string | null);
+}
+export declare class Blocked extends DanmakuError {
+  readonly code: "blocked";
+  constructor(message: string, ref?: string | null);
+}
+export declare class Forbidden extends DanmakuError {
+  readonly code: "forbidden";
+  constructor(message: string, ref?: string | null);
+}
+export declare class NotFound extends DanmakuError {
+  readonly code: "not_found";
+  constructor(message: string, ref?: string | null);
 }
 export declare class TooLong extends DanmakuError {
   readonly code: "too_long";

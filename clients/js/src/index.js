@@ -1,7 +1,8 @@
 // danmaku-client: one stream's live comments over one WebSocket, with the details of the wire
 // contract handled: resume with `after=`/`epoch=` (no comment twice, none out of order),
 // full-jitter backoff, `reconnect` hints, close codes, posts matched to their `ack` by `ref`
-// and resent with the same `ref` across reconnects, in-band token refresh before `exp`.
+// and resent with the same `ref` across reconnects, in-band token refresh before `exp`; the
+// stream's settings (slow mode, roles, pin), comments held for review, deleting one's own.
 // No dependencies; runs wherever a WHATWG `WebSocket` exists (browsers, Node >= 22) or one is
 // passed in (`ws` on older Node).
 
@@ -53,6 +54,8 @@ export class Stream {
   #position;
   /** The viewer count last heard. */
   viewerCount = null;
+  /** The stream's settings last heard (`{slow_mode_ms, post_roles, pinned}`), from `init` on. */
+  settings = null;
   /** `connecting`, `resuming`, `live`, `reconnecting` or `closed`. */
   state = "connecting";
 
@@ -261,7 +264,16 @@ export class Stream {
         this.viewerCount = frame.count;
         return this.#emit("viewers", { count: frame.count });
       case "ack":
-        return this.#posts.acked(frame.ref, frame.id);
+        return this.#posts.acked(frame);
+      case "settings":
+        this.settings = frame.settings;
+        return this.#emit("settings", frame.settings);
+      case "held":
+        return this.#emit("held", { comment: frame.comment });
+      case "released":
+        return this.#emit("released", { heldId: frame.held_id, id: frame.id });
+      case "dropped":
+        return this.#emit("dropped", { heldId: frame.held_id });
       case "error":
         return this.#onError(frame);
       case "reconnect":
@@ -279,6 +291,10 @@ export class Stream {
     const resumed = this.#position.init(frame);
     if (!resumed) this.#emit("reset", { epoch: this.epoch });
     this.viewerCount = frame.viewer_count;
+    if (frame.settings) {
+      this.settings = frame.settings;
+      this.#emit("settings", frame.settings);
+    }
     this.#setState("live", { resumed, server: frame.server, viewerCount: frame.viewer_count, epoch: this.epoch });
     this.#deliver(frame.comments ?? [], 0, true);
     this.#emit("viewers", { count: frame.viewer_count });
@@ -339,15 +355,27 @@ export class Stream {
 
   // === posting ===
 
-  /** Posts `text`; resolves to the comment's id, or rejects with a `DanmakuError`. Sent now
-   *  if live, else when the connection is; resent with the same `ref` after a reconnect. */
+  /** Posts `text`; resolves to the comment's id (`{held: true, id}` if it is held for
+   *  review), or rejects with a `DanmakuError`. Sent now if live, else when the connection
+   *  is; resent with the same `ref` after a reconnect. */
   post(text, { timeoutMs = this.#opts.postTimeoutMs, ref } = {}) {
     if (!this.#wanted) return Promise.reject(new Closed("the stream is closed"));
     if (typeof text !== "string") return Promise.reject(new TypeError("text must be a string"));
     if (!this.#tokens.mayPost) {
       return Promise.reject(new Unauthorized("anonymous connections watch only: connect with a token to post"));
     }
-    return this.#posts.add(text, { timeoutMs, ref }, (f) => this.#send(f));
+    return this.#posts.add({ type: "comment", text }, { timeoutMs, ref }, (f) => this.#send(f));
+  }
+
+  /** Deletes a retained comment: the user's own, or any for a moderator of the stream.
+   *  Resolves to its id once the server removed it; rejects with `Forbidden`, `NotFound`... */
+  delete(id, { timeoutMs = this.#opts.postTimeoutMs, ref } = {}) {
+    if (!this.#wanted) return Promise.reject(new Closed("the stream is closed"));
+    if (typeof id !== "string") return Promise.reject(new TypeError("id must be a comment id string"));
+    if (!this.#tokens.mayPost) {
+      return Promise.reject(new Unauthorized("anonymous connections watch only: connect with a token to delete"));
+    }
+    return this.#posts.add({ type: "delete", id }, { timeoutMs, ref }, (f) => this.#send(f));
   }
 
   /** Posts not yet answered (sent or waiting for the connection). */

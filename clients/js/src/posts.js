@@ -1,6 +1,8 @@
-// Posts waiting for their answer, by `ref`: each resolves with the `ack`'s id or rejects with
-// the `error` for its ref, a `Timeout`, or whatever ends the stream; until then it is resent
-// (same ref, so the server publishes it once) on every new connection.
+// Posts (and deletes) waiting for their answer, by `ref`: each resolves with the `ack`'s id
+// (a held post with `{held: true, id}`) or rejects with the `error` for its ref, a `Timeout`,
+// or whatever ends the stream; until then it is resent (same ref, so the server publishes it
+// once) on every new connection. A delete resent after a lost `ack` may find its comment
+// gone already: `not_found` then resolves it.
 
 import { Timeout, TooLong } from "./errors.js";
 import { refPrefix } from "./wire.js";
@@ -18,11 +20,12 @@ export class Posts {
     return this.#waiting.size;
   }
 
-  /** A promise for the post's id; `send(frame)` is tried now (it may not be connected). */
-  add(text, { timeoutMs, ref }, send) {
+  /** A promise for the post's id; `send(frame)` is tried now (it may not be connected).
+   *  `fields`: the frame's own (`{type: "comment", text}` or `{type: "delete", id}`). */
+  add(fields, { timeoutMs, ref }, send) {
     ref = ref ?? `${this.#prefix}-${++this.#seq}`;
     if (this.#waiting.has(ref)) return Promise.reject(new TypeError(`ref ${ref} is already waiting`));
-    const frame = { type: "comment", text, ref };
+    const frame = { ...fields, ref };
     // The server closes a connection (1009) for a frame over 4 KiB: refuse it here instead.
     const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
     if (bytes > MAX_FRAME_BYTES) {
@@ -39,17 +42,25 @@ export class Posts {
 
   /** Sends every waiting post again, oldest first. */
   resend(send) {
-    for (const post of this.#waiting.values()) send(post.frame);
+    for (const post of this.#waiting.values()) {
+      post.resent = true;
+      send(post.frame);
+    }
   }
 
-  /** An `ack`: resolves its post. */
-  acked(ref, id) {
-    this.#settle(ref, "resolve", id);
+  /** An `ack`: resolves its post with the id, or `{held: true, id}` for a held comment. */
+  acked(frame) {
+    this.#settle(frame.ref, "resolve", frame.held ? { held: true, id: frame.id } : frame.id);
   }
 
   /** An `error` with a ref: rejects its post; false if no post waits for that ref. */
   refused(error) {
-    return error.ref !== null && this.#settle(error.ref, "reject", error);
+    const post = error.ref !== null && this.#waiting.get(error.ref);
+    if (!post) return false;
+    if (post.frame.type === "delete" && post.resent && error.code === "not_found") {
+      return this.#settle(error.ref, "resolve", post.frame.id); // deleted before the reconnect
+    }
+    return this.#settle(error.ref, "reject", error);
   }
 
   /** Rejects every waiting post with `makeError(ref)`. */

@@ -22,9 +22,11 @@ test("index.d.ts declares exactly what index.js exports", () => {
 
 test("every error class is a DanmakuError with its contract code", () => {
   const codes = { RateLimited: "rate_limited", TooLong: "too_long", Banned: "banned", Unauthorized: "unauthorized",
-    Invalid: "invalid", Timeout: "timeout", Closed: "closed" };
+    Invalid: "invalid", Timeout: "timeout", Closed: "closed", SlowMode: "slow_mode", RoleRequired: "role_required",
+    Blocked: "blocked", Forbidden: "forbidden", NotFound: "not_found" };
+  const waits = ["RateLimited", "SlowMode"];
   for (const [name, code] of Object.entries(codes)) {
-    const error = name === "RateLimited" ? new lib.RateLimited("m", 10) : new lib[name]("m");
+    const error = waits.includes(name) ? new lib[name]("m", 10) : new lib[name]("m");
     assert.ok(error instanceof lib.DanmakuError && error instanceof Error, name);
     assert.equal(error.code, code);
     assert.equal(error.name, name);
@@ -35,6 +37,7 @@ test("every error class is a DanmakuError with its contract code", () => {
     assert.equal(error.ref, "r1");
   }
   assert.equal(lib.errorFromFrame({ code: "rate_limited", message: "m", retry_after_ms: 1500 }).retryAfterMs, 1500);
+  assert.equal(lib.errorFromFrame({ code: "slow_mode", message: "m", retry_after_ms: 2500 }).retryAfterMs, 2500);
   const other = lib.errorFromFrame({ code: "internal", message: "m" });
   assert.equal(other.constructor, lib.DanmakuError);
   assert.equal(other.code, "internal");

@@ -172,7 +172,8 @@ export async function history(server, stream) {
 /** Connects with `ws` and records everything the app would see. */
 export function watch(url, stream, options = {}) {
   const s = connect(url, stream, { WebSocket, ...options });
-  const seen = { comments: [], skipped: 0, states: [], resets: 0, deleted: [], viewers: [], errors: [], frames: [] };
+  const seen = { comments: [], skipped: 0, states: [], resets: 0, deleted: [], viewers: [], errors: [], frames: [],
+    settings: [], held: [], released: [], dropped: [] };
   s.on("comments", (e) => { seen.comments.push(...e.comments); seen.skipped += e.skipped; });
   s.on("state", (e) => seen.states.push(e));
   s.on("reset", () => { seen.resets += 1; seen.comments.length = 0; });
@@ -180,6 +181,7 @@ export function watch(url, stream, options = {}) {
   s.on("viewers", (e) => seen.viewers.push(e.count));
   s.on("error", (e) => seen.errors.push(e));
   s.on("frame", (f) => seen.frames.push(f));
+  for (const event of ["settings", "held", "released", "dropped"]) s.on(event, (e) => seen[event].push(e));
   const texts = () => seen.comments.map((c) => c.text);
   const live = (n = 1) => until(`live #${n}`, () => seen.states.filter((x) => x.state === "live").length >= n);
   return { stream: s, seen, texts, live };

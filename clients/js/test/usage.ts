@@ -1,5 +1,8 @@
 // Compiled by `tsc --noEmit` only (never run): the README's usage, checked against index.d.ts.
-import { connect, RateLimited, TooLong, Banned, type Comment, type StateEvent } from "../src/index.js";
+import {
+  connect, RateLimited, TooLong, Banned, SlowMode, RoleRequired, Blocked,
+  type Comment, type StateEvent, type StreamSettings,
+} from "../src/index.js";
 
 const stream = connect("ws://127.0.0.1:8080", "demo", {
   getToken: async () => "eyJ...",
@@ -20,15 +23,25 @@ stream.on("state", (s: StateEvent) => {
   if (s.state === "live") console.log(s.server.pod, s.resumed);
 });
 
+stream.on("settings", (s: StreamSettings) => console.log(s.slow_mode_ms, s.post_roles.join(), s.pinned ?? "none"));
+stream.on("held", ({ comment }) => console.log(`held for review: ${comment.text}`, comment.shadow === true));
+stream.on("released", ({ heldId, id }) => console.log(`${heldId} is now ${id}`));
+stream.on("dropped", ({ heldId }) => console.log(`${heldId} was rejected`));
+const pinned: string | null = stream.settings?.pinned ?? null;
+void pinned;
+
 async function send(text: string): Promise<string | null> {
   try {
-    return await stream.post(text, { timeoutMs: 5000 });
+    const posted = await stream.post(text, { timeoutMs: 5000 });
+    return typeof posted === "string" ? posted : `held as ${posted.id}: ${posted.held}`;
   } catch (e) {
-    if (e instanceof RateLimited) console.log(`again in ${e.retryAfterMs} ms`, e.retryAt);
-    else if (e instanceof TooLong || e instanceof Banned) console.log(e.code, e.message);
+    if (e instanceof RateLimited || e instanceof SlowMode) console.log(`again in ${e.retryAfterMs} ms`, e.retryAt);
+    else if (e instanceof TooLong || e instanceof Banned || e instanceof RoleRequired) console.log(e.code, e.message);
+    else if (e instanceof Blocked) console.log("blocked");
     return null;
   }
 }
+void stream.delete("1732240000000-0").then((id: string) => id.length);
 void send("hello");
 stream.setMaxRate(null);
 stream.reconnect({ inMs: 100 });
@@ -40,5 +53,7 @@ stream.close();
 stream.on("comment", () => {});
 // @ts-expect-error: post takes a string
 void stream.post(42);
+// @ts-expect-error: delete takes an id string
+void stream.delete(42);
 // @ts-expect-error: the stream id is a string
 connect("ws://h", 5);

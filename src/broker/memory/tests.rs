@@ -2,7 +2,8 @@
 //! and what moderators change.
 
 use super::*;
-use crate::domain::{CommentText, IdempotencyKey, User};
+use crate::broker::{BanMode, Dedup, Route};
+use crate::domain::{CommentText, IdempotencyKey, User, UserId};
 use crate::metrics::Latencies;
 use std::sync::Mutex;
 
@@ -36,13 +37,16 @@ fn new_comment(stream: &str, text: &str, key: Option<&str>) -> NewComment {
         by_moderator: false,
         dedup: key.map(|k| Dedup::Service(IdempotencyKey::parse(k).unwrap())),
         rate: None,
+        by_service: false,
+        roles: Vec::new(),
+        route: Route::Public,
     }
 }
 
 fn published(p: Result<Published, BrokerError>) -> Comment {
     match p.unwrap() {
         Published::New(c) => c,
-        Published::Duplicate(c) => panic!("unexpected duplicate {c:?}"),
+        other => panic!("unexpected {other:?}"),
     }
 }
 
@@ -150,14 +154,20 @@ fn idempotency_keys_return_the_first_comment() {
 fn bans_refuse_comments_and_expire() {
     let (b, _) = broker(10);
     let s = StreamId::parse("s").unwrap();
-    b.ban(&s, &user("u1"), Duration::from_secs(60));
-    assert!(b.is_banned(&s, &user("u1")));
+    b.ban(
+        &s,
+        &user("u1"),
+        Duration::from_secs(60),
+        BanMode::Ban,
+        false,
+    );
+    assert_eq!(b.ban_mode(&s, &user("u1")), Some(BanMode::Ban));
     assert_eq!(
         b.publish(new_comment("s", "x", None)).unwrap_err(),
         BrokerError::Banned
     );
-    b.ban(&s, &user("u1"), Duration::ZERO);
-    assert!(!b.is_banned(&s, &user("u1")));
+    b.ban(&s, &user("u1"), Duration::ZERO, BanMode::Ban, false);
+    assert_eq!(b.ban_mode(&s, &user("u1")), None);
 }
 
 #[test]
@@ -165,13 +175,13 @@ fn delete_removes_from_history() {
     let (b, _) = broker(10);
     let s = StreamId::parse("s").unwrap();
     let c = published(b.publish(new_comment("s", "x", None)));
-    b.delete(&s, c.id).unwrap();
+    b.delete(&s, c.id, None).unwrap();
     assert!(
         b.history(&s, HistoryQuery::Latest { limit: 10 })
             .comments
             .is_empty()
     );
-    assert_eq!(b.delete(&s, c.id), Err(BrokerError::NotFound));
+    assert_eq!(b.delete(&s, c.id, None), Err(BrokerError::NotFound));
 }
 
 #[test]

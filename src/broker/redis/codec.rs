@@ -185,6 +185,7 @@ mod tests {
                 data: None,
                 ts: 5,
                 by_moderator,
+                shadow: false,
             }
             .encode()
         };
