@@ -1,13 +1,15 @@
 // danmaku viewer page: watch a stream, post, moderate. The connection is the client library
 // `danmaku-client` (clients/js, served at /danmaku-client/): resume, backoff, reconnect
 // hints, close codes, acks and token refresh live there; this file is the page around it
-// (the list and the overlay are web/comments.js, served at /page/comments.js).
+// (the list and the overlay are web/comments.js, served at /page/comments.js; a moderator's
+// panel and actions web/moderation.js, at /page/moderation.js).
 // `window.__danmaku` is a small hook for the browser tests (tests/api/browser.rs) and for
 // poking at the page from the console.
-import { Banned, Closed, RateLimited, Timeout, TooLong, Unauthorized, connect as openStream }
-  from "/danmaku-client/index.js";
-import { addSkipped, clearComments, listIds, removeComment, skippedTotal, addComment as listComment }
+import { Banned, Blocked, Closed, RateLimited, RoleRequired, SlowMode, Timeout, TooLong, Unauthorized,
+  connect as openStream } from "/danmaku-client/index.js";
+import { addSkipped, clearComments, listIds, listedComment, removeComment, skippedTotal, addComment as listComment }
   from "/page/comments.js";
+import * as moderation from "/page/moderation.js";
 
 const MAX_CHARS = 200; // DANMAKU_MAX_COMMENT_CHARS' default; the server's answer still counts
 
@@ -24,6 +26,7 @@ const page = {
   countdown: null,
   rateTimer: null,
   rateUntil: 0,
+  settings: null, // the stream's settings last heard
 };
 
 // What the tests (and a curious developer) can read.
@@ -45,6 +48,7 @@ const hook = {
     epoch: page.stream?.epoch ?? null,
     skipped: skippedTotal(),
     maxRate: page.maxRate,
+    settings: page.settings,
     errors: hook.errors.slice(),
   }),
 };
@@ -118,7 +122,12 @@ function start(after, epoch) {
   stream.on("comments", mine(({ comments, skipped, backlog }) => {
     if (skipped > 0) addSkipped(skipped); // what was skipped came before these comments
     for (const c of comments) addComment(c, !backlog || page.resumed);
+    showPinned();
   }));
+  stream.on("settings", mine(onSettings));
+  stream.on("held", mine(({ comment }) => moderation.addHeld(comment)));
+  stream.on("released", mine(() => notify("A moderator approved your held comment: it is posted.", true)));
+  stream.on("dropped", mine(() => notify("A moderator rejected your held comment.", false)));
   stream.on("deleted", mine(({ ids }) => ids.forEach(removeComment)));
   stream.on("viewers", mine(({ count }) => { $("viewers").textContent = String(count); }));
   stream.on("frame", mine(() => { hook.frames += 1; }));
@@ -174,6 +183,26 @@ function onClosed(e) {
   page.stream = null;
   $("connect").disabled = false;
   $("disconnect").disabled = true;
+}
+
+// ---- settings: the pin and slow mode --------------------------------------------------------
+function onSettings(settings) {
+  page.settings = settings;
+  const slow = settings.slow_mode_ms;
+  $("slow-chip").hidden = slow === 0;
+  $("slow").textContent = `${slow / 1000} s`;
+  showPinned();
+  if (isModerator()) moderation.showSettings(settings);
+}
+
+// The pinned comment above the list: its text if the list has it, else its id.
+function showPinned() {
+  const id = page.settings?.pinned;
+  $("pinned").hidden = !id;
+  if (!id) return;
+  const shown = listedComment(id);
+  $("pinned-author").textContent = shown ? shown.author : "";
+  $("pinned-text").textContent = shown ? shown.text : `an earlier comment (${id})`;
 }
 
 function stopCountdown() {
@@ -248,6 +277,15 @@ async function connect(event) {
   page.claims = token ? decodeClaims(token) : null;
   updateAddress();
   showIdentity();
+  page.settings = null;
+  $("pinned").hidden = true;
+  $("slow-chip").hidden = true;
+  if (isModerator()) {
+    moderation.bind(streamId, token, notify);
+    moderation.open();
+  } else {
+    moderation.close();
+  }
   $("stage-label").textContent = streamId;
   $("connect").textContent = "Reconnect";
   $("disconnect").disabled = false;
@@ -314,6 +352,12 @@ function showPostError(text) {
   $("post-error").classList.remove("ok");
 }
 
+/** A line under the comment box: `ok` shows it as good news. */
+function notify(text, ok) {
+  showPostError(text);
+  $("post-error").classList.toggle("ok", !!ok);
+}
+
 function countChars(text) {
   return [...text].length; // Unicode scalar values, as the server counts
 }
@@ -325,7 +369,8 @@ function updateCount() {
   el.classList.toggle("over", n > MAX_CHARS);
 }
 
-function startRateLimit(ms) {
+// Counts down until the next comment may go (`why`: rate limit or slow mode).
+function startRateLimit(ms, why = "Slow down") {
   page.rateUntil = Date.now() + ms;
   clearInterval(page.rateTimer);
   const tick = () => {
@@ -337,7 +382,7 @@ function startRateLimit(ms) {
       setPosting();
       return;
     }
-    showPostError(`Slow down: you can post again in ${(left / 1000).toFixed(1)} s.`);
+    showPostError(`${why}: you can post again in ${(left / 1000).toFixed(1)} s.`);
     $("send").disabled = true;
   };
   tick();
@@ -346,6 +391,9 @@ function startRateLimit(ms) {
 
 function explain(error) {
   if (error instanceof RateLimited) return startRateLimit(error.retryAfterMs);
+  if (error instanceof SlowMode) return startRateLimit(error.retryAfterMs, "Slow mode");
+  if (error instanceof RoleRequired) return showPostError("Only some viewers (subscribers, say) may post on this stream now.");
+  if (error instanceof Blocked) return showPostError("Not sent: the comment contains a term this stream blocks.");
   if (error instanceof TooLong) return showPostError(`Too long: at most ${MAX_CHARS} characters. (${error.message})`);
   if (error instanceof Banned) return showPostError("You are banned from this stream.");
   if (error instanceof Unauthorized) {
@@ -371,69 +419,45 @@ function send(event) {
     showPostError("Not connected.");
     return;
   }
-  page.stream.post(text).catch(explain);
+  page.stream.post(text).then(posted, explain);
   $("text").value = "";
   updateCount();
   if (!page.rateTimer) showPostError("");
   $("text").focus();
 }
 
+// A post's answer: held for review, or posted (then, in slow mode, the wait starts).
+function posted(answer) {
+  if (answer?.held) {
+    notify("Your comment is held for a moderator's review.", true);
+    return;
+  }
+  const slow = page.settings?.slow_mode_ms ?? 0;
+  if (slow > 0 && !isModerator()) startRateLimit(slow, "Slow mode");
+}
+
 // ---- the list ---------------------------------------------------------------------------------
 function addComment(c, fly) {
   const own = !!(page.claims && c.user && c.user.id === page.claims.sub);
-  const extra = isModerator() ? modButtons(c) : null;
+  const extra = isModerator() ? moderation.commentActions(c) : own ? ownActions(c) : null;
   // The library delivers each comment once: this stays 0.
   if (!listComment(c, { fly, own, extra })) hook.duplicates += 1;
 }
 
-// ---- moderation -----------------------------------------------------------------------------
-function modButtons(c) {
+// An author may delete their own comment (over the WebSocket).
+function ownActions(c) {
   const box = document.createElement("span");
   box.className = "mod";
-  const base = `/v1/streams/${encodeURIComponent(page.streamId)}`;
   const del = document.createElement("button");
   del.type = "button";
   del.className = "small delete";
   del.textContent = "Delete";
-  del.setAttribute("aria-label", `Delete comment: ${c.text}`);
-  del.addEventListener("click", () =>
-    moderate("DELETE", `${base}/comments/${encodeURIComponent(c.id)}`, null, "deleted"));
+  del.setAttribute("aria-label", `Delete your comment: ${c.text}`);
+  del.addEventListener("click", () => {
+    page.stream?.delete(c.id).then(() => notify("Your comment was deleted.", true), explain);
+  });
   box.append(del);
-  if (c.user) {
-    const ban = document.createElement("button");
-    ban.type = "button";
-    ban.className = "small danger ban";
-    ban.textContent = "Ban author";
-    ban.setAttribute("aria-label", `Ban ${c.user.name}`);
-    ban.addEventListener("click", () => {
-      if (!window.confirm(`Ban ${c.user.name} (${c.user.id}) from ${page.streamId}?`)) return;
-      moderate("POST", `${base}/bans`, { user_id: c.user.id }, `banned ${c.user.name}`);
-    });
-    box.append(ban);
-  }
   return box;
-}
-
-async function moderate(method, path, body, done) {
-  try {
-    const response = await fetch(path, {
-      method,
-      headers: {
-        authorization: `Bearer ${page.token}`,
-        ...(body ? { "content-type": "application/json" } : {}),
-      },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    if (response.ok) {
-      showPostError(`Done: ${done}.`);
-      $("post-error").classList.add("ok");
-    } else {
-      const err = await response.json().catch(() => ({}));
-      showPostError(`Moderation refused (${response.status}): ${err.message || err.code || "?"}`);
-    }
-  } catch (e) {
-    showPostError(`Moderation failed: ${e.message}`);
-  }
 }
 
 // ---- wiring ---------------------------------------------------------------------------------

@@ -65,6 +65,15 @@ export function addComment(c, { fly, own, extra }) {
   time.dateTime = ts.toISOString();
   time.textContent = ts.toLocaleTimeString();
   li.append(author, text, time);
+  if (c.shadow) {
+    // Only moderators get the mark: the comment reaches its author and them, nobody else.
+    li.classList.add("shadow");
+    const tag = document.createElement("span");
+    tag.className = "shadow-tag";
+    tag.textContent = "shadow";
+    tag.title = "only its author and moderators see this comment";
+    li.insertBefore(tag, text);
+  }
   if (extra) li.append(extra);
   appendToList(li);
   if (fly) flyComment(c, system, own);
@@ -103,6 +112,13 @@ export function addSkipped(n) {
 function showSkippedTotal() {
   $("skipped").textContent = String(skipped);
   $("skipped-chip").hidden = skipped === 0;
+}
+
+/** The listed comment `id`'s author and text, or null if it is not in the list. */
+export function listedComment(id) {
+  const li = $("comments").querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  if (!li) return null;
+  return { author: li.querySelector(".author").textContent, text: li.querySelector(".text").textContent };
 }
 
 export function removeComment(id) {

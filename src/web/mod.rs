@@ -4,7 +4,8 @@
 //!
 //! The page's connection code is the client library `danmaku-client` (`clients/js/src`),
 //! served as ES modules under `/danmaku-client/` and imported by `/app.js`; the page's own
-//! list and overlay are the module `/page/comments.js`.
+//! list and overlay are the module `/page/comments.js`, a moderator's panel and actions
+//! `/page/moderation.js`.
 //!
 //! The assets are separate routes so the page's `Content-Security-Policy` can forbid inline
 //! script and style: everything comes from this origin, and the page may open WebSockets to it.
@@ -24,7 +25,10 @@ const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
 
 /// The page's own modules besides `app.js`, served at `/page/<file>`.
-const PAGE_MODULES: [(&str, &str); 1] = [("comments.js", include_str!("../../web/comments.js"))];
+const PAGE_MODULES: [(&str, &str); 2] = [
+    ("comments.js", include_str!("../../web/comments.js")),
+    ("moderation.js", include_str!("../../web/moderation.js")),
+];
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.

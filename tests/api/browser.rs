@@ -20,13 +20,13 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PAGE_WAIT: Duration = Duration::from_secs(15);
 
 /// A chromedriver process on a free loopback port, killed on drop.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
 }
 
 impl Driver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         for path in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(path).exists(),
@@ -74,7 +74,7 @@ impl Driver {
     }
 
     /// A new headless browser session with a fresh profile and a `width`×`height` window.
-    async fn session(&self, width: u32, height: u32) -> Browser {
+    pub async fn session(&self, width: u32, height: u32) -> Browser {
         static N: AtomicU32 = AtomicU32::new(0);
         let profile = std::env::temp_dir().join(format!(
             "danmaku-chromium-{}-{}",
@@ -114,8 +114,8 @@ impl Drop for Driver {
     }
 }
 
-struct Browser {
-    client: Client,
+pub struct Browser {
+    pub client: Client,
     profile: PathBuf,
 }
 
@@ -141,7 +141,7 @@ impl WebDriverCompatibleCommand for BrowserLog {
 }
 
 impl Browser {
-    async fn js(&self, script: &str) -> Value {
+    pub async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -150,7 +150,7 @@ impl Browser {
 
     /// Polls `expression` (JavaScript) until it is truthy; panics with `what` and the page's
     /// state after [`PAGE_WAIT`].
-    async fn until(&self, what: &str, expression: &str) {
+    pub async fn until(&self, what: &str, expression: &str) {
         let script = format!("return !!({expression});");
         let deadline = Instant::now() + PAGE_WAIT;
         while self.js(&script).await != Value::Bool(true) {
@@ -165,7 +165,7 @@ impl Browser {
         }
     }
 
-    async fn text_of(&self, css: &str) -> String {
+    pub async fn text_of(&self, css: &str) -> String {
         self.client
             .find(Locator::Css(css))
             .await
@@ -175,13 +175,13 @@ impl Browser {
             .unwrap()
     }
 
-    async fn state(&self) -> Value {
+    pub async fn state(&self) -> Value {
         self.js("return window.__danmaku.state();").await
     }
 
     /// Opens the page and connects to `stream` by display name (development mode), or
     /// anonymously when `name` is `None`.
-    async fn join(&self, app: &TestApp, stream: &str, name: Option<&str>) {
+    pub async fn join(&self, app: &TestApp, stream: &str, name: Option<&str>) {
         self.client
             .goto(&app.url(&format!("/?stream={stream}")))
             .await
@@ -223,7 +223,7 @@ impl Browser {
     }
 
     /// Types `text` into the comment box and presses Enter.
-    async fn post(&self, text: &str) {
+    pub async fn post(&self, text: &str) {
         self.until(
             "the comment box",
             "!document.getElementById('text').disabled",
@@ -234,7 +234,7 @@ impl Browser {
     }
 
     /// Writes a PNG of the window to `target/browser-artifacts/<name>.png`; returns the path.
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
@@ -246,7 +246,7 @@ impl Browser {
 
     /// Console entries at level SEVERE (errors) since the last read, plus what the page's own
     /// error collector caught (uncaught exceptions, CSP violations).
-    async fn console_errors(&self) -> Vec<String> {
+    pub async fn console_errors(&self) -> Vec<String> {
         let log = self
             .client
             .issue_cmd(BrowserLog)
@@ -269,13 +269,13 @@ impl Browser {
         errors
     }
 
-    async fn close(self) {
+    pub async fn close(self) {
         let _ = self.client.close().await;
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
-fn list_has(text: &str) -> String {
+pub fn list_has(text: &str) -> String {
     format!(
         "[...document.querySelectorAll('#comments li .text')].some(e => e.textContent === {})",
         json!(text)

@@ -413,7 +413,7 @@ pub async fn blocked_terms_refuse_confusables(a: &TestApp, b: &TestApp, s: &str)
 
     let (mut viewer, _) = b.viewer(s).await;
     let shadowed = say(&mut user, "the SPOILER is").await;
-    assert_eq!(shadowed["type"], "ack");
+    assert_eq!(shadowed["type"], "ack", "{shadowed}");
     let marker = b.post_system(s, "marker").await;
     assert_eq!(
         viewer.comments(1).await,

@@ -152,7 +152,8 @@ impl RedisBroker {
             data: new.data.as_ref(),
             ts: now_ms(),
             by_moderator: new.by_moderator,
-            shadow: new.route == Route::Shadow,
+            // The script marks it (`"shadow":true`) for this route or a shadow-banned author.
+            shadow: false,
         }
         .encode();
         let dedup = new.dedup.as_ref();
