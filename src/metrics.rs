@@ -129,6 +129,33 @@ impl ThinReason {
     }
 }
 
+/// What became of a comment held for review (the contract's section 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOutcome {
+    /// Held: a blocked term set to `hold` matched it.
+    Held,
+    /// A moderator approved it: published as a new comment.
+    Approved,
+    /// A moderator rejected it.
+    Rejected,
+    /// Nobody decided within an hour, or the stream's 1,000 held ones pushed it out: gone,
+    /// its author not told.
+    Expired,
+}
+
+impl HeldOutcome {
+    const ALL: [HeldOutcome; 4] = [Self::Held, Self::Approved, Self::Rejected, Self::Expired];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+        }
+    }
+}
+
 const KINDS: [CommentKind; 5] = [
     CommentKind::User,
     CommentKind::Gift,
@@ -158,6 +185,7 @@ pub struct Metrics {
     dropped: [AtomicU64; DropReason::ALL.len()],
     thinned: [AtomicU64; ThinReason::ALL.len()],
     rejected: [AtomicU64; REJECT_CODES.len()],
+    held: [AtomicU64; HeldOutcome::ALL.len()],
     handshakes_refused: AtomicU64,
     subscriptions_rebuilt: AtomicU64,
     pub latencies: Latencies,
@@ -173,6 +201,7 @@ impl Metrics {
             dropped: Default::default(),
             thinned: Default::default(),
             rejected: Default::default(),
+            held: Default::default(),
             handshakes_refused: AtomicU64::new(0),
             subscriptions_rebuilt: AtomicU64::new(0),
             latencies,
@@ -224,6 +253,12 @@ impl Metrics {
     pub fn rejected(&self, code: ErrorCode) {
         if let Some(i) = REJECT_CODES.iter().position(|c| *c == code) {
             self.rejected[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn held(&self, outcome: HeldOutcome, n: u64) {
+        if n > 0 {
+            self.held[outcome as usize].fetch_add(n, Relaxed);
         }
     }
 
@@ -283,5 +318,12 @@ impl Metrics {
             .iter()
             .zip(&self.rejected)
             .map(|(c, n)| (c.as_str(), n.load(Relaxed)))
+    }
+
+    pub fn held_by_outcome(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        HeldOutcome::ALL
+            .iter()
+            .zip(&self.held)
+            .map(|(o, n)| (o.as_str(), n.load(Relaxed)))
     }
 }

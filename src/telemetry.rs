@@ -168,10 +168,10 @@ fn observe_counts(meter: &Meter, metrics: &Arc<Metrics>) {
 }
 
 /// The comment counters, each by one label: published by `kind`, dropped and thinned by
-/// `reason`, rejected by `code`.
+/// `reason`, rejected by `code`, held for review by `outcome`.
 fn observe_comments(meter: &Meter, metrics: &Arc<Metrics>) {
     type Read = fn(&Metrics) -> Vec<(&'static str, u64)>;
-    let counters: [(&'static str, &'static str, &'static str, &'static str, Read); 4] = [
+    let counters: [(&'static str, &'static str, &'static str, &'static str, Read); 5] = [
         (
             "danmaku.comments.published",
             "{comment}",
@@ -199,6 +199,13 @@ fn observe_comments(meter: &Meter, metrics: &Arc<Metrics>) {
             "Client comments refused, by error code",
             "code",
             |m| m.rejected_by_code().collect(),
+        ),
+        (
+            "danmaku.comments.held",
+            "{comment}",
+            "Comments held for review, and what became of them, by outcome",
+            "outcome",
+            |m| m.held_by_outcome().collect(),
         ),
     ];
     for (name, unit, description, label, read) in counters {

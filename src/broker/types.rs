@@ -184,7 +184,7 @@ impl BanMode {
 /// Held comments a stream keeps for review, and for how long (the contract's section 9):
 /// past either, the oldest go (their authors are not told; a moderator who acts on one
 /// gets `404`).
-pub const MAX_HELD: usize = 1000;
+pub const MAX_HELD_FOR_REVIEW: usize = 1000;
 pub const HELD_FOR: Duration = Duration::from_secs(3600);
 
 /// Longest ban a moderator may give, and the length of a ban without `seconds`.

@@ -36,11 +36,10 @@ pub async fn approve(
     http.auth.moderator(bearer_token(&headers), &stream).await?;
     let held_id = held_id_of(&held_id)?;
     let comment = http
-        .broker
+        .posting
         .approve(&stream, held_id)
         .await
         .map_err(not_held)?;
-    http.posting.count_published(comment.kind);
     tracing::info!(%stream, %held_id, id = %comment.id, "held comment approved");
     Ok((StatusCode::CREATED, Json(json!({ "comment": comment }))))
 }
@@ -53,7 +52,7 @@ pub async fn reject(
     let stream = stream_id(&stream)?;
     http.auth.moderator(bearer_token(&headers), &stream).await?;
     let held_id = held_id_of(&held_id)?;
-    http.broker
+    http.posting
         .reject(&stream, held_id)
         .await
         .map_err(not_held)?;

@@ -27,10 +27,10 @@ use crate::broker::{Broker, BrokerError, Dedup, NewComment, Published, Route, Un
 use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
-    BlockedTerm, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey, StreamId,
-    TermAction, TextError, User, UserId,
+    BlockedTerm, Comment, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey,
+    StreamId, TermAction, TextError, User, UserId,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{HeldOutcome, Metrics};
 use rate::RateLimits;
 use terms::Terms;
 
@@ -315,9 +315,25 @@ impl Posting {
         })
     }
 
-    /// Counts a comment published outside a post (a held one approved).
-    pub fn count_published(&self, kind: CommentKind) {
-        self.metrics.published(kind);
+    /// Publishes a held comment as a new one (counted as published and approved); `NotFound`
+    /// if it expired or was decided already.
+    pub async fn approve(
+        &self,
+        stream: &StreamId,
+        held_id: CommentId,
+    ) -> Result<Comment, BrokerError> {
+        let comment = self.broker.approve(stream, held_id).await?;
+        self.metrics.published(comment.kind);
+        self.metrics.held(HeldOutcome::Approved, 1);
+        Ok(comment)
+    }
+
+    /// Drops a held comment (counted as rejected); `NotFound` if it expired or was decided
+    /// already.
+    pub async fn reject(&self, stream: &StreamId, held_id: CommentId) -> Result<(), BrokerError> {
+        self.broker.reject(stream, held_id).await?;
+        self.metrics.held(HeldOutcome::Rejected, 1);
+        Ok(())
     }
 
     /// Hands a validated comment to the broker and counts it if it is new.
@@ -325,8 +341,12 @@ impl Posting {
         let kind = new.kind;
         match self.broker.publish(new).await {
             Ok(published) => {
-                if let Published::New(_) = published {
-                    self.metrics.published(kind);
+                match published {
+                    Published::New(_) => self.metrics.published(kind),
+                    Published::Held {
+                        duplicate: false, ..
+                    } => self.metrics.held(HeldOutcome::Held, 1),
+                    _ => {}
                 }
                 Ok(published)
             }

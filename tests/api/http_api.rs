@@ -1331,6 +1331,7 @@ async fn metrics_expose_the_instruments_in_prometheus_text() {
         "danmaku_comments_delivered_total",
         "danmaku_comments_dropped_total",
         "danmaku_comments_rejected_total",
+        "danmaku_comments_held_total",
         "danmaku_readiness_state_ratio",
         "danmaku_process_cpu_utilization_ratio",
     ] {

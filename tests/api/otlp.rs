@@ -120,7 +120,7 @@ async fn collector(protocol: &str) -> (String, Store) {
     (format!("http://{addr}"), store)
 }
 
-const INSTRUMENTS: [(&str, &str, &str); 11] = [
+const INSTRUMENTS: [(&str, &str, &str); 12] = [
     ("danmaku.ws.init.duration", "s", "histogram"),
     ("danmaku.comment.delivery.duration", "s", "histogram"),
     ("danmaku.comment.fanout.duration", "s", "histogram"),
@@ -130,6 +130,7 @@ const INSTRUMENTS: [(&str, &str, &str); 11] = [
     ("danmaku.comments.delivered", "{message}", "counter"),
     ("danmaku.comments.dropped", "{message}", "counter"),
     ("danmaku.comments.rejected", "{comment}", "counter"),
+    ("danmaku.comments.held", "{comment}", "counter"),
     ("danmaku.readiness.state", "1", "gauge"),
     ("danmaku.process.cpu.utilization", "1", "gauge"),
 ];

@@ -514,6 +514,13 @@ pub async fn held_comments_are_approved_or_rejected(a: &TestApp, b: &TestApp, s:
     )
     .await;
     assert_eq!(status, 403, "only moderators see the queue");
+
+    // Counted where each happened: both held on the author's instance, the approval on b,
+    // the rejection on a (one instance on the embedded broker: all there).
+    let held = |outcome: &str| format!("danmaku_comments_held_total{{outcome=\"{outcome}\"}}");
+    assert_eq!(a.metric(&held("held")).await, 2.0);
+    assert_eq!(b.metric(&held("approved")).await, 1.0);
+    assert_eq!(a.metric(&held("rejected")).await, 1.0);
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::background::Background;
 use crate::domain::{Comment, CommentId, CommentKind, Epoch, StreamId, now_ms};
-use crate::metrics::Metrics;
+use crate::metrics::{HeldOutcome, Metrics};
 use state::{DELETIONS_FOR, Posted, StreamState};
 
 /// A stream with no viewers and no activity for this long is dropped from memory.
@@ -75,8 +75,14 @@ impl MemoryBroker {
             .entry(stream.clone())
             .or_insert_with(|| StreamState::new(now));
         state.touched = now;
-        state.forget_expired(now);
+        self.forget_expired(&mut state, now);
         state
+    }
+
+    /// Forgets what outlived its time on one stream, counting the held comments that expired.
+    fn forget_expired(&self, state: &mut StreamState, now: Instant) {
+        let expired = state.forget_expired(now);
+        self.metrics.held(HeldOutcome::Expired, expired);
     }
 
     /// Hands `event` to the hub if this instance is subscribed to `stream` (called while
@@ -159,7 +165,8 @@ impl MemoryBroker {
             shadow: route == Route::Shadow,
         };
         let (posted, event) = if route == Route::Hold {
-            let comment = state.hold(comment, now);
+            let (comment, evicted) = state.hold(comment, now);
+            self.metrics.held(HeldOutcome::Expired, u64::from(evicted));
             let event = BrokerEvent::Held {
                 stream: new.stream.clone(),
                 comment: comment.clone(),
@@ -309,7 +316,7 @@ impl MemoryBroker {
     fn sweep(&self, now: Instant) -> usize {
         let before = self.streams.len();
         self.streams.retain(|_, s| {
-            s.forget_expired(now);
+            self.forget_expired(s, now);
             s.viewers > 0
                 || (s.holds_something() && now.duration_since(s.touched) < STREAM_IDLE_EXPIRY)
         });

@@ -23,7 +23,7 @@ impl MemoryBroker {
     ) -> Result<(), BrokerError> {
         let now = Instant::now();
         let mut state = self.streams.get_mut(stream).ok_or(BrokerError::NotFound)?;
-        state.forget_expired(now);
+        self.forget_expired(&mut state, now);
         let comment = state
             .history
             .iter()
@@ -85,7 +85,7 @@ impl MemoryBroker {
     pub(in crate::broker) fn unban(&self, stream: &StreamId, user: &UserId) -> bool {
         let now = Instant::now();
         self.streams.get_mut(stream).is_some_and(|mut s| {
-            s.forget_expired(now);
+            self.forget_expired(&mut s, now);
             s.bans.remove(user).is_some()
         })
     }
@@ -153,7 +153,7 @@ impl MemoryBroker {
     pub(in crate::broker) fn held(&self, stream: &StreamId) -> Vec<Comment> {
         let now = Instant::now();
         self.streams.get_mut(stream).map_or_else(Vec::new, |mut s| {
-            s.forget_expired(now);
+            self.forget_expired(&mut s, now);
             s.held.iter().map(|(_, c)| c.clone()).collect()
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::{BanMode, Dedup, Published};
-use crate::broker::{HELD_FOR, MAX_HELD};
+use crate::broker::{HELD_FOR, MAX_HELD_FOR_REVIEW};
 use crate::domain::{BlockedTerms, Comment, CommentId, Epoch, StreamSettings, UserId, now_ms};
 
 /// Deletions a stream remembers for resuming clients, and for how long.
@@ -92,8 +92,9 @@ impl StreamState {
     }
 
     /// Forgets what outlived its time: idempotency keys, bans, slow-mode marks, held
-    /// comments.
-    pub(super) fn forget_expired(&mut self, now: Instant) {
+    /// comments; returns how many held comments expired.
+    #[must_use]
+    pub(super) fn forget_expired(&mut self, now: Instant) -> u64 {
         for queue in &mut self.idempotency_expiry {
             while let Some((expiry, _)) = queue.front() {
                 if *expiry > now {
@@ -105,13 +106,16 @@ impl StreamState {
         }
         self.bans.retain(|_, (until, _)| *until > now);
         self.slow.retain(|_, until| *until > now);
+        let mut expired = 0;
         while self
             .held
             .front()
             .is_some_and(|(at, _)| now.duration_since(*at) >= HELD_FOR)
         {
             self.held.pop_front();
+            expired += 1;
         }
+        expired
     }
 
     /// Remembers what a publish answered under its key.
@@ -176,15 +180,16 @@ impl StreamState {
     }
 
     /// Holds `comment` for review under a new held id (the oldest held one makes room when
-    /// [`MAX_HELD`] are held); returns it with that id.
-    pub(super) fn hold(&mut self, mut comment: Comment, now: Instant) -> Comment {
+    /// [`MAX_HELD_FOR_REVIEW`] are held); returns it with that id, and whether one made room.
+    pub(super) fn hold(&mut self, mut comment: Comment, now: Instant) -> (Comment, bool) {
         comment.id = CommentId::next_after(self.held_last, comment.ts);
         self.held_last = Some(comment.id);
-        if self.held.len() >= MAX_HELD {
+        let evicted = self.held.len() >= MAX_HELD_FOR_REVIEW;
+        if evicted {
             self.held.pop_front();
         }
         self.held.push_back((now, comment.clone()));
-        comment
+        (comment, evicted)
     }
 
     /// Whether the stream holds anything worth keeping while nobody watches.

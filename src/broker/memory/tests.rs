@@ -2,7 +2,7 @@
 //! and what moderators change.
 
 use super::*;
-use crate::broker::{BanMode, Dedup, Route};
+use crate::broker::{BanMode, Dedup, HELD_FOR, MAX_HELD_FOR_REVIEW, Route};
 use crate::domain::{CommentText, IdempotencyKey, User, UserId};
 use crate::metrics::Latencies;
 use std::sync::Mutex;
@@ -215,4 +215,42 @@ fn viewers_and_peak_and_sweep() {
         "a stream with comments stays for a day"
     );
     assert_eq!(b.sweep(far), 1);
+}
+
+#[test]
+fn held_comments_expire_by_count_and_age_and_are_counted() {
+    let (b, _) = broker(10);
+    let s = StreamId::parse("s").unwrap();
+    let hold = |text: &str| {
+        let mut new = new_comment("s", text, None);
+        new.route = Route::Hold;
+        match b.publish(new).unwrap() {
+            Published::Held { comment, .. } => comment.id,
+            other => panic!("not held: {other:?}"),
+        }
+    };
+    let expired = || {
+        b.metrics
+            .held_by_outcome()
+            .find(|(outcome, _)| *outcome == "expired")
+            .unwrap()
+            .1
+    };
+    let first = hold("first");
+    for i in 1..MAX_HELD_FOR_REVIEW {
+        hold(&format!("held {i}"));
+    }
+    assert_eq!(expired(), 0, "{MAX_HELD_FOR_REVIEW} fit");
+    hold("one too many");
+    assert_eq!(expired(), 1, "the oldest made room");
+    assert_eq!(b.approve(&s, first), Err(BrokerError::NotFound));
+    assert_eq!(b.held(&s).len(), MAX_HELD_FOR_REVIEW);
+
+    b.sweep(Instant::now() + HELD_FOR);
+    assert_eq!(
+        expired(),
+        1 + MAX_HELD_FOR_REVIEW as u64,
+        "an hour later all are gone"
+    );
+    assert!(b.held(&s).is_empty());
 }

@@ -34,12 +34,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     BrokerError, Dedup, EventSink, HELD_FOR, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
-    MAX_HELD, NewComment, Published, Route,
+    MAX_HELD_FOR_REVIEW, NewComment, Published, Route,
 };
 use crate::background::Background;
 use crate::config::RedisSettings;
 use crate::domain::{BlockedTerms, CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
-use crate::metrics::Metrics;
+use crate::metrics::{HeldOutcome, Metrics};
 use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};
 use keys::StreamKeys;
@@ -74,6 +74,8 @@ pub struct RedisBroker {
     reach: Arc<Reach>,
     /// Each stream's blocked terms as last read, and when ([`moderation::TERMS_FOR`]).
     kept_terms: DashMap<StreamId, (std::time::Instant, Arc<BlockedTerms>)>,
+    /// Where the held comments that expire are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl RedisBroker {
@@ -114,6 +116,7 @@ impl RedisBroker {
             control: control.clone(),
             reach,
             kept_terms: DashMap::new(),
+            metrics: metrics.clone(),
         });
         subscriber::spawn(subscriber::Subscriber {
             client,
@@ -206,11 +209,13 @@ impl RedisBroker {
             route.to_owned(),
             flag(new.by_service || new.by_moderator),
             roles.join("\n"),
-            MAX_HELD.to_string(),
+            MAX_HELD_FOR_REVIEW.to_string(),
             HELD_FOR.as_millis().to_string(),
             SETTINGS_TTL.as_millis().to_string(),
         ];
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
+        let expired = reply.get(2).and_then(Value::as_u64).unwrap_or(0);
+        self.metrics.held(HeldOutcome::Expired, expired);
         published(&reply)
     }
 

@@ -18,6 +18,7 @@ use crate::domain::{
     BlockedTerms, Comment, CommentId, Epoch, SettingsPatch, StreamId, StreamSettings, UserId,
     now_ms,
 };
+use crate::metrics::HeldOutcome;
 
 /// How long an instance uses a stream's blocked terms before it reads them again: a change
 /// applies on every instance within this.
@@ -232,13 +233,14 @@ impl RedisBroker {
         &self,
         stream: &StreamId,
     ) -> Result<Vec<Comment>, BrokerError> {
-        let entries: Vec<Value> = run(
+        let (expired, entries): (u64, Vec<Value>) = run(
             &self.client,
             &scripts::HELD,
             vec![StreamKeys::new(stream).held],
             vec![HELD_FOR.as_millis().to_string()],
         )
         .await?;
+        self.metrics.held(HeldOutcome::Expired, expired);
         Ok(entries.iter().filter_map(parse_stream_entry).collect())
     }
 
@@ -298,9 +300,11 @@ impl RedisBroker {
             held.user
                 .as_ref()
                 .map_or_else(String::new, |u| user_field(&u.id)),
+            HELD_FOR.as_millis().to_string(),
         ];
-        let (status, message): (i64, String) =
+        let (status, message, expired): (i64, String, u64) =
             run(&self.client, &scripts::APPROVE, script_keys, args).await?;
+        self.metrics.held(HeldOutcome::Expired, expired);
         if status == 0 {
             return Err(BrokerError::NotFound);
         }
@@ -320,9 +324,12 @@ impl RedisBroker {
                 .as_ref()
                 .map_or_else(String::new, |u| user_field(&u.id)),
             STATE_TTL.as_millis().to_string(),
+            HELD_FOR.as_millis().to_string(),
         ];
         let script_keys = vec![keys.held, keys.channel, keys.moderation];
-        let n: i64 = run(&self.client, &scripts::REJECT, script_keys, args).await?;
+        let (n, expired): (i64, u64) =
+            run(&self.client, &scripts::REJECT, script_keys, args).await?;
+        self.metrics.held(HeldOutcome::Expired, expired);
         if n == 1 {
             Ok(())
         } else {

@@ -136,30 +136,34 @@ return {{1, after}}
 });
 
 /// The held comments, oldest first, after those held longer than their time are trimmed.
-/// KEYS: held. ARGV: held ms. Returns XRANGE's entries.
+/// KEYS: held. ARGV: held ms. Returns {how many expired, XRANGE's entries}.
 pub(in crate::broker::redis) static HELD: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
         r#"{NOW_MS}
-redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', now_ms() - tonumber(ARGV[1])))
-return redis.call('XRANGE', KEYS[1], '-', '+')
+local expired = redis.call('XTRIM', KEYS[1], 'MINID',
+  string.format('%.0f', now_ms() - tonumber(ARGV[1])))
+return {{expired, redis.call('XRANGE', KEYS[1], '-', '+')}}
 "#
     ))
 });
 
-/// Reject a held comment: it leaves the held stream (one approved or rejected already is 0)
-/// and its author is told (`x <user> <held id>`, logged).
+/// Reject a held comment: the held ones older than the hold time leave first (counted); then
+/// it leaves the held stream (one expired, approved or rejected already is `{0, n}`) and its
+/// author is told (`x <user> <held id>`, logged).
 /// KEYS: held, channel, moderation log. ARGV: held id, the author as `<bytes>:<user id>`
-/// ("" for none), state ttl ms. Returns 1 or 0.
+/// ("" for none), state ttl ms, held ms. Returns {1 or 0, expired}.
 pub(in crate::broker::redis) static REJECT: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{LOG_MODERATION}
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+        r#"{LOG_MODERATION}{NOW_MS}
+local expired = redis.call('XTRIM', KEYS[1], 'MINID',
+  string.format('%.0f', now_ms() - tonumber(ARGV[4])))
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return {{0, expired}} end
 if ARGV[2] ~= '' then
   local dropped = 'x ' .. ARGV[2] .. ' ' .. ARGV[1]
   log_moderation(KEYS[3], dropped, ARGV[3])
   redis.call('SPUBLISH', KEYS[2], dropped)
 end
-return 1
+return {{1, expired}}
 "#
     ))
 });

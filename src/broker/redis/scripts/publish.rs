@@ -22,8 +22,8 @@ use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS};
 /// a user's own comment (0/1), rate per second ("" for none), burst, a new epoch's tag, route
 /// (`p` public, `s` shadow, `h` hold), exempt from roles and slow mode (0/1), the author's
 /// roles (newline-separated), most held, held ms, settings ttl ms.
-/// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {3, "<held id> <body>"}
-/// (held), {4, …} (held, duplicate), {-1, ""} (banned), {-2, "<ms until a token>"} (rate
+/// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {3, "<held id> <body>",
+/// held comments expired by age or count} (held), {4, …} (held, duplicate), {-1, ""} (banned), {-2, "<ms until a token>"} (rate
 /// limited), {-3, ""} (role required) or {-4, "<ms left>"} (slow mode).
 pub(in crate::broker::redis) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
@@ -79,15 +79,16 @@ if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('PEXPIRE', KEYS[9], ARGV[1
 local body = ARGV[1]
 if route == 's' then body = string.sub(body, 1, -2) .. ',"shadow":true}}' end
 if route == 'h' then
+  local expired = redis.call('XTRIM', KEYS[11], 'MINID',
+    string.format('%.0f', now_ms() - tonumber(ARGV[15])))
   local id = redis.call('XADD', KEYS[11], '*', 'b', body)
-  redis.call('XTRIM', KEYS[11], 'MINID', string.format('%.0f', now_ms() - tonumber(ARGV[15])))
-  redis.call('XTRIM', KEYS[11], 'MAXLEN', ARGV[14])
+  expired = expired + redis.call('XTRIM', KEYS[11], 'MAXLEN', ARGV[14])
   redis.call('PEXPIRE', KEYS[11], ARGV[15])
   local message = id .. ' ' .. body
   if ARGV[6] == '1' then redis.call('SET', KEYS[5], 'h ' .. message, 'PX', ARGV[4]) end
   log_moderation(KEYS[12], 'h ' .. message, ARGV[5])
   redis.call('SPUBLISH', KEYS[2], 'h ' .. message)
-  return {{3, message}}
+  return {{3, message, expired}}
 end
 local message = append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], body, tonumber(ARGV[2]),
   tonumber(ARGV[3]), ARGV[5])
@@ -115,16 +116,20 @@ return {trimmed, entries}
     )
 });
 
-/// Approve a held comment: it leaves the held stream (a comment approved or rejected already
-/// is `{0, ""}`) and is published as a new comment with the body given (its `ts` now); its
-/// author is told (`r <user> <held id> <id>`, logged).
+/// Approve a held comment: the held ones older than the hold time leave first (counted);
+/// then it leaves the held stream (one expired, approved or rejected already is `{0, "", n}`)
+/// and is published as a new comment with the body given (its `ts` now); its author is told
+/// (`r <user> <held id> <id>`, logged).
 /// KEYS: held, hist, channel, count, trimmed, epoch, moderation log.
 /// ARGV: held id, body, history cap, trim slack, state ttl ms, a new epoch's tag, the author
-/// as `<bytes>:<user id>` ("" for none). Returns {1, "<id> <body>"} or {0, ""}.
+/// as `<bytes>:<user id>` ("" for none), held ms. Returns {1, "<id> <body>", expired} or
+/// {0, "", expired}.
 pub(in crate::broker::redis) static APPROVE: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{NEW_EPOCH}{APPEND}{LOG_MODERATION}
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return {{0, ''}} end
+        r#"{NEW_EPOCH}{APPEND}{LOG_MODERATION}{NOW_MS}
+local expired = redis.call('XTRIM', KEYS[1], 'MINID',
+  string.format('%.0f', now_ms() - tonumber(ARGV[8])))
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return {{0, '', expired}} end
 if redis.call('EXISTS', KEYS[6]) == 0 then redis.call('SET', KEYS[6], new_epoch(ARGV[6])) end
 redis.call('PEXPIRE', KEYS[6], ARGV[5])
 local message = append(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], tonumber(ARGV[3]),
@@ -134,7 +139,7 @@ if ARGV[7] ~= '' then
   log_moderation(KEYS[7], released, ARGV[5])
   redis.call('SPUBLISH', KEYS[3], released)
 end
-return {{1, message}}
+return {{1, message, expired}}
 "#
     ))
 });
