@@ -24,6 +24,7 @@ mod redis_smoke;
 mod redis_tls;
 mod redis_toolbox;
 mod shutdown;
+mod terms_file;
 mod toolbox;
 mod ws_frames;
 mod ws_handshake;
