@@ -355,4 +355,92 @@ mod tests {
             .unwrap();
         assert_eq!((none.frame, none.comments, none.skipped), (None, 0, 40));
     }
+
+    fn shadowed(ms: u64, author: &str) -> Comment {
+        let mut c = comment(ms, CommentKind::User, author);
+        c.shadow = true;
+        c
+    }
+
+    /// The `shadow` marks of a frame's comments, in order.
+    fn marks(frame: &SharedFrame) -> Vec<bool> {
+        let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        v["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.get("shadow") == Some(&serde_json::Value::Bool(true)))
+            .collect()
+    }
+
+    /// A shadowed comment goes to its author (unmarked) and to moderators (marked), and for
+    /// everyone else is not there at all: not sent, not counted as skipped.
+    #[test]
+    fn shadowed_comments_reach_their_author_and_moderators_only() {
+        let batch = CommentBatch::new(vec![user(1), shadowed(2, "troll"), user(3)]).unwrap();
+        let others = batch
+            .for_socket(Tier::UNLIMITED, Audience::default(), &mut None)
+            .unwrap();
+        assert_eq!((others.comments, others.skipped), (2, 0));
+        assert_eq!(ids(others.frame.as_ref().unwrap()), ["1-0", "3-0"]);
+        assert_eq!(others.frame, batch.frame, "the shared frame");
+
+        let troll = UserId::parse("troll").unwrap();
+        let author = batch
+            .for_socket(Tier::UNLIMITED, Audience::of(Some(&troll)), &mut None)
+            .unwrap();
+        let frame = author.frame.unwrap();
+        assert_eq!((author.comments, author.skipped), (3, 0));
+        assert_eq!(ids(&frame), ["1-0", "2-0", "3-0"]);
+        assert_eq!(marks(&frame), [false, false, false], "as any other comment");
+
+        let moderator = batch
+            .for_socket(Tier::UNLIMITED, Audience::EVERYTHING, &mut None)
+            .unwrap();
+        let frame = moderator.frame.unwrap();
+        assert_eq!((moderator.comments, moderator.skipped), (3, 0));
+        assert_eq!(marks(&frame), [false, true, false]);
+
+        let alone = CommentBatch::new(vec![shadowed(4, "troll")]).unwrap();
+        let mut seen = Some(CommentId::new(3, 0));
+        let nothing = alone
+            .for_socket(Tier::UNLIMITED, Audience::default(), &mut seen)
+            .unwrap();
+        assert_eq!(
+            (nothing.frame, nothing.comments, nothing.skipped),
+            (None, 0, 0)
+        );
+        assert_eq!(
+            seen,
+            Some(CommentId::new(4, 0)),
+            "seen, so a resume is not asked"
+        );
+    }
+
+    /// Thinning chooses among the public comments only: a shadowed one is never left out for
+    /// those who see it, and never in anyone's `skipped`.
+    #[test]
+    fn thinning_passes_over_shadowed_comments() {
+        let samplers = Arc::new(Samplers::default());
+        let comments = vec![user(1), shadowed(2, "troll"), user(3)];
+        let batch = CommentBatch::thinned_by(comments, Some(samplers)).unwrap();
+        let others = batch
+            .for_socket(Tier::PRIORITY, Audience::default(), &mut None)
+            .unwrap();
+        assert_eq!(
+            (others.frame, others.comments, others.skipped),
+            (None, 0, 2)
+        );
+        let troll = UserId::parse("troll").unwrap();
+        let author = batch
+            .for_socket(Tier::PRIORITY, Audience::of(Some(&troll)), &mut None)
+            .unwrap();
+        assert_eq!((author.comments, author.skipped), (1, 2));
+        assert_eq!(ids(&author.frame.unwrap()), ["2-0"]);
+        let moderator = batch
+            .for_socket(Tier::PRIORITY, Audience::EVERYTHING, &mut None)
+            .unwrap();
+        assert_eq!((moderator.comments, moderator.skipped), (1, 2));
+        assert_eq!(marks(&moderator.frame.unwrap()), [true]);
+    }
 }

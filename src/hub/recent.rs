@@ -214,4 +214,57 @@ mod tests {
             .unwrap();
         assert_eq!(read.last_id, Some(CommentId::new(3, 0)));
     }
+
+    fn comment(ms: u64, author: &str, shadow: bool) -> Comment {
+        Comment {
+            id: CommentId::new(ms, 0),
+            stream_id: crate::domain::StreamId::parse("s").unwrap(),
+            kind: crate::domain::CommentKind::User,
+            user: Some(crate::domain::User {
+                id: crate::domain::UserId::parse(author).unwrap(),
+                name: author.into(),
+            }),
+            text: format!("c{ms}"),
+            data: None,
+            ts: ms,
+            by_moderator: false,
+            shadow,
+        }
+    }
+
+    /// (id, marked shadow) of each comment of an `init` array.
+    fn shown(json: &RawValue) -> Vec<(String, bool)> {
+        let comments: Vec<serde_json::Value> = serde_json::from_str(json.get()).unwrap();
+        comments
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap().to_owned(), c["shadow"] == true))
+            .collect()
+    }
+
+    /// `init` shows each reader the newest `limit` comments it sees: everyone the shared
+    /// encoding without the shadowed one; its author and moderators their own.
+    #[test]
+    fn each_reader_is_shown_the_newest_it_sees() {
+        let comments = vec![
+            comment(1, "a", false),
+            comment(2, "a", false),
+            comment(3, "troll", true),
+            comment(4, "a", false),
+        ];
+        let recent = Recent::new(comments, 2, Epoch::new(1), StreamSettings::default());
+        let everyone = recent.seen_by(Audience::of(None));
+        assert!(matches!(everyone, Cow::Borrowed(_)), "the shared encoding");
+        let plain = |ids: &[&str]| -> Vec<(String, bool)> {
+            ids.iter().map(|id| ((*id).to_owned(), false)).collect()
+        };
+        assert_eq!(shown(&everyone), plain(&["2-0", "4-0"]));
+        let troll = crate::domain::UserId::parse("troll").unwrap();
+        let author = recent.seen_by(Audience::of(Some(&troll)));
+        assert_eq!(shown(&author), plain(&["3-0", "4-0"]));
+        let moderator = recent.seen_by(Audience::EVERYTHING);
+        assert_eq!(
+            shown(&moderator),
+            [("3-0".to_owned(), true), ("4-0".to_owned(), false)]
+        );
+    }
 }
