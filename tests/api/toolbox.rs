@@ -245,9 +245,9 @@ pub async fn shadow_bans_and_mutes(a: &TestApp, b: &TestApp, s: &str) {
     assert_eq!(frame.get("skipped"), None, "nor counted in skipped");
 
     let (_, init) = b.user(s, "nice").await;
-    assert_eq!(
-        ids(init["comments"].as_array().unwrap()).contains(&hidden.as_str()),
-        false
+    assert!(
+        !ids(init["comments"].as_array().unwrap()).contains(&hidden.as_str()),
+        "{init}"
     );
     let (_, init) = b.user(s, "troll").await;
     assert!(ids(init["comments"].as_array().unwrap()).contains(&hidden.as_str()));
