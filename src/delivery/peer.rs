@@ -201,6 +201,12 @@ impl<S: RawSocket> Peer<S> {
         self.state().outbox.stalled_since()
     }
 
+    /// Whether the viewer moderates the stream, anew (a refreshed token's `mod`): from the
+    /// next event on it is sent shadowed comments and `held` frames, or no longer.
+    pub fn set_moderator(&self, moderator: bool) {
+        self.state().viewer.set_moderator(moderator);
+    }
+
     /// The connection is ending: the room writes nothing more to it.
     pub fn end(&self) {
         self.state().ended = true;

@@ -111,6 +111,10 @@ impl Step {
 }
 
 impl Viewer {
+    pub fn set_moderator(&mut self, moderator: bool) {
+        self.moderator = moderator;
+    }
+
     pub fn new(user: Option<UserId>, moderator: bool, budget: Tier) -> Self {
         Self {
             user,

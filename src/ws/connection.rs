@@ -162,7 +162,7 @@ async fn open<S: RawSocket>(
 
 pub(super) struct Connection<S> {
     socket: Socket<PeerIo<S>>,
-    peer: Arc<Peer<S>>,
+    pub(super) peer: Arc<Peer<S>>,
     pub(super) stream: StreamId,
     membership: Membership,
     pub(super) identity: Identity,

@@ -5,7 +5,8 @@
 //!
 //! Posting reads the identity anew for every comment (its `exp`, and `mod` for the
 //! moderator mark that thinning spares), so what a refresh changes applies to the next
-//! comment. The socket's user for thinning (its own comments) is the `sub`, which a
+//! comment; delivery is told the new `mod` at once (a moderator sees shadowed and held
+//! comments, a former one no longer does). The socket's user for thinning (its own comments) is the `sub`, which a
 //! refresh cannot change.
 
 use super::close::End;
@@ -32,6 +33,8 @@ impl<S: RawSocket> Connection<S> {
             return self.refuse_refresh("the token's sub is not this connection's user");
         }
         let exp = viewer.expires_at;
+        // Who sees shadowed comments and held ones follows the new `mod` at once.
+        self.peer.set_moderator(viewer.moderates(&self.stream));
         self.identity = Identity::Viewer(viewer);
         self.write_now(ServerFrame::Refreshed { exp }.encode())
     }

@@ -243,6 +243,9 @@ pub async fn shadow_bans_and_mutes(a: &TestApp, b: &TestApp, s: &str) {
     let frame = bystander.next_of("comments").await;
     assert_eq!(frame["comments"], json!([marker]), "nobody else: {frame}");
     assert_eq!(frame.get("skipped"), None, "nor counted in skipped");
+    let pin = json!({ "pinned": hidden });
+    let (status, _) = patch_settings(b, s, &moderator, pin).await;
+    assert_eq!(status, 404, "a shadowed comment is pinned for nobody");
 
     let (_, init) = b.user(s, "nice").await;
     assert!(

@@ -161,3 +161,52 @@ async fn a_refreshed_mod_claim_applies_to_the_next_comments() {
     app.post_system("rf-mod", "end-mod").await;
     assert_eq!(seen(&mut viewer, "mod").await, (5, 0));
 }
+
+/// A refresh that gives or takes `mod` changes what the connection is sent at once: a
+/// demoted moderator no longer sees shadowed comments (nor `held` ones), a new one does.
+#[tokio::test]
+async fn a_refresh_that_changes_mod_changes_who_sees_shadowed_comments() {
+    let app = spawn_app().await;
+    let s = "refresh-mod";
+    let moderator = app.token("mod", &[s]);
+    let body = json!({"user_id": "troll", "mode": "shadow"});
+    let status = app
+        .http
+        .post(app.url(&format!("/v1/streams/{s}/bans")))
+        .bearer_auth(&moderator)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let (mut troll, _) = app.user(s, "troll").await;
+    let (mut watcher, _) = app
+        .viewer_with(s, &format!("access_token={moderator}"))
+        .await;
+    let (mut promoted, _) = app.user(s, "fresh-mod").await;
+
+    troll
+        .send_json(json!({"type": "comment", "text": "hidden 1"}))
+        .await;
+    assert_eq!(watcher.comments(1).await[0]["shadow"], true);
+    assert_eq!(
+        refresh(&mut watcher, &app.token("mod", &[])).await["type"],
+        "refreshed"
+    );
+    assert_eq!(
+        refresh(&mut promoted, &app.token("fresh-mod", &[s])).await["type"],
+        "refreshed"
+    );
+    troll
+        .send_json(json!({"type": "comment", "text": "hidden 2"}))
+        .await;
+    let marker = app.post_system(s, "marker").await;
+    assert_eq!(watcher.comments(1).await, [marker.clone()], "demoted");
+    let seen = promoted.comments(2).await;
+    assert_eq!(
+        (&seen[0]["text"], &seen[0]["shadow"], &seen[1]),
+        (&json!("hidden 2"), &json!(true), &marker),
+        "promoted"
+    );
+}

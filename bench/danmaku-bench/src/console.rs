@@ -118,6 +118,12 @@ fn fanout_lines(r: &RunResult, deliveries_per_s: f64) -> Vec<String> {
             asked.map_or("not asked".to_owned(), |n| n.to_string())
         ));
     }
+    if let Some(n) = s.shadowed_comments.filter(|&n| n > 0) {
+        lines.push(format!(
+            "shadowed comments accepted {n} (delivered to their posters only; {} blocked terms per stream)",
+            r.params["blocked_terms"].as_u64().unwrap_or(0)
+        ));
+    }
     if s.system_sent_comments.is_some_and(|n| n > 0) {
         lines.push(format!(
             "system comments sent {} accepted {} refused {}, received {} ({}), lost {}",

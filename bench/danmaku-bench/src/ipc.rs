@@ -100,6 +100,9 @@ pub(crate) struct PosterSpec {
     /// Fraction of the comments posted as system comments (gifts, over the service API).
     #[serde(default)]
     pub system_share: f64,
+    /// Fraction of the user comments that hold the shadow term ([`crate::proto::SHADOW_TERM`]).
+    #[serde(default)]
+    pub shadow_share: f64,
 }
 
 /// Coordinator → worker, after the plan.
@@ -266,6 +269,10 @@ pub(crate) struct PosterTotals {
     pub system_accepted: u64,
     #[serde(default)]
     pub system_rejected: u64,
+    /// User comments acknowledged that held the shadow term (in `accepted` too): nobody but
+    /// their poster receives them.
+    #[serde(default)]
+    pub shadow_accepted: u64,
 }
 
 impl PosterTotals {

@@ -150,6 +150,15 @@ struct Fanout {
     /// comma-separated list, as in the server's `DANMAKU_SERVICE_TOKENS`).
     #[arg(long, env = "DANMAKU_SERVICE_TOKENS", hide_env_values = true)]
     service_token: Option<String>,
+    /// Blocked terms put on every stream before the run (`PUT /v1/streams/{id}/terms`, at
+    /// most 1,000, with the service token): `--shadow-share`'s term set to `shadow`, the rest
+    /// `refuse` terms no comment holds. Every user comment is matched against them all.
+    #[arg(long, default_value_t = 0)]
+    blocked_terms: u32,
+    /// Fraction (0 to 1) of the user comments that hold the shadow term: acknowledged, and
+    /// delivered to nobody but their poster (needs `--blocked-terms` of at least 1).
+    #[arg(long, default_value_t = 0.0)]
+    shadow_share: f64,
 }
 
 #[derive(Args)]
@@ -272,6 +281,8 @@ impl Fanout {
             max_rate: self.max_rate,
             system_share: self.system_share,
             service_token: self.service_token.clone(),
+            blocked_terms: self.blocked_terms,
+            shadow_share: self.shadow_share,
         }
     }
 }

@@ -34,8 +34,12 @@ pub(crate) struct Layout {
     pub max_rate: Option<u32>,
     /// Fanout: fraction of each poster's comments posted as system comments.
     pub system_share: f64,
-    /// Bearer token of the service API (system comments).
+    /// Bearer token of the service API (system comments, blocked terms).
     pub service_token: Option<String>,
+    /// Fanout: blocked terms put on every stream before the run.
+    pub blocked_terms: u32,
+    /// Fanout: fraction of each poster's user comments that hold the shadow term.
+    pub shadow_share: f64,
     /// Fanout: close every stream with posters with an end marker posted by a moderator.
     pub end_markers: bool,
 }
@@ -91,13 +95,15 @@ impl Layout {
         self.viewers.iter().sum::<u64>() + self.posters.iter().map(|&p| p as u64).sum::<u64>()
     }
 
-    /// Fanout: user and system comments per second posted to each stream.
+    /// Fanout: user and system comments per second posted to each stream that its viewers
+    /// are meant to receive (shadowed ones are not).
     pub(crate) fn stream_rates(&self) -> Vec<(f64, f64)> {
         self.posters
             .iter()
             .map(|&p| {
                 let total = p as f64 * self.poster_rate;
-                (total * (1.0 - self.system_share), total * self.system_share)
+                let user = total * (1.0 - self.system_share) * (1.0 - self.shadow_share);
+                (user, total * self.system_share)
             })
             .collect()
     }
@@ -183,6 +189,7 @@ impl Layout {
                     rate: self.poster_rate,
                     prefill: 0,
                     system_share: self.system_share,
+                    shadow_share: self.shadow_share,
                 });
                 poster_index += 1;
                 *n += 1;
@@ -197,6 +204,7 @@ impl Layout {
                     rate: 0.0,
                     prefill: 0,
                     system_share: 0.0,
+                    shadow_share: 0.0,
                 });
                 *n += 1;
             }
@@ -222,6 +230,7 @@ impl Layout {
                 rate: 0.0,
                 prefill: self.prefill,
                 system_share: 0.0,
+                shadow_share: 0.0,
             });
             *n += 1;
         }
@@ -284,6 +293,8 @@ mod tests {
             max_rate: Some(7),
             system_share: 0.25,
             service_token: Some("svc".into()),
+            blocked_terms: 0,
+            shadow_share: 0.0,
             end_markers: true,
         };
         assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);

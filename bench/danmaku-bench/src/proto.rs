@@ -290,6 +290,22 @@ pub(crate) fn comment_text(poster: u32, seq: u32, sent_unix_us: u64) -> String {
     format!("bench {poster} {seq} {sent_unix_us}")
 }
 
+/// The blocked term set to `shadow` on every stream of a run with `--shadow-share`; a
+/// shadowed comment's text is [`comment_text`]'s, then a space and this.
+pub(crate) const SHADOW_TERM: &str = "bench-shadowed";
+
+/// The `count` blocked terms a run with `--blocked-terms` puts on every stream: the shadow
+/// term, then `refuse` terms no benchmark comment holds.
+pub(crate) fn blocked_terms(count: u32) -> serde_json::Value {
+    let terms: Vec<serde_json::Value> = (0..count)
+        .map(|i| match i {
+            0 => serde_json::json!({"term": SHADOW_TERM, "action": "shadow"}),
+            i => serde_json::json!({"term": format!("blocked-{i:04}-term"), "action": "refuse"}),
+        })
+        .collect();
+    serde_json::json!({ "terms": terms })
+}
+
 /// The text of the end marker of a stream: the last comment of a run on it, posted by a
 /// moderator once every other comment is acknowledged. A server never thins a moderator's
 /// comment, so every viewer gets it, and its frame carries the `skipped` of whatever was

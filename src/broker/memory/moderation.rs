@@ -119,7 +119,8 @@ impl MemoryBroker {
             .map_or_else(StreamSettings::default, |s| s.settings.clone())
     }
 
-    /// Makes `patch`; a pin must name a retained comment (`NotFound` otherwise).
+    /// Makes `patch`; a pin must name a retained comment that everyone sees (`NotFound`
+    /// otherwise: a shadowed one is pinned for nobody).
     pub(in crate::broker) fn update_settings(
         &self,
         stream: &StreamId,
@@ -128,7 +129,7 @@ impl MemoryBroker {
         let mut state = self.state(stream, Instant::now());
         let next = patch.apply(&state.settings);
         if let Some(Some(pin)) = patch.pinned
-            && !state.history.iter().any(|c| c.id == pin)
+            && !state.history.iter().any(|c| c.id == pin && !c.shadow)
         {
             return Err(BrokerError::NotFound);
         }

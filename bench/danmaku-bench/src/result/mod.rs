@@ -92,6 +92,10 @@ pub(crate) struct Summary {
     /// and refused.
     #[serde(default)]
     pub system_sent_comments: Option<u64>,
+    /// User comments accepted that held the shadow term (`--shadow-share`): their viewers
+    /// were not meant to receive them, and are not counted as losing them.
+    #[serde(default)]
+    pub shadowed_comments: Option<u64>,
     #[serde(default)]
     pub system_accepted_comments: Option<u64>,
     #[serde(default)]

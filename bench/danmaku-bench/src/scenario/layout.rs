@@ -24,6 +24,9 @@ pub(crate) struct Shape {
     pub max_rate: u32,
     pub system_share: f64,
     pub service_token: Option<String>,
+    /// Blocked terms put on every stream, and the share of user comments shadowed by one.
+    pub blocked_terms: u32,
+    pub shadow_share: f64,
 }
 
 /// The layout and the parameters (as recorded in the result) of a scenario command.
@@ -41,6 +44,9 @@ pub(super) fn layout(
         .map(str::to_owned);
     if shape.system_share > 0.0 && service_token.is_none() {
         bail!("--system-share needs --service-token (or DANMAKU_SERVICE_TOKENS)");
+    }
+    if shape.blocked_terms > 0 && service_token.is_none() {
+        bail!("--blocked-terms needs --service-token (or DANMAKU_SERVICE_TOKENS)");
     }
     let run_id: u32 = rand::random::<u32>() & 0xff_ffff;
     let weights = popularity(shape.streams, common.zipf, shape.hot);
@@ -72,6 +78,8 @@ pub(super) fn layout(
         max_rate: (shape.max_rate > 0).then_some(shape.max_rate),
         system_share: shape.system_share,
         service_token,
+        blocked_terms: shape.blocked_terms,
+        shadow_share: shape.shadow_share,
         // A server that thins tells a viewer what it left out in its next `comments` frame:
         // a last comment per stream that no server thins (a moderator's) carries the rest.
         end_markers: scenario.fans_out() && common.target == Target::Danmaku,
@@ -88,13 +96,20 @@ fn check(common: &Common, shape: &Shape) -> anyhow::Result<()> {
     if shape.hot.is_some_and(|h| !(0.0..=1.0).contains(&h)) {
         bail!("--hot is a fraction between 0 and 1");
     }
-    if !(0.0..=1.0).contains(&shape.system_share) {
-        bail!("--system-share is a fraction between 0 and 1");
+    if !(0.0..=1.0).contains(&shape.system_share) || !(0.0..=1.0).contains(&shape.shadow_share) {
+        bail!("--system-share and --shadow-share are fractions between 0 and 1");
+    }
+    if shape.blocked_terms > 1_000 {
+        bail!("--blocked-terms: a stream holds at most 1,000");
+    }
+    if shape.shadow_share > 0.0 && shape.blocked_terms == 0 {
+        bail!("--shadow-share needs --blocked-terms of at least 1 (the shadow term is one)");
     }
     let danmaku = common.target == Target::Danmaku;
-    if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0) {
+    let moderated = shape.blocked_terms > 0;
+    if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0 || moderated) {
         bail!(
-            "--max-rate and --system-share are danmaku's (the Socket.IO peer neither thins nor has a service API)"
+            "--max-rate, --system-share and --blocked-terms are danmaku's (the Socket.IO peer neither thins nor has a service API or blocked terms)"
         );
     }
     Ok(())
@@ -111,6 +126,8 @@ fn params(common: &Common, shape: &Shape, layout: &Layout) -> serde_json::Value 
         "hot": shape.hot,
         "max_rate": shape.max_rate,
         "system_share": shape.system_share,
+        "blocked_terms": shape.blocked_terms,
+        "shadow_share": shape.shadow_share,
         "zipf": common.zipf,
         "history": common.history,
         "duration_s": common.duration,

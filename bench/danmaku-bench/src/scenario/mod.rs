@@ -145,6 +145,9 @@ pub(crate) fn run(
         }
         None => None,
     };
+    if layout.blocked_terms > 0 {
+        runtime.block_on(put_blocked_terms(&layout))?;
+    }
     let plans = layout.split(workers, token);
     let collected = runtime.block_on(run::drive(layout.scenario, plans, &timing, &sampled))?;
     let outcome = tally::summarise(&layout, &timing, &sampled, collected);
@@ -234,6 +237,38 @@ fn start_soak(
         every: seconds(args.moderate_every, "moderate-every")?,
     };
     Ok(soak::Watch::start(settings, moderator))
+}
+
+/// Puts `--blocked-terms` on every stream through every instance (the embedded broker keeps
+/// an instance's own; on Redis the later puts repeat the first).
+async fn put_blocked_terms(layout: &Layout) -> anyhow::Result<()> {
+    let token = layout
+        .service_token
+        .as_deref()
+        .context("--blocked-terms needs the service token")?;
+    let body = serde_json::to_vec(&crate::proto::blocked_terms(layout.blocked_terms))?;
+    for url in &layout.urls {
+        let mut client = crate::http::Client::new(url, layout.sources[0])?;
+        for stream in &layout.streams {
+            let path = format!("/v1/streams/{stream}/terms");
+            let response = client
+                .request("PUT", &path, Some(token), Some(&body))
+                .await?;
+            if response.status != 200 {
+                bail!(
+                    "PUT {path} on {url}: {} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                );
+            }
+        }
+    }
+    eprintln!(
+        "{} blocked terms put on {} streams",
+        layout.blocked_terms,
+        layout.streams.len()
+    );
+    Ok(())
 }
 
 /// The processes named by `--pid` or `--other-pid`: `name=pid` or `pid`.

@@ -48,6 +48,8 @@ struct Posting {
     system_sent: u64,
     system_accepted: u64,
     system_rejected: u64,
+    shadowed: u64,
+    /// User comments accepted and meant for every viewer (not shadowed), per stream.
     accepted_by_stream: HashMap<u32, u64>,
     system_by_stream: HashMap<u32, u64>,
     /// The streams' end markers the server acknowledged, per stream.
@@ -63,7 +65,9 @@ impl Posting {
             self.system_sent += p.system_sent;
             self.system_accepted += p.system_accepted;
             self.system_rejected += p.system_rejected;
-            *self.accepted_by_stream.entry(p.stream_index).or_default() += p.accepted;
+            self.shadowed += p.shadow_accepted;
+            *self.accepted_by_stream.entry(p.stream_index).or_default() +=
+                p.accepted - p.shadow_accepted;
             *self.system_by_stream.entry(p.stream_index).or_default() += p.system_accepted;
         }
         for &stream in &t.ends_accepted {
@@ -88,6 +92,7 @@ impl Posting {
         summary.system_sent_comments = Some(self.system_sent);
         summary.system_accepted_comments = Some(self.system_accepted);
         summary.system_rejected_comments = Some(self.system_rejected);
+        summary.shadowed_comments = Some(self.shadowed);
         let viewers: u64 = layout.viewers.iter().sum();
         if viewers > 0 {
             let offered: f64 = layout

@@ -2,6 +2,7 @@
 //! comments over the service API) and the streams' end markers, posted by a moderator once
 //! every poster heard back about every comment it sent.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::http;
 use crate::ipc::{PosterSpec, PosterTotals};
-use crate::proto::{ENGINE_IO_PONG, Frame, Target, comment_text, end_text};
+use crate::proto::{ENGINE_IO_PONG, Frame, SHADOW_TERM, Target, comment_text, end_text};
 use crate::worker::connect::Ws;
 use crate::worker::{Phase, Shared, now_unix_us, warn};
 
@@ -38,6 +39,8 @@ pub(super) async fn post(
         system: system_poster(&spec, service_token, &state, slot),
         // The start is random so that posters do not all pick the same ticks.
         system_credit: rand::rng().random(),
+        shadow_credit: rand::rng().random(),
+        shadowed: HashSet::new(),
         seq: 0,
         system_seq: 0,
     };
@@ -53,10 +56,16 @@ pub(super) async fn post(
             }
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => match target.decode(text.as_str()) {
-                    Ok(Frame::Ack { error, .. }) => {
+                    Ok(Frame::Ack { error, reference }) => {
+                        let shadowed = reference
+                            .and_then(|r| r.parse().ok())
+                            .is_some_and(|seq: u32| next.shadowed.remove(&seq));
                         let mut s = state.borrow_mut();
                         match error {
-                            None => s.posters[slot].accepted += 1,
+                            None => {
+                                s.posters[slot].accepted += 1;
+                                s.posters[slot].shadow_accepted += u64::from(shadowed);
+                            }
                             Some(_) => s.posters[slot].rejected += 1,
                         }
                     }
@@ -104,6 +113,10 @@ struct Next {
     /// Which ticks post a system comment: each adds the share, and a whole one is spent on a
     /// system comment.
     system_credit: f64,
+    /// The same for the user comments that hold the shadow term.
+    shadow_credit: f64,
+    /// The numbers of the shadowed user comments not yet acknowledged.
+    shadowed: HashSet<u32>,
     /// The last user and system comment numbers (each kind counts 1, 2, …).
     seq: u32,
     system_seq: u32,
@@ -132,7 +145,13 @@ impl Next {
             }
         }
         self.seq += 1;
-        let text = comment_text(spec.index, self.seq, now_unix_us() as u64);
+        let mut text = comment_text(spec.index, self.seq, now_unix_us() as u64);
+        self.shadow_credit += spec.shadow_share;
+        if self.shadow_credit >= 1.0 {
+            self.shadow_credit -= 1.0;
+            text = format!("{text} {SHADOW_TERM}");
+            self.shadowed.insert(self.seq);
+        }
         let frame = target.post(&text, &self.seq.to_string());
         if ws.send(Message::text(frame)).await.is_err() {
             return false;

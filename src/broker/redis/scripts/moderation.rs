@@ -107,14 +107,18 @@ return out
 });
 
 /// Change the settings: the fields given ("" keeps one; pinned `-` unpins), a pin only to a
-/// retained comment (else {0, ""}); if they changed, log and publish them (`s <settings>`).
+/// retained comment that everyone sees (a shadowed one is {0, ""} as an unknown one is);
+/// if they changed, log and publish them (`s <settings>`).
 /// KEYS: settings, hist, channel, moderation log. ARGV: slow mode ms, post roles (a JSON
 /// array), pinned, settings ttl ms. Returns {1, "<settings as JSON>"} or {0, ""}.
 pub(in crate::broker::redis) static SETTINGS: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
         r#"{LOG_MODERATION}{SETTINGS_JSON}
-if ARGV[3] ~= '' and ARGV[3] ~= '-' and #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then
-  return {{0, ''}}
+if ARGV[3] ~= '' and ARGV[3] ~= '-' then
+  local pinned = redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3])
+  if #pinned == 0 or string.sub(pinned[1][2][2], -15) == ',"shadow":true}}' then
+    return {{0, ''}}
+  end
 end
 local before = settings_json(KEYS[1])
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'slow', ARGV[1]) end
