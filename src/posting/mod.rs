@@ -191,11 +191,20 @@ impl Posting {
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
         let moderator = viewer.moderates(stream);
-        // Moderators' comments are not filtered.
+        // Moderators' comments are not filtered. A refusal spends a token of the rate limit
+        // (this instance's) as a post does: the list cannot be probed faster than posting.
         let route = if moderator {
             Route::Public
         } else {
-            self.route(stream, &text).await?
+            match self.route(stream, &text).await {
+                Err(PostError::Blocked) => {
+                    if let Err(retry_after) = self.rate.check(stream, &viewer.user.id) {
+                        return Err(PostError::RateLimited { retry_after });
+                    }
+                    return Err(PostError::Blocked);
+                }
+                route => route?,
+            }
         };
         // With Redis the limit holds across instances, checked in the publish itself.
         let shared_rate = self.broker.limits_rates();

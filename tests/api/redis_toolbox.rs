@@ -62,3 +62,56 @@ async fn a_pin_survives_a_restart_of_an_instance() {
     assert_eq!(init["settings"]["pinned"], comment["id"], "{init}");
     assert_eq!(init["settings"]["slow_mode_ms"], 5000);
 }
+
+/// Every key the toolbox writes expires, and a ban that ended leaves the ban modes with it
+/// (the list and the modes hold only the bans in force).
+#[tokio::test]
+async fn every_toolbox_key_expires() {
+    let cluster = RedisCluster::start().await;
+    let a = instance(&cluster.url(), "pod-a").await;
+    let s = "tbr-keys";
+    let moderator = a.token("streamer", &[s]);
+    let pinned = a.post_system(s, "rules").await;
+    let body = json!({"pinned": pinned["id"], "slow_mode_ms": 1000, "post_roles": ["sub"]});
+    assert_eq!(patch_settings(&a, s, &moderator, body).await.0, 200);
+    let body = json!({"slow_mode_ms": 1000, "post_roles": []});
+    assert_eq!(patch_settings(&a, s, &moderator, body).await.0, 200);
+    let terms = json!([{"term": "link", "action": "hold"}]);
+    assert_eq!(put_terms(&a, s, &moderator, terms).await.0, 200);
+    let (mut author, _) = a.user(s, "author").await;
+    assert_eq!(say(&mut author, "a link").await["held"], true);
+    for (user, mode) in [("brief", "shadow"), ("quiet", "mute")] {
+        let body = json!({"user_id": user, "mode": mode, "seconds": 1});
+        assert_eq!(ban(&a, s, &moderator, body).await, 204);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let body = json!({"user_id": "troll", "mode": "shadow", "seconds": 600});
+    assert_eq!(ban(&a, s, &moderator, body).await, 204);
+
+    let hist = format!("danmaku:{{{s}}}:hist");
+    let node = cluster.master_of(cluster.key_slot(&hist).await).await;
+    let mut redis = cluster.client(node.port).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("danmaku:{{{s}}}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for suffix in ["settings", "terms", "held", "bans", "banmodes", "ban:troll"] {
+        let key = format!("danmaku:{{{s}}}:{suffix}");
+        assert!(keys.contains(&key), "{key} not among {keys:?}");
+    }
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} does not expire ({ttl})");
+    }
+    let modes: Vec<String> = redis::cmd("HKEYS")
+        .arg(format!("danmaku:{{{s}}}:banmodes"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(modes, ["troll"], "the ended bans' modes are gone");
+}

@@ -96,3 +96,28 @@ async fn a_bad_terms_file_stops_start_up() {
         assert!(error.contains(expected), "{expected:?} in {error}");
     }
 }
+
+/// A refusal for a blocked term spends a token of the rate limit as a post does: the list
+/// cannot be probed faster than one may post.
+#[tokio::test]
+async fn refusals_spend_the_rate_limit() {
+    let file = TermsFile::new("refuse\tslur\n");
+    let path = file.0.clone();
+    let app = spawn_app_with(move |c| {
+        c.blocked_terms_file = Some(path);
+        c.rate_per_sec = 0.1;
+        c.rate_burst = 3.0;
+    })
+    .await;
+    let (mut user, _) = app.user("tf-probe", "prober").await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(
+            say(&mut user, "slur?").await["code"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(codes, ["blocked", "blocked", "blocked", "rate_limited"]);
+}

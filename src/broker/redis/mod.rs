@@ -183,7 +183,7 @@ impl RedisBroker {
             keys.settings,
             StreamKeys::slow(&new.stream, user.unwrap_or("-")),
             keys.held,
-            keys.moderation,
+            keys.terms,
         ];
         let rate = new.rate.filter(|_| user.is_some());
         let route = match new.route {

@@ -20,6 +20,9 @@ use crate::domain::{
 };
 use crate::metrics::HeldOutcome;
 
+/// Streams whose terms an instance keeps at most (all are forgotten when more would be).
+const MAX_KEPT_TERMS: usize = 4096;
+
 /// How long an instance uses a stream's blocked terms before it reads them again: a change
 /// applies on every instance within this.
 pub(super) const TERMS_FOR: Duration = Duration::from_secs(1);
@@ -203,6 +206,10 @@ impl RedisBroker {
             Some(kept) if *kept.1 == *terms => kept.1.clone(),
             _ => terms,
         };
+        // Bounded: a stream posted to once is not kept forever.
+        if self.kept_terms.len() >= MAX_KEPT_TERMS {
+            self.kept_terms.clear();
+        }
         self.kept_terms
             .insert(stream.clone(), (Instant::now(), terms.clone()));
         Ok(terms)

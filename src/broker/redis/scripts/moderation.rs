@@ -31,8 +31,19 @@ return 1
     ))
 });
 
+/// `prune_bans(bans, modes, now)`: the bans that ended leave the list and their modes the
+/// hash, so both hold only the bans in force.
+const PRUNE_BANS: &str = r#"
+local function prune_bans(bans, modes, now)
+  for _, user in ipairs(redis.call('ZRANGEBYSCORE', bans, '-inf', now)) do
+    redis.call('ZREM', bans, user)
+    redis.call('HDEL', modes, user)
+  end
+end
+"#;
+
 /// Ban: a key holding the ban's mode until it ends, the user in the stream's list of bans
-/// (scored by the end, ended ones pruned) with its mode; with purge, every retained comment
+/// (scored by the end, ended ones pruned with their modes) with its mode; with purge, every retained comment
 /// of the user deleted (each logged, all published in one `d <id> <id> …`, a pinned one
 /// unpinned); a `ban` (not a
 /// mute or a shadow ban) logged and published (`b <user>`: its sockets close).
@@ -41,12 +52,12 @@ return 1
 /// Returns how many comments the purge deleted.
 pub(in crate::broker::redis) static BAN: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}{NOW_MS}
+        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}{NOW_MS}{PRUNE_BANS}
 local duration = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[4], 'PX', duration)
 local now = now_ms()
+prune_bans(KEYS[4], KEYS[5], now)
 redis.call('ZADD', KEYS[4], now + duration, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
 for _, key in ipairs({{KEYS[4], KEYS[5]}}) do
   if redis.call('PTTL', key) < duration then redis.call('PEXPIRE', key, duration) end
@@ -92,8 +103,8 @@ return n
 /// (a ban of an earlier version, without a mode, is a `ban`). KEYS: bans, ban modes.
 pub(in crate::broker::redis) static BANS: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{NOW_MS}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+        r#"{NOW_MS}{PRUNE_BANS}
+prune_bans(KEYS[1], KEYS[2], now_ms())
 local list = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local out = {{}}
 for i = 1, #list, 2 do

@@ -13,11 +13,14 @@ use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS};
 /// slow mode; the author's rate limit; the stream's epoch made if it has none (before the
 /// comment, so no comment of an epoch is older than it); then either the append to the
 /// history (trimmed, counted, published `c <id> <body>`) or, for a held comment, the append
-/// to the held stream (trimmed to an hour and a count, logged and published to moderators
-/// `h <held id> <body>`); the idempotency key remembered.
+/// to the held stream (trimmed to an hour and a count, published to moderators
+/// `h <held id> <body>`; not logged, so a hold flood cannot push deletions out of the
+/// moderation log: the held stream is the moderators' record); the idempotency key
+/// remembered.
 ///
+/// The stream's settings and blocked terms live as long as it is posted to.
 /// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket, epoch,
-/// settings, slow-mode mark, held, moderation log.
+/// settings, slow-mode mark, held, blocked terms.
 /// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
 /// a user's own comment (0/1), rate per second ("" for none), burst, a new epoch's tag, route
 /// (`p` public, `s` shadow, `h` hold), exempt from roles and slow mode (0/1), the author's
@@ -27,7 +30,7 @@ use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS};
 /// limited), {-3, ""} (role required) or {-4, "<ms left>"} (slow mode).
 pub(in crate::broker::redis) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{NEW_EPOCH}{APPEND}{LOG_MODERATION}{NOW_MS}
+        r#"{NEW_EPOCH}{APPEND}{NOW_MS}
 if ARGV[6] == '1' then
   local prior = redis.call('GET', KEYS[5])
   if prior then
@@ -75,7 +78,8 @@ end
 if slow > 0 then redis.call('SET', KEYS[10], '1', 'PX', slow) end
 if redis.call('EXISTS', KEYS[8]) == 0 then redis.call('SET', KEYS[8], new_epoch(ARGV[10])) end
 redis.call('PEXPIRE', KEYS[8], ARGV[5])
-if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('PEXPIRE', KEYS[9], ARGV[16]) end
+redis.call('PEXPIRE', KEYS[9], ARGV[16])
+redis.call('PEXPIRE', KEYS[12], ARGV[16])
 local body = ARGV[1]
 if route == 's' then body = string.sub(body, 1, -2) .. ',"shadow":true}}' end
 if route == 'h' then
@@ -86,7 +90,6 @@ if route == 'h' then
   redis.call('PEXPIRE', KEYS[11], ARGV[15])
   local message = id .. ' ' .. body
   if ARGV[6] == '1' then redis.call('SET', KEYS[5], 'h ' .. message, 'PX', ARGV[4]) end
-  log_moderation(KEYS[12], 'h ' .. message, ARGV[5])
   redis.call('SPUBLISH', KEYS[2], 'h ' .. message)
   return {{3, message, expired}}
 end
