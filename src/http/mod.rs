@@ -64,7 +64,7 @@ fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
 }
 
 /// A JSON request body that must be an object (serde would also take an array of the
-/// fields in order), deserialized into `T`.
+/// fields in order), deserialized into `T`; an error names the field it is about.
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<T, ApiError> {
@@ -75,6 +75,12 @@ fn json_body<T: serde::de::DeserializeOwned>(
             "the request body must be a JSON object",
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("invalid body: {e}")))
+    // The error names where in the body it is (`terms[2].action: unknown variant …`).
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = match e.path().to_string().as_str() {
+            "." => format!("invalid body: {}", e.inner()),
+            path => format!("invalid body: {path}: {}", e.inner()),
+        };
+        ApiError::new(ErrorCode::Invalid, message)
+    })
 }

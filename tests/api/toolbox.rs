@@ -441,6 +441,13 @@ pub async fn blocked_terms_refuse_confusables(a: &TestApp, b: &TestApp, s: &str)
             "{error}"
         );
     }
+    let bad = json!([{"term": "ok", "action": "refuse"}, {"term": "x", "action": "delete"}]);
+    let (_, error) = put_terms(a, s, &moderator, bad).await;
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("terms[1].action"),
+        "names the field: {message}"
+    );
     let (_, unchanged) = call(b, reqwest::Method::GET, &path, &moderator, None).await;
     assert_eq!(unchanged["terms"], terms, "bad lists changed nothing");
     let viewer_token = a.token("nobody", &[]);
