@@ -58,11 +58,13 @@ pub(super) enum Inbound {
         user: UserId,
         held_id: CommentId,
     },
+    /// The stream's blocked terms changed: read them anew.
+    Terms,
 }
 
 /// `c <id> <body>`, `d <id> [<id> …]`, `b <user id>`, `e <epoch>`, `s <settings>`,
 /// `h <held id> <body>`, `r <user> <held id> <id>`, `x <user> <held id>` (a user as
-/// `<bytes>:<id>`); `None` for probes and anything unknown.
+/// `<bytes>:<id>`), `t` (new blocked terms); `None` for probes and anything unknown.
 pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
     let (kind, rest) = payload.split_once(' ').unwrap_or((payload, ""));
     match kind {
@@ -76,6 +78,7 @@ pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
         "e" => Epoch::parse(rest).ok().map(Inbound::Epoch),
         "s" => serde_json::from_str(rest).ok().map(Inbound::Settings),
         "h" => parse_entry_message(rest).map(Inbound::Held),
+        "t" => Some(Inbound::Terms),
         "r" => {
             let (user, rest) = split_user(rest)?;
             let (held_id, id) = rest.split_once(' ')?;
@@ -236,5 +239,6 @@ mod tests {
             Some(Inbound::Dropped { .. })
         ));
         assert!(parse_message("x 9:short 3-0").is_none());
+        assert!(matches!(parse_message("t"), Some(Inbound::Terms)));
     }
 }

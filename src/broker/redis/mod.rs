@@ -38,7 +38,7 @@ use super::{
 };
 use crate::background::Background;
 use crate::config::RedisSettings;
-use crate::domain::{BlockedTerms, CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
+use crate::domain::{CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
 use crate::metrics::{HeldOutcome, Metrics};
 use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};
@@ -73,7 +73,7 @@ pub struct RedisBroker {
     /// Whether some primary answers (`/readyz`).
     reach: Arc<Reach>,
     /// Each stream's blocked terms as last read, and when ([`moderation::TERMS_FOR`]).
-    kept_terms: DashMap<StreamId, (std::time::Instant, Arc<BlockedTerms>)>,
+    kept_terms: moderation::KeptTerms,
     /// Where the held comments that expire are counted.
     metrics: Arc<Metrics>,
 }
@@ -101,6 +101,7 @@ impl RedisBroker {
         // release, and the owner's own tasks report a few messages per stream in repair.
         let (control, control_rx) = mpsc::unbounded_channel();
         let reach = Arc::new(Reach::default());
+        let kept_terms = moderation::KeptTerms::default();
         let mut prober = Prober::new(settings, tls, subscriber.clone(), reach.clone())?;
         // One round before serving, so `/readyz` is right from the first request.
         prober.probe().await;
@@ -115,13 +116,13 @@ impl RedisBroker {
             reported: DashMap::new(),
             control: control.clone(),
             reach,
-            kept_terms: DashMap::new(),
+            kept_terms: kept_terms.clone(),
             metrics: metrics.clone(),
         });
         subscriber::spawn(subscriber::Subscriber {
             client,
             subscriber,
-            subscriptions: Subscriptions::new(sink, metrics, linger),
+            subscriptions: Subscriptions::new(sink, metrics, linger, kept_terms),
             control,
             control_rx,
             background: background.clone(),

@@ -1,11 +1,14 @@
 //! What moderators change, on Redis: each a script on the stream's slot
 //! ([`scripts`](super::scripts)), announced on its channel. Blocked terms are read through
 //! a cache of a second per stream ([`TERMS_FOR`]): a viewer's every comment is matched
-//! against them, and a list of a thousand terms is too much to read each time.
+//! against them, and a list of a thousand terms is too much to read each time. A new list
+//! is announced too (`t`): an instance that hears it reads the list at its next comment;
+//! one that does not (deaf while repairing) within the second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use fred::prelude::*;
 
 use super::client::{run, unavailable, unexpected};
@@ -20,11 +23,16 @@ use crate::domain::{
 };
 use crate::metrics::HeldOutcome;
 
+/// Each stream's blocked terms as last read, and when: shared by the broker (which reads
+/// them) and the subscription owner (which forgets a stream's when its channel announces a
+/// new list).
+pub(super) type KeptTerms = Arc<DashMap<StreamId, (Instant, Arc<BlockedTerms>)>>;
+
 /// Streams whose terms an instance keeps at most (all are forgotten when more would be).
 const MAX_KEPT_TERMS: usize = 4096;
 
 /// How long an instance uses a stream's blocked terms before it reads them again: a change
-/// applies on every instance within this.
+/// applies on every instance within this, at once where its announcement is heard.
 pub(super) const TERMS_FOR: Duration = Duration::from_secs(1);
 
 impl RedisBroker {
@@ -221,17 +229,15 @@ impl RedisBroker {
         terms: BlockedTerms,
     ) -> Result<(), BrokerError> {
         let json = serde_json::to_string(&terms).expect("terms serialize");
-        let _: () = self
-            .client
-            .set(
-                StreamKeys::new(stream).terms,
-                json,
-                Some(Expiration::PX(SETTINGS_TTL.as_millis() as i64)),
-                None,
-                false,
-            )
-            .await
-            .map_err(unavailable)?;
+        let keys = StreamKeys::new(stream);
+        let args = vec![json, SETTINGS_TTL.as_millis().to_string()];
+        let _: i64 = run(
+            &self.client,
+            &scripts::TERMS,
+            vec![keys.terms, keys.channel],
+            args,
+        )
+        .await?;
         self.kept_terms.remove(stream);
         Ok(())
     }

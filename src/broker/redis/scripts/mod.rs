@@ -9,7 +9,7 @@ mod publish;
 mod viewers;
 
 pub(super) use epoch::{EPOCH, EPOCH_AFTER};
-pub(super) use moderation::{BAN, BANS, DELETE, HELD, REJECT, SETTINGS, UNBAN};
+pub(super) use moderation::{BAN, BANS, DELETE, HELD, REJECT, SETTINGS, TERMS, UNBAN};
 pub(super) use publish::{APPROVE, HISTORY, PUBLISH};
 pub(super) use viewers::VIEWERS;
 

@@ -117,6 +117,18 @@ return out
     ))
 });
 
+/// Put the stream's blocked terms and announce them (`t`): every instance reads them anew.
+/// KEYS: terms, channel. ARGV: the terms as JSON, settings ttl ms. Returns 1.
+pub(in crate::broker::redis) static TERMS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SPUBLISH', KEYS[2], 't')
+return 1
+"#,
+    )
+});
+
 /// Change the settings: the fields given ("" keeps one; pinned `-` unpins), a pin only to a
 /// retained comment that everyone sees (a shadowed one is {0, ""} as an unknown one is);
 /// if they changed, log and publish them (`s <settings>`).

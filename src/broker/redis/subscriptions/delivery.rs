@@ -95,6 +95,10 @@ impl Subscriptions {
                 user,
                 held_id,
             },
+            Inbound::Terms => {
+                self.kept_terms.remove(stream);
+                return;
+            }
             Inbound::Epoch(epoch) => {
                 // Published by the instance that found the history short of what it had
                 // delivered: what this one delivered says nothing about the history now.

@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::codec::Inbound;
+use super::moderation::KeptTerms;
 use crate::broker::{BrokerError, EventSink};
 use crate::domain::{CommentId, Position, StreamId, now_ms};
 use crate::metrics::Metrics;
@@ -72,6 +73,9 @@ pub(super) struct Subscriptions {
     linger: Duration,
     lingers: DelayQueue<StreamId>,
     effects: Vec<Effect>,
+    /// The broker's blocked terms per stream: a stream's are forgotten when its channel
+    /// announces a new list.
+    kept_terms: KeptTerms,
 }
 
 enum Phase {
@@ -152,7 +156,12 @@ impl Stream {
 }
 
 impl Subscriptions {
-    pub(super) fn new(sink: EventSink, metrics: Arc<Metrics>, linger: Duration) -> Self {
+    pub(super) fn new(
+        sink: EventSink,
+        metrics: Arc<Metrics>,
+        linger: Duration,
+        kept_terms: KeptTerms,
+    ) -> Self {
         Self {
             streams: HashMap::new(),
             sink,
@@ -160,6 +169,7 @@ impl Subscriptions {
             linger,
             lingers: DelayQueue::new(),
             effects: Vec::new(),
+            kept_terms,
         }
     }
 

@@ -22,12 +22,17 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_keeping(KeptTerms::default())
+}
+
+/// A harness whose broker keeps blocked terms in `kept`.
+fn harness_keeping(kept: KeptTerms) -> Harness {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
     let metrics = Arc::new(Metrics::new(Latencies::noop()));
     Harness {
-        subs: Subscriptions::new(sink, metrics.clone(), LINGER),
+        subs: Subscriptions::new(sink, metrics.clone(), LINGER, kept),
         events,
         metrics,
     }
@@ -475,4 +480,23 @@ async fn a_dropped_connection_repairs_its_streams_at_once_and_tells_the_hub() {
     h.subs.lagged(1);
     h.repair_job();
     assert_eq!(h.interruptions(), 2, "a repair of a live stream is another");
+}
+
+/// A new list of blocked terms announced on the channel makes the broker read them anew.
+#[tokio::test(start_paused = true)]
+async fn an_announced_terms_list_is_read_anew() {
+    let kept = KeptTerms::default();
+    let mut h = harness_keeping(kept.clone());
+    let _held = h.live();
+    kept.insert(s(), (std::time::Instant::now(), Arc::default()));
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(1))));
+    assert!(kept.contains_key(&s()), "a comment changes nothing");
+    let before = h.events.lock().unwrap().len();
+    h.subs.on_message(&s(), Some(Inbound::Terms));
+    assert!(!kept.contains_key(&s()));
+    assert_eq!(
+        h.events.lock().unwrap().len(),
+        before,
+        "nothing for the hub"
+    );
 }
