@@ -202,7 +202,11 @@ async fn a_refresh_that_changes_mod_changes_who_sees_shadowed_comments() {
         .send_json(json!({"type": "comment", "text": "hidden 2"}))
         .await;
     let marker = app.post_system(s, "marker").await;
-    assert_eq!(watcher.comments(1).await, std::slice::from_ref(&marker), "demoted");
+    assert_eq!(
+        watcher.comments(1).await,
+        std::slice::from_ref(&marker),
+        "demoted"
+    );
     let seen = promoted.comments(2).await;
     assert_eq!(
         (&seen[0]["text"], &seen[0]["shadow"], &seen[1]),

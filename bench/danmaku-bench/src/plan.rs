@@ -82,12 +82,14 @@ pub(crate) fn popularity(n: usize, s: f64, hot: Option<f64>) -> Vec<f64> {
 }
 
 impl Layout {
-    /// Offered deliveries per second: each poster's rate times its stream's viewers.
+    /// Offered deliveries per second: each poster's rate times its stream's viewers, less
+    /// the shadowed comments (meant for no viewer).
     pub(crate) fn offered_deliveries_per_s(&self) -> f64 {
+        let meant = 1.0 - self.shadow_share * (1.0 - self.system_share);
         self.viewers
             .iter()
             .zip(&self.posters)
-            .map(|(&v, &p)| v as f64 * p as f64 * self.poster_rate)
+            .map(|(&v, &p)| v as f64 * p as f64 * self.poster_rate * meant)
             .sum()
     }
 
@@ -302,6 +304,15 @@ mod tests {
             layout.offered_deliveries_per_s(),
             6.0 * 2.0 * 5.0 + 2.0 * 5.0
         );
+        // A fifth of the user comments shadowed: meant for no viewer.
+        let shadowed = Layout {
+            blocked_terms: 1,
+            shadow_share: 0.2,
+            ..layout.clone()
+        };
+        assert_eq!(shadowed.stream_rates(), vec![(6.0, 2.5), (3.0, 1.25)]);
+        let meant = 1.0 - 0.2 * 0.75;
+        assert!((shadowed.offered_deliveries_per_s() - 70.0 * meant).abs() < 1e-9);
         let plans = layout.split(2, |user, moderated| {
             Some(format!("t-{user}-{}", moderated.unwrap_or("")))
         });

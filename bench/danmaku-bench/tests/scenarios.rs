@@ -197,6 +197,62 @@ fn fanout_on_a_budget_accounts_for_every_comment() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// With 1,000 blocked terms on the stream and a fifth of the comments holding its shadow
+/// term: every post is acknowledged, the shadowed ones reach no viewer (none shows as
+/// excess), the rest every viewer, and the books still balance.
+#[test]
+fn fanout_with_blocked_terms_keeps_shadowed_comments_from_viewers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = start_server(&runtime);
+    let out = out_dir("moderated");
+    let result = bench(
+        &out,
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--viewers",
+            "20",
+            "--streams",
+            "1",
+            "--posters",
+            "4",
+            "--rate",
+            "40",
+            "--blocked-terms",
+            "1000",
+            "--shadow-share",
+            "0.2",
+            "--service-token",
+            SERVICE_TOKEN,
+            "--duration",
+            "3",
+            "--settle",
+            "1",
+        ],
+    );
+    let s = &result["summary"];
+    assert_eq!(result["params"]["blocked_terms"], 1000);
+    let accepted = s["accepted_comments"].as_u64().unwrap();
+    let shadowed = s["shadowed_comments"].as_u64().unwrap();
+    assert_eq!(s["rejected_comments"], 0, "{s}");
+    assert_eq!(s["sent_comments"].as_u64().unwrap(), accepted);
+    assert!(
+        shadowed >= accepted / 10 && shadowed <= accepted / 3,
+        "{shadowed} of {accepted} shadowed"
+    );
+    assert_eq!(s["losses"], 0, "{s}");
+    assert_eq!(s["excess"], 0, "a viewer received a shadowed comment: {s}");
+    assert_eq!(s["duplicates"], 0, "{s}");
+    assert_eq!(s["order_violations"], 0, "{s}");
+    assert_eq!(
+        s["deliveries"].as_u64().unwrap(),
+        20 * (accepted - shadowed),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
 #[test]
 fn storm_reconnects_every_client_and_idle_measures_memory() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
