@@ -57,17 +57,7 @@ pub(super) async fn post(
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => match target.decode(text.as_str()) {
                     Ok(Frame::Ack { error, reference }) => {
-                        let shadowed = reference
-                            .and_then(|r| r.parse().ok())
-                            .is_some_and(|seq: u32| next.shadowed.remove(&seq));
-                        let mut s = state.borrow_mut();
-                        match error {
-                            None => {
-                                s.posters[slot].accepted += 1;
-                                s.posters[slot].shadow_accepted += u64::from(shadowed);
-                            }
-                            Some(_) => s.posters[slot].rejected += 1,
-                        }
+                        next.answered(reference.as_deref(), error.is_none(), &state, slot);
                     }
                     Ok(Frame::Ping) => { let _ = ws.send(Message::text(ENGINE_IO_PONG)).await; }
                     _ => {}
@@ -123,6 +113,21 @@ struct Next {
 }
 
 impl Next {
+    /// Counts the answer to the user comment `reference` names: accepted (and whether it was
+    /// one of the shadowed) or refused.
+    fn answered(&mut self, reference: Option<&str>, accepted: bool, state: &Shared, slot: usize) {
+        let shadowed = reference
+            .and_then(|r| r.parse().ok())
+            .is_some_and(|seq: u32| self.shadowed.remove(&seq));
+        let poster = &mut state.borrow_mut().posters[slot];
+        if accepted {
+            poster.accepted += 1;
+            poster.shadow_accepted += u64::from(shadowed);
+        } else {
+            poster.rejected += 1;
+        }
+    }
+
     /// Posts one comment: a system comment when the credit makes a whole one, else a user
     /// comment over the WebSocket. `false` when the connection is lost.
     async fn post(
