@@ -16,9 +16,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{HttpState, json_body, stream_id};
+use super::{HttpState, json_body, moderated};
 use crate::api_error::ApiError;
-use crate::auth::bearer_token;
 use crate::broker::{Ban, BanMode, MAX_BAN};
 use crate::domain::UserId;
 use crate::domain::wire::ErrorCode;
@@ -41,8 +40,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let ban: BanRequest = json_body(body)?;
     let user = UserId::parse(&ban.user_id)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
@@ -72,8 +70,7 @@ pub async fn list(
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<BanList>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let bans = http.broker.bans(&stream).await?;
     Ok(Json(BanList { bans }))
 }
@@ -89,8 +86,7 @@ pub async fn remove(
     Path((stream, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let user = UserId::parse(&user)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("user_id: {e}")))?;
     if !http.broker.unban(&stream, &user).await? {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{HttpState, json_body, stream_id};
+use super::{HttpState, json_body, moderated, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
 use crate::broker::{HistoryQuery, Published};
@@ -85,8 +85,7 @@ pub async fn remove(
     Path((stream, comment_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let id: CommentId = comment_id
         .parse()
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("comment id: {e}")))?;

@@ -9,9 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::{HttpState, stream_id};
+use super::{HttpState, moderated};
 use crate::api_error::ApiError;
-use crate::auth::bearer_token;
 use crate::broker::BrokerError;
 use crate::domain::CommentId;
 use crate::domain::wire::ErrorCode;
@@ -21,8 +20,7 @@ pub async fn list(
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let held = http.broker.held(&stream).await?;
     Ok(Json(json!({ "held": held })))
 }
@@ -32,8 +30,7 @@ pub async fn approve(
     Path((stream, held_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let held_id = held_id_of(&held_id)?;
     let comment = http
         .posting
@@ -49,8 +46,7 @@ pub async fn reject(
     Path((stream, held_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let held_id = held_id_of(&held_id)?;
     http.posting
         .reject(&stream, held_id)

@@ -63,6 +63,20 @@ fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
     StreamId::parse(raw).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))
 }
 
+/// The stream `raw` names, if the request's bearer may moderate it (a service token, or a
+/// viewer JWT whose `mod` lists it).
+async fn moderated(
+    http: &HttpState,
+    raw: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<StreamId, ApiError> {
+    let stream = stream_id(raw)?;
+    http.auth
+        .moderator(crate::auth::bearer_token(headers), &stream)
+        .await?;
+    Ok(stream)
+}
+
 /// A JSON request body that must be an object (serde would also take an array of the
 /// fields in order), deserialized into `T`; an error names the field it is about.
 fn json_body<T: serde::de::DeserializeOwned>(

@@ -8,9 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{HttpState, stream_id};
+use super::{HttpState, moderated};
 use crate::api_error::ApiError;
-use crate::auth::bearer_token;
 use crate::broker::BrokerError;
 use crate::domain::SettingsPatch;
 use crate::domain::wire::ErrorCode;
@@ -20,8 +19,7 @@ pub async fn show(
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let settings = http.broker.settings(&stream).await?;
     Ok(Json(json!({ "settings": settings })))
 }
@@ -34,8 +32,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let Json(body) = body?;
     let patch = SettingsPatch::parse(&body)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;

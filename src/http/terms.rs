@@ -10,9 +10,8 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{HttpState, json_body, stream_id};
+use super::{HttpState, json_body, moderated};
 use crate::api_error::ApiError;
-use crate::auth::bearer_token;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{BlockedTerm, BlockedTerms};
 
@@ -30,8 +29,7 @@ pub async fn show(
     Path(stream): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let terms = http.broker.terms(&stream).await?;
     Ok(Json(json!({ "terms": terms.as_slice() })))
 }
@@ -42,8 +40,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = stream_id(&stream)?;
-    http.auth.moderator(bearer_token(&headers), &stream).await?;
+    let stream = moderated(&http, &stream, &headers).await?;
     let request: TermsRequest = json_body(body)?;
     let terms = BlockedTerms::new(request.terms)
         .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("terms: {e}")))?;
