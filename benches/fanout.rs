@@ -113,6 +113,7 @@ impl Comments {
                 text: format!("comment number {} with a typical length of text", self.seq),
                 data: None,
                 ts: now_ms(),
+                media_ts: None,
                 by_moderator: false,
                 shadow: false,
             }],

@@ -294,6 +294,7 @@ fn router(parts: &Parts) -> Router {
             "/v1/streams/{stream_id}/held/{held_id}/approve",
             post(http::held::approve),
         )
+        .route("/v1/streams/{stream_id}/replay", get(http::replay::window))
         .route("/v1/streams/{stream_id}", get(http::streams::show))
         .route("/livez", get(http::health::livez))
         .route("/readyz", get(http::health::readyz))

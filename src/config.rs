@@ -142,6 +142,24 @@ pub struct Config {
     )]
     pub init_comments: usize,
 
+    /// Seconds a comment stays replayable by media time (`GET …/replay`); 0 turns replay off.
+    #[arg(
+        long,
+        env = "DANMAKU_REPLAY_RETENTION_S",
+        value_name = "DANMAKU_REPLAY_RETENTION_S",
+        default_value_t = 86_400
+    )]
+    pub replay_retention_s: u64,
+
+    /// Comments kept for replay per stream at most (the oldest media time goes first).
+    #[arg(
+        long,
+        env = "DANMAKU_REPLAY_MAX_COMMENTS",
+        value_name = "DANMAKU_REPLAY_MAX_COMMENTS",
+        default_value_t = 1_000_000
+    )]
+    pub replay_max_comments: usize,
+
     /// Longest comment text, in Unicode scalar values.
     #[arg(
         long,
@@ -335,6 +353,18 @@ impl Config {
         if !(1..=1_000).contains(&self.history_len) {
             return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 1000"));
         }
+        if self.replay_retention_s > 30 * 86_400 {
+            return Err(bad(
+                "DANMAKU_REPLAY_RETENTION_S",
+                "must be at most 2592000 (30 days)",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.replay_max_comments) {
+            return Err(bad(
+                "DANMAKU_REPLAY_MAX_COMMENTS",
+                "must be between 1 and 10000000",
+            ));
+        }
         if !(1..=10_000).contains(&self.max_comment_chars) {
             return Err(bad(
                 "DANMAKU_MAX_COMMENT_CHARS",
@@ -409,6 +439,13 @@ impl Config {
     pub fn coalesce(&self) -> Duration {
         Duration::from_millis(self.coalesce_ms)
     }
+
+    pub fn replay(&self) -> crate::broker::ReplayLimits {
+        crate::broker::ReplayLimits {
+            retention_s: self.replay_retention_s,
+            max_comments: self.replay_max_comments,
+        }
+    }
 }
 
 // Secrets never reach a log line, not even through `{:?}`.
@@ -440,6 +477,8 @@ impl fmt::Debug for Config {
             .field("blocked_terms_file", &self.blocked_terms_file)
             .field("history_len", &self.history_len)
             .field("init_comments", &self.init_comments)
+            .field("replay_retention_s", &self.replay_retention_s)
+            .field("replay_max_comments", &self.replay_max_comments)
             .field("max_comment_chars", &self.max_comment_chars)
             .field("rate_per_sec", &self.rate_per_sec)
             .field("rate_burst", &self.rate_burst)

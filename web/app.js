@@ -2,14 +2,16 @@
 // `danmaku-client` (clients/js, served at /danmaku-client/): resume, backoff, reconnect
 // hints, close codes, acks and token refresh live there; this file is the page around it
 // (the list and the overlay are web/comments.js, served at /page/comments.js; a moderator's
-// panel and actions web/moderation.js, at /page/moderation.js).
+// panel and actions web/moderation.js, at /page/moderation.js; the simulated player, whose
+// media clock decides when each comment shows, web/player.js, at /page/player.js).
 // `window.__danmaku` is a small hook for the browser tests (tests/api/browser.rs) and for
 // poking at the page from the console.
 import { Banned, Blocked, Closed, RateLimited, RoleRequired, SlowMode, Timeout, TooLong, Unauthorized,
   connect as openStream } from "/danmaku-client/index.js";
-import { addSkipped, clearComments, listIds, listedComment, removeComment, skippedTotal, addComment as listComment }
-  from "/page/comments.js";
+import { addSkipped, clearComments, flyOnly, listIds, listedComment, removeComment, skippedTotal,
+  addComment as listComment } from "/page/comments.js";
 import * as moderation from "/page/moderation.js";
+import * as player from "/page/player.js";
 
 const MAX_CHARS = 200; // DANMAKU_MAX_COMMENT_CHARS' default; the server's answer still counts
 
@@ -36,6 +38,7 @@ const hook = {
   duplicates: 0,
   connects: 0,
   lastUrl: null,
+  arrivals: new Map(), // comment id → when the library handed it to the page (wall ms)
   handleFrame: (frame) => handleFrame(frame),
   state: () => ({
     state: page.stream?.state ?? "idle",
@@ -49,6 +52,8 @@ const hook = {
     skipped: skippedTotal(),
     maxRate: page.maxRate,
     settings: page.settings,
+    arrivals: Object.fromEntries(hook.arrivals),
+    media: { now: player.now(), vod: player.playingVod(), ...(page.stream?.mediaStats ?? {}) },
     errors: hook.errors.slice(),
   }),
 };
@@ -114,14 +119,21 @@ function start(after, epoch) {
     maxRate: page.maxRate,
     after,
     epoch,
+    mediaClock: player.now,
   });
   page.stream = stream;
   const mine = (fn) => (event) => { if (page.stream === stream) fn(event); };
   stream.on("state", mine(onState));
   stream.on("reset", mine(() => clearComments()));
-  stream.on("comments", mine(({ comments, skipped, backlog }) => {
+  stream.on("comments", mine(({ comments, skipped, backlog, replay }) => {
     if (skipped > 0) addSkipped(skipped); // what was skipped came before these comments
-    for (const c of comments) addComment(c, !backlog || page.resumed);
+    for (const c of comments) {
+      if (hook.arrivals.size >= 1000) hook.arrivals.delete(hook.arrivals.keys().next().value);
+      hook.arrivals.set(c.id, Date.now());
+      // A replayed comment may already be listed (seen live): it flies again, listed once.
+      if (replay && listedComment(c.id)) flyOnly(c);
+      else addComment(c, !backlog || page.resumed);
+    }
     showPinned();
   }));
   stream.on("settings", mine(onSettings));
@@ -479,6 +491,7 @@ function init() {
   }
   showIdentityFields();
   $("connect-form").addEventListener("submit", connect);
+  player.bind((from, to) => page.stream?.replay(from, to) ?? Promise.resolve([]));
   $("rate").addEventListener("change", changeRate);
   $("disconnect").addEventListener("click", disconnect);
   $("post-form").addEventListener("submit", send);

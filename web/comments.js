@@ -126,6 +126,11 @@ export function removeComment(id) {
   $("stage").querySelector(`.flyer[data-id="${CSS.escape(id)}"]`)?.remove();
 }
 
+/** Flies `c` over the stage without listing it (a replayed comment listed already). */
+export function flyOnly(c) {
+  flyComment(c, SYSTEM_KINDS.has(c.kind), false);
+}
+
 // ---- the overlay ----------------------------------------------------------------------------
 const lanes = []; // per lane: the time (ms) its last comment's tail has cleared the right edge
 

@@ -188,6 +188,15 @@ impl Auth {
         }
     }
 
+    /// Whoever may watch a stream (and replay it): a service, a signed-in viewer, or anyone
+    /// while anonymous viewers are allowed.
+    pub async fn watcher(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        if bearer.is_some_and(|b| self.is_service_token(b)) {
+            return Ok(());
+        }
+        self.viewer(bearer).await.map(drop)
+    }
+
     /// The service API: one of `DANMAKU_SERVICE_TOKENS`.
     pub fn service(&self, bearer: Option<&str>) -> Result<(), AuthError> {
         let bearer = bearer.ok_or(AuthError::MissingBearer)?;

@@ -25,15 +25,15 @@ use tokio::sync::oneshot;
 
 use crate::background::Background;
 use crate::config::Config;
-use crate::domain::{CommentId, Epoch, StreamId};
+use crate::domain::{Comment, CommentId, Epoch, StreamId};
 use crate::metrics::Metrics;
 
 pub use memory::MemoryBroker;
 use redis::RedisBroker;
 pub use types::{
     ALL_RETAINED, Ban, BanMode, BrokerError, BrokerEvent, Dedup, EventSink, HELD_FOR, HistoryPage,
-    HistoryQuery, IDEMPOTENCY_TTL, MAX_BAN, MAX_HELD_FOR_REVIEW, NewComment, Published, REF_TTL,
-    RateLimit, Route, StreamStats, Unavailable,
+    HistoryQuery, IDEMPOTENCY_TTL, MAX_BAN, MAX_HELD_FOR_REVIEW, MAX_REPLAY_WINDOW_MS, NewComment,
+    Published, REF_TTL, RateLimit, ReplayLimits, Route, StreamStats, Unavailable,
 };
 
 /// The broker in use. An enum, not a trait object: there are exactly two.
@@ -76,26 +76,21 @@ impl Broker {
     ) -> anyhow::Result<Self> {
         match config.redis()? {
             None => {
-                let memory = Arc::new(MemoryBroker::new(
-                    config.history_len,
-                    config.unsubscribe_linger(),
-                    sink,
-                    metrics,
-                ));
+                let memory = Arc::new(
+                    MemoryBroker::new(
+                        config.history_len,
+                        config.unsubscribe_linger(),
+                        sink,
+                        metrics,
+                    )
+                    .with_replay(config.replay()),
+                );
                 memory::spawn_sweeper(memory.clone(), background);
                 Ok(Self::Memory(memory))
             }
             Some(settings) => {
-                let redis = RedisBroker::connect(
-                    &settings,
-                    &config.pod_name,
-                    config.history_len,
-                    config.unsubscribe_linger(),
-                    sink,
-                    metrics,
-                    background,
-                )
-                .await?;
+                let redis =
+                    RedisBroker::connect(&settings, config, sink, metrics, background).await?;
                 Ok(Self::Redis(redis))
             }
         }
@@ -140,6 +135,21 @@ impl Broker {
         match self {
             Self::Memory(m) => Ok(m.history(stream, query)),
             Self::Redis(r) => Box::pin(r.history(stream, query)).await,
+        }
+    }
+
+    /// The stream's public comments whose media time (`media_ts`, else `ts`) lies in
+    /// `[from, to)`, ordered by media time then id, without deleted or shadowed ones (the
+    /// contract's section 10); `NotFound` when replay is off.
+    pub async fn replay(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Comment>, BrokerError> {
+        match self {
+            Self::Memory(m) => m.replay(stream, from, to),
+            Self::Redis(r) => Box::pin(r.replay(stream, from, to)).await,
         }
     }
 

@@ -101,6 +101,7 @@ mod tests {
                 }),
                 text: CommentText::parse(format!("c{i}"), 200).unwrap(),
                 data: None,
+                media_ts: None,
                 by_moderator: false,
                 dedup: None,
                 rate: None,

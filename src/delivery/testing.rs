@@ -46,6 +46,7 @@ pub(crate) fn comment(stream: &StreamId, ms: u64) -> Comment {
         text: "t".into(),
         data: None,
         ts: ms,
+        media_ts: None,
         by_moderator: false,
         shadow: false,
     }
@@ -72,6 +73,7 @@ pub(crate) fn chat(
             text: text.to_owned(),
             data: None,
             ts: ms,
+            media_ts: None,
             by_moderator: false,
             shadow: false,
         })

@@ -62,6 +62,7 @@ mod tests {
             text: "hi".to_owned(),
             data: None,
             ts: 1,
+            media_ts: None,
             by_moderator: false,
             shadow,
         }

@@ -15,6 +15,10 @@ pub struct Comment {
     pub data: Option<CommentData>,
     /// Publish time (epoch ms) on the instance that accepted the comment.
     pub ts: u64,
+    /// The media moment (epoch ms) its author's player showed when posting (the contract's
+    /// section 10); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ts: Option<u64>,
     /// Posted by a moderator of the stream, so never thinned. Stored and carried between
     /// instances with the comment (`by_mod`), never sent to clients.
     #[serde(default, rename = "by_mod", skip_serializing)]
@@ -91,6 +95,13 @@ impl PartialEq for CommentData {
 }
 
 /// Wall-clock epoch milliseconds: the unit of every timestamp on the wire.
+impl Comment {
+    /// Where the comment sits in the stream's media: its `media_ts`, else its `ts`.
+    pub fn media_time(&self) -> u64 {
+        self.media_ts.unwrap_or(self.ts)
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,6 +126,7 @@ mod tests {
             text: "hello".into(),
             data: None,
             ts: 1_732_240_000_000,
+            media_ts: None,
             by_moderator: false,
             shadow: false,
         };

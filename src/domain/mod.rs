@@ -25,6 +25,7 @@ mod audience;
 mod comment;
 mod id;
 mod idempotency;
+mod media;
 mod position;
 mod rate;
 mod settings;
@@ -38,6 +39,7 @@ pub use audience::Audience;
 pub use comment::{Comment, CommentData, CommentKind, DataError, now_ms};
 pub use id::{CommentId, ParseCommentIdError};
 pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
+pub use media::{MEDIA_AHEAD_MS, MEDIA_BEHIND_MS, MediaTimeError, check_media_ts};
 pub use position::{Continuity, Epoch, Gap, ParseEpochError, Position};
 pub use rate::TokenBucket;
 pub use settings::{

@@ -243,6 +243,8 @@ pub enum ClientFrame {
         text: String,
         #[serde(rename = "ref")]
         reference: Option<String>,
+        /// The media moment the author's player shows (the contract's section 10).
+        media_ts: Option<u64>,
     },
     Ping,
     /// A new token for the connection (contract section 8).
@@ -290,7 +292,8 @@ mod tests {
             c,
             ClientFrame::Comment {
                 text: "hi".into(),
-                reference: Some("a".into())
+                reference: Some("a".into()),
+                media_ts: None,
             }
         );
         let p: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();

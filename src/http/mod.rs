@@ -9,6 +9,7 @@ pub mod dev;
 pub mod health;
 pub mod held;
 pub mod limits;
+pub mod replay;
 pub mod settings;
 pub mod streams;
 pub mod terms;

@@ -227,6 +227,7 @@ mod tests {
             text: format!("c{ms}"),
             data: None,
             ts: ms,
+            media_ts: None,
             by_moderator: false,
             shadow,
         }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
     BlockedTerm, Comment, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey,
-    StreamId, TermAction, TextError, User, UserId,
+    StreamId, TermAction, TextError, User, UserId, check_media_ts, now_ms,
 };
 use crate::metrics::{HeldOutcome, Metrics};
 use rate::RateLimits;
@@ -117,6 +117,8 @@ pub struct ServiceComment {
     pub user: Option<ServiceUser>,
     pub data: Option<Value>,
     pub idempotency_key: Option<String>,
+    /// The media moment the comment is about (the contract's section 10).
+    pub media_ts: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,11 +172,13 @@ impl Posting {
     /// A viewer's comment from its WebSocket: published (maybe shadowed), held for review,
     /// or refused. The same `reference` (the frame's `ref`) from the same user on the stream
     /// within two minutes, on any instance, publishes nothing and answers as the first.
+    /// `media_ts` must lie in the window around this instance's clock.
     pub async fn as_viewer(
         &self,
         stream: &StreamId,
         identity: &Identity,
         text: String,
+        media_ts: Option<u64>,
         reference: Option<&str>,
     ) -> Result<Accepted, PostError> {
         let viewer = match identity {
@@ -190,6 +194,7 @@ impl Posting {
             Identity::Anonymous => return Err(PostError::Unauthorized("sign in to post comments")),
         };
         let text = CommentText::parse(text, self.max_comment_chars)?;
+        let media_ts = media_time(media_ts)?;
         let moderator = viewer.moderates(stream);
         // Moderators' comments are not filtered. A refusal spends a token of the rate limit
         // (this instance's) as a post does: the list cannot be probed faster than posting.
@@ -217,6 +222,7 @@ impl Posting {
             user: Some(viewer.user.clone()),
             text,
             data: None,
+            media_ts,
             by_moderator: moderator,
             dedup: reference.map(|reference| Dedup::Ref {
                 user: viewer.user.id.clone(),
@@ -315,6 +321,7 @@ impl Posting {
             user,
             text,
             data,
+            media_ts: media_time(body.media_ts)?,
             by_moderator: false,
             dedup: idempotency_key.map(Dedup::Service),
             rate: None,
@@ -373,6 +380,14 @@ impl Posting {
     }
 }
 
+/// A comment's `media_ts`, if it lies in the window around this instance's clock.
+fn media_time(media_ts: Option<u64>) -> Result<Option<u64>, PostError> {
+    media_ts
+        .map(|m| check_media_ts(m, now_ms()))
+        .transpose()
+        .map_err(|e| PostError::Invalid(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +415,7 @@ mod tests {
             user: None,
             data: None,
             idempotency_key: None,
+            media_ts: None,
         }
     }
 
@@ -421,7 +437,7 @@ mod tests {
         let p = posting();
         let s = StreamId::parse("s").unwrap();
         let refused = p
-            .as_viewer(&s, &Identity::Anonymous, "hi".into(), None)
+            .as_viewer(&s, &Identity::Anonymous, "hi".into(), None, None)
             .await;
         assert_eq!(refused.unwrap_err().code(), ErrorCode::Unauthorized);
         let viewer = Identity::Viewer(crate::auth::Viewer {
@@ -435,10 +451,16 @@ mod tests {
             signed_with: None,
         });
         let long = "x".repeat(201);
-        let refused = p.as_viewer(&s, &viewer, long, None).await.unwrap_err();
+        let refused = p
+            .as_viewer(&s, &viewer, long, None, None)
+            .await
+            .unwrap_err();
         assert_eq!(refused, PostError::TooLong { max: 200 });
         assert!(!refused.comment_was_well_formed());
-        let accepted = p.as_viewer(&s, &viewer, "hi".into(), None).await.unwrap();
+        let accepted = p
+            .as_viewer(&s, &viewer, "hi".into(), None, None)
+            .await
+            .unwrap();
         assert!(!accepted.held);
         let page = p
             .broker
@@ -447,7 +469,7 @@ mod tests {
         let comment = &page.unwrap().comments[0];
         assert_eq!((comment.id, comment.text.as_str()), (accepted.id, "hi"));
         let limited = p
-            .as_viewer(&s, &viewer, "again".into(), None)
+            .as_viewer(&s, &viewer, "again".into(), None, None)
             .await
             .unwrap_err();
         assert_eq!(limited.code(), ErrorCode::RateLimited);

@@ -5,7 +5,7 @@
 //! The page's connection code is the client library `danmaku-client` (`clients/js/src`),
 //! served as ES modules under `/danmaku-client/` and imported by `/app.js`; the page's own
 //! list and overlay are the module `/page/comments.js`, a moderator's panel and actions
-//! `/page/moderation.js`.
+//! `/page/moderation.js`, the simulated player (the media clock) `/page/player.js`.
 //!
 //! The assets are separate routes so the page's `Content-Security-Policy` can forbid inline
 //! script and style: everything comes from this origin, and the page may open WebSockets to it.
@@ -25,16 +25,18 @@ const APP_CSS: &str = include_str!("../../web/app.css");
 const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
 
 /// The page's own modules besides `app.js`, served at `/page/<file>`.
-const PAGE_MODULES: [(&str, &str); 2] = [
+const PAGE_MODULES: [(&str, &str); 3] = [
     ("comments.js", include_str!("../../web/comments.js")),
     ("moderation.js", include_str!("../../web/moderation.js")),
+    ("player.js", include_str!("../../web/player.js")),
 ];
 
 /// The client library (`clients/js`, the npm package `danmaku-client`) the page is built on,
 /// served as the ES modules it is published as: `/danmaku-client/<file>`.
-const CLIENT_MODULES: [(&str, &str); 6] = [
+const CLIENT_MODULES: [(&str, &str); 7] = [
     ("index.js", include_str!("../../clients/js/src/index.js")),
     ("errors.js", include_str!("../../clients/js/src/errors.js")),
+    ("media.js", include_str!("../../clients/js/src/media.js")),
     (
         "position.js",
         include_str!("../../clients/js/src/position.js"),

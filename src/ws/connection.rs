@@ -323,7 +323,11 @@ impl<S: RawSocket> Connection<S> {
                     self.malformed = 0;
                     self.write_now(ServerFrame::Pong.encode())
                 }
-                Ok(ClientFrame::Comment { text, reference }) => self.post(text, reference).await,
+                Ok(ClientFrame::Comment {
+                    text,
+                    reference,
+                    media_ts,
+                }) => self.post(text, media_ts, reference).await,
                 Ok(ClientFrame::Refresh { token }) => {
                     self.malformed = 0;
                     self.refresh(token).await

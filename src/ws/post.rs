@@ -17,6 +17,7 @@ impl<S: RawSocket> Connection<S> {
     pub(super) async fn post(
         &mut self,
         text: String,
+        media_ts: Option<u64>,
         reference: Option<String>,
     ) -> Result<(), End> {
         if reference
@@ -29,7 +30,13 @@ impl<S: RawSocket> Connection<S> {
         let posted = self
             .ws
             .posting
-            .as_viewer(&self.stream, &self.identity, text, reference.as_deref())
+            .as_viewer(
+                &self.stream,
+                &self.identity,
+                text,
+                media_ts,
+                reference.as_deref(),
+            )
             .await;
         if posted
             .as_ref()

@@ -302,6 +302,7 @@ async fn publish(app: &TestApp, stream: &str, text: &str) {
             user: None,
             text: CommentText::parse(text.into(), 200).unwrap(),
             data: None,
+            media_ts: None,
             dedup: None,
             rate: None,
             by_service: true,

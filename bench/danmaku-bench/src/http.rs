@@ -17,8 +17,9 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// Longest wait for one request's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest response body read (the service API's answers are a few hundred bytes).
-const MAX_BODY: usize = 1 << 20;
+/// Largest response body read (the service API's answers are a few hundred bytes; a ten-
+/// minute replay window of a busy stream, megabytes).
+const MAX_BODY: usize = 64 << 20;
 
 /// One kept-alive connection to an instance.
 pub(crate) struct Client {

@@ -23,6 +23,7 @@
 //! - `chaos`: the chaos soak (`bench/chaos`), a command of its own: its Redis Cluster, relay,
 //!   instances, clients and faults in one process, and the verifier over its logs.
 //! - `floor`: the minimal server that measures the floor of CPU per delivery.
+//! - `replay`: a VOD's chat read back (`GET …/replay`), a command of its own, with its seeder.
 
 mod chaos;
 mod compare;
@@ -33,6 +34,7 @@ mod ipc;
 mod plan;
 mod procfs;
 mod proto;
+mod replay;
 mod report;
 mod result;
 mod run;
@@ -78,6 +80,9 @@ enum Commands {
     /// started here, viewers and posters that live as the client library does, and a fault
     /// every 20–60 s; then every viewer's log verified against what was published.
     Chaos(chaos::Args),
+    /// A VOD's chat read back: random final ten-minute windows of `GET …/replay` from one
+    /// stream (seeded first with `--seed-redis`); latency, size, and CPU per request.
+    Replay(replay::Args),
     /// Render an HTML report from result files.
     Report {
         #[arg(long, default_value = "danmaku-bench report")]
@@ -220,6 +225,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Commands::Worker => worker::run(),
         Commands::Chaos(args) => chaos::run(args),
+        Commands::Replay(args) => replay::run(args),
         Commands::Floor { listen, jwt_secret } => floor::run(listen, jwt_secret),
         Commands::Report { title, out, files } => {
             let runs = read_results(&files)?;

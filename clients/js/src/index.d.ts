@@ -1,4 +1,4 @@
-// Types of danmaku-client (the code is plain JavaScript in index.js, errors.js, posts.js, tokens.js and wire.js).
+// Types of danmaku-client (the code is plain JavaScript in index.js, errors.js, media.js, posts.js, position.js, tokens.js and wire.js).
 
 /** A comment, as the server sends it. */
 export interface Comment {
@@ -12,6 +12,8 @@ export interface Comment {
   data: Record<string, unknown> | null;
   /** Publish time, Unix ms. */
   ts: number;
+  /** The media moment (Unix ms) its author's player showed when posting, if it said. */
+  media_ts?: number;
   /** Only for a moderator of the stream: the comment is seen by its author and moderators
    *  only (a shadow ban, or a term set to `shadow`). */
   shadow?: true;
@@ -82,6 +84,15 @@ export interface ConnectOptions {
   /** With getToken: how long before `exp` the token is renewed (ms, default 60000; at most
    *  half the token's life). */
   refreshBeforeMs?: number;
+  /** The player's current media time (Unix ms, e.g. the program date time of what it
+   *  shows). With it, comments come when it reaches their moment (`media_ts`, else `ts`), in
+   *  media order, and `post()` stamps `media_ts` from it. */
+  mediaClock?: () => number;
+  /** With a media clock: the longest a live comment waits (ms, default 60000); past it, it
+   *  comes at once and counts as late. */
+  maxHoldMs?: number;
+  /** With a media clock: the most live comments that wait (default 1000). */
+  maxHeld?: number;
 }
 
 /** Why a stream stopped for good. */
@@ -103,6 +114,8 @@ export interface CommentsEvent {
   skipped: number;
   /** True for the comments an `init` carries (history, or what was missed while away). */
   backlog: boolean;
+  /** True for comments of `replay()` (a VOD's chat). */
+  replay?: boolean;
 }
 
 export interface StreamEvents {
@@ -162,6 +175,11 @@ export declare class Stream {
   setMaxRate(n: number | null): void;
   /** Close for good; pending posts reject with Closed. */
   close(): void;
+  /** With a media clock: comments waiting for their moment, and live ones that came late. */
+  readonly mediaStats: { held: number; late: number };
+  /** Fetches the chat of media time [from, to) (Unix ms) and emits it as `comments` with
+   *  `replay: true`, on the media clock if there is one; resolves to the comments. */
+  replay(from: number, to: number): Promise<Comment[]>;
 }
 
 /** Opens a stream on the server at `url` (`ws(s)://host:port`; `http(s)://` accepted). */

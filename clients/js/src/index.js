@@ -2,7 +2,9 @@
 // contract handled: resume with `after=`/`epoch=` (no comment twice, none out of order),
 // full-jitter backoff, `reconnect` hints, close codes, posts matched to their `ack` by `ref`
 // and resent with the same `ref` across reconnects, in-band token refresh before `exp`; the
-// stream's settings (slow mode, roles, pin), comments held for review, deleting one's own.
+// stream's settings (slow mode, roles, pin), comments held for review, deleting one's own;
+// with a `mediaClock`, comments shown at the media moment they are about, and a VOD's chat
+// replayed on the same clock.
 // No dependencies; runs wherever a WHATWG `WebSocket` exists (browsers, Node >= 22) or one is
 // passed in (`ws` on older Node).
 
@@ -10,18 +12,27 @@ import { Banned, Closed, DanmakuError, Timeout, Unauthorized, errorFromFrame } f
 import { Posts } from "./posts.js";
 import { Tokens } from "./tokens.js";
 import { Position } from "./position.js";
+import { MediaSchedule, mediaTime } from "./media.js";
 import { backoffDelay, socketBase } from "./wire.js";
 
 export * from "./errors.js";
 export { compareIds } from "./wire.js";
 
 const DEFAULTS = {
+  maxHoldMs: 60000,
+  maxHeld: 1000,
   backoffBaseMs: 500,
   backoffCapMs: 30000,
   postTimeoutMs: 10000,
   heartbeatMs: 20000,
   refreshBeforeMs: 60000,
 };
+
+/** The widest window one replay request may ask for, and media time's window around a
+ *  post (the contract's section 10). */
+const REPLAY_WINDOW_MS = 600000;
+const MEDIA_BEHIND_MS = 120000;
+const MEDIA_AHEAD_MS = 2000;
 
 /** Close codes after which reconnecting cannot help: the reason the stream stops. */
 const FINAL_CLOSES = { 4003: "banned", 1008: "policy", 1009: "too_big", 1002: "protocol", 1007: "bad_data" };
@@ -50,6 +61,7 @@ export class Stream {
   #refreshChain = Promise.resolve();
   #posts = new Posts();
   #maxRate;
+  #media = null; // the media schedule, with a mediaClock
 
   #position;
   /** The viewer count last heard. */
@@ -70,6 +82,13 @@ export class Stream {
     this.#tokens = new Tokens(options.token, options.getToken, this.#opts.refreshBeforeMs);
     this.#maxRate = options.maxRate ?? null;
     this.#position = new Position(options.after ?? null, options.epoch ?? null);
+    if (options.mediaClock !== undefined) {
+      if (typeof options.mediaClock !== "function") throw new TypeError("mediaClock is a function returning media ms");
+      const limits = { maxHoldMs: this.#opts.maxHoldMs, maxHeld: this.#opts.maxHeld };
+      this.#media = new MediaSchedule(options.mediaClock, limits, (comments, replay) =>
+        this.#emit("comments", { comments, skipped: 0, backlog: false, replay }),
+      );
+    }
     queueMicrotask(() => this.#open());
   }
 
@@ -239,6 +258,7 @@ export class Stream {
     this.#timer = null;
     this.#dropSocket(1000, "bye");
     this.#posts.rejectAll((ref) => (reason === "banned" ? new Banned(message, ref) : new Closed(message, ref)));
+    this.#media?.stop();
     this.#setState("closed", { reason, code, message });
   }
 
@@ -259,6 +279,7 @@ export class Stream {
       case "comments":
         return this.#deliver(frame.comments ?? [], Number(frame.skipped) || 0, false);
       case "deleted":
+        this.#media?.drop(frame.ids ?? []);
         return this.#emit("deleted", { ids: frame.ids ?? [] });
       case "viewers":
         this.viewerCount = frame.count;
@@ -303,13 +324,58 @@ export class Stream {
     this.#scheduleRefresh();
   }
 
-  /** Hands the app the comments newer than the last one it got, in order, each once. */
+  /** Hands the app the comments newer than the last one it got, in order, each once; with a
+   *  media clock, each when the clock reaches its moment (what `init` carries that is due
+   *  already comes at once, as the backlog). */
   #deliver(comments, skipped, backlog) {
     const fresh = [];
     for (const comment of comments) {
       if (this.#position.take(comment)) fresh.push(comment);
     }
-    if (fresh.length || skipped > 0) this.#emit("comments", { comments: fresh, skipped, backlog });
+    if (!this.#media) {
+      if (fresh.length || skipped > 0) this.#emit("comments", { comments: fresh, skipped, backlog });
+      return;
+    }
+    const now = this.#media.now();
+    const due = backlog ? fresh.filter((c) => mediaTime(c) <= now) : [];
+    if (due.length || skipped > 0) this.#emit("comments", { comments: due, skipped, backlog });
+    this.#media.push(backlog ? fresh.filter((c) => mediaTime(c) > now) : fresh);
+  }
+
+  // === media time ===
+
+  /** With a media clock: comments waiting for their moment, and live ones that came out
+   *  late (held longer than `maxHoldMs`, or more than `maxHeld` waiting). */
+  get mediaStats() {
+    return { held: this.#media?.held ?? 0, late: this.#media?.late ?? 0 };
+  }
+
+  /** Fetches the chat of media time [from, to) (Unix ms; a VOD scrub) and emits it as
+   *  `comments` events with `replay: true`: on the media clock if there is one (replacing
+   *  what an earlier replay still had waiting), else at once. Resolves to the comments. */
+  async replay(from, to) {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && to > from)) {
+      throw new TypeError("replay(from, to): integer Unix ms, to after from");
+    }
+    const base = this.#base.replace(/^ws/, "http").replace(/\/ws$/, "/replay");
+    const token = this.#tokens.token;
+    const comments = [];
+    for (let start = from; start < to; start += REPLAY_WINDOW_MS) {
+      const end = Math.min(to, start + REPLAY_WINDOW_MS);
+      const response = await fetch(`${base}?from=${start}&to=${end}`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw errorFromFrame({ type: "error", ...body });
+      comments.push(...(body.comments ?? []));
+    }
+    if (this.#media) {
+      this.#media.clearReplay();
+      this.#media.push(comments, { replay: true });
+    } else if (comments.length) {
+      this.#emit("comments", { comments, skipped: 0, backlog: false, replay: true });
+    }
+    return comments;
   }
 
   #onError(frame) {
@@ -364,7 +430,11 @@ export class Stream {
     if (!this.#tokens.mayPost) {
       return Promise.reject(new Unauthorized("anonymous connections watch only: connect with a token to post"));
     }
-    return this.#posts.add({ type: "comment", text }, { timeoutMs, ref }, (f) => this.#send(f));
+    const frame = { type: "comment", text };
+    const media = this.#media ? Math.round(this.#media.now()) : NaN;
+    // Stamped only where the server takes it (a VOD's clock is far behind: not a live post).
+    if (Date.now() - MEDIA_BEHIND_MS <= media && media <= Date.now() + MEDIA_AHEAD_MS) frame.media_ts = media;
+    return this.#posts.add(frame, { timeoutMs, ref }, (f) => this.#send(f));
   }
 
   /** Deletes a retained comment: the user's own, or any for a moderator of the stream.

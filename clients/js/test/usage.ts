@@ -57,3 +57,17 @@ void stream.post(42);
 void stream.delete(42);
 // @ts-expect-error: the stream id is a string
 connect("ws://h", 5);
+
+// Media time: comments at the player's moment, a VOD scrub replayed on the same clock.
+const player = { programDateTime: () => Date.now() - 10_000 };
+const delayed = connect("ws://127.0.0.1:8080", "demo", {
+  mediaClock: () => player.programDateTime(),
+  maxHoldMs: 30_000,
+});
+delayed.on("comments", ({ comments, replay }) => {
+  for (const c of comments) console.log(c.media_ts ?? c.ts, replay === true);
+});
+const { held, late }: { held: number; late: number } = delayed.mediaStats;
+void held;
+void late;
+void delayed.replay(Date.now() - 600_000, Date.now() - 300_000).then((cs: Comment[]) => cs.length);

@@ -11,6 +11,7 @@
 //! `danmaku.streams.subscribed` gauge means the same with either broker.
 
 mod moderation;
+mod replay;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,7 @@ use dashmap::mapref::one::RefMut;
 
 use super::{
     BanMode, BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, NewComment, Published,
-    Route, StreamStats,
+    ReplayLimits, Route, StreamStats,
 };
 use crate::background::Background;
 use crate::domain::{Comment, CommentId, CommentKind, Epoch, StreamId, now_ms};
@@ -42,6 +43,7 @@ pub struct MemoryBroker {
     linger: Duration,
     sink: EventSink,
     metrics: Arc<Metrics>,
+    replay: ReplayLimits,
 }
 
 /// A subscribed stream's holders.
@@ -65,7 +67,30 @@ impl MemoryBroker {
             linger,
             sink,
             metrics,
+            replay: ReplayLimits::DEFAULT,
         }
+    }
+
+    /// Keeps comments for replay within `limits` (the defaults without this).
+    pub fn with_replay(mut self, limits: ReplayLimits) -> Self {
+        self.replay = limits;
+        self
+    }
+
+    /// The public comments whose media time lies in `[from, to)`, by media time then id
+    /// (`NotFound` with replay off).
+    pub(super) fn replay(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Comment>, BrokerError> {
+        if self.replay.is_off() {
+            return Err(BrokerError::NotFound);
+        }
+        Ok(self.streams.get_mut(stream).map_or_else(Vec::new, |mut s| {
+            s.replay.window(from, to, self.replay, now_ms())
+        }))
     }
 
     /// The stream's state, made if it has none, touched now.
@@ -161,6 +186,7 @@ impl MemoryBroker {
             text: new.text.into_string(),
             data: new.data,
             ts,
+            media_ts: new.media_ts,
             by_moderator: new.by_moderator,
             shadow: route == Route::Shadow,
         };
@@ -179,7 +205,7 @@ impl MemoryBroker {
                 event,
             )
         } else {
-            state.append(comment.clone(), self.history_len);
+            state.append(comment.clone(), self.history_len, self.replay);
             let event = BrokerEvent::Comments {
                 stream: new.stream.clone(),
                 comments: vec![comment.clone()],

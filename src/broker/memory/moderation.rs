@@ -169,9 +169,11 @@ impl MemoryBroker {
         let mut state = self.state(stream, now);
         let mut comment = take_held(&mut state.held, held_id).ok_or(BrokerError::NotFound)?;
         let ts = now_ms();
+        // Published now, about the moment it was written.
+        comment.media_ts = Some(comment.media_time());
         comment.id = CommentId::next_after(state.last_id, ts);
         comment.ts = ts;
-        state.append(comment.clone(), self.history_len);
+        state.append(comment.clone(), self.history_len, self.replay);
         self.emit(
             stream,
             BrokerEvent::Comments {

@@ -6,8 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::replay::ReplayIndex;
 use crate::broker::{BanMode, Dedup, Published};
-use crate::broker::{HELD_FOR, MAX_HELD_FOR_REVIEW};
+use crate::broker::{HELD_FOR, MAX_HELD_FOR_REVIEW, ReplayLimits};
 use crate::domain::{BlockedTerms, Comment, CommentId, Epoch, StreamSettings, UserId, now_ms};
 
 /// Deletions a stream remembers for resuming clients, and for how long.
@@ -64,6 +65,8 @@ pub(super) struct StreamState {
     pub(super) held: VecDeque<(Instant, Comment)>,
     /// The newest held id, so held ids only grow.
     pub(super) held_last: Option<CommentId>,
+    /// The public comments by media time, for replay.
+    pub(super) replay: ReplayIndex,
     pub(super) touched: Instant,
 }
 
@@ -87,6 +90,7 @@ impl StreamState {
             terms: Arc::default(),
             held: VecDeque::new(),
             held_last: None,
+            replay: ReplayIndex::default(),
             touched: now,
         }
     }
@@ -146,8 +150,10 @@ impl StreamState {
         None
     }
 
-    /// Appends a published comment, trimming the history to `cap`.
-    pub(super) fn append(&mut self, comment: Comment, cap: usize) {
+    /// Appends a published comment, trimming the history to `cap`; a public one is
+    /// replayable within `replay`.
+    pub(super) fn append(&mut self, comment: Comment, cap: usize, replay: ReplayLimits) {
+        self.replay.add(&comment, replay, comment.ts);
         self.last_id = Some(comment.id);
         self.comment_count += 1;
         self.history.push_back(comment);
@@ -162,6 +168,7 @@ impl StreamState {
     pub(super) fn remove(&mut self, id: CommentId) -> Option<(Comment, bool)> {
         let index = self.history.binary_search_by(|c| c.id.cmp(&id)).ok()?;
         let comment = self.history.remove(index)?;
+        self.replay.remove(&comment);
         let now = now_ms();
         self.deleted.push_back((now, id));
         while self.deleted.len() > DELETIONS_KEPT

@@ -34,6 +34,7 @@ fn new_comment(stream: &str, text: &str, key: Option<&str>) -> NewComment {
         }),
         text: CommentText::parse(text.into(), 200).unwrap(),
         data: None,
+        media_ts: None,
         by_moderator: false,
         dedup: key.map(|k| Dedup::Service(IdempotencyKey::parse(k).unwrap())),
         rate: None,

@@ -23,6 +23,8 @@ pub(super) struct CommentBody<'a> {
     pub(super) text: &'a str,
     pub(super) data: Option<&'a CommentData>,
     pub(super) ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) media_ts: Option<u64>,
     #[serde(rename = "by_mod", skip_serializing_if = "std::ops::Not::not")]
     pub(super) by_moderator: bool,
     /// Seen only by its author and the stream's moderators (the publish script also marks
@@ -157,6 +159,7 @@ mod tests {
             text: "rose",
             data: Some(&CommentData::from_value(&serde_json::json!({"n": 1})).unwrap()),
             ts: 5,
+            media_ts: None,
             by_moderator: false,
             shadow: false,
         }
@@ -187,6 +190,7 @@ mod tests {
                 text: "hi",
                 data: None,
                 ts: 5,
+                media_ts: None,
                 by_moderator,
                 shadow: false,
             }

@@ -46,6 +46,11 @@ pub(super) struct StreamKeys {
     pub(super) terms: String,
     /// A Redis Stream of the comments held for review; entry id = held id.
     pub(super) held: String,
+    /// The replay index's segments (sorted set of segment numbers), their comment counts
+    /// (hash), and the count of all (the segments are `<replay prefix><segment>`).
+    pub(super) replay_segs: String,
+    pub(super) replay_counts: String,
+    pub(super) replay_total: String,
 }
 
 impl StreamKeys {
@@ -64,7 +69,16 @@ impl StreamKeys {
             settings: key(stream, "settings"),
             terms: key(stream, "terms"),
             held: key(stream, "held"),
+            replay_segs: key(stream, "replay-segs"),
+            replay_counts: key(stream, "replay-counts"),
+            replay_total: key(stream, "replay-n"),
         }
+    }
+
+    /// The prefix of the replay index's segments: `<prefix><segment number>` is a sorted set
+    /// of the comments whose media time lies in that ten minutes.
+    pub(super) fn replay_prefix(stream: &StreamId) -> String {
+        key(stream, "replay:")
     }
 
     pub(super) fn idempotency(stream: &StreamId, idempotency_key: &str) -> String {

@@ -19,6 +19,7 @@ mod history;
 mod keys;
 mod moderation;
 mod reach;
+mod replay;
 mod scripts;
 mod subscriber;
 mod subscriptions;
@@ -34,10 +35,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     BrokerError, Dedup, EventSink, HELD_FOR, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
-    MAX_HELD_FOR_REVIEW, NewComment, Published, Route,
+    MAX_HELD_FOR_REVIEW, NewComment, Published, ReplayLimits, Route,
 };
 use crate::background::Background;
-use crate::config::RedisSettings;
+use crate::config::{Config, RedisSettings};
 use crate::domain::{CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
 use crate::metrics::{HeldOutcome, Metrics};
 use client::{is_auth_error, run, unexpected};
@@ -76,18 +77,21 @@ pub struct RedisBroker {
     kept_terms: moderation::KeptTerms,
     /// Where the held comments that expire are counted.
     metrics: Arc<Metrics>,
+    /// How long and how many comments each stream keeps for replay.
+    replay: ReplayLimits,
 }
 
 impl RedisBroker {
+    /// Connects to the Redis of `settings`, for an instance configured by `config` (its pod
+    /// name, history length, unsubscribe linger and replay limits).
     pub(super) async fn connect(
         settings: &RedisSettings,
-        pod: &str,
-        history_len: usize,
-        linger: Duration,
+        config: &Config,
         sink: EventSink,
         metrics: Arc<Metrics>,
         background: &Background,
     ) -> anyhow::Result<Arc<Self>> {
+        let history_len = config.history_len;
         let tls = tls::tls_config(settings)?;
         let client = client::build_client(settings, tls.clone())?;
         let subscriber = client::build_client(settings, tls.clone())?;
@@ -109,8 +113,9 @@ impl RedisBroker {
         let broker = Arc::new(Self {
             client: client.clone(),
             subscriber: subscriber.clone(),
-            pod: pod.to_owned(),
+            pod: config.pod_name.clone(),
             history_len,
+            replay: config.replay(),
             trim_slack: (history_len / 10).max(10),
             local_viewers: DashMap::new(),
             reported: DashMap::new(),
@@ -122,7 +127,12 @@ impl RedisBroker {
         subscriber::spawn(subscriber::Subscriber {
             client,
             subscriber,
-            subscriptions: Subscriptions::new(sink, metrics, linger, kept_terms),
+            subscriptions: Subscriptions::new(
+                sink,
+                metrics,
+                config.unsubscribe_linger(),
+                kept_terms,
+            ),
             control,
             control_rx,
             background: background.clone(),
@@ -148,13 +158,15 @@ impl RedisBroker {
 
     pub(super) async fn publish(&self, new: NewComment) -> Result<Published, BrokerError> {
         let keys = StreamKeys::new(&new.stream);
+        let ts = now_ms();
         let body = CommentBody {
             stream_id: &new.stream,
             kind: new.kind,
             user: new.user.as_ref(),
             text: new.text.as_str(),
             data: new.data.as_ref(),
-            ts: now_ms(),
+            ts,
+            media_ts: new.media_ts,
             by_moderator: new.by_moderator,
             // The script marks it (`"shadow":true`) for this route or a shadow-banned author.
             shadow: false,
@@ -168,7 +180,7 @@ impl RedisBroker {
             .as_ref()
             .filter(|_| new.kind == CommentKind::User)
             .map(|u| u.id.as_str());
-        let script_keys = vec![
+        let mut script_keys = vec![
             keys.hist,
             keys.channel,
             keys.count,
@@ -186,6 +198,7 @@ impl RedisBroker {
             keys.held,
             keys.terms,
         ];
+        script_keys.extend(Self::replay_keys(&new.stream));
         let rate = new.rate.filter(|_| user.is_some());
         let route = match new.route {
             Route::Public => "p",
@@ -193,7 +206,7 @@ impl RedisBroker {
             Route::Hold => "h",
         };
         let roles: Vec<&str> = new.roles.iter().map(Role::as_str).collect();
-        let args = vec![
+        let mut args = vec![
             body,
             self.history_len.to_string(),
             self.trim_slack.to_string(),
@@ -214,6 +227,7 @@ impl RedisBroker {
             HELD_FOR.as_millis().to_string(),
             SETTINGS_TTL.as_millis().to_string(),
         ];
+        args.extend(self.replay_args(&new.stream, new.media_ts.unwrap_or(ts)));
         let reply: Vec<Value> = run(&self.client, &scripts::PUBLISH, script_keys, args).await?;
         let expired = reply.get(2).and_then(Value::as_u64).unwrap_or(0);
         self.metrics.held(HeldOutcome::Expired, expired);

@@ -46,11 +46,20 @@ impl RedisBroker {
         let deleted: i64 = run(
             &self.client,
             &scripts::DELETE,
-            vec![keys.hist, keys.channel, keys.moderation, keys.settings],
+            vec![
+                keys.hist,
+                keys.channel,
+                keys.moderation,
+                keys.settings,
+                keys.replay_segs,
+                keys.replay_counts,
+                keys.replay_total,
+            ],
             vec![
                 id.to_string(),
                 STATE_TTL.as_millis().to_string(),
                 author.map_or_else(String::new, |a| a.as_str().to_owned()),
+                StreamKeys::replay_prefix(stream),
             ],
         )
         .await?;
@@ -78,6 +87,9 @@ impl RedisBroker {
             keys.ban_modes,
             keys.hist,
             keys.settings,
+            keys.replay_segs,
+            keys.replay_counts,
+            keys.replay_total,
         ];
         let args = vec![
             user.as_str().to_owned(),
@@ -85,6 +97,7 @@ impl RedisBroker {
             STATE_TTL.as_millis().to_string(),
             mode.as_str().to_owned(),
             if purge { "1" } else { "0" }.to_owned(),
+            StreamKeys::replay_prefix(stream),
         ];
         let _: i64 = run(&self.client, &scripts::BAN, script_keys, args).await?;
         Ok(())
@@ -282,6 +295,8 @@ impl RedisBroker {
         held_id: CommentId,
     ) -> Result<Comment, BrokerError> {
         let held = self.held_one(stream, held_id).await?;
+        // Published now, about the moment it was written.
+        let media = held.media_time();
         let body = CommentBody {
             stream_id: stream,
             kind: held.kind,
@@ -289,12 +304,13 @@ impl RedisBroker {
             text: &held.text,
             data: held.data.as_ref(),
             ts: now_ms(),
+            media_ts: Some(media),
             by_moderator: held.by_moderator,
             shadow: false,
         }
         .encode();
         let keys = StreamKeys::new(stream);
-        let script_keys = vec![
+        let mut script_keys = vec![
             keys.held,
             keys.hist,
             keys.channel,
@@ -303,7 +319,8 @@ impl RedisBroker {
             keys.epoch,
             keys.moderation,
         ];
-        let args = vec![
+        script_keys.extend(Self::replay_keys(stream));
+        let mut args = vec![
             held_id.to_string(),
             body,
             self.history_len.to_string(),
@@ -315,6 +332,7 @@ impl RedisBroker {
                 .map_or_else(String::new, |u| user_field(&u.id)),
             HELD_FOR.as_millis().to_string(),
         ];
+        args.extend(self.replay_args(stream, media));
         let (status, message, expired): (i64, String, u64) =
             run(&self.client, &scripts::APPROVE, script_keys, args).await?;
         self.metrics.held(HeldOutcome::Expired, expired);

@@ -1,16 +1,19 @@
 //! Lua scripts, each touching the keys of one stream only (one slot), so each runs
 //! atomically on the node that owns the stream: [`publish`] (publishing, the history, approving
-//! a held comment), [`moderation`] (deletions, bans, settings, held comments), [`epoch`] and
-//! [`viewers`]. The pieces several scripts share are here, as Lua text they put first.
+//! a held comment), [`moderation`] (deletions, bans, settings, held comments), [`replay`] (the
+//! index by media time), [`epoch`] and [`viewers`]. The pieces several scripts share are here, as Lua text they put first.
 
 mod epoch;
 mod moderation;
 mod publish;
+mod replay;
 mod viewers;
 
 pub(super) use epoch::{EPOCH, EPOCH_AFTER};
 pub(super) use moderation::{BAN, BANS, DELETE, HELD, REJECT, SETTINGS, TERMS, UNBAN};
 pub(super) use publish::{APPROVE, HISTORY, PUBLISH};
+pub(super) use replay::{REPLAY, SEGMENT_MS};
+use replay::{REPLAY_ADD, REPLAY_REMOVE};
 pub(super) use viewers::VIEWERS;
 
 /// `new_epoch(tag)`: a new epoch `<ms>.<tag>`, made on Redis's clock (the one that stamps

@@ -7,15 +7,17 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
-use super::{LOG_MODERATION, NOW_MS, SETTINGS_JSON, UNPIN_IF};
+use super::{LOG_MODERATION, NOW_MS, REPLAY_REMOVE, SETTINGS_JSON, UNPIN_IF};
 
 /// Delete a retained comment: a moderator's (any), or an author's (their own: another's is
-/// `-1`); log it, tell the subscribers (`d <id>`), and unpin it if it was pinned.
-/// KEYS: hist, channel, moderation log, settings. ARGV: id, state ttl ms, the author's user
-/// id ("" for a moderator). Returns 1 (deleted), 0 (no such comment) or -1 (not theirs).
+/// `-1`); log it, tell the subscribers (`d <id>`), unpin it if it was pinned, and take it out
+/// of the replay index.
+/// KEYS: hist, channel, moderation log, settings, replay segments, replay counts, replay
+/// total. ARGV: id, state ttl ms, the author's user id ("" for a moderator), the replay
+/// segments' key prefix. Returns 1 (deleted), 0 (no such comment) or -1 (not theirs).
 pub(in crate::broker::redis) static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}
+        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}{REPLAY_REMOVE}
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then return 0 end
 if ARGV[3] ~= '' then
@@ -23,6 +25,8 @@ if ARGV[3] ~= '' then
   if type(body.user) ~= 'table' or body.user.id ~= ARGV[3] then return -1 end
 end
 redis.call('XDEL', KEYS[1], ARGV[1])
+replay_remove({{prefix = ARGV[4], segs = KEYS[5], counts = KEYS[6], total = KEYS[7]}},
+  ARGV[1], entry[1][2][2])
 log_moderation(KEYS[3], 'd ' .. ARGV[1], ARGV[2])
 redis.call('SPUBLISH', KEYS[2], 'd ' .. ARGV[1])
 unpin_if(KEYS[4], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
@@ -43,16 +47,17 @@ end
 "#;
 
 /// Ban: a key holding the ban's mode until it ends, the user in the stream's list of bans
-/// (scored by the end, ended ones pruned with their modes) with its mode; with purge, every retained comment
-/// of the user deleted (each logged, all published in one `d <id> <id> …`, a pinned one
-/// unpinned); a `ban` (not a
-/// mute or a shadow ban) logged and published (`b <user>`: its sockets close).
-/// KEYS: ban key, channel, moderation log, bans, ban modes, hist, settings.
-/// ARGV: user id, duration ms, state ttl ms, mode (`ban`, `mute`, `shadow`), purge (0/1).
-/// Returns how many comments the purge deleted.
+/// (scored by the end, ended ones pruned with their modes) with its mode; with purge, every
+/// retained comment of the user deleted (each logged and taken out of the replay index, all
+/// published in one `d <id> <id> …`, a pinned one unpinned); a `ban` (not a mute or a shadow
+/// ban) logged and published (`b <user>`: its sockets close).
+/// KEYS: ban key, channel, moderation log, bans, ban modes, hist, settings, replay segments,
+/// replay counts, replay total.
+/// ARGV: user id, duration ms, state ttl ms, mode (`ban`, `mute`, `shadow`), purge (0/1),
+/// the replay segments' key prefix. Returns how many comments the purge deleted.
 pub(in crate::broker::redis) static BAN: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}{NOW_MS}{PRUNE_BANS}
+        r#"{LOG_MODERATION}{SETTINGS_JSON}{UNPIN_IF}{NOW_MS}{PRUNE_BANS}{REPLAY_REMOVE}
 local duration = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[4], 'PX', duration)
 local now = now_ms()
@@ -68,6 +73,8 @@ if ARGV[5] == '1' then
     local body = cjson.decode(entry[2][2])
     if type(body.user) == 'table' and body.user.id == ARGV[1] then
       redis.call('XDEL', KEYS[6], entry[1])
+      replay_remove({{prefix = ARGV[6], segs = KEYS[8], counts = KEYS[9], total = KEYS[10]}},
+        entry[1], entry[2][2])
       log_moderation(KEYS[3], 'd ' .. entry[1], ARGV[3])
       unpin_if(KEYS[7], KEYS[2], KEYS[3], entry[1], ARGV[3])
       purged[#purged + 1] = entry[1]

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
-use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS};
+use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS, REPLAY_ADD};
 
 /// Publish, in one step, so history and live delivery never disagree and every rule holds
 /// across instances: the idempotency check; the author's ban (`ban`/`mute` refuse, `shadow`
@@ -16,21 +16,23 @@ use super::{APPEND, LOG_MODERATION, NEW_EPOCH, NOW_MS};
 /// to the held stream (trimmed to an hour and a count, published to moderators
 /// `h <held id> <body>`; not logged, so a hold flood cannot push deletions out of the
 /// moderation log: the held stream is the moderators' record); the idempotency key
-/// remembered.
+/// remembered; a public comment added to the replay index (unless replay is off).
 ///
 /// The stream's settings and blocked terms live as long as it is posted to.
 /// KEYS: hist, channel, count, trimmed, idempotency key, ban key, rate bucket, epoch,
-/// settings, slow-mode mark, held, blocked terms.
+/// settings, slow-mode mark, held, blocked terms, replay segments, replay counts, replay
+/// total.
 /// ARGV: body, history cap, trim slack, idempotency ttl ms, state ttl ms, has key (0/1),
 /// a user's own comment (0/1), rate per second ("" for none), burst, a new epoch's tag, route
 /// (`p` public, `s` shadow, `h` hold), exempt from roles and slow mode (0/1), the author's
-/// roles (newline-separated), most held, held ms, settings ttl ms.
+/// roles (newline-separated), most held, held ms, settings ttl ms, media time ms, replay cap,
+/// replay retention ms (0: off), the replay segments' key prefix.
 /// Returns {1, "<id> <body>"} (new), {0, "<id> <body>"} (duplicate), {3, "<held id> <body>",
 /// held comments expired by age or count} (held), {4, …} (held, duplicate), {-1, ""} (banned), {-2, "<ms until a token>"} (rate
 /// limited), {-3, ""} (role required) or {-4, "<ms left>"} (slow mode).
 pub(in crate::broker::redis) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{NEW_EPOCH}{APPEND}{NOW_MS}
+        r#"{NEW_EPOCH}{APPEND}{NOW_MS}{REPLAY_ADD}
 if ARGV[6] == '1' then
   local prior = redis.call('GET', KEYS[5])
   if prior then
@@ -96,6 +98,10 @@ end
 local message = append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], body, tonumber(ARGV[2]),
   tonumber(ARGV[3]), ARGV[5])
 if ARGV[6] == '1' then redis.call('SET', KEYS[5], message, 'PX', ARGV[4]) end
+if route == 'p' and ARGV[19] ~= '0' then
+  replay_add({{prefix = ARGV[20], segs = KEYS[13], counts = KEYS[14], total = KEYS[15],
+    cap = tonumber(ARGV[18]), keep = tonumber(ARGV[19])}}, message, tonumber(ARGV[17]))
+end
 return {{1, message}}
 "#
     ))
@@ -122,14 +128,16 @@ return {trimmed, entries}
 /// Approve a held comment: the held ones older than the hold time leave first (counted);
 /// then it leaves the held stream (one expired, approved or rejected already is `{0, "", n}`)
 /// and is published as a new comment with the body given (its `ts` now); its author is told
-/// (`r <user> <held id> <id>`, logged).
-/// KEYS: held, hist, channel, count, trimmed, epoch, moderation log.
+/// (`r <user> <held id> <id>`, logged); it is added to the replay index.
+/// KEYS: held, hist, channel, count, trimmed, epoch, moderation log, replay segments, replay
+/// counts, replay total.
 /// ARGV: held id, body, history cap, trim slack, state ttl ms, a new epoch's tag, the author
-/// as `<bytes>:<user id>` ("" for none), held ms. Returns {1, "<id> <body>", expired} or
+/// as `<bytes>:<user id>` ("" for none), held ms, media time ms, replay cap, replay retention
+/// ms (0: off), the replay segments' key prefix. Returns {1, "<id> <body>", expired} or
 /// {0, "", expired}.
 pub(in crate::broker::redis) static APPROVE: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(format!(
-        r#"{NEW_EPOCH}{APPEND}{LOG_MODERATION}{NOW_MS}
+        r#"{NEW_EPOCH}{APPEND}{LOG_MODERATION}{NOW_MS}{REPLAY_ADD}
 local expired = redis.call('XTRIM', KEYS[1], 'MINID',
   string.format('%.0f', now_ms() - tonumber(ARGV[8])))
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return {{0, '', expired}} end
@@ -141,6 +149,10 @@ if ARGV[7] ~= '' then
   local released = 'r ' .. ARGV[7] .. ' ' .. ARGV[1] .. ' ' .. string.match(message, '^(%S+)')
   log_moderation(KEYS[7], released, ARGV[5])
   redis.call('SPUBLISH', KEYS[3], released)
+end
+if ARGV[11] ~= '0' then
+  replay_add({{prefix = ARGV[12], segs = KEYS[8], counts = KEYS[9], total = KEYS[10],
+    cap = tonumber(ARGV[10]), keep = tonumber(ARGV[11])}}, message, tonumber(ARGV[9]))
 end
 return {{1, message, expired}}
 "#

@@ -55,6 +55,7 @@ fn comment(ms: u64) -> Comment {
         text: format!("c{ms}"),
         data: None,
         ts: ms,
+        media_ts: None,
         by_moderator: false,
         shadow: false,
     }

@@ -1,0 +1,122 @@
+//! `GET /v1/streams/{id}/replay?from=<ms>&to=<ms>` (the contract's section 10): the chat of
+//! a VOD, the comments whose media time lies in `[from, to)` (at most ten minutes), by media
+//! time then id, without deleted or shadowed ones. Anyone who may watch may replay. A window
+//! that ended more than two minutes ago is final (no comment can still be posted into it:
+//! media times lie at most 120 s behind their post): its answer carries an `ETag` (of its
+//! bytes) and `Cache-Control: public, max-age=3600`, and `If-None-Match` with it is `304`,
+//! so a CDN can serve a VOD's chat. With replay off (`DANMAKU_REPLAY_RETENTION_S=0`): `404`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{HttpState, stream_id};
+use crate::api_error::ApiError;
+use crate::auth::bearer_token;
+use crate::broker::{BrokerError, MAX_REPLAY_WINDOW_MS};
+use crate::domain::wire::{ErrorCode, encode_comments};
+use crate::domain::{MEDIA_BEHIND_MS, now_ms};
+
+#[derive(Debug, Deserialize)]
+pub struct ReplayQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+pub async fn window(
+    State(http): State<HttpState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<ReplayQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    http.auth.watcher(bearer_token(&headers)).await?;
+    let stream = stream_id(&stream)?;
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::Invalid, e.body_text()))?;
+    let (from, to) = bounds(&query)?;
+    let comments = http
+        .broker
+        .replay(&stream, from, to)
+        .await
+        .map_err(|e| match e {
+            BrokerError::NotFound => {
+                ApiError::new(ErrorCode::NotFound, "replay is off on this server")
+            }
+            other => other.into(),
+        })?;
+    let body = format!(r#"{{"comments":{}}}"#, encode_comments(&comments).get());
+    let mut response = if to + MEDIA_BEHIND_MS < now_ms() {
+        let etag = format!("\"{}\"", hex(&Sha256::digest(body.as_bytes())[..16]));
+        let cached = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        let mut response = if cached {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            json_response(body)
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        response
+    } else {
+        let mut response = json_response(body);
+        // Still open: a comment may yet be posted into it.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("authorization"));
+    Ok(response)
+}
+
+/// `from` and `to` as milliseconds, `to` after `from` and at most ten minutes later; else
+/// `400` naming the parameter.
+fn bounds(query: &ReplayQuery) -> Result<(u64, u64), ApiError> {
+    let ms = |name: &str, value: &Option<String>| -> Result<u64, ApiError> {
+        let value = value.as_deref().ok_or_else(|| {
+            ApiError::new(ErrorCode::Invalid, format!("{name} is required (Unix ms)"))
+        })?;
+        value.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::Invalid,
+                format!("{name} must be a Unix time in ms, not {value:?}"),
+            )
+        })
+    };
+    let (from, to) = (ms("from", &query.from)?, ms("to", &query.to)?);
+    if to <= from {
+        return Err(ApiError::new(ErrorCode::Invalid, "to must be after from"));
+    }
+    if to - from > MAX_REPLAY_WINDOW_MS {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "to must be at most 600000 ms after from",
+        ));
+    }
+    Ok((from, to))
+}
+
+fn json_response(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
