@@ -13,6 +13,7 @@ use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod identity;
+mod replay;
 mod terms;
 mod values;
 pub use identity::TokenSettings;
@@ -353,18 +354,7 @@ impl Config {
         if !(1..=1_000).contains(&self.history_len) {
             return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 1000"));
         }
-        if self.replay_retention_s > 30 * 86_400 {
-            return Err(bad(
-                "DANMAKU_REPLAY_RETENTION_S",
-                "must be at most 2592000 (30 days)",
-            ));
-        }
-        if !(1..=10_000_000).contains(&self.replay_max_comments) {
-            return Err(bad(
-                "DANMAKU_REPLAY_MAX_COMMENTS",
-                "must be between 1 and 10000000",
-            ));
-        }
+        self.validate_replay()?;
         if !(1..=10_000).contains(&self.max_comment_chars) {
             return Err(bad(
                 "DANMAKU_MAX_COMMENT_CHARS",
@@ -438,13 +428,6 @@ impl Config {
 
     pub fn coalesce(&self) -> Duration {
         Duration::from_millis(self.coalesce_ms)
-    }
-
-    pub fn replay(&self) -> crate::broker::ReplayLimits {
-        crate::broker::ReplayLimits {
-            retention_s: self.replay_retention_s,
-            max_comments: self.replay_max_comments,
-        }
     }
 }
 
@@ -694,6 +677,14 @@ mod tests {
             (&["--rate-per-sec", "0"], "DANMAKU_RATE_PER_SEC"),
             (&["--listen", "nope"], "DANMAKU_LISTEN"),
             (&["--history-len", "0"], "DANMAKU_HISTORY_LEN"),
+            (
+                &["--replay-retention-s", "2592001"],
+                "DANMAKU_REPLAY_RETENTION_S",
+            ),
+            (
+                &["--replay-max-comments", "0"],
+                "DANMAKU_REPLAY_MAX_COMMENTS",
+            ),
             (
                 &["--allowed-origins", "not a url"],
                 "DANMAKU_ALLOWED_ORIGINS",

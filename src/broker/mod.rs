@@ -32,8 +32,8 @@ pub use memory::MemoryBroker;
 use redis::RedisBroker;
 pub use types::{
     ALL_RETAINED, Ban, BanMode, BrokerError, BrokerEvent, Dedup, EventSink, HELD_FOR, HistoryPage,
-    HistoryQuery, IDEMPOTENCY_TTL, MAX_BAN, MAX_HELD_FOR_REVIEW, MAX_REPLAY_WINDOW_MS, NewComment,
-    Published, REF_TTL, RateLimit, ReplayLimits, Route, StreamStats, Unavailable,
+    HistoryQuery, IDEMPOTENCY_TTL, MAX_BAN, MAX_HELD_FOR_REVIEW, NewComment, Published, REF_TTL,
+    RateLimit, Route, StreamStats, Unavailable,
 };
 
 /// The broker in use. An enum, not a trait object: there are exactly two.

@@ -10,6 +10,34 @@ pub const MEDIA_BEHIND_MS: u64 = 120_000;
 /// player shows the future.
 pub const MEDIA_AHEAD_MS: u64 = 2_000;
 
+/// How long, and how many, comments a stream keeps for replay by media time
+/// (`DANMAKU_REPLAY_RETENTION_S`, `DANMAKU_REPLAY_MAX_COMMENTS`; the contract's section 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayLimits {
+    /// Seconds a comment stays replayable after its media time; 0: replay is off.
+    pub retention_s: u64,
+    pub max_comments: usize,
+}
+
+impl ReplayLimits {
+    /// A day, a million comments per stream.
+    pub const DEFAULT: Self = Self {
+        retention_s: 86_400,
+        max_comments: 1_000_000,
+    };
+
+    pub fn is_off(self) -> bool {
+        self.retention_s == 0 || self.max_comments == 0
+    }
+
+    pub fn retention_ms(self) -> u64 {
+        self.retention_s.saturating_mul(1000)
+    }
+}
+
+/// The widest replay window a request may ask for: ten minutes.
+pub const MAX_REPLAY_WINDOW_MS: u64 = 600_000;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "media_ts must be a Unix time in ms within 120 s before and 2 s after the server's clock ({now})"

@@ -39,7 +39,10 @@ pub use audience::Audience;
 pub use comment::{Comment, CommentData, CommentKind, DataError, now_ms};
 pub use id::{CommentId, ParseCommentIdError};
 pub use idempotency::{IdempotencyKey, ParseIdempotencyKeyError};
-pub use media::{MEDIA_AHEAD_MS, MEDIA_BEHIND_MS, MediaTimeError, check_media_ts};
+pub use media::{
+    MAX_REPLAY_WINDOW_MS, MEDIA_AHEAD_MS, MEDIA_BEHIND_MS, MediaTimeError, ReplayLimits,
+    check_media_ts,
+};
 pub use position::{Continuity, Epoch, Gap, ParseEpochError, Position};
 pub use rate::TokenBucket;
 pub use settings::{

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 use super::{HttpState, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
-use crate::broker::{BrokerError, MAX_REPLAY_WINDOW_MS};
+use crate::broker::BrokerError;
 use crate::domain::wire::{ErrorCode, encode_comments};
-use crate::domain::{MEDIA_BEHIND_MS, now_ms};
+use crate::domain::{MAX_REPLAY_WINDOW_MS, MEDIA_BEHIND_MS, now_ms};
 
 #[derive(Debug, Deserialize)]
 pub struct ReplayQuery {

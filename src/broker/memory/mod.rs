@@ -24,10 +24,10 @@ use dashmap::mapref::one::RefMut;
 
 use super::{
     BanMode, BrokerError, BrokerEvent, EventSink, HistoryPage, HistoryQuery, NewComment, Published,
-    ReplayLimits, Route, StreamStats,
+    Route, StreamStats,
 };
 use crate::background::Background;
-use crate::domain::{Comment, CommentId, CommentKind, Epoch, StreamId, now_ms};
+use crate::domain::{Comment, CommentId, CommentKind, Epoch, ReplayLimits, StreamId, now_ms};
 use crate::metrics::{HeldOutcome, Metrics};
 use state::{DELETIONS_FOR, Posted, StreamState};
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::broker::ReplayLimits;
+use crate::domain::ReplayLimits;
 use crate::domain::{Comment, CommentId};
 
 #[derive(Debug, Default)]
@@ -59,5 +59,82 @@ impl ReplayIndex {
         {
             self.by_media.pop_first();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CommentKind, StreamId};
+
+    fn comment(id_ms: u64, media: Option<u64>, shadow: bool) -> Comment {
+        Comment {
+            id: CommentId::new(id_ms, 0),
+            stream_id: StreamId::parse("s").unwrap(),
+            kind: CommentKind::System,
+            user: None,
+            text: format!("c{id_ms}"),
+            data: None,
+            ts: id_ms,
+            media_ts: media,
+            by_moderator: false,
+            shadow,
+        }
+    }
+
+    fn texts(comments: &[Comment]) -> Vec<&str> {
+        comments.iter().map(|c| c.text.as_str()).collect()
+    }
+
+    #[test]
+    fn a_window_is_by_media_time_then_id_without_shadowed_or_removed_ones() {
+        let limits = ReplayLimits {
+            retention_s: 3600,
+            max_comments: 10,
+        };
+        let mut index = ReplayIndex::default();
+        let now = 1_000_000;
+        for c in [
+            comment(1_000, Some(900), false),
+            comment(1_001, None, false),
+            comment(1_002, Some(900), false),
+            comment(1_003, Some(950), true),
+            comment(1_004, Some(800), false),
+        ] {
+            index.add(&c, limits, now);
+        }
+        assert_eq!(
+            texts(&index.window(0, 2_000, limits, now)),
+            ["c1004", "c1000", "c1002", "c1001"]
+        );
+        assert_eq!(
+            texts(&index.window(900, 1_001, limits, now)),
+            ["c1000", "c1002"]
+        );
+        index.remove(&comment(1_000, Some(900), false));
+        assert_eq!(texts(&index.window(900, 901, limits, now)), ["c1002"]);
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest_media_time_and_the_retention_what_is_older() {
+        let limits = ReplayLimits {
+            retention_s: 10,
+            max_comments: 2,
+        };
+        let mut index = ReplayIndex::default();
+        for (id, media) in [(1, 50_000), (2, 40_000), (3, 60_000)] {
+            index.add(&comment(id, Some(media), false), limits, 60_000);
+        }
+        assert_eq!(
+            texts(&index.window(0, 100_000, limits, 60_000)),
+            ["c1", "c3"]
+        );
+        assert_eq!(texts(&index.window(0, 100_000, limits, 65_000)), ["c3"]);
+        let off = ReplayLimits {
+            retention_s: 0,
+            max_comments: 2,
+        };
+        index.add(&comment(4, Some(61_000), false), off, 61_000);
+        assert_eq!(texts(&index.window(0, 100_000, limits, 65_000)), ["c3"]);
     }
 }

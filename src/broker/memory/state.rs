@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::replay::ReplayIndex;
 use crate::broker::{BanMode, Dedup, Published};
-use crate::broker::{HELD_FOR, MAX_HELD_FOR_REVIEW, ReplayLimits};
+use crate::broker::{HELD_FOR, MAX_HELD_FOR_REVIEW};
+use crate::domain::ReplayLimits;
 use crate::domain::{BlockedTerms, Comment, CommentId, Epoch, StreamSettings, UserId, now_ms};
 
 /// Deletions a stream remembers for resuming clients, and for how long.

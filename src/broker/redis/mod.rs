@@ -35,11 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     BrokerError, Dedup, EventSink, HELD_FOR, HistoryPage, HistoryQuery, IDEMPOTENCY_TTL, Live,
-    MAX_HELD_FOR_REVIEW, NewComment, Published, ReplayLimits, Route,
+    MAX_HELD_FOR_REVIEW, NewComment, Published, Route,
 };
 use crate::background::Background;
 use crate::config::{Config, RedisSettings};
-use crate::domain::{CommentId, CommentKind, Epoch, Role, StreamId, now_ms};
+use crate::domain::{CommentId, CommentKind, Epoch, ReplayLimits, Role, StreamId, now_ms};
 use crate::metrics::{HeldOutcome, Metrics};
 use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};

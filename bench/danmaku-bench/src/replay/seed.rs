@@ -35,20 +35,10 @@ pub(super) async fn seed(
             Default::default();
         for k in i..end {
             let media = from + (k as f64 * step) as u64;
-            let id = format!("{}-{}", media + 1_000, k % 10);
-            let body = serde_json::json!({
-                "stream_id": stream,
-                "kind": "user",
-                "user": {"id": format!("viewer-{}", k % 5_000), "name": format!("viewer {}", k % 5_000)},
-                "text": format!("replayed comment number {k}, about that moment"),
-                "data": null,
-                "ts": media + 1_000,
-                "media_ts": media,
-            });
             by_segment
                 .entry(media / SEGMENT_MS)
                 .or_default()
-                .push((media, format!("{id} {body}")));
+                .push((media, member(stream, k, media)));
         }
         for (segment, members) in by_segment {
             *counts.entry(segment).or_default() += members.len() as u64;
@@ -92,4 +82,19 @@ pub(super) async fn seed(
         .await
         .context("seed the bookkeeping")?;
     Ok(())
+}
+
+/// The `k`th comment as a segment member, `<id> <body>`: posted a second after its moment.
+fn member(stream: &str, k: u64, media: u64) -> String {
+    let id = format!("{}-{}", media + 1_000, k % 10);
+    let body = serde_json::json!({
+        "stream_id": stream,
+        "kind": "user",
+        "user": {"id": format!("viewer-{}", k % 5_000), "name": format!("viewer {}", k % 5_000)},
+        "text": format!("replayed comment number {k}, about that moment"),
+        "data": null,
+        "ts": media + 1_000,
+        "media_ts": media,
+    });
+    format!("{id} {body}")
 }
