@@ -1,7 +1,7 @@
 //! Media time on the page, in Chromium: two windows on one stream, their players at delays
 //! 0 s and 10 s, show the same comment at the same media moment, 10 s apart in wall time;
 //! a scrub back replays the chat. Screenshots of both windows are kept as
-//! `target/browser-artifacts/media-delay-{0,10}s.png`.
+//! `target/browser-artifacts/media-delay-{0,10}s.png` (those in `docs/images/` are copies).
 
 use serde_json::{Value, json};
 
@@ -62,6 +62,8 @@ async fn two_players_ten_seconds_apart_show_a_comment_at_the_same_media_moment()
         shown_live - moment
     );
     assert_eq!(arrival(&behind, id).await, None, "not yet 10 s behind");
+    // A moment later, so the comment is well on its way across the stage.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     live.screenshot("media-delay-0s").await;
     behind
         .until("the comment, 10 s behind", &list_has("GOAL!"))
@@ -74,6 +76,7 @@ async fn two_players_ten_seconds_apart_show_a_comment_at_the_same_media_moment()
     );
     let media = behind.js("return window.__danmaku.state().media;").await;
     assert_eq!(media["late"], json!(0), "{media}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     behind.screenshot("media-delay-10s").await;
 
     // Scrubbed back a minute, the delayed window replays the chat from there on its clock.

@@ -85,4 +85,15 @@ describe("media time", () => {
     assert.equal(far.stream.mediaStats.late, 1);
     assert.equal(far.stream.mediaStats.held, 0);
   });
+
+  test("past maxHeld waiting, the oldest comes out at once, counted late", async () => {
+    const author = player("md-count", 0, { token: sign({ sub: "author" }) });
+    const behind = player("md-count", 5000, { maxHeld: 2 });
+    await Promise.all([author.live(), behind.live()]);
+    const ids = [];
+    for (const text of ["a", "b", "c"]) ids.push(await author.stream.post(text));
+    await until("the first one, late", () => behind.arrivals.some((a) => a.c.id === ids[0]), 3000);
+    assert.deepEqual(behind.stream.mediaStats, { held: 2, late: 1 });
+    assert.equal(behind.arrivals.some((a) => a.c.id === ids[1] || a.c.id === ids[2]), false);
+  });
 });
