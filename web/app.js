@@ -491,7 +491,10 @@ function init() {
   }
   showIdentityFields();
   $("connect-form").addEventListener("submit", connect);
-  player.bind((from, to) => page.stream?.replay(from, to) ?? Promise.resolve([]));
+  player.bind(
+    (from, to, options) => page.stream?.replay(from, to, options) ?? Promise.resolve([]),
+    () => page.stream?.clearReplay(),
+  );
   $("rate").addEventListener("change", changeRate);
   $("disconnect").addEventListener("click", disconnect);
   $("post-form").addEventListener("submit", send);

@@ -12,7 +12,9 @@ const player = {
   delayMs: 0,
   vod: null, // {media, wall}: the moment scrubbed to, and when; null: live
   replayedTo: 0, // media ms up to which the VOD's chat was fetched
-  replay: (from, to) => Promise.resolve([from, to]), // the page's stream.replay
+  replay: (from, to, options) => Promise.resolve([from, to, options]), // stream.replay
+  clear: () => {}, // stream.clearReplay
+  replace: false, // the next fetch starts a new playback (a scrub)
   timer: null,
 };
 
@@ -27,9 +29,11 @@ export function playingVod() {
   return player.vod !== null;
 }
 
-/** Wires the controls; `replay(from, to)` fetches a stretch of chat onto the clock. */
-export function bind(replay) {
+/** Wires the controls; `replay(from, to, {replace})` fetches a stretch of chat onto the
+ *  clock, `clear()` forgets what a replay still has waiting. */
+export function bind(replay, clear) {
   player.replay = replay;
+  player.clear = clear;
   const delay = Number(new URLSearchParams(location.search).get("delay"));
   if (Number.isInteger(delay) && delay >= 0 && delay <= 30) $("delay").value = String(delay);
   $("delay").addEventListener("input", setDelay);
@@ -52,11 +56,13 @@ function scrub() {
   const media = Date.now() - player.delayMs - back * 1000;
   player.vod = { media, wall: Date.now() };
   player.replayedTo = media;
+  player.replace = true;
   refill();
 }
 
 function goLive() {
   player.vod = null;
+  player.clear(); // the VOD's chat still waiting would flood the live picture
   $("scrub").value = "0";
 }
 
@@ -67,15 +73,22 @@ function refill() {
   if (player.replayedTo - t > REFILL_BEFORE_MS) return;
   const from = Math.max(player.replayedTo, t);
   const to = Math.min(from + REPLAY_SPAN_MS, Date.now() - player.delayMs);
-  if (to <= from) return goLive(); // caught up with live
+  if (to <= from) return; // fetched up to live: the live chat takes over there
   player.replayedTo = to;
-  player.replay(from, to).catch(() => {
+  const replace = player.replace;
+  player.replace = false;
+  player.replay(from, to, { replace }).catch(() => {
     player.replayedTo = from; // try again at the next tick
+    player.replace ||= replace;
   });
 }
 
 function tick() {
   refill();
+  if (player.vod && now() >= Date.now() - player.delayMs) {
+    player.vod = null; // played up to live: seamless, nothing of the VOD waits any more
+    $("scrub").value = "0";
+  }
   const t = now();
   const behind = Math.round((Date.now() - t) / 1000);
   $("position-out").textContent = player.vod ? `${behind} s back (VOD)` : "live";

@@ -188,6 +188,11 @@ impl Auth {
         }
     }
 
+    /// Whether anonymous viewers may watch (`DANMAKU_ALLOW_ANONYMOUS`).
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
     /// Whoever may watch a stream (and replay it): a service, a signed-in viewer, or anyone
     /// while anonymous viewers are allowed.
     pub async fn watcher(&self, bearer: Option<&str>) -> Result<(), AuthError> {

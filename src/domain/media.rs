@@ -38,7 +38,7 @@ impl ReplayLimits {
 /// The widest replay window a request may ask for: ten minutes.
 pub const MAX_REPLAY_WINDOW_MS: u64 = 600_000;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error(
     "media_ts must be a Unix time in ms within 120 s before and 2 s after the server's clock ({now})"
 )]

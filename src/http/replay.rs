@@ -47,12 +47,17 @@ pub async fn window(
             other => other.into(),
         })?;
     let body = format!(r#"{{"comments":{}}}"#, encode_comments(&comments).get());
-    let mut response = if to + MEDIA_BEHIND_MS < now_ms() {
+    let mut response = if to.saturating_add(MEDIA_BEHIND_MS) < now_ms() {
         let etag = format!("\"{}\"", hex(&Sha256::digest(body.as_bytes())[..16]));
         let cached = headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            .is_some_and(|tags| {
+                // A weak tag (a CDN that compressed the answer) matches too (RFC 9110).
+                tags.split(',')
+                    .map(|t| t.trim().trim_start_matches("W/"))
+                    .any(|t| t == etag || t == "*")
+            });
         let mut response = if cached {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
@@ -73,9 +78,12 @@ pub async fn window(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
     };
-    response
-        .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("authorization"));
+    if !http.auth.allows_anonymous() {
+        // Only those who may watch may replay: a shared cache must not hand it to others.
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("authorization"));
+    }
     Ok(response)
 }
 

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::domain::wire::ErrorCode;
 use crate::domain::{
     BlockedTerm, Comment, CommentData, CommentId, CommentKind, CommentText, IdempotencyKey,
-    StreamId, TermAction, TextError, User, UserId, check_media_ts, now_ms,
+    MediaTimeError, StreamId, TermAction, TextError, User, UserId, check_media_ts, now_ms,
 };
 use crate::metrics::{HeldOutcome, Metrics};
 use rate::RateLimits;
@@ -44,6 +44,10 @@ pub enum PostError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Invalid(String),
+    /// A well-formed comment whose `media_ts` lies outside the window: the author's player
+    /// clock is off, not the client (it does not count towards the malformed-frame limit).
+    #[error(transparent)]
+    MediaTime(#[from] MediaTimeError),
     #[error("comment text is longer than {max} characters")]
     TooLong { max: usize },
     #[error("you are posting too fast")]
@@ -66,7 +70,7 @@ impl PostError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
-            Self::Invalid(_) => ErrorCode::Invalid,
+            Self::Invalid(_) | Self::MediaTime(_) => ErrorCode::Invalid,
             Self::TooLong { .. } => ErrorCode::TooLong,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Banned => ErrorCode::Banned,
@@ -382,10 +386,7 @@ impl Posting {
 
 /// A comment's `media_ts`, if it lies in the window around this instance's clock.
 fn media_time(media_ts: Option<u64>) -> Result<Option<u64>, PostError> {
-    media_ts
-        .map(|m| check_media_ts(m, now_ms()))
-        .transpose()
-        .map_err(|e| PostError::Invalid(e.to_string()))
+    Ok(media_ts.map(|m| check_media_ts(m, now_ms())).transpose()?)
 }
 
 #[cfg(test)]

@@ -221,6 +221,22 @@ pub async fn a_final_window_is_cacheable(a: &TestApp, s: &str) {
     assert_eq!(other.status(), 200);
 }
 
+/// A well-formed comment with a media time out of its window is refused `invalid` each time,
+/// and never counts as a malformed frame: the connection stays open.
+#[tokio::test]
+async fn bad_media_times_do_not_close_the_connection() {
+    let app = spawn_app().await;
+    let (mut author, _) = app.user("md-skew", "skewed").await;
+    for _ in 0..15 {
+        let refused = say_at(&mut author, "my clock is off", json!(now() - 300_000)).await;
+        assert_eq!(refused["code"], "invalid", "{refused}");
+    }
+    assert_eq!(
+        say_at(&mut author, "fixed", json!(now())).await["type"],
+        "ack"
+    );
+}
+
 #[tokio::test]
 async fn media_ts_is_carried_everywhere() {
     let app = spawn_app().await;

@@ -178,8 +178,12 @@ export declare class Stream {
   /** With a media clock: comments waiting for their moment, and live ones that came late. */
   readonly mediaStats: { held: number; late: number };
   /** Fetches the chat of media time [from, to) (Unix ms) and emits it as `comments` with
-   *  `replay: true`, on the media clock if there is one; resolves to the comments. */
-  replay(from: number, to: number): Promise<Comment[]>;
+   *  `replay: true`, on the media clock if there is one; resolves to the comments. With
+   *  `replace` (default true: a scrub) earlier replays' waiting comments are forgotten;
+   *  `replace: false` adds the next stretch of the same playback. */
+  replay(from: number, to: number, options?: { replace?: boolean }): Promise<Comment[]>;
+  /** Forgets the replayed comments still waiting (back to live). */
+  clearReplay(): void;
 }
 
 /** Opens a stream on the server at `url` (`ws(s)://host:port`; `http(s)://` accepted). */

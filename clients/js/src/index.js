@@ -62,6 +62,7 @@ export class Stream {
   #posts = new Posts();
   #maxRate;
   #media = null; // the media schedule, with a mediaClock
+  #replayGen = 0; // bumps with every replay that replaces: an older answer is dropped
 
   #position;
   /** The viewer count last heard. */
@@ -310,7 +311,10 @@ export class Stream {
     this.#attempt = 0;
     this.#live = true;
     const resumed = this.#position.init(frame);
-    if (!resumed) this.#emit("reset", { epoch: this.epoch });
+    if (!resumed) {
+      this.#media?.clearLive(); // what waited belongs to the list the app now empties
+      this.#emit("reset", { epoch: this.epoch });
+    }
     this.viewerCount = frame.viewer_count;
     if (frame.settings) {
       this.settings = frame.settings;
@@ -344,6 +348,13 @@ export class Stream {
 
   // === media time ===
 
+  /** Forgets the replayed comments still waiting, and drops what a replay still fetching
+   *  brings (back to live after a scrub). */
+  clearReplay() {
+    this.#replayGen += 1;
+    this.#media?.clearReplay();
+  }
+
   /** With a media clock: comments waiting for their moment, and live ones that came out
    *  late (held longer than `maxHoldMs`, or more than `maxHeld` waiting). */
   get mediaStats() {
@@ -351,12 +362,16 @@ export class Stream {
   }
 
   /** Fetches the chat of media time [from, to) (Unix ms; a VOD scrub) and emits it as
-   *  `comments` events with `replay: true`: on the media clock if there is one (replacing
-   *  what an earlier replay still had waiting), else at once. Resolves to the comments. */
-  async replay(from, to) {
+   *  `comments` events with `replay: true`: on the media clock if there is one, else at
+   *  once. With `replace` (the default: a scrub) what earlier replays still had waiting is
+   *  forgotten, and an earlier replay still fetching emits nothing; `replace: false` adds
+   *  the next stretch of the same playback. Resolves to the comments. */
+  async replay(from, to, { replace = true } = {}) {
     if (!(Number.isInteger(from) && Number.isInteger(to) && to > from)) {
       throw new TypeError("replay(from, to): integer Unix ms, to after from");
     }
+    if (replace) this.clearReplay();
+    const gen = this.#replayGen;
     const base = this.#base.replace(/^ws/, "http").replace(/\/ws$/, "/replay");
     const token = this.#tokens.token;
     const comments = [];
@@ -369,8 +384,8 @@ export class Stream {
       if (!response.ok) throw errorFromFrame({ type: "error", ...body });
       comments.push(...(body.comments ?? []));
     }
+    if (gen !== this.#replayGen || !this.#wanted) return comments; // replaced, or closed
     if (this.#media) {
-      this.#media.clearReplay();
       this.#media.push(comments, { replay: true });
     } else if (comments.length) {
       this.#emit("comments", { comments, skipped: 0, backlog: false, replay: true });

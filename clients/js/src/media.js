@@ -1,9 +1,10 @@
 // Media time (the contract's section 10): with a `mediaClock` (the player's current media
 // time, Unix ms, e.g. from hls.js's program date time), comments come out when the clock
 // reaches their moment (`media_ts`, else `ts`), in media order, instead of on arrival, so
-// no viewer is spoiled at any player delay. A live comment is held at most `maxHoldMs` and
-// at most `maxHeld` of them wait; past either it comes out at once, counted as late.
-// Replayed comments (a VOD's chat) wait for the clock however far ahead they lie.
+// no viewer is spoiled at any player delay. A live comment waits at most `maxHoldMs` from
+// its arrival (a paused or scrubbed player included) and at most `maxHeld` of them wait;
+// past either it comes out at once, counted as late. Replayed comments (a VOD's chat) wait
+// for the clock however far ahead they lie.
 
 import { compareIds } from "./wire.js";
 
@@ -12,6 +13,10 @@ const TICK_MS = 50;
 
 export function mediaTime(comment) {
   return Number.isFinite(comment.media_ts) ? comment.media_ts : comment.ts;
+}
+
+function key(id, replay) {
+  return `${replay ? "r" : "l"}${id}`;
 }
 
 function byMedia(a, b) {
@@ -23,8 +28,8 @@ export class MediaSchedule {
   #maxHoldMs;
   #maxHeld;
   #emit; // (comments, replay) => void: live or replayed comments, in media order
-  #queue = []; // {comment, replay}, in media order
-  #ids = new Set();
+  #queue = []; // {comment, replay, deadline}, in media order
+  #ids = new Set(); // `l<id>` for live entries, `r<id>` for replayed ones
   #timer = null;
   /** Live comments that came out before their moment (held too long, or too many held). */
   late = 0;
@@ -50,8 +55,9 @@ export class MediaSchedule {
   push(comments, { replay = false } = {}) {
     const now = this.now();
     const out = []; // {comment, replay}
+    const deadline = Date.now() + this.#maxHoldMs;
     for (const comment of comments) {
-      if (this.#ids.has(comment.id)) continue;
+      if (this.#ids.has(key(comment.id, replay))) continue;
       const wait = mediaTime(comment) - now;
       if (wait <= 0) {
         out.push({ comment, replay });
@@ -59,15 +65,15 @@ export class MediaSchedule {
         this.late += 1;
         out.push({ comment, replay });
       } else {
-        this.#ids.add(comment.id);
-        this.#queue.push({ comment, replay });
+        this.#ids.add(key(comment.id, replay));
+        this.#queue.push({ comment, replay, deadline });
       }
     }
     this.#queue.sort(byMedia);
     while (this.#liveHeld() > this.#maxHeld) {
       const i = this.#queue.findIndex((e) => !e.replay);
       const [entry] = this.#queue.splice(i, 1);
-      this.#ids.delete(entry.comment.id);
+      this.#ids.delete(key(entry.comment.id, false));
       this.late += 1;
       out.push(entry);
     }
@@ -86,19 +92,26 @@ export class MediaSchedule {
   /** Deleted comments leave the queue. */
   drop(ids) {
     const gone = new Set(ids);
-    this.#queue = this.#queue.filter(({ comment }) => {
-      if (!gone.has(comment.id)) return true;
-      this.#ids.delete(comment.id);
-      return false;
-    });
+    this.#forget((e) => gone.has(e.comment.id));
   }
 
-  /** Forgets the replayed comments still waiting (a new scrub replaces them). */
+  /** Forgets the replayed comments still waiting (a new scrub replaces them, or live again). */
   clearReplay() {
-    this.#queue = this.#queue.filter(({ comment, replay }) => {
-      if (replay) this.#ids.delete(comment.id);
-      return !replay;
+    this.#forget((e) => e.replay);
+  }
+
+  /** Forgets the live comments still waiting (the stream started afresh). */
+  clearLive() {
+    this.#forget((e) => !e.replay);
+  }
+
+  #forget(which) {
+    this.#queue = this.#queue.filter((e) => {
+      if (!which(e)) return true;
+      this.#ids.delete(key(e.comment.id, e.replay));
+      return false;
     });
+    this.#arm();
   }
 
   /** Stops the timer and forgets everything held. */
@@ -124,13 +137,18 @@ export class MediaSchedule {
 
   #tick() {
     const now = this.now();
-    let due = 0;
-    while (due < this.#queue.length && mediaTime(this.#queue[due].comment) <= now) due += 1;
-    if (due) {
-      const out = this.#queue.splice(0, due);
-      for (const { comment } of out) this.#ids.delete(comment.id);
-      this.#out(out);
-    }
+    const wall = Date.now();
+    const out = [];
+    this.#queue = this.#queue.filter((e) => {
+      const due = mediaTime(e.comment) <= now;
+      const overdue = !e.replay && wall >= e.deadline; // the player stalled: let it out
+      if (!due && !overdue) return true;
+      if (!due) this.late += 1;
+      this.#ids.delete(key(e.comment.id, e.replay));
+      out.push(e);
+      return false;
+    });
+    if (out.length) this.#out(out);
     this.#arm();
   }
 }

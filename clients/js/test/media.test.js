@@ -11,9 +11,9 @@ describe("media time", () => {
   const open = [];
   const player = (stream, delayMs, options = {}) => {
     // A player `delayMs` behind live (its program date time), or at a moment the test moves.
-    const clock = { offset: -delayMs };
+    const clock = { offset: -delayMs, frozen: null }; // frozen: a paused player's moment
     const arrivals = []; // [comment, wall ms at emission]
-    const v = watch(server.ws, stream, { mediaClock: () => Date.now() + clock.offset, ...options });
+    const v = watch(server.ws, stream, { mediaClock: () => clock.frozen ?? Date.now() + clock.offset, ...options });
     v.stream.on("comments", ({ comments, replay }) => {
       for (const c of comments) arrivals.push({ c, at: Date.now(), replay: replay === true });
     });
@@ -41,8 +41,8 @@ describe("media time", () => {
     const seenLive = live.arrivals.find((a) => a.c.id === id);
     assert.ok(Math.abs(seenLive.c.media_ts - moment) < 200, `media_ts ${seenLive.c.media_ts} vs ${moment}`);
     assert.ok(seenLive.at - seenLive.c.media_ts <= 300, `live late by ${seenLive.at - seenLive.c.media_ts} ms`);
+    await until("held by the delayed player", () => behind.stream.mediaStats.held === 1, 2000);
     assert.equal(behind.arrivals.some((a) => a.c.id === id), false, "not yet for the delayed player");
-    assert.equal(behind.stream.mediaStats.held, 1);
     await until("the delayed player", () => behind.arrivals.some((a) => a.c.id === id), 15000);
     const seenBehind = behind.arrivals.find((a) => a.c.id === id);
     const atItsMoment = seenBehind.at - 10000 - seenBehind.c.media_ts;
@@ -95,5 +95,19 @@ describe("media time", () => {
     await until("the first one, late", () => behind.arrivals.some((a) => a.c.id === ids[0]), 3000);
     assert.deepEqual(behind.stream.mediaStats, { held: 2, late: 1 });
     assert.equal(behind.arrivals.some((a) => a.c.id === ids[1] || a.c.id === ids[2]), false);
+  });
+
+  test("a paused player lets a held comment out after maxHoldMs, counted late", async () => {
+    const author = player("md-pause", 0, { token: sign({ sub: "author" }) });
+    const paused = player("md-pause", 1000, { maxHoldMs: 1500 });
+    await Promise.all([author.live(), paused.live()]);
+    paused.clock.frozen = Date.now() - 1000; // paused a second behind: its moment stays put
+    const posted = Date.now();
+    const id = await author.stream.post("while paused");
+    await until("the comment held", () => paused.stream.mediaStats.held === 1, 1000);
+    await until("the overdue comment", () => paused.arrivals.some((a) => a.c.id === id), 4000);
+    const waited = paused.arrivals.find((a) => a.c.id === id).at - posted;
+    assert.ok(waited >= 1400 && waited <= 2200, `let out after ${waited} ms`);
+    assert.deepEqual(paused.stream.mediaStats, { held: 0, late: 1 });
   });
 });

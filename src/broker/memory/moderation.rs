@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::MemoryBroker;
 use crate::broker::{Ban, BanMode, BrokerError, BrokerEvent};
 use crate::domain::{
-    BlockedTerms, Comment, CommentId, SettingsPatch, StreamId, StreamSettings, UserId, now_ms,
+    BlockedTerms, Comment, CommentId, MEDIA_BEHIND_MS, SettingsPatch, StreamId, StreamSettings,
+    UserId, now_ms,
 };
 
 impl MemoryBroker {
@@ -169,8 +170,9 @@ impl MemoryBroker {
         let mut state = self.state(stream, now);
         let mut comment = take_held(&mut state.held, held_id).ok_or(BrokerError::NotFound)?;
         let ts = now_ms();
-        // Published now, about the moment it was written.
-        comment.media_ts = Some(comment.media_time());
+        // Published now, about the moment it was written, yet never more than a post may be
+        // behind: a replay window final two minutes after its end stays final.
+        comment.media_ts = Some(comment.media_time().max(ts.saturating_sub(MEDIA_BEHIND_MS)));
         comment.id = CommentId::next_after(state.last_id, ts);
         comment.ts = ts;
         state.append(comment.clone(), self.history_len, self.replay);

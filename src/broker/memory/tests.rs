@@ -255,3 +255,35 @@ fn held_comments_expire_by_count_and_age_and_are_counted() {
     );
     assert!(b.held(&s).is_empty());
 }
+
+/// An approved held comment keeps the moment it was written, but never more than a post may
+/// be behind its publication: a replay window that was final stays final.
+#[test]
+fn an_approved_comment_keeps_its_moment_within_the_media_window() {
+    let (b, _) = broker(10);
+    let s = StreamId::parse("s").unwrap();
+    let hold = |media_ts: u64| {
+        let mut new = new_comment("s", "held", None);
+        new.route = Route::Hold;
+        new.media_ts = Some(media_ts);
+        match b.publish(new).unwrap() {
+            Published::Held { comment, .. } => comment.id,
+            other => panic!("not held: {other:?}"),
+        }
+    };
+    let recent = hold(now_ms() - 10_000);
+    let approved = b.approve(&s, recent).unwrap();
+    assert!(
+        approved.ts - approved.media_ts.unwrap() >= 10_000,
+        "its own moment"
+    );
+    let old = hold(now_ms() - 119_500);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let approved = b.approve(&s, old).unwrap();
+    let behind = approved.ts - approved.media_ts.unwrap();
+    assert_eq!(
+        behind,
+        crate::domain::MEDIA_BEHIND_MS,
+        "clamped to the window"
+    );
+}

@@ -18,8 +18,8 @@ use super::{RedisBroker, SETTINGS_TTL, STATE_TTL, scripts};
 use crate::broker::HELD_FOR;
 use crate::broker::{Ban, BanMode, BrokerError};
 use crate::domain::{
-    BlockedTerms, Comment, CommentId, Epoch, SettingsPatch, StreamId, StreamSettings, UserId,
-    now_ms,
+    BlockedTerms, Comment, CommentId, Epoch, MEDIA_BEHIND_MS, SettingsPatch, StreamId,
+    StreamSettings, UserId, now_ms,
 };
 use crate::metrics::HeldOutcome;
 
@@ -295,15 +295,17 @@ impl RedisBroker {
         held_id: CommentId,
     ) -> Result<Comment, BrokerError> {
         let held = self.held_one(stream, held_id).await?;
-        // Published now, about the moment it was written.
-        let media = held.media_time();
+        // Published now, about the moment it was written, yet never more than a post may be
+        // behind: a replay window final two minutes after its end stays final.
+        let ts = now_ms();
+        let media = held.media_time().max(ts.saturating_sub(MEDIA_BEHIND_MS));
         let body = CommentBody {
             stream_id: stream,
             kind: held.kind,
             user: held.user.as_ref(),
             text: &held.text,
             data: held.data.as_ref(),
-            ts: now_ms(),
+            ts,
             media_ts: Some(media),
             by_moderator: held.by_moderator,
             shadow: false,

@@ -18,7 +18,7 @@ local function replay_forget(r, seg)
   local n = tonumber(redis.call('HGET', r.counts, seg) or '0')
   redis.call('HDEL', r.counts, seg)
   redis.call('ZREM', r.segs, seg)
-  redis.call('DEL', r.prefix .. seg)
+  redis.call('UNLINK', r.prefix .. seg)
   return n
 end
 local function replay_add(r, message, media)
