@@ -18,7 +18,7 @@ mod terms;
 mod values;
 pub use identity::TokenSettings;
 pub use redis::{RedisNodes, RedisSettings, RedisUrl, Secret};
-pub use values::{List, Origins, Slot};
+pub use values::{List, LogFormat, Origins, Slot};
 use values::{hostname, parse_list, parse_origins};
 
 #[derive(Clone, Parser)]
@@ -316,6 +316,15 @@ pub struct Config {
     #[arg(long, env = "DANMAKU_POD_NAME", value_name = "DANMAKU_POD_NAME", default_value_t = hostname())]
     pub pod_name: String,
 
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(
+        long,
+        env = "DANMAKU_LOG_FORMAT",
+        value_name = "DANMAKU_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     /// Development mode. Never on in production.
     #[arg(long, env = "DANMAKU_DEV", value_name = "DANMAKU_DEV", default_value = "false",
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
@@ -460,6 +469,7 @@ impl fmt::Debug for Config {
             .field("blocked_terms_file", &self.blocked_terms_file)
             .field("history_len", &self.history_len)
             .field("init_comments", &self.init_comments)
+            .field("log_format", &self.log_format)
             .field("replay_retention_s", &self.replay_retention_s)
             .field("replay_max_comments", &self.replay_max_comments)
             .field("max_comment_chars", &self.max_comment_chars)

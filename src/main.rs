@@ -1,9 +1,11 @@
 //! The `danmaku` binary: configuration, logging, then [`danmaku::App`] until SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
+use danmaku::config::LogFormat;
 use danmaku::{App, Config};
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -46,17 +48,7 @@ async fn main() -> ExitCode {
         eprintln!("danmaku: bad configuration: {e}");
         return ExitCode::from(2);
     }
-    let asked = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let capped = Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_targets(CLIENT_DATA_LOGGERS.map(|target| (target, LevelFilter::INFO)));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(asked.and(capped)),
-        )
-        .init();
+    init_logging(config.log_format);
     if config.dev {
         tracing::warn!("development mode is on: never run it in production");
     }
@@ -83,6 +75,26 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), the client-data loggers capped at info: as
+/// text, coloured only on a terminal (a file or a pipe gets no escape codes), or as one JSON
+/// object per line.
+fn init_logging(format: LogFormat) {
+    let asked = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let capped = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CLIENT_DATA_LOGGERS.map(|target| (target, LevelFilter::INFO)));
+    let filter = asked.and(capped);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry().with(layer).init();
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,5 @@
-//! The value types of some settings: the deployment slot, comma-separated lists, origins.
+//! The value types of some settings: the deployment slot, the log format, comma-separated
+//! lists, origins.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Slot {
@@ -13,6 +14,15 @@ impl Slot {
             Self::Green => "green",
         }
     }
+}
+
+/// How log lines are written (`DANMAKU_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (time, level, target, message and fields), for a collector.
+    Json,
 }
 
 /// A non-empty comma-separated list.

@@ -263,3 +263,53 @@ async fn tokens_never_reach_the_logs_even_at_trace() {
         assert!(lines.is_empty(), "the {what} reached the log: {lines:#?}");
     }
 }
+
+/// The binary's log through a pipe, as a collector reads it: text without colour codes by
+/// default; with `DANMAKU_LOG_FORMAT=json` one JSON object per line, with its time, level,
+/// target and message.
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_and_json_is_one_object_per_line() {
+    use tokio::io::AsyncReadExt;
+
+    for format in ["text", "json"] {
+        let mut command = danmaku_command();
+        command
+            .env("DANMAKU_LOG_FORMAT", format)
+            .env("RUST_LOG", "info")
+            .env("DANMAKU_DRAIN_MS", "100")
+            .stderr(std::process::Stdio::piped());
+        let (mut child, base) = spawn_command(command, &[]).await;
+        let mut stderr = child.stderr.take().unwrap();
+        let status = reqwest::get(format!("{base}/livez"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let pid = child.id().unwrap() as i32;
+        // SIGTERM: the instance logs its drain and exits, closing the pipe.
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let mut log = String::new();
+        stderr.read_to_string(&mut log).await.unwrap();
+        child.wait().await.unwrap();
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format}: colour codes in a pipe:\n{log}"
+        );
+        assert!(log.lines().count() >= 2, "{format}: {log}");
+        if format == "json" {
+            for line in log.lines() {
+                let entry: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+                for field in ["timestamp", "level", "target", "message"] {
+                    assert!(entry.get(field).is_some(), "no {field}: {line}");
+                }
+            }
+            assert!(log.contains(r#""message":"listening""#), "{log}");
+        } else {
+            assert!(log.contains("INFO") && log.contains("listening"), "{log}");
+        }
+    }
+}
