@@ -16,6 +16,7 @@
 mod client;
 mod codec;
 mod history;
+mod kept_terms;
 mod keys;
 mod moderation;
 mod reach;
@@ -43,6 +44,7 @@ use crate::domain::{CommentId, CommentKind, Epoch, ReplayLimits, Role, StreamId,
 use crate::metrics::{HeldOutcome, Metrics};
 use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};
+use kept_terms::KeptTerms;
 use keys::StreamKeys;
 use reach::{Prober, Reach};
 use subscriber::Control;
@@ -73,8 +75,8 @@ pub struct RedisBroker {
     control: mpsc::UnboundedSender<Control>,
     /// Whether some primary answers (`/readyz`).
     reach: Arc<Reach>,
-    /// Each stream's blocked terms as last read, and when ([`moderation::TERMS_FOR`]).
-    kept_terms: moderation::KeptTerms,
+    /// Each stream's blocked terms as last read, and when.
+    kept_terms: KeptTerms,
     /// Where the held comments that expire are counted.
     metrics: Arc<Metrics>,
     /// How long and how many comments each stream keeps for replay.
@@ -105,7 +107,7 @@ impl RedisBroker {
         // release, and the owner's own tasks report a few messages per stream in repair.
         let (control, control_rx) = mpsc::unbounded_channel();
         let reach = Arc::new(Reach::default());
-        let kept_terms = moderation::KeptTerms::default();
+        let kept_terms = KeptTerms::default();
         let mut prober = Prober::new(settings, tls, subscriber.clone(), reach.clone())?;
         // One round before serving, so `/readyz` is right from the first request.
         prober.probe().await;

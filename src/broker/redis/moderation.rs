@@ -1,14 +1,12 @@
 //! What moderators change, on Redis: each a script on the stream's slot
 //! ([`scripts`](super::scripts)), announced on its channel. Blocked terms are read through
-//! a cache of a second per stream ([`TERMS_FOR`]): a viewer's every comment is matched
-//! against them, and a list of a thousand terms is too much to read each time. A new list
-//! is announced too (`t`): an instance that hears it reads the list at its next comment;
+//! [`KeptTerms`](super::kept_terms::KeptTerms), a cache of a second per stream; a new list
+//! is announced too (`t`): an instance that hears it reads the list at its next comment,
 //! one that does not (deaf while repairing) within the second.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dashmap::DashMap;
 use fred::prelude::*;
 
 use super::client::{run, unavailable, unexpected};
@@ -22,18 +20,6 @@ use crate::domain::{
     StreamSettings, UserId, now_ms,
 };
 use crate::metrics::HeldOutcome;
-
-/// Each stream's blocked terms as last read, and when: shared by the broker (which reads
-/// them) and the subscription owner (which forgets a stream's when its channel announces a
-/// new list).
-pub(super) type KeptTerms = Arc<DashMap<StreamId, (Instant, Arc<BlockedTerms>)>>;
-
-/// Streams whose terms an instance keeps at most (all are forgotten when more would be).
-const MAX_KEPT_TERMS: usize = 4096;
-
-/// How long an instance uses a stream's blocked terms before it reads them again: a change
-/// applies on every instance within this, at once where its announcement is heard.
-pub(super) const TERMS_FOR: Duration = Duration::from_secs(1);
 
 impl RedisBroker {
     pub(in crate::broker) async fn delete(
@@ -202,15 +188,13 @@ impl RedisBroker {
         serde_json::from_str(&settings).map_err(|_| unexpected("settings"))
     }
 
-    /// The stream's terms, read at most once per [`TERMS_FOR`] per stream.
+    /// The stream's terms, read at most once a second per stream.
     pub(in crate::broker) async fn terms(
         &self,
         stream: &StreamId,
     ) -> Result<Arc<BlockedTerms>, BrokerError> {
-        if let Some(kept) = self.kept_terms.get(stream)
-            && kept.0.elapsed() < TERMS_FOR
-        {
-            return Ok(kept.1.clone());
+        if let Some(kept) = self.kept_terms.fresh(stream) {
+            return Ok(kept);
         }
         let stored: Option<String> = self
             .client
@@ -221,19 +205,7 @@ impl RedisBroker {
             None => BlockedTerms::default(),
             Some(json) => serde_json::from_str(&json).map_err(|_| unexpected("terms"))?,
         };
-        let terms = Arc::new(terms);
-        // Keep the one whose content is unchanged, so its matcher is kept too.
-        let terms = match self.kept_terms.get(stream) {
-            Some(kept) if *kept.1 == *terms => kept.1.clone(),
-            _ => terms,
-        };
-        // Bounded: a stream posted to once is not kept forever.
-        if self.kept_terms.len() >= MAX_KEPT_TERMS {
-            self.kept_terms.clear();
-        }
-        self.kept_terms
-            .insert(stream.clone(), (Instant::now(), terms.clone()));
-        Ok(terms)
+        Ok(self.kept_terms.keep(stream, terms))
     }
 
     pub(in crate::broker) async fn set_terms(
@@ -251,7 +223,7 @@ impl RedisBroker {
             args,
         )
         .await?;
-        self.kept_terms.remove(stream);
+        self.kept_terms.forget(stream);
         Ok(())
     }
 

@@ -96,7 +96,7 @@ impl Subscriptions {
                 held_id,
             },
             Inbound::Terms => {
-                self.kept_terms.remove(stream);
+                self.kept_terms.forget(stream);
                 return;
             }
             Inbound::Epoch(epoch) => {

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::codec::Inbound;
-use super::moderation::KeptTerms;
+use super::kept_terms::KeptTerms;
 use crate::broker::{BrokerError, EventSink};
 use crate::domain::{CommentId, Position, StreamId, now_ms};
 use crate::metrics::Metrics;

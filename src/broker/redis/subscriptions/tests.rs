@@ -489,12 +489,12 @@ async fn an_announced_terms_list_is_read_anew() {
     let kept = KeptTerms::default();
     let mut h = harness_keeping(kept.clone());
     let _held = h.live();
-    kept.insert(s(), (std::time::Instant::now(), Arc::default()));
+    kept.keep(&s(), Default::default());
     h.subs.on_message(&s(), Some(Inbound::Comment(comment(1))));
-    assert!(kept.contains_key(&s()), "a comment changes nothing");
+    assert!(kept.fresh(&s()).is_some(), "a comment changes nothing");
     let before = h.events.lock().unwrap().len();
     h.subs.on_message(&s(), Some(Inbound::Terms));
-    assert!(!kept.contains_key(&s()));
+    assert!(kept.fresh(&s()).is_none());
     assert_eq!(
         h.events.lock().unwrap().len(),
         before,
