@@ -62,6 +62,8 @@ export async function startServer(env = {}) {
       if (m) resolvePromise(m[1]);
     });
     exited.then(({ code }) => reject(new Error(`danmaku exited (${code}) before listening:\n${stderr}`)));
+    // A binary that cannot be started (gone, not executable) emits `error`, never `exit`.
+    child.once("error", (error) => reject(new Error(`cannot start ${binary()}: ${error.message}`)));
   });
   return {
     http,
