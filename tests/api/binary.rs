@@ -64,8 +64,11 @@ async fn sigterm_drains_and_exits_zero() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+    // The designed bound: the drain, then at most two close graces and the background
+    // grace (2 s each). A tighter figure failed once in CI while the CPU-gate test beside it
+    // held both cores busy; a hang past the bound still fails.
     assert!(
-        started.elapsed() < Duration::from_secs(1 + 3),
+        started.elapsed() < Duration::from_secs(1 + 3 * 2),
         "took {:?}",
         started.elapsed()
     );
