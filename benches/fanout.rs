@@ -318,6 +318,7 @@ impl Sockets {
                 budget: Tier::UNLIMITED,
                 permit: node.parts().lifecycle.admit().expect("no connection limit"),
                 upgraded_at: Instant::now(),
+                deflate: None,
             });
             tasks.push(tokio::spawn(danmaku::ws::serve(
                 server_io,

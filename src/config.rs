@@ -12,10 +12,12 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+mod compression;
 mod identity;
 mod replay;
 mod terms;
 mod values;
+pub use compression::{CompressionSettings, Switch};
 pub use identity::TokenSettings;
 pub use redis::{RedisNodes, RedisSettings, RedisUrl, Secret};
 pub use values::{List, LogFormat, Origins, Slot};
@@ -316,6 +318,10 @@ pub struct Config {
     #[arg(long, env = "DANMAKU_POD_NAME", value_name = "DANMAKU_POD_NAME", default_value_t = hostname())]
     pub pod_name: String,
 
+    /// WebSocket compression (`permessage-deflate`).
+    #[command(flatten)]
+    pub compression: CompressionSettings,
+
     /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
     #[arg(
         long,
@@ -364,6 +370,7 @@ impl Config {
             return Err(bad("DANMAKU_HISTORY_LEN", "must be between 1 and 1000"));
         }
         self.validate_replay()?;
+        self.compression.validate()?;
         if !(1..=10_000).contains(&self.max_comment_chars) {
             return Err(bad(
                 "DANMAKU_MAX_COMMENT_CHARS",
@@ -469,6 +476,7 @@ impl fmt::Debug for Config {
             .field("blocked_terms_file", &self.blocked_terms_file)
             .field("history_len", &self.history_len)
             .field("init_comments", &self.init_comments)
+            .field("compression", &self.compression)
             .field("log_format", &self.log_format)
             .field("replay_retention_s", &self.replay_retention_s)
             .field("replay_max_comments", &self.replay_max_comments)

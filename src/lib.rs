@@ -21,7 +21,7 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | vocabulary | [`config`], [`domain`], [`background`], [`lifecycle`] | typed settings; ids, text, comments, wire frames (no I/O); the tracked background tasks (shutdown waits for them); draining and the connection count |
+//! | vocabulary | [`config`], [`domain`], [`background`], [`lifecycle`], [`deflate`] | typed settings; ids, text, comments, wire frames (no I/O); the tracked background tasks (shutdown waits for them); draining and the connection count; WebSocket compression (`permessage-deflate`: negotiation, compressing a frame once, inflating client frames) |
 //! | instruments | [`metrics`], [`auth`] | the counters and SLI histograms; viewer tokens and service tokens |
 //! | engine | [`delivery`] | fan-out: a room's queue and task, thinning, each viewer's state machine, the socket's outbox, and the slow-viewer policy in one table ([`delivery::policy`]) |
 //! | cluster | [`broker`] | the seam to the other instances: [`broker::memory`] embedded, or Redis; publishing, history, subscriptions |
@@ -30,7 +30,7 @@
 //! | transports | [`ws`], [`http`], [`web`], [`serve`] | the WebSocket endpoint, protocol and connection loop; the service API and health; the page at `/`; the accept loop and the socket budget |
 //! | root | [`app`] | builds and wires the parts, the route table, the drain |
 //!
-//! The engine imports only [`domain`] and [`metrics`]; `scripts/check-modules` also fails if
+//! The engine imports only [`domain`], [`metrics`], [`background`] and [`deflate`]; `scripts/check-modules` also fails if
 //! it imports `hub`, `ws`, `broker`, `http` or `app`, which sit above it and drive it.
 
 pub mod api_error;
@@ -39,6 +39,7 @@ pub mod auth;
 pub mod background;
 pub mod broker;
 pub mod config;
+pub mod deflate;
 pub mod delivery;
 pub mod domain;
 pub mod http;

@@ -13,13 +13,20 @@ use opentelemetry::metrics::{Histogram, Meter};
 use crate::domain::CommentKind;
 use crate::domain::wire::ErrorCode;
 
+mod egress;
+
+pub use egress::{Egress, InflateRefusal};
+
 /// Histogram boundaries in seconds; 0.1 and 0.25 are the SLO thresholds (`docs/slo.md`),
 /// each an exact boundary.
 pub const LATENCY_BOUNDARIES: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The SLI histograms, recorded directly.
+/// Boundaries of the compression ratio (compressed over plain size).
+pub const RATIO_BOUNDARIES: [f64; 9] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0];
+
+/// The histograms, recorded directly: the SLIs, and how well frames compress.
 #[derive(Clone)]
 pub struct Latencies {
     /// Handshake completed → `init` written (SLI 1).
@@ -28,6 +35,8 @@ pub struct Latencies {
     pub delivery: Histogram<f64>,
     /// Comment `ts` → frame handed to the last local socket of the stream.
     pub fanout: Histogram<f64>,
+    /// A frame's compressed size over its plain size, once per compression.
+    pub compression_ratio: Histogram<f64>,
 }
 
 impl Latencies {
@@ -53,6 +62,12 @@ impl Latencies {
                 "danmaku.comment.fanout.duration",
                 "Comment publish time to its frame handed to the last local socket",
             ),
+            compression_ratio: meter
+                .f64_histogram("danmaku.ws.compression.ratio")
+                .with_unit("1")
+                .with_description("A compressed frame's size over its plain size")
+                .with_boundaries(RATIO_BOUNDARIES.to_vec())
+                .build(),
         }
     }
 
@@ -188,6 +203,8 @@ pub struct Metrics {
     held: [AtomicU64; HeldOutcome::ALL.len()],
     handshakes_refused: AtomicU64,
     subscriptions_rebuilt: AtomicU64,
+    /// What leaves by the WebSocket, and what compression does to it.
+    pub egress: Egress,
     pub latencies: Latencies,
 }
 
@@ -204,6 +221,7 @@ impl Metrics {
             held: Default::default(),
             handshakes_refused: AtomicU64::new(0),
             subscriptions_rebuilt: AtomicU64::new(0),
+            egress: Egress::default(),
             latencies,
         }
     }

@@ -68,6 +68,7 @@ impl Telemetry {
         let meter = self.meter();
         observe_counts(&meter, &metrics);
         observe_comments(&meter, &metrics);
+        observe_egress(&meter, &metrics);
         observe_readiness(&meter, readiness);
     }
 
@@ -221,6 +222,40 @@ fn observe_comments(meter: &Meter, metrics: &Arc<Metrics>) {
             })
             .build();
     }
+}
+
+/// What leaves by the WebSocket: bytes by socket kind, compressions made, client messages
+/// refused while inflating.
+fn observe_egress(meter: &Meter, metrics: &Arc<Metrics>) {
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.ws.written")
+        .with_unit("By")
+        .with_description("Bytes handed to sockets, by whether the socket negotiated compression")
+        .with_callback(move |o| {
+            for (kind, n) in m.egress.bytes_by_kind() {
+                o.observe(n, &[KeyValue::new("compression", kind)]);
+            }
+        })
+        .build();
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.ws.frames.compressed")
+        .with_unit("{frame}")
+        .with_description("Frames compressed: once per frame, for every socket that shares it")
+        .with_callback(move |o| o.observe(m.egress.frames_compressed(), &[]))
+        .build();
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter("danmaku.ws.inflate.refused")
+        .with_unit("{message}")
+        .with_description("Compressed client messages refused, by reason")
+        .with_callback(move |o| {
+            for (reason, n) in m.egress.inflate_refused_by_reason() {
+                o.observe(n, &[KeyValue::new("reason", reason)]);
+            }
+        })
+        .build();
 }
 
 /// Readiness, asked at collection time as `/readyz` asks it, and the CPU fraction it

@@ -42,6 +42,9 @@ pub struct Delivery {
     pub over_budget: u64,
     /// Left out because the viewer's socket fell behind.
     pub behind: u64,
+    /// Bytes handed to sockets without compression negotiated, and with it.
+    pub plain_bytes: u64,
+    pub deflate_bytes: u64,
 }
 
 impl Delivery {
@@ -52,9 +55,20 @@ impl Delivery {
         }
     }
 
+    /// `bytes` handed to a socket; `deflate`: one that negotiated compression.
+    pub fn wrote(&mut self, deflate: bool, bytes: u64) {
+        if deflate {
+            self.deflate_bytes += bytes;
+        } else {
+            self.plain_bytes += bytes;
+        }
+    }
+
     /// Counts these deliveries in the metrics.
     pub fn record(&self, metrics: &Metrics) {
         metrics.delivered(self.sent);
+        metrics.egress.written(false, self.plain_bytes);
+        metrics.egress.written(true, self.deflate_bytes);
         metrics.thinned(ThinReason::Budget, self.over_budget);
         metrics.thinned(ThinReason::SlowConsumer, self.behind);
     }
@@ -65,5 +79,7 @@ impl std::ops::AddAssign for Delivery {
         self.sent += other.sent;
         self.over_budget += other.over_budget;
         self.behind += other.behind;
+        self.plain_bytes += other.plain_bytes;
+        self.deflate_bytes += other.deflate_bytes;
     }
 }

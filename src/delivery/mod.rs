@@ -50,7 +50,7 @@ pub(crate) mod testing;
 pub use batch::{CommentBatch, Sent};
 pub use member::{Delivery, Member, RoomEvent};
 pub use outbox::RawSocket;
-pub use peer::{Attention, Peer, Signal};
+pub use peer::{Attention, Deflate, Peer, Signal};
 pub use room::{Queued, Room};
 pub use thinning::{Samplers, Tier};
 pub use viewer::{Action, Step, Viewer, Why, Write};

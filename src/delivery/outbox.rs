@@ -20,6 +20,7 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::policy::{MAX_QUEUED_BYTES, MAX_SLICES};
+use crate::deflate;
 
 /// A connected byte stream that can be written without `&mut` (so a room's task and the
 /// connection's task can share it) and polled for readiness.
@@ -66,9 +67,11 @@ impl Header {
         len: 0,
     };
 
-    /// The header of a final text frame of `payload_len` bytes.
-    pub(super) fn text(payload_len: usize) -> Self {
+    /// The header of a final text frame of `payload_len` bytes; `compressed`: its payload is
+    /// a compressed message (RSV1, RFC 7692).
+    pub(super) fn text(payload_len: usize, compressed: bool) -> Self {
         let header = FrameHeader {
+            rsv1: compressed,
             opcode: OpCode::Data(Data::Text),
             ..FrameHeader::default()
         };
@@ -93,23 +96,33 @@ impl Header {
 /// socket's own (the rest is the room's shared bytes, less their closing brace).
 #[derive(Clone, Copy)]
 pub(super) struct Tail {
-    bytes: [u8; 32],
+    bytes: [u8; 40],
     len: u8,
 }
 
 impl Tail {
-    const NONE: Self = Self {
-        bytes: [0; 32],
+    pub(super) const NONE: Self = Self {
+        bytes: [0; 40],
         len: 0,
     };
 
-    /// `,"skipped":<n>}` (at most 32 bytes: `u64::MAX` has 20 digits).
-    fn skipped(n: u64) -> Self {
+    /// `,"skipped":<n>}` (at most 32 bytes: `u64::MAX` has 20 digits); `compressed`: as the
+    /// stored block that ends a compressed message (5 bytes more).
+    pub(super) fn skipped(n: u64, compressed: bool) -> Self {
         use std::io::Write;
-        let mut bytes = [0; 32];
-        let mut out = &mut bytes[..];
+        let mut text = [0; 32];
+        let mut out = &mut text[..];
         write!(out, ",\"skipped\":{n}}}").expect("fits 32 bytes");
-        let len = 32 - out.len();
+        let written = 32 - out.len();
+        let text = &text[..written];
+        let mut bytes = [0; 40];
+        let mut out = &mut bytes[..];
+        if compressed {
+            deflate::stored(text, &mut out).expect("fits 40 bytes");
+        } else {
+            out.write_all(text).expect("fits 40 bytes");
+        }
+        let len = 40 - out.len();
         Self {
             bytes,
             len: len as u8,
@@ -118,6 +131,59 @@ impl Tail {
 
     fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+}
+
+/// One frame as a socket is sent it: its header, the shared payload (`len` bytes of it: all,
+/// or all but the closing brace a tail replaces) and the socket's own tail.
+pub(super) struct Out<'a> {
+    pub(super) header: Header,
+    pub(super) payload: &'a Bytes,
+    pub(super) len: usize,
+    pub(super) tail: Tail,
+}
+
+impl<'a> Out<'a> {
+    /// A frame's text as it is, with `"skipped": skipped` added when not 0 (the shared bytes
+    /// then go out bar their closing brace).
+    pub(super) fn plain(text: &'a Bytes, skipped: u64) -> Self {
+        if skipped == 0 {
+            return Self {
+                header: Header::text(text.len(), false),
+                payload: text,
+                len: text.len(),
+                tail: Tail::NONE,
+            };
+        }
+        debug_assert_eq!(text.last(), Some(&b'}'), "a JSON object");
+        let tail = Tail::skipped(skipped, false);
+        let len = text.len() - 1;
+        Self {
+            header: Header::text(len + tail.len as usize, false),
+            payload: text,
+            len,
+            tail,
+        }
+    }
+
+    /// A frame compressed: `payload` is its whole compressed form when `skipped` is 0, else
+    /// the open one that the stored tail with `"skipped"` completes.
+    pub(super) fn deflated(payload: &'a Bytes, skipped: u64) -> Self {
+        let tail = match skipped {
+            0 => Tail::NONE,
+            n => Tail::skipped(n, true),
+        };
+        Self {
+            header: Header::text(payload.len() + tail.len as usize, true),
+            payload,
+            len: payload.len(),
+            tail,
+        }
+    }
+
+    /// Bytes on the wire.
+    pub(super) fn wire_len(&self) -> usize {
+        self.header.len as usize + self.len + self.tail.len as usize
     }
 }
 
@@ -193,40 +259,38 @@ impl Outbox {
         self.queue.iter().map(|w| w.comments).sum()
     }
 
-    /// Writes a text frame of `payload` now if nothing waits before it and the socket takes
-    /// it, else queues what it did not take.
-    pub(super) fn write_text(
+    /// Writes `out` now if nothing waits before it and the socket takes it, else queues
+    /// what it did not take.
+    pub(super) fn write(
         &mut self,
         socket: &impl RawSocket,
-        payload: &Bytes,
+        out: Out<'_>,
         comments: u64,
     ) -> io::Result<Wrote> {
-        self.write(
-            socket,
-            Header::text(payload.len()),
-            payload,
-            Tail::NONE,
-            comments,
-        )
-    }
-
-    /// The same for a `comments` frame, with `"skipped": skipped` added when not 0 (the
-    /// shared bytes are written as they are, bar their closing brace).
-    pub(super) fn write_comments(
-        &mut self,
-        socket: &impl RawSocket,
-        frame: &Bytes,
-        comments: u64,
-        skipped: u64,
-    ) -> io::Result<Wrote> {
-        if skipped == 0 {
-            return self.write_text(socket, frame, comments);
+        let mut written = 0;
+        let payload = &out.payload[..out.len];
+        if self.queue.is_empty() {
+            let slices = [
+                IoSlice::new(out.header.as_slice()),
+                IoSlice::new(payload),
+                IoSlice::new(out.tail.as_slice()),
+            ];
+            let slices = if out.tail.len == 0 {
+                &slices[..2]
+            } else {
+                &slices
+            };
+            written = try_write(socket, slices)?;
+            if written == out.wire_len() {
+                return Ok(Wrote::Sent);
+            }
         }
-        debug_assert_eq!(frame.last(), Some(&b'}'), "a JSON object");
-        let body = frame.slice(..frame.len() - 1);
-        let tail = Tail::skipped(skipped);
-        let header = Header::text(body.len() + tail.len as usize);
-        self.write(socket, header, &body, tail, comments)
+        let payload = if out.len == out.payload.len() {
+            out.payload.clone()
+        } else {
+            out.payload.slice(..out.len)
+        };
+        Ok(self.push(out.header, payload, out.tail, written, comments))
     }
 
     /// The same for bytes that are framed already (tungstenite's pongs and closes).
@@ -245,30 +309,6 @@ impl Outbox {
         }
         let bytes = Bytes::copy_from_slice(bytes);
         Ok(self.push(Header::NONE, bytes, Tail::NONE, 0, 0))
-    }
-
-    fn write(
-        &mut self,
-        socket: &impl RawSocket,
-        header: Header,
-        payload: &Bytes,
-        tail: Tail,
-        comments: u64,
-    ) -> io::Result<Wrote> {
-        let mut written = 0;
-        if self.queue.is_empty() {
-            let slices = [
-                IoSlice::new(header.as_slice()),
-                IoSlice::new(payload),
-                IoSlice::new(tail.as_slice()),
-            ];
-            let slices = if tail.len == 0 { &slices[..2] } else { &slices };
-            written = try_write(socket, slices)?;
-            if written == header.len as usize + payload.len() + tail.len as usize {
-                return Ok(Wrote::Sent);
-            }
-        }
-        Ok(self.push(header, payload.clone(), tail, written, comments))
     }
 
     fn push(
@@ -374,9 +414,11 @@ mod tests {
 
     #[test]
     fn headers_frame_text_of_every_length() {
-        assert_eq!(Header::text(5).as_slice(), [0x81, 5]);
-        assert_eq!(Header::text(300).as_slice(), [0x81, 126, 1, 44]);
-        assert_eq!(Header::text(70_000).len, 10);
+        assert_eq!(Header::text(5, false).as_slice(), [0x81, 5]);
+        assert_eq!(Header::text(300, false).as_slice(), [0x81, 126, 1, 44]);
+        assert_eq!(Header::text(70_000, false).len, 10);
+        // RSV1 marks a compressed message.
+        assert_eq!(Header::text(5, true).as_slice(), [0xc1, 5]);
     }
 
     /// A socket that stops reading: frames queue in order, half a frame survives a cut-off,
@@ -388,12 +430,12 @@ mod tests {
         let payload = Bytes::from(vec![b'x'; 1000]);
         let mut frames = 0;
         while outbox.is_empty() {
-            outbox.write_text(&server, &payload, 1).unwrap();
+            outbox.write(&server, Out::plain(&payload, 0), 1).unwrap();
             frames += 1;
         }
         for _ in 0..10 {
             assert!(matches!(
-                outbox.write_text(&server, &payload, 1).unwrap(),
+                outbox.write(&server, Out::plain(&payload, 0), 1).unwrap(),
                 Wrote::Queued
             ));
         }
@@ -430,14 +472,14 @@ mod tests {
         let (server, mut client) = UnixStream::pair().unwrap();
         let mut outbox = Outbox::default();
         let frame = Bytes::from_static(br#"{"type":"comments","comments":[1]}"#);
-        outbox.write_comments(&server, &frame, 1, 0).unwrap();
-        outbox.write_comments(&server, &frame, 1, 42).unwrap();
+        outbox.write(&server, Out::plain(&frame, 0), 1).unwrap();
+        outbox.write(&server, Out::plain(&frame, 42), 1).unwrap();
         // Fill the socket so the next one waits, and read everything back.
         let filler = Bytes::from(vec![b'x'; 4000]);
         while outbox.is_empty() {
-            outbox.write_text(&server, &filler, 0).unwrap();
+            outbox.write(&server, Out::plain(&filler, 0), 0).unwrap();
         }
-        outbox.write_comments(&server, &frame, 1, 7).unwrap();
+        outbox.write(&server, Out::plain(&frame, 7), 1).unwrap();
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             client.read_to_end(&mut all).await.unwrap();
@@ -465,5 +507,37 @@ mod tests {
             *frames.last().unwrap(),
             br#"{"type":"comments","comments":[1],"skipped":7}"#
         );
+    }
+
+    /// A compressed frame takes the socket's `skipped` as a stored block after the shared
+    /// compressed bytes: it inflates to the plain frame with the tail.
+    #[tokio::test]
+    async fn skipped_follows_a_compressed_frame_as_a_stored_block() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut outbox = Outbox::default();
+        let text = format!(
+            r#"{{"type":"comments","comments":[{}]}}"#,
+            "1,".repeat(200) + "1"
+        );
+        let open = deflate::compress_open(&text.as_bytes()[..text.len() - 1]).unwrap();
+        outbox.write(&server, Out::deflated(&open, 7), 1).unwrap();
+        drop(server);
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all[0], 0xc1, "final text frame, RSV1");
+        let (len, at) = match all[1] {
+            126 => (usize::from(u16::from_be_bytes([all[2], all[3]])), 4),
+            n => (usize::from(n), 2),
+        };
+        assert_eq!(all.len(), at + len);
+        let mut payload = all[at..].to_vec();
+        payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut inflate = flate2::Decompress::new(false);
+        let mut plain = Vec::with_capacity(4096);
+        inflate
+            .decompress_vec(&payload, &mut plain, flate2::FlushDecompress::Sync)
+            .unwrap();
+        let expected = text.replace("]}", r#"],"skipped":7}"#);
+        assert_eq!(String::from_utf8(plain).unwrap(), expected);
     }
 }

@@ -15,13 +15,16 @@
 //! counted as a slow consumer, and closed with 4001.
 
 use std::io;
+
+use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::member::{Delivery, Member, RoomEvent};
-use super::outbox::{Outbox, RawSocket, Wrote};
+use super::outbox::{Out, Outbox, RawSocket, Wrote};
 use super::viewer::{Action, Viewer, Why};
+use crate::deflate;
 use crate::domain::CommentId;
 use crate::domain::wire::SharedFrame;
 use crate::metrics::{DropReason, Metrics};
@@ -62,7 +65,16 @@ pub enum Attention {
 pub struct Peer<S> {
     socket: S,
     metrics: Arc<Metrics>,
+    /// Set when the socket negotiated compression.
+    deflate: Option<Deflate>,
     state: Mutex<State>,
+}
+
+/// Compression a socket negotiated (`permessage-deflate`): frames of `min_bytes` or more go
+/// out compressed, in the form the frame's first such socket made for all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Deflate {
+    pub min_bytes: usize,
 }
 
 struct State {
@@ -89,7 +101,16 @@ impl<S: RawSocket> Peer<S> {
         Self {
             socket,
             metrics,
+            deflate: None,
             state: Mutex::new(state),
+        }
+    }
+
+    /// The same, for a socket that negotiated compression.
+    pub fn deflating(self, deflate: Deflate) -> Self {
+        Self {
+            deflate: Some(deflate),
+            ..self
         }
     }
 
@@ -114,13 +135,20 @@ impl<S: RawSocket> Peer<S> {
     /// connection (the `error` frame before a ban's close); fails only if the socket is
     /// gone or this frame overfilled it.
     pub fn send(&self, frame: &SharedFrame) -> Result<(), Signal> {
+        let out = self.out(frame, 0);
+        self.metrics
+            .egress
+            .written(self.deflate.is_some(), out.wire_len() as u64);
         let mut state = self.state();
-        let wrote = state.outbox.write_text(&self.socket, frame.as_bytes(), 0);
+        let wrote = state.outbox.write(&self.socket, out, 0);
         self.own_write(&mut state, wrote)
     }
 
     /// The same for bytes framed already (a ping).
     pub fn send_framed(&self, bytes: &[u8]) -> Result<(), Signal> {
+        self.metrics
+            .egress
+            .written(self.deflate.is_some(), bytes.len() as u64);
         let mut state = self.state();
         let wrote = state.outbox.write_framed(&self.socket, bytes);
         self.own_write(&mut state, wrote)
@@ -129,6 +157,9 @@ impl<S: RawSocket> Peer<S> {
     /// Bytes framed by tungstenite (its pongs and closes), in order with everything else:
     /// `WouldBlock` if they overfilled the queue (the socket is being cut off).
     pub fn write_framed(&self, bytes: &[u8]) -> io::Result<()> {
+        self.metrics
+            .egress
+            .written(self.deflate.is_some(), bytes.len() as u64);
         let mut state = self.state();
         match state.outbox.write_framed(&self.socket, bytes) {
             Ok(Wrote::Full) => {
@@ -138,6 +169,10 @@ impl<S: RawSocket> Peer<S> {
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The socket, for reads (writes go through the peer).
@@ -215,14 +250,13 @@ impl<S: RawSocket> Peer<S> {
     /// Carries out what the viewer makes of one event.
     fn apply(&self, state: &mut State, event: &RoomEvent) -> Delivery {
         let step = state.viewer.on_event(event, state.outbox.queued_bytes());
+        let mut delivery = step.delivery;
         match step.action {
             Action::Nothing => {}
             Action::Write(write) => {
-                let frame = write.frame.as_bytes();
-                let wrote =
-                    state
-                        .outbox
-                        .write_comments(&self.socket, frame, write.comments, write.skipped);
+                let out = self.out(&write.frame, write.skipped);
+                delivery.wrote(self.deflate.is_some(), out.wire_len() as u64);
+                let wrote = state.outbox.write(&self.socket, out, write.comments);
                 self.wrote(state, wrote);
             }
             Action::End(why) => {
@@ -232,7 +266,37 @@ impl<S: RawSocket> Peer<S> {
                 self.signal(state, why.into());
             }
         }
-        step.delivery
+        delivery
+    }
+
+    /// A frame as this socket is sent it: compressed if it negotiated compression and the
+    /// frame is large enough (the frame's compressed form is made once, by its first such
+    /// socket), else plain; with `"skipped": skipped` when not 0.
+    fn out<'a>(&self, frame: &'a SharedFrame, skipped: u64) -> Out<'a> {
+        let text = frame.as_bytes();
+        let Some(_) = self.deflate.filter(|d| text.len() >= d.min_bytes) else {
+            return Out::plain(text, skipped);
+        };
+        let compressed = if skipped == 0 {
+            frame.deflated(|text| self.compress(text, deflate::compress))
+        } else {
+            frame.deflated_open(|body| self.compress(body, deflate::compress_open))
+        };
+        match compressed {
+            Some(payload) => Out::deflated(payload, skipped),
+            None => Out::plain(text, skipped),
+        }
+    }
+
+    /// Compresses with `how`, counted: the frames compressed, and each one's ratio.
+    fn compress(&self, text: &[u8], how: fn(&[u8]) -> Option<Bytes>) -> Option<Bytes> {
+        let compressed = how(text);
+        let ratio = compressed
+            .as_ref()
+            .map_or(1.0, |c| c.len() as f64 / text.len().max(1) as f64);
+        self.metrics.egress.frame_compressed();
+        self.metrics.latencies.compression_ratio.record(ratio, &[]);
+        compressed
     }
 
     /// After the room's write: wake the task if bytes now wait, cut the socket off if too

@@ -1,6 +1,7 @@
 //! The JSON frames of the contract (`docs/protocol.md`, sections 2 and 5), `type` first.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -11,27 +12,65 @@ use super::{Audience, Comment, CommentId, Epoch, StreamId, StreamSettings};
 /// An encoded server frame: reference-counted UTF-8 bytes that a WebSocket text frame takes
 /// without copying. Fan-out encodes a frame once and clones this handle (a reference-count
 /// increment) for every socket. Only made from a `String`, so the bytes are always UTF-8.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SharedFrame(Bytes);
+///
+/// It also keeps the frame's compressed forms (`permessage-deflate`), each made once, by
+/// the first socket that needs it, and shared by every other.
+#[derive(Clone)]
+pub struct SharedFrame(Arc<Forms>);
+
+struct Forms {
+    text: Bytes,
+    /// The whole text compressed; `None`: not smaller.
+    deflated: OnceLock<Option<Bytes>>,
+    /// The text less its closing brace compressed and left open for a tail of a socket's
+    /// own; `None`: not smaller.
+    open: OnceLock<Option<Bytes>>,
+}
 
 impl SharedFrame {
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    pub fn into_bytes(self) -> Bytes {
-        self.0
+        &self.0.text
     }
 
     /// The frame as text (checks the UTF-8 again: for tests and logs, not the hot path).
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("a frame is made from a String")
+        std::str::from_utf8(&self.0.text).expect("a frame is made from a String")
+    }
+
+    /// The compressed form, made by `compress` from the text if no socket made it yet.
+    pub fn deflated(&self, compress: impl FnOnce(&[u8]) -> Option<Bytes>) -> Option<&Bytes> {
+        self.0
+            .deflated
+            .get_or_init(|| compress(&self.0.text))
+            .as_ref()
+    }
+
+    /// The open compressed form, made by `compress` from the text less its last byte (a
+    /// JSON object's closing brace) if no socket made it yet.
+    pub fn deflated_open(&self, compress: impl FnOnce(&[u8]) -> Option<Bytes>) -> Option<&Bytes> {
+        let text = &self.0.text;
+        self.0
+            .open
+            .get_or_init(|| compress(&text[..text.len().saturating_sub(1)]))
+            .as_ref()
     }
 }
 
+impl PartialEq for SharedFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text == other.0.text
+    }
+}
+
+impl Eq for SharedFrame {}
+
 impl From<String> for SharedFrame {
     fn from(text: String) -> Self {
-        Self(Bytes::from(text))
+        Self(Arc::new(Forms {
+            text: Bytes::from(text),
+            deflated: OnceLock::new(),
+            open: OnceLock::new(),
+        }))
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
@@ -20,7 +20,9 @@ use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::close::{CloseReason, End};
+use crate::deflate::inflate::{Inflater, Refused};
 use crate::delivery::{Peer, RawSocket};
+use crate::metrics::InflateRefusal;
 
 /// tungstenite's defaults cost ~137 KB per idle socket: a 128 KiB read buffer allocated up
 /// front, a 128 KiB write buffer, 64 MiB messages. These fit comments of 200 characters: a
@@ -46,16 +48,96 @@ fn socket_config() -> WebSocketConfig {
 }
 
 /// The socket as tungstenite reads and writes it: reads come from the socket (after any
-/// bytes read with the HTTP request), writes (its pongs and close frames) go through the
+/// bytes read with the HTTP request), compressed frames inflated when the connection
+/// negotiated `permessage-deflate`; writes (its pongs and close frames) go through the
 /// peer, in order with everything else.
 pub(super) struct PeerIo<S> {
     pub(super) peer: Arc<Peer<S>>,
     prefix: Bytes,
+    inflating: Option<Box<Inflating>>,
+}
+
+/// A compressed connection's reads: bytes from the socket not yet a whole compressed frame,
+/// and frames ready for tungstenite. Both are emptied (their memory freed) between client
+/// messages, so an idle socket keeps nothing.
+struct Inflating {
+    inflater: Inflater,
+    raw: BytesMut,
+    ready: BytesMut,
 }
 
 impl<S> PeerIo<S> {
-    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes) -> Self {
-        Self { peer, prefix }
+    pub(super) fn new(peer: Arc<Peer<S>>, prefix: Bytes, inflate: bool) -> Self {
+        let inflating = inflate.then(|| {
+            Box::new(Inflating {
+                inflater: Inflater::new(MAX_CLIENT_FRAME),
+                raw: BytesMut::new(),
+                ready: BytesMut::new(),
+            })
+        });
+        Self {
+            peer,
+            prefix,
+            inflating,
+        }
+    }
+}
+
+impl<S: RawSocket> PeerIo<S> {
+    /// Reads what the socket has, the prefix first.
+    fn poll_read_raw(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(n));
+        }
+        let socket = self.peer.socket();
+        loop {
+            std::task::ready!(socket.poll_read_ready(cx))?;
+            match socket.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Reads through the inflater: frames come out once it has made them.
+    fn poll_read_inflated(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let inflating = self.inflating.as_mut().expect("an inflating connection");
+            if !inflating.ready.is_empty() {
+                let n = inflating.ready.len().min(buf.remaining());
+                buf.put_slice(&inflating.ready.split_to(n));
+                if inflating.ready.is_empty() {
+                    inflating.ready = BytesMut::new();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0; READ_BUFFER];
+            let n = std::task::ready!(self.poll_read_raw(cx, &mut chunk))?;
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let inflating = self.inflating.as_mut().expect("an inflating connection");
+            inflating.raw.extend_from_slice(&chunk[..n]);
+            let processed = inflating
+                .inflater
+                .process(&mut inflating.raw, &mut inflating.ready);
+            if inflating.raw.is_empty() {
+                inflating.raw = BytesMut::new();
+            }
+            if let Err(refused) = processed {
+                self.peer.metrics().egress.inflate_refused(match refused {
+                    Refused::TooBig => InflateRefusal::TooBig,
+                    Refused::Corrupt => InflateRefusal::Corrupt,
+                });
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, refused)));
+            }
+        }
     }
 }
 
@@ -65,23 +147,12 @@ impl<S: RawSocket> AsyncRead for PeerIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
+        if self.inflating.is_some() {
+            return self.poll_read_inflated(cx, buf);
         }
-        let socket = self.peer.socket();
-        loop {
-            std::task::ready!(socket.poll_read_ready(cx))?;
-            match socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        let n = std::task::ready!(self.poll_read_raw(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -181,6 +252,12 @@ fn end_for(error: tungstenite::Error) -> End {
             ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing,
         ) => End::PeerGone,
         Error::Protocol(_) => End::Close(CloseReason::ProtocolError),
+        // A compressed message the inflater refused: a bomb, or not deflate data.
+        Error::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+            Some(Refused::TooBig) => End::Close(CloseReason::TooBig),
+            Some(Refused::Corrupt) => End::Close(CloseReason::ProtocolError),
+            None => End::PeerGone,
+        },
         _ => End::PeerGone,
     }
 }

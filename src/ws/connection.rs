@@ -26,7 +26,7 @@ use super::codec::{CLOSE_TIMEOUT, Incoming, PING, PeerIo, Socket};
 use super::init::{Init, init_frame};
 use crate::auth::Identity;
 use crate::delivery::policy::MAX_WRITE_TIMEOUT;
-use crate::delivery::{Attention, Peer, RawSocket, Signal, Tier, Viewer};
+use crate::delivery::{Attention, Deflate, Peer, RawSocket, Signal, Tier, Viewer};
 use crate::domain::wire::{ClientFrame, ErrorBody, ErrorCode, ServerFrame, SharedFrame};
 use crate::domain::{CommentId, Epoch, StreamId};
 use crate::hub::Membership;
@@ -57,6 +57,8 @@ pub struct Session {
     pub permit: ConnectionPermit,
     /// When the handshake completed (SLI 1 runs from here to `init` written).
     pub upgraded_at: Instant,
+    /// Set when the handshake negotiated compression (`permessage-deflate`).
+    pub deflate: Option<Deflate>,
 }
 
 /// Runs a connection over `socket`, which has done its HTTP upgrade (`prefix`: bytes the
@@ -71,8 +73,11 @@ pub async fn serve<S: RawSocket>(socket: S, prefix: Bytes, session: Box<Session>
     let audience = session.identity.audience(&session.stream);
     let user = audience.user.cloned();
     let viewer = Viewer::new(user, audience.moderator, session.budget);
-    let peer = Arc::new(Peer::new(socket, viewer, ws.metrics.clone()));
-    let io = PeerIo::new(peer, prefix);
+    let mut peer = Peer::new(socket, viewer, ws.metrics.clone());
+    if let Some(deflate) = session.deflate {
+        peer = peer.deflating(deflate);
+    }
+    let io = PeerIo::new(Arc::new(peer), prefix, session.deflate.is_some());
     let Some((mut connection, permit, sent)) = Box::pin(open(io, session, &ws)).await else {
         return;
     };
@@ -117,6 +122,7 @@ async fn open<S: RawSocket>(
         permit,
         upgraded_at,
         budget: _,
+        deflate: _,
     } = *session;
     let peer = io.peer.clone();
     let joined =

@@ -24,8 +24,9 @@ use super::connection::{self, Session};
 use crate::api_error::ApiError;
 use crate::auth::Identity;
 use crate::broker::BanMode;
-use crate::delivery::Tier;
+use crate::deflate;
 use crate::delivery::policy::SEND_BUFFER;
+use crate::delivery::{Deflate, Tier};
 use crate::domain::wire::ErrorCode;
 use crate::domain::{CommentId, Epoch, StreamId};
 use crate::lifecycle::AdmitError;
@@ -97,6 +98,7 @@ pub async fn handshake(
             return refuse(&ws, error);
         }
     };
+    let compression = compression(&ws, &headers);
     let session = Box::new(Session {
         stream,
         identity,
@@ -105,19 +107,35 @@ pub async fn handshake(
         budget,
         permit,
         upgraded_at: Instant::now(),
+        deflate: compression
+            .as_ref()
+            .map(|&(min_bytes, _)| Deflate { min_bytes }),
     });
     tokio::spawn(upgrade_then_serve(on_upgrade, session, ws));
     // 101 with the key's signature, as axum's `on_upgrade` answers.
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
         .header(header::UPGRADE, HeaderValue::from_static("websocket"))
         .header(
             header::SEC_WEBSOCKET_ACCEPT,
             tungstenite::handshake::derive_accept_key(key.as_bytes()),
-        )
-        .body(Body::empty())
-        .expect("a valid 101 response")
+        );
+    if let Some((_, answer)) = compression {
+        response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+    }
+    response.body(Body::empty()).expect("a valid 101 response")
+}
+
+/// When compression is on and the client offers `permessage-deflate` in a form whose frames
+/// can be shared: the least frame size compressed and the handshake's answer.
+fn compression(ws: &WsState, headers: &HeaderMap) -> Option<(usize, String)> {
+    let min_bytes = ws.settings.compression?;
+    let offers = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    deflate::negotiate(offers).map(|answer| (min_bytes, answer))
 }
 
 /// Takes the TCP socket back from the upgraded connection (the room's task writes to it

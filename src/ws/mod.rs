@@ -9,8 +9,9 @@
 //! - [`init`]: the `init` frame. [`post`]: a client's `comment` frame, through the posting
 //!   rules, to an `ack` or an `error`.
 //! - [`codec`]: the client's frames through tungstenite, its pongs and the closing
-//!   handshake, and the adapter that lets tungstenite read the socket and write through
-//!   the connection's peer.
+//!   handshake, and the adapter that lets tungstenite read the socket (inflating the
+//!   client's compressed frames on the way, when the handshake negotiated
+//!   `permessage-deflate`: [`crate::deflate`]) and write through the connection's peer.
 //!
 //! What the room sends a connection, and how bytes reach its socket, is the delivery
 //! engine's ([`crate::delivery`]): the connection's [`crate::delivery::Peer`] is both the
@@ -73,6 +74,8 @@ pub struct Settings {
     pub server: ServerInfo,
     /// `DANMAKU_VIEWER_MAX_RATE`: a viewer's budget of user comments per second (0: none).
     pub viewer_max_rate: u32,
+    /// `DANMAKU_WS_COMPRESSION_MIN_BYTES` when `DANMAKU_WS_COMPRESSION` is on.
+    pub compression: Option<usize>,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
             init_comments: config.init_comments.min(config.history_len),
             server,
             viewer_max_rate: config.viewer_max_rate,
+            compression: config.compression.min_bytes(),
         }
     }
 }
