@@ -123,26 +123,35 @@ impl Inflater {
             inflated: 0,
         });
         let room = self.limit - message.inflated;
-        // One byte more than may be made: filling it is the proof of a bomb.
-        let mut out = Vec::with_capacity(room + 1);
+        // Grown as needed up to one byte more than may be made: filling that byte is the
+        // proof of a bomb. (Reserving the whole limit up front would cost a large limit's
+        // allocation per frame.)
+        let mut out = Vec::with_capacity((payload.len() * 4 + 64).min(room + 1));
         let tail: &[u8] = if last { &SYNC_MARKER } else { &[] };
         for input in [payload, tail] {
             let mut rest = input;
-            while !rest.is_empty() {
-                let before = message.inflate.total_in();
+            loop {
+                if out.len() == out.capacity() {
+                    let grow = out.capacity().max(64).min(room + 1 - out.len());
+                    out.reserve_exact(grow);
+                }
+                let (before_in, before_out) = (message.inflate.total_in(), out.len());
                 let status = message
                     .inflate
                     .decompress_vec(rest, &mut out, FlushDecompress::Sync)
                     .map_err(|_| Refused::Corrupt)?;
-                let used = (message.inflate.total_in() - before) as usize;
+                let used = (message.inflate.total_in() - before_in) as usize;
                 rest = &rest[used..];
                 if out.len() > room {
                     return Err(Refused::TooBig);
                 }
-                if status == Status::StreamEnd || (used == 0 && out.len() == out.capacity()) {
+                let stuck = used == 0 && out.len() == before_out;
+                // Done with this input when it is all taken and the inflater had room to
+                // spare (so it holds nothing more back).
+                if status == Status::StreamEnd || (rest.is_empty() && out.len() < out.capacity()) {
                     break;
                 }
-                if used == 0 {
+                if stuck && out.len() < out.capacity() {
                     return Err(Refused::Corrupt);
                 }
             }

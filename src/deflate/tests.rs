@@ -245,3 +245,19 @@ fn long_or_corrupt_compressed_frames_are_refused() {
         Err(Refused::Corrupt)
     );
 }
+
+#[test]
+fn a_message_many_times_its_wire_size_inflates_whole_under_a_large_limit() {
+    let text: Vec<u8> = (0..200_000u32)
+        .map(|i| b"abcdefgh"[(i % 8) as usize])
+        .collect();
+    let payload = compress(&text).unwrap();
+    assert!(payload.len() * 100 < text.len());
+    let wire = client_frame(OpCode::Data(Data::Text), true, true, &payload);
+    let mut input = BytesMut::from(&wire[..]);
+    let mut output = BytesMut::new();
+    Inflater::new(1 << 20)
+        .process(&mut input, &mut output)
+        .unwrap();
+    assert_eq!(frames(&output)[0].3, text);
+}

@@ -330,6 +330,17 @@ async fn two_browsers_chat_see_errors_and_resume_after_a_reconnect_hint() {
     .await;
     a.until("A's own comment", &list_has("hello from alice"))
         .await;
+    // Chromium offers permessage-deflate on every WebSocket: both pages' sockets took it
+    // (nothing went to a plain socket), and a long comment's frame went out compressed.
+    let long = "a long comment to compress ".repeat(7);
+    a.post(long.trim()).await;
+    b.until("the long comment", &list_has(long.trim())).await;
+    assert!(app.metric("danmaku_ws_frames_compressed_total").await >= 1.0);
+    assert_eq!(
+        app.metric(r#"danmaku_ws_written_bytes_total{compression="plain"}"#)
+            .await,
+        0.0
+    );
     // A system comment, styled apart.
     app.post(
         stream,

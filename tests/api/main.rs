@@ -29,6 +29,7 @@ mod redis_toolbox;
 mod shutdown;
 mod terms_file;
 mod toolbox;
+mod ws_compression;
 mod ws_frames;
 mod ws_handshake;
 mod ws_limits;

@@ -14,6 +14,8 @@ pub struct RawClient {
 
 pub struct RawFrame {
     pub opcode: u8,
+    /// RSV1: a compressed message (`permessage-deflate`).
+    pub rsv1: bool,
     pub payload: Vec<u8>,
 }
 
@@ -28,14 +30,33 @@ impl RawClient {
     /// Handshakes on `stream`, optionally with a tiny receive buffer (a reader that stalls
     /// fills it fast), and reads the `init` frame.
     pub async fn connect(app: &TestApp, stream_id: &str, recv_buffer: Option<u32>) -> Self {
+        let (mut client, _) = Self::handshake(app, stream_id, recv_buffer, "").await;
+        let init = client.read_frame().await.expect("init");
+        assert!(String::from_utf8_lossy(&init.payload).contains("\"type\":\"init\""));
+        client
+    }
+
+    /// Handshakes on `stream` (`path_and_query`: what follows the stream id, `extra`: more
+    /// header lines, each ending in CRLF): the client, before `init`, and the `101`'s head.
+    pub async fn handshake(
+        app: &TestApp,
+        path_and_query: &str,
+        recv_buffer: Option<u32>,
+        extra: &str,
+    ) -> (Self, String) {
         let socket = TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
         let mut stream = socket.connect(app.addr).await.unwrap();
+        let (stream_id, query) = path_and_query
+            .split_once('?')
+            .map_or((path_and_query, String::new()), |(s, q)| {
+                (s, format!("?{q}"))
+            });
         let request = format!(
-            "GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "GET /v1/streams/{stream_id}/ws{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
             app.addr
         );
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -45,15 +66,9 @@ impl RawClient {
             stream.read_exact(&mut byte).await.unwrap();
             head.push(byte[0]);
         }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let mut client = Self { stream };
-        let init = client.read_frame().await.expect("init");
-        assert!(String::from_utf8_lossy(&init.payload).contains("\"type\":\"init\""));
-        client
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        (Self { stream }, head)
     }
 
     /// One frame as the client would put it on the wire.
@@ -90,6 +105,7 @@ impl RawClient {
         let mut head = [0u8; 2];
         self.stream.read_exact(&mut head).await.ok()?;
         let opcode = head[0] & 0x0f;
+        let rsv1 = head[0] & 0x40 != 0;
         let len = match head[1] & 0x7f {
             126 => {
                 let mut b = [0u8; 2];
@@ -105,7 +121,11 @@ impl RawClient {
         };
         let mut payload = vec![0u8; len as usize];
         self.stream.read_exact(&mut payload).await.ok()?;
-        Some(RawFrame { opcode, payload })
+        Some(RawFrame {
+            opcode,
+            rsv1,
+            payload,
+        })
     }
 
     /// Reads (never answering pings) until a close frame: its code, or `None` if the

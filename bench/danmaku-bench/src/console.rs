@@ -107,6 +107,19 @@ fn fanout_lines(r: &RunResult, deliveries_per_s: f64) -> Vec<String> {
         s.losses.unwrap_or(0),
         s.excess.unwrap_or(0),
     ));
+    if let Some(bytes) = s.wire_bytes {
+        lines.push(format!(
+            "wire bytes read by viewers {bytes} ({:.1} MiB), {} per delivery (viewers offered deflate: {})",
+            bytes as f64 / 1048576.0,
+            s.wire_bytes_per_delivery
+                .map_or("-".to_owned(), |b| format!("{b:.1}")),
+            if r.params["deflate"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
+        ));
+    }
     if let Some(u) = &s.user_per_viewer_per_s {
         let asked = r.params["max_rate"].as_u64().filter(|&n| n > 0);
         lines.push(format!(

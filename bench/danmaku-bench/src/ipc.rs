@@ -36,6 +36,10 @@ pub(crate) struct Plan {
     /// Bearer token of the service API, for system comments.
     #[serde(default)]
     pub service_token: Option<String>,
+    /// Whether viewers offer `permessage-deflate` (`--deflate`) and inflate what comes
+    /// compressed.
+    #[serde(default)]
+    pub deflate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -111,6 +115,8 @@ pub(crate) struct PosterSpec {
 pub(crate) enum Command {
     /// Every worker's history is posted: open the viewers' connections.
     Connect,
+    /// Start posting before the measured phase (`--lead-in`): nothing is measured yet.
+    Post,
     /// Start the measured phase (posting, churn loops, the storm's reconnect wave).
     Start,
     /// Stop posting; keep reading.
@@ -177,6 +183,10 @@ pub(crate) struct Totals {
     /// `comments` frames that carried at least one delivery.
     pub comment_frames: u64,
     pub deliveries: u64,
+    /// Bytes the viewers' sockets read over the measured phase (danmaku only): the wire
+    /// bytes, before any inflating, over the same span as `deliveries`.
+    #[serde(default)]
+    pub wire_bytes: u64,
     pub duplicates: u64,
     pub order_violations: u64,
     pub disconnects: u64,

@@ -42,6 +42,8 @@ pub(crate) struct Layout {
     pub shadow_share: f64,
     /// Fanout: close every stream with posters with an end marker posted by a moderator.
     pub end_markers: bool,
+    /// Viewers offer `permessage-deflate` (danmaku only).
+    pub deflate: bool,
 }
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
@@ -149,6 +151,7 @@ impl Layout {
                 closers: Vec::new(),
                 expect_end: self.end_markers && has_posters,
                 service_token: self.service_token.clone(),
+                deflate: self.deflate,
             })
             .collect();
         let count = workers as usize;
@@ -298,6 +301,7 @@ mod tests {
             blocked_terms: 0,
             shadow_share: 0.0,
             end_markers: true,
+            deflate: true,
         };
         assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);
         assert_eq!(
@@ -350,7 +354,7 @@ mod tests {
                 ("b", Some("t-bench-end-1-b"))
             ]
         );
-        assert!(plans.iter().all(|p| p.expect_end));
+        assert!(plans.iter().all(|p| p.expect_end && p.deflate));
         assert!(
             plans
                 .iter()

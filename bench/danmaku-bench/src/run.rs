@@ -27,6 +27,8 @@ pub(crate) struct Timing {
     pub settle: Duration,
     /// Idle: how long to wait after everyone connected before measuring memory.
     pub warmup: Duration,
+    /// Fanout: how long the posters post before the measured phase starts.
+    pub lead_in: Duration,
 }
 
 /// What the coordinator learnt from one run, before it is summarised.
@@ -309,6 +311,14 @@ async fn measure(
 ) -> anyhow::Result<Measured> {
     let count = workers.len();
     let mut ticks: Vec<Vec<TickCounts>> = vec![Vec::new(); count];
+    if !timing.lead_in.is_zero() {
+        eprintln!(
+            "lead-in: posting for {:.1} s before measuring",
+            timing.lead_in.as_secs_f64()
+        );
+        send(workers, Command::Post).await?;
+        sampler.during(tokio::time::sleep(timing.lead_in)).await;
+    }
     let start = Instant::now();
     let machine_start = procfs::machine_ticks();
     sampler.now();

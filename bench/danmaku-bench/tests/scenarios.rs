@@ -13,6 +13,15 @@ const SERVICE_TOKEN: &str = "scenario-test-service";
 
 /// Starts danmaku on a free port; returns its WebSocket base URL.
 fn start_server(runtime: &tokio::runtime::Runtime) -> String {
+    start_server_with(runtime, |_| {})
+}
+
+/// Starts danmaku on a free port with the test's settings changed by `change`; returns its
+/// WebSocket base URL.
+fn start_server_with(
+    runtime: &tokio::runtime::Runtime,
+    change: impl FnOnce(&mut Config),
+) -> String {
     runtime.block_on(async {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -21,6 +30,7 @@ fn start_server(runtime: &tokio::runtime::Runtime) -> String {
         config.rate_per_sec = 1000.0;
         config.rate_burst = 1000.0;
         config.cpu_ready_threshold = 1.0;
+        change(&mut config);
         let app = App::build(config).await.expect("the app builds");
         let addr = app.local_addr();
         tokio::spawn(app.run(std::future::pending()));
@@ -116,6 +126,70 @@ fn fanout_counts_every_delivery_once() {
     assert!(result["tool"]["frames"].as_u64().unwrap() >= s["frames"].as_u64().unwrap());
     assert!(s["server_cpu_s"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(out);
+}
+
+/// Viewers that offer `permessage-deflate` (`--deflate`) of a server that compresses every
+/// frame it can: the compressed frames (`init` with its history too) read inflated, every
+/// comment once and in order, and fewer bytes on the wire per delivery than plain viewers of
+/// the same server read; the posters' lead-in is in the books but not in the measures.
+#[test]
+fn fanout_with_deflate_reads_compressed_frames_and_counts_wire_bytes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = start_server_with(&runtime, |config| {
+        config.compression.ws_compression_min_bytes = 0;
+    });
+    let mut per_delivery = Vec::new();
+    for deflate in [false, true] {
+        let out = out_dir(if deflate { "deflate" } else { "deflate-plain" });
+        let mut args = vec![
+            "fanout",
+            "--url",
+            &url,
+            "--viewers",
+            "20",
+            "--streams",
+            "1",
+            "--posters",
+            "2",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+            "--settle",
+            "1",
+            "--history",
+            "20",
+            "--lead-in",
+            "1",
+        ];
+        if deflate {
+            args.push("--deflate");
+        }
+        let result = bench(&out, &args);
+        let s = &result["summary"];
+        assert_eq!(result["params"]["deflate"], deflate);
+        assert_eq!(s["losses"], 0, "{s}");
+        assert_eq!(s["duplicates"], 0);
+        assert_eq!(s["order_violations"], 0);
+        assert_eq!(s["disconnects"], 0);
+        assert_eq!(s["connect_errors"], 0);
+        let accepted = s["accepted_comments"].as_u64().unwrap();
+        let deliveries = s["deliveries"].as_u64().unwrap();
+        assert!(
+            deliveries < accepted * 20,
+            "the lead-in's comments are not measured: {deliveries} of {accepted} × 20"
+        );
+        let wire = s["wire_bytes"].as_u64().unwrap();
+        let each = s["wire_bytes_per_delivery"].as_f64().unwrap();
+        assert!((each - wire as f64 / deliveries as f64).abs() < 1e-6);
+        per_delivery.push(each);
+        let _ = std::fs::remove_dir_all(out);
+    }
+    eprintln!("wire bytes per delivery, plain and compressed: {per_delivery:?}");
+    assert!(
+        per_delivery[1] < per_delivery[0] * 0.9,
+        "compressed viewers read fewer bytes per delivery: {per_delivery:?}"
+    );
 }
 
 /// Viewers on a budget (`max_rate=5`) of a stream posted to at 80 user and 20 system comments

@@ -3,8 +3,11 @@
 //! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
 //! of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
 //! Redis over TLS, the same load, interleaved) get a section of their own, [`tls`]: TLS /
-//! plain. It reads `result` only.
+//! plain; so do runs labelled `ws-plain` and `ws-deflate` (viewers offering WebSocket
+//! compression or not, `bench/compression`), [`deflate`]: compressed / plain. It reads
+//! `result` only.
 
+mod deflate;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -12,6 +15,7 @@ use std::fmt::Write;
 
 use crate::result::RunResult;
 
+use deflate::{DeflateRuns, WS_DEFLATE, WS_PLAIN, deflate_table};
 use tls::{TlsRuns, tls_table};
 
 /// How a figure is read from a result.
@@ -62,6 +66,11 @@ fn measures(scenario: &str) -> Vec<Measure> {
             Measure {
                 name: "losses",
                 read: |r| r.summary.losses.map(|l| l as f64),
+                higher_is_better: false,
+            },
+            Measure {
+                name: "wire bytes per delivery",
+                read: |r| r.summary.wire_bytes_per_delivery,
                 higher_is_better: false,
             },
         ],
@@ -116,32 +125,31 @@ pub(crate) const REDIS_TLS: &str = "redis-tls";
 
 /// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
 /// the same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
-/// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts.
+/// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts; runs labelled
+/// [`WS_PLAIN`] and [`WS_DEFLATE`] to a third, [`deflate_table`] (means over runs).
 pub(crate) fn table(runs: &[RunResult]) -> String {
     let mut cases: BTreeMap<(String, String), Sides<'_>> = BTreeMap::new();
     let mut tls_cases: BTreeMap<String, TlsRuns<'_>> = BTreeMap::new();
+    let mut deflate_cases: BTreeMap<String, DeflateRuns<'_>> = BTreeMap::new();
     for run in runs {
         let case = run.params["case"].as_str().unwrap_or("").to_owned();
         match run.label.as_str() {
-            REDIS_PLAIN => {
-                tls_cases.entry(case).or_default().plain.push(run);
-                continue;
+            REDIS_PLAIN => tls_cases.entry(case).or_default().plain.push(run),
+            REDIS_TLS => tls_cases.entry(case).or_default().tls.push(run),
+            WS_PLAIN => deflate_cases.entry(case).or_default().plain.push(run),
+            WS_DEFLATE => deflate_cases.entry(case).or_default().deflate.push(run),
+            _ => {
+                let entry = cases.entry((case, run.scenario.clone())).or_default();
+                match (run.label.as_str(), run.target.as_str()) {
+                    ("floor", _) => entry.floor = Some(run),
+                    (_, "danmaku") => entry.danmaku = Some(run),
+                    _ => entry.peer = Some(run),
+                }
             }
-            REDIS_TLS => {
-                tls_cases.entry(case).or_default().tls.push(run);
-                continue;
-            }
-            _ => {}
-        }
-        let entry = cases.entry((case, run.scenario.clone())).or_default();
-        match (run.label.as_str(), run.target.as_str()) {
-            ("floor", _) => entry.floor = Some(run),
-            (_, "danmaku") => entry.danmaku = Some(run),
-            _ => entry.peer = Some(run),
         }
     }
-    // A run of TLS cases only has no danmaku/peer table.
-    let mut out = if cases.is_empty() && !tls_cases.is_empty() {
+    // A run of TLS or compression cases only has no danmaku/peer table.
+    let mut out = if cases.is_empty() && !(tls_cases.is_empty() && deflate_cases.is_empty()) {
         String::new()
     } else {
         String::from(
@@ -156,6 +164,12 @@ pub(crate) fn table(runs: &[RunResult]) -> String {
             out.push('\n');
         }
         out.push_str(&tls_table(&tls_cases));
+    }
+    if !deflate_cases.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&deflate_table(&deflate_cases));
     }
     out
 }
@@ -368,6 +382,43 @@ mod tests {
         assert!(
             t.contains("| hot | CPU per 1k deliveries, spread between runs of one kind ((max − min) / mean) | – | – | |"),
             "one run of a kind has no spread: {t}"
+        );
+    }
+
+    fn ws_run(label: &str, case: &str, viewers: u64, bytes: f64, cpu: f64) -> RunResult {
+        let mut r = labelled("danmaku", label, 200_000.0, 20.0);
+        r.params = serde_json::json!({"case": case, "viewers": viewers});
+        r.summary.offered_comments_per_s = Some(200.0);
+        r.summary.comments_per_frame = Some(5.0);
+        r.summary.wire_bytes_per_delivery = Some(bytes);
+        r.summary.server_cpu_ms_per_1k_deliveries = Some(cpu);
+        r.summary.losses = Some(0);
+        r.summary.duplicates = Some(0);
+        r.summary.order_violations = Some(0);
+        r.summary.skipped = Some(0);
+        r
+    }
+
+    #[test]
+    fn compressed_runs_get_a_row_per_case_with_their_ratios_to_plain_runs() {
+        let t = table(&[
+            ws_run(WS_DEFLATE, "10k-w100", 10_000, 60.0, 1.0),
+            ws_run(WS_PLAIN, "10k-w100", 10_000, 240.0, 2.0),
+            ws_run(WS_PLAIN, "1k-w025", 1_000, 250.0, 4.0),
+            ws_run(WS_DEFLATE, "1k-w025", 1_000, 100.0, 3.0),
+            ws_run(WS_DEFLATE, "1k-w025", 1_000, 50.0, 3.0),
+        ]);
+        assert!(!t.contains("| case | measure | danmaku |"), "{t}");
+        assert!(t.contains("### WebSocket compression"), "{t}");
+        assert!(
+            t.contains("| 1k-w025 | 1000 | 200.00 | 5.00 · 5.00 | 250.00 | 75.00 | 0.30× | 4.00 | 3.00 | 0.75× | 20.00 | 20.00 | 1.00× | 0/0/0 · 0/0/0 | 0 · 0 | server · server, server |"),
+            "means over a kind's runs: {t}"
+        );
+        let (small, big) = (t.find("| 1k-w025").unwrap(), t.find("| 10k-w100").unwrap());
+        assert!(small < big, "rows in order of viewers: {t}");
+        assert!(
+            t.contains("| 10k-w100 | 10000 | 200.00 | 5.00 · 5.00 | 240.00 | 60.00 | 0.25× |"),
+            "{t}"
         );
     }
 

@@ -134,6 +134,11 @@ fn comment_columns() -> Vec<Column> {
             s.frames.map(fmt_int)
         }),
         Column::summary(
+            "wire bytes / deliv.",
+            "bytes viewers read off the wire (compressed or not) per delivery",
+            |s| s.wire_bytes_per_delivery.map(|b| fmt_fixed(b, 1)),
+        ),
+        Column::summary(
             "losses",
             "accepted comments a connected viewer never received",
             |s| s.losses.map(fmt_int),

@@ -67,6 +67,14 @@ pub(crate) struct Summary {
     /// Deliveries per `comments` frame.
     #[serde(default)]
     pub comments_per_frame: Option<f64>,
+    /// Bytes the viewers read off their sockets over the measured phase (fanout against
+    /// danmaku): the wire bytes, compressed or not, every frame and header included, over the
+    /// same span as `deliveries`.
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
+    /// `wire_bytes` per delivery.
+    #[serde(default)]
+    pub wire_bytes_per_delivery: Option<f64>,
     /// Comments the server told viewers it chose not to send them (the sum of `skipped`:
     /// thinned to their budget, or left out while they were behind), fanout.
     #[serde(default)]

@@ -36,6 +36,12 @@ pub(super) fn layout(
     shape: Shape,
 ) -> anyhow::Result<(Layout, serde_json::Value)> {
     check(common, &shape)?;
+    if !(common.lead_in.is_finite() && common.lead_in >= 0.0) {
+        bail!("--lead-in is a number of seconds, 0 or more");
+    }
+    if common.lead_in > 0.0 && scenario != Scenario::Fanout {
+        bail!("--lead-in is fanout's (the posters' head start before the measured phase)");
+    }
     // The first token of a `DANMAKU_SERVICE_TOKENS`-style list.
     let service_token = shape
         .service_token
@@ -83,6 +89,7 @@ pub(super) fn layout(
         // A server that thins tells a viewer what it left out in its next `comments` frame:
         // a last comment per stream that no server thins (a moderator's) carries the rest.
         end_markers: scenario.fans_out() && common.target == Target::Danmaku,
+        deflate: common.deflate,
     };
     let params = params(common, &shape, &layout);
     Ok((layout, params))
@@ -106,6 +113,9 @@ fn check(common: &Common, shape: &Shape) -> anyhow::Result<()> {
         bail!("--shadow-share needs --blocked-terms of at least 1 (the shadow term is one)");
     }
     let danmaku = common.target == Target::Danmaku;
+    if common.deflate && !danmaku {
+        bail!("--deflate is danmaku's (the Socket.IO peer negotiates no compression)");
+    }
     let moderated = shape.blocked_terms > 0;
     if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0 || moderated) {
         bail!(
@@ -132,10 +142,12 @@ fn params(common: &Common, shape: &Shape, layout: &Layout) -> serde_json::Value 
         "history": common.history,
         "duration_s": common.duration,
         "settle_s": common.settle,
+        "lead_in_s": common.lead_in,
         "churn_slots": layout.churn_slots,
         "churn_hold_ms": [layout.churn_hold_ms.0, layout.churn_hold_ms.1],
         "sources": common.sources,
         "concurrency": common.concurrency,
+        "deflate": common.deflate,
         "offered_deliveries_per_s": layout.offered_deliveries_per_s(),
     })
 }

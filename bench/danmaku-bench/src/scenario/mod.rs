@@ -51,6 +51,11 @@ pub(crate) struct Common {
     /// Seconds viewers keep reading after posting stops.
     #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
+    /// Seconds the posters post before the measured phase starts (fanout): a danmaku room
+    /// counts as hot, and coalesces, only once it has seen about a second of its rate. What
+    /// arrives meanwhile is in the per-viewer books (losses) but not in the measures.
+    #[arg(long, default_value_t = 0.0)]
+    pub lead_in: f64,
     /// Comments posted to every stream before viewers connect (they arrive in `init`).
     #[arg(long, default_value_t = 0)]
     pub history: u32,
@@ -76,6 +81,11 @@ pub(crate) struct Common {
     /// Print the result only.
     #[arg(long)]
     pub no_write: bool,
+    /// Viewers offer WebSocket compression (`Sec-WebSocket-Extensions: permessage-deflate;
+    /// client_max_window_bits`) and read compressed frames inflated (danmaku only). The
+    /// bytes viewers read off the wire are counted either way.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 /// What the soak watches besides the load.
@@ -123,6 +133,7 @@ pub(crate) fn run(
         duration: Duration::from_secs_f64(common.duration),
         settle: Duration::from_secs_f64(common.settle),
         warmup: Duration::from_secs(3),
+        lead_in: Duration::from_secs_f64(common.lead_in),
     };
     let secret = common.jwt_secret.clone();
     let target = common.target;

@@ -30,13 +30,28 @@ impl Fanout {
         self.deliveries.deliveries
     }
 
-    pub(super) fn finish(&self, layout: &Layout, posting_s: f64, summary: &mut Summary) {
-        let delivering_s = self.deliveries.delivering_s(posting_s);
-        self.viewers
-            .finish(&self.posting, layout, posting_s, delivering_s, summary);
+    pub(super) fn finish(&self, layout: &Layout, spans: Spans, summary: &mut Summary) {
+        let delivering_s = self.deliveries.delivering_s(spans.posting_s);
+        // The per-viewer books count from each viewer's `init`: the lead-in's comments too.
+        let lead_in_s = spans.lead_in_s;
+        self.viewers.finish(
+            &self.posting,
+            layout,
+            spans.posting_s + lead_in_s,
+            delivering_s + lead_in_s,
+            summary,
+        );
         self.posting.finish(layout, summary);
         self.deliveries.finish(delivering_s, summary);
     }
+}
+
+/// How long the posters posted: over the measured phase, and in the lead-in before it
+/// (`--lead-in`), which the per-viewer books hold but the measures do not.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Spans {
+    pub posting_s: f64,
+    pub lead_in_s: f64,
 }
 
 /// What the posters sent and the server answered, over all workers and per stream.
@@ -121,6 +136,8 @@ struct Deliveries {
     order_violations: u64,
     /// When the last delivery arrived, seconds after the measured phase started.
     last_delivery_s: f64,
+    /// Bytes the viewers read off the wire over the same span (danmaku only).
+    wire_bytes: u64,
 }
 
 impl Deliveries {
@@ -130,6 +147,7 @@ impl Deliveries {
         self.duplicates += t.duplicates;
         self.order_violations += t.order_violations;
         self.last_delivery_s = self.last_delivery_s.max(t.last_delivery_s);
+        self.wire_bytes += t.wire_bytes;
     }
 
     /// Seconds deliveries took: the posting time, or longer when a backlog drained after
@@ -147,6 +165,14 @@ impl Deliveries {
         }
         summary.duplicates = Some(self.duplicates);
         summary.order_violations = Some(self.order_violations);
+        // Workers against the Socket.IO peer count none.
+        if self.wire_bytes > 0 {
+            summary.wire_bytes = Some(self.wire_bytes);
+            if self.deliveries > 0 {
+                summary.wire_bytes_per_delivery =
+                    Some(self.wire_bytes as f64 / self.deliveries as f64);
+            }
+        }
     }
 }
 
@@ -164,7 +190,8 @@ impl Viewers {
     }
 
     /// Weighs what each viewer received and was told it was not sent against what its stream
-    /// published, and writes the books into `summary`.
+    /// published, and writes the books into `summary`; `posting_s` and `delivering_s` are
+    /// the spans the books cover (the lead-in included).
     fn finish(
         &self,
         posting: &Posting,

@@ -64,7 +64,11 @@ pub(crate) fn summarise(
     let instances = &sampled.servers[..];
     match layout.scenario {
         Scenario::Fanout | Scenario::Soak => {
-            fanout.finish(layout, timing.duration.as_secs_f64(), &mut summary);
+            let spans = comments::Spans {
+                posting_s: timing.duration.as_secs_f64(),
+                lead_in_s: timing.lead_in.as_secs_f64(),
+            };
+            fanout.finish(layout, spans, &mut summary);
             summary.latency_ms = latencies.publish.percentiles();
             summary.send_latency_ms = latencies.send.percentiles();
             let deliveries = fanout.deliveries();

@@ -1,6 +1,8 @@
 //! Opening a worker's connections: a WebSocket from a given source address up to `init`
 //! (answering Engine.IO pings), counted or not, and the posters' and end markers' setup before
-//! any viewer connects (a poster posts its stream's history then).
+//! any viewer connects (a poster posts its stream's history then). A viewer's socket is a
+//! [`Wire`]: its wire bytes are counted, and with `--deflate` it offers `permessage-deflate`
+//! and reads the compressed frames inflated.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,13 +13,37 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::ipc::{Endpoint, Plan, PosterSpec, PosterTotals};
 use crate::proto::{ENGINE_IO_PONG, Frame, Target};
+use crate::worker::wire::Wire;
 use crate::worker::{Phase, Shared, warn};
 
-pub(super) type Ws = WebSocketStream<TcpStream>;
+pub(super) type Ws = WebSocketStream<Wire<TcpStream>>;
+
+/// What a viewer offers in its handshake with `--deflate` (as browsers do).
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// How a connection reads: whether its wire bytes are counted (a viewer's, against danmaku)
+/// and whether it offers `permessage-deflate` and inflates what comes compressed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reading {
+    pub counted: bool,
+    pub deflate: bool,
+}
+
+impl Reading {
+    /// A viewer's reading in this plan: counted against danmaku, deflate as the plan says.
+    pub(super) fn viewer(plan: &Plan) -> Reading {
+        Reading {
+            counted: plan.target == Target::Danmaku,
+            deflate: plan.deflate,
+        }
+    }
+}
 
 /// How long a connection may take from TCP connect to `init`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -36,10 +62,19 @@ async fn connect(
     endpoint: &Endpoint,
     token: Option<&str>,
     user: Option<&str>,
+    reading: Reading,
+    state: &Shared,
 ) -> anyhow::Result<(Ws, Duration)> {
     let started = Instant::now();
     let attempt = async {
         let url = target.url(&endpoint.base, &endpoint.stream, token, endpoint.max_rate);
+        let mut request = url.into_client_request().context("request")?;
+        if reading.deflate {
+            request.headers_mut().insert(
+                "Sec-WebSocket-Extensions",
+                HeaderValue::from_static(DEFLATE_OFFER),
+            );
+        }
         let host = endpoint
             .base
             .trim_start_matches("ws://")
@@ -53,9 +88,12 @@ async fn connect(
             .with_context(|| format!("bind {}", endpoint.source))?;
         let tcp = socket.connect(addr).await.context("connect")?;
         tcp.set_nodelay(true)?;
-        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
-            .await
-            .context("handshake")?;
+        let tally = reading.counted.then(|| state.borrow().wire.clone());
+        let wire = Wire::new(tcp, tally, reading.deflate);
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(request, wire, Some(ws_config()))
+                .await
+                .context("handshake")?;
         if let Some(hello) = target.hello(&endpoint.stream, user) {
             ws.send(Message::text(hello)).await?;
         }
@@ -90,7 +128,9 @@ pub(super) async fn setup_posters(plan: &Plan, state: &Shared) -> Vec<(PosterSpe
             ..PosterTotals::default()
         });
         let user = Some(spec.user.as_str());
-        match connect(plan.target, &spec.endpoint, spec.token.as_deref(), user).await {
+        let token = spec.token.as_deref();
+        let plain = Reading::default();
+        match connect(plan.target, &spec.endpoint, token, user, plain, state).await {
             Ok((mut ws, _)) => match prefill(plan.target, &mut ws, spec.prefill).await {
                 Ok(()) => ready.push((spec.clone(), ws)),
                 Err(e) => {
@@ -112,7 +152,9 @@ pub(super) async fn setup_closers(plan: &Plan, state: &Shared) -> Vec<(PosterSpe
     let mut ready = Vec::new();
     for spec in &plan.closers {
         let user = Some(spec.user.as_str());
-        match connect(plan.target, &spec.endpoint, spec.token.as_deref(), user).await {
+        let token = spec.token.as_deref();
+        let plain = Reading::default();
+        match connect(plan.target, &spec.endpoint, token, user, plain, state).await {
             Ok((ws, _)) => ready.push((spec.clone(), ws)),
             Err(e) => {
                 state.borrow_mut().connect_errors += 1;
@@ -151,15 +193,17 @@ async fn prefill(target: Target, ws: &mut Ws, count: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Opens a counted connection; failures are counted and reported, not fatal.
+/// Opens a counted connection (its wire bytes too, when `reading` says so); failures are
+/// counted and reported, not fatal.
 pub(super) async fn open(
     target: Target,
     endpoint: &Endpoint,
+    reading: Reading,
     state: &Shared,
     handshakes: &Semaphore,
 ) -> Option<Ws> {
     let permit = handshakes.acquire().await.ok()?;
-    let result = connect(target, endpoint, None, None).await;
+    let result = connect(target, endpoint, None, None, reading, state).await;
     drop(permit);
     match result {
         Ok((ws, init)) => {

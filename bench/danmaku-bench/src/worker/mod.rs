@@ -7,11 +7,13 @@
 
 //! Its parts: [`connect`] opens connections (and posts a poster's history), [`viewer`] reads
 //! (viewers and connect-and-leave loops), [`poster`] writes (comments at a rate, system
-//! comments, the streams' end markers). It uses `ipc`, `proto`, `stats`, `procfs` and `http`.
+//! comments, the streams' end markers), [`wire`] counts (and with `--deflate` inflates) what a
+//! viewer's socket reads. It uses `ipc`, `proto`, `stats`, `procfs` and `http`.
 
 mod connect;
 mod poster;
 mod viewer;
+mod wire;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,6 +33,7 @@ use crate::stats::Latency;
 use connect::{setup_closers, setup_posters};
 use poster::{close_stream, post};
 use viewer::spawn_connections;
+use wire::WireTally;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
@@ -54,6 +57,8 @@ struct State {
     frames: u64,
     comment_frames: u64,
     deliveries: u64,
+    /// Bytes the viewers' sockets read in the measured phase (wire bytes: before inflating).
+    wire: Rc<WireTally>,
     /// Sum of `skipped` in the measured phase.
     skipped: u64,
     duplicates: u64,
@@ -202,7 +207,11 @@ async fn follow(
                         let mut interval = tokio::time::interval(Duration::from_secs(1));
                         interval.tick().await;
                         ticker = Some(interval);
-                        let _ = phase_tx.send(Phase::Measure);
+                        phase_tx.send_if_modified(|p| begin(p, Phase::Measure));
+                    }
+                    // The posters' lead-in: they post, nothing is measured yet.
+                    Command::Post => {
+                        phase_tx.send_if_modified(|p| begin(p, Phase::Measure));
                     }
                     Command::StopPosting => {
                         active_cpu = procfs::cpu_time("self");
@@ -252,6 +261,15 @@ async fn report_totals(state: &Shared, started: Started, active_cpu: Option<Dura
     emit(&Event::Done(Box::new(totals)));
 }
 
+/// Moves the phase on to `next` unless it is there already (then nothing is told).
+fn begin(phase: &mut Phase, next: Phase) -> bool {
+    let moved = *phase < next;
+    if moved {
+        *phase = next;
+    }
+    moved
+}
+
 fn start_measuring(state: &Shared) {
     let mut s = state.borrow_mut();
     s.measuring = true;
@@ -260,6 +278,7 @@ fn start_measuring(state: &Shared) {
     s.frames = 0;
     s.comment_frames = 0;
     s.deliveries = 0;
+    s.wire.start();
     s.skipped = 0;
     s.duplicates = 0;
     s.order_violations = 0;
@@ -298,6 +317,7 @@ fn totals(state: &Shared, cpu_s: f64) -> Totals {
         frames: s.frames,
         comment_frames: s.comment_frames,
         deliveries: s.deliveries,
+        wire_bytes: s.wire.bytes(),
         duplicates: s.duplicates,
         order_violations: s.order_violations,
         disconnects: s.disconnects,

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::ipc::{Endpoint, Plan, Scenario, StreamTotals};
 use crate::proto::{ENGINE_IO_PONG, Frame, Target, parse_comment_text, parse_end_text};
-use crate::worker::connect::{open, wait_for};
+use crate::worker::connect::{Reading, open, wait_for};
 use crate::worker::{Phase, Shared, State, now_unix_us};
 
 /// What a viewer remembers to count duplicates, order, distinct comments and what the
@@ -42,6 +42,7 @@ pub(super) fn spawn_connections(
     handshakes: &Rc<Semaphore>,
 ) {
     let target = plan.target;
+    let reading = Reading::viewer(plan);
     if plan.scenario != Scenario::Churn {
         state.borrow_mut().setup_pending = plan.viewers.len() as u64;
         let storm = plan.scenario == Scenario::Storm;
@@ -51,7 +52,8 @@ pub(super) fn spawn_connections(
         for endpoint in plan.viewers.clone() {
             let (state, phase, handshakes) = (state.clone(), phase.clone(), handshakes.clone());
             tokio::task::spawn_local(async move {
-                viewer(target, endpoint, storm, state, phase, handshakes).await;
+                let link = Link { target, reading };
+                viewer(link, endpoint, storm, state, phase, handshakes).await;
             });
         }
     }
@@ -60,22 +62,38 @@ pub(super) fn spawn_connections(
             let (state, phase) = (state.clone(), phase.clone());
             let choices = plan.churn_choices.clone();
             let hold = plan.churn_hold_ms;
-            tokio::task::spawn_local(churn(target, choices, hold, state, phase));
+            // Not counted: their bytes are no viewer's deliveries.
+            let link = Link {
+                target,
+                reading: Reading {
+                    counted: false,
+                    ..reading
+                },
+            };
+            tokio::task::spawn_local(churn(link, choices, hold, state, phase));
         }
     }
+}
+
+/// How a reading connection speaks and reads.
+#[derive(Clone, Copy)]
+struct Link {
+    target: Target,
+    reading: Reading,
 }
 
 /// One viewer: connect, read until told to finish; in a storm, drop the connection and
 /// reconnect when the measured phase starts.
 async fn viewer(
-    target: Target,
+    link: Link,
     endpoint: Endpoint,
     storm: bool,
     state: Shared,
     mut phase: watch::Receiver<Phase>,
     handshakes: Rc<Semaphore>,
 ) {
-    let mut ws = open(target, &endpoint, &state, &handshakes).await;
+    let Link { target, reading } = link;
+    let mut ws = open(target, &endpoint, reading, &state, &handshakes).await;
     state.borrow_mut().setup_pending -= 1;
     let mut seen = Seen::default();
     if storm {
@@ -95,7 +113,7 @@ async fn viewer(
         } else if phase.wait_for(|p| *p >= Phase::Measure).await.is_err() {
             return;
         }
-        ws = open(target, &endpoint, &state, &handshakes).await;
+        ws = open(target, &endpoint, reading, &state, &handshakes).await;
         state.borrow_mut().wave_pending -= 1;
     }
     let Some(mut ws) = ws else { return };
@@ -241,19 +259,20 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// One churn loop: connect to a random stream, stay a random while, leave, again.
 async fn churn(
-    target: Target,
+    link: Link,
     choices: Vec<Endpoint>,
     hold_ms: (u64, u64),
     state: Shared,
     mut phase: watch::Receiver<Phase>,
 ) {
+    let Link { target, reading } = link;
     if phase.wait_for(|p| *p >= Phase::Measure).await.is_err() || choices.is_empty() {
         return;
     }
     let single = Semaphore::new(1);
     while *phase.borrow() == Phase::Measure {
         let endpoint = &choices[rand::rng().random_range(0..choices.len())];
-        let Some(mut ws) = open(target, endpoint, &state, &single).await else {
+        let Some(mut ws) = open(target, endpoint, reading, &state, &single).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
