@@ -9,6 +9,7 @@
 //! a compressed message longer than `limit` on the wire is refused the same way, before it
 //! is read.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -32,24 +33,37 @@ pub enum Refused {
 /// The inflating side of one connection.
 pub struct Inflater {
     limit: usize,
-    /// While a compressed message is open (fragmented): its inflater and what it has made.
-    message: Option<Message>,
+    /// While a compressed message is open (fragmented): what it has inflated so far.
+    open: Option<usize>,
+    /// A fragmented message's own inflater (the thread's serves messages of one frame), or
+    /// with `keep_context` the connection's, kept from message to message.
+    own: Option<Box<Decompress>>,
+    keep_context: bool,
     /// Bytes of an uncompressed frame still to pass through as they come.
     passing: u64,
 }
 
-struct Message {
-    inflate: Decompress,
-    inflated: usize,
-}
-
 impl Inflater {
-    /// Messages may inflate to at most `limit` bytes.
+    /// Messages may inflate to at most `limit` bytes; each is inflated on its own (the
+    /// sender took no context over: danmaku asks its clients for that).
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            message: None,
+            open: None,
+            own: None,
+            keep_context: false,
             passing: 0,
+        }
+    }
+
+    /// The same for a sender that keeps its compression context from message to message
+    /// (a server that did not agree to `server_no_context_takeover`): one inflater for the
+    /// connection's life, ~40 KiB. For a client of such a server, such as the load
+    /// generator against other servers.
+    pub fn keeping_context(limit: usize) -> Self {
+        Self {
+            keep_context: true,
+            ..Self::new(limit)
         }
     }
 
@@ -110,58 +124,86 @@ impl Inflater {
     /// RSV1 set, or a continuation of such a message.
     fn is_compressed(&self, header: &FrameHeader) -> bool {
         match header.opcode {
-            OpCode::Data(Data::Text | Data::Binary) => header.rsv1 && self.message.is_none(),
-            OpCode::Data(Data::Continue) => self.message.is_some(),
+            OpCode::Data(Data::Text | Data::Binary) => header.rsv1 && self.open.is_none(),
+            OpCode::Data(Data::Continue) => self.open.is_some(),
             OpCode::Data(_) | OpCode::Control(_) => false,
         }
     }
 
     /// One frame's payload of the open message, inflated (the message's end too if `last`).
+    /// A message of one frame, the usual case, is inflated by the thread's inflater; only a
+    /// fragmented one holds an inflater of its own (~40 KiB) until its last frame.
     fn inflate(&mut self, payload: &[u8], last: bool) -> Result<Bytes, Refused> {
-        let message = self.message.get_or_insert_with(|| Message {
-            inflate: Decompress::new(false),
-            inflated: 0,
-        });
-        let room = self.limit - message.inflated;
-        // Grown as needed up to one byte more than may be made: filling that byte is the
-        // proof of a bomb. (Reserving the whole limit up front would cost a large limit's
-        // allocation per frame.)
-        let mut out = Vec::with_capacity((payload.len() * 4 + 64).min(room + 1));
-        let tail: &[u8] = if last { &SYNC_MARKER } else { &[] };
-        for input in [payload, tail] {
-            let mut rest = input;
-            loop {
-                if out.len() == out.capacity() {
-                    let grow = out.capacity().max(64).min(room + 1 - out.len());
-                    out.reserve_exact(grow);
-                }
-                let (before_in, before_out) = (message.inflate.total_in(), out.len());
-                let status = message
-                    .inflate
-                    .decompress_vec(rest, &mut out, FlushDecompress::Sync)
-                    .map_err(|_| Refused::Corrupt)?;
-                let used = (message.inflate.total_in() - before_in) as usize;
-                rest = &rest[used..];
-                if out.len() > room {
-                    return Err(Refused::TooBig);
-                }
-                let stuck = used == 0 && out.len() == before_out;
-                // Done with this input when it is all taken and the inflater had room to
-                // spare (so it holds nothing more back).
-                if status == Status::StreamEnd || (rest.is_empty() && out.len() < out.capacity()) {
-                    break;
-                }
-                if stuck && out.len() < out.capacity() {
-                    return Err(Refused::Corrupt);
-                }
-            }
-        }
-        message.inflated += out.len();
+        let first = self.open.is_none();
+        let room = self.limit - self.open.unwrap_or(0);
+        let out = if first && last && !self.keep_context {
+            INFLATER.with_borrow_mut(|inflate| {
+                inflate.reset(false);
+                inflate_into(inflate, payload, true, room)
+            })?
+        } else {
+            let inflate = self
+                .own
+                .get_or_insert_with(|| Box::new(Decompress::new(false)));
+            inflate_into(inflate, payload, last, room)?
+        };
         if last {
-            self.message = None;
+            self.open = None;
+            if !self.keep_context {
+                self.own = None;
+            }
+        } else {
+            self.open = Some(self.limit - room + out.len());
         }
         Ok(Bytes::from(out))
     }
+}
+
+thread_local! {
+    /// One inflater per thread for whole messages, reset for each: a new one costs ~40 KiB.
+    static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
+/// `payload` inflated by `inflate` (with the message's end if `last`), refused past `room`
+/// bytes.
+fn inflate_into(
+    inflate: &mut Decompress,
+    payload: &[u8],
+    last: bool,
+    room: usize,
+) -> Result<Vec<u8>, Refused> {
+    // Grown as needed up to one byte more than may be made: filling that byte is the proof
+    // of a bomb. (Reserving the whole limit up front would cost a large limit's allocation
+    // per frame.)
+    let mut out = Vec::with_capacity((payload.len() * 4 + 64).min(room + 1));
+    let tail: &[u8] = if last { &SYNC_MARKER } else { &[] };
+    for input in [payload, tail] {
+        let mut rest = input;
+        loop {
+            if out.len() == out.capacity() {
+                let grow = out.capacity().max(64).min(room + 1 - out.len());
+                out.reserve_exact(grow);
+            }
+            let (before_in, before_out) = (inflate.total_in(), out.len());
+            let status = inflate
+                .decompress_vec(rest, &mut out, FlushDecompress::Sync)
+                .map_err(|_| Refused::Corrupt)?;
+            let used = (inflate.total_in() - before_in) as usize;
+            rest = &rest[used..];
+            if out.len() > room {
+                return Err(Refused::TooBig);
+            }
+            // Done with this input when it is all taken and the inflater had room to spare
+            // (so it holds nothing more back).
+            if status == Status::StreamEnd || (rest.is_empty() && out.len() < out.capacity()) {
+                break;
+            }
+            if used == 0 && out.len() == before_out && out.len() < out.capacity() {
+                return Err(Refused::Corrupt);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {

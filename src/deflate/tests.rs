@@ -261,3 +261,45 @@ fn a_message_many_times_its_wire_size_inflates_whole_under_a_large_limit() {
         .unwrap();
     assert_eq!(frames(&output)[0].3, text);
 }
+
+#[test]
+fn a_sender_that_keeps_its_context_is_read_by_an_inflater_that_keeps_it_too() {
+    // One compressor for two messages, as a server without `server_no_context_takeover`.
+    let mut deflate = flate2::Compress::new(flate2::Compression::default(), false);
+    let text = br#"{"type":"comments","comments":[{"text":"the same words again and again"}]}"#;
+    let mut wire = Vec::new();
+    for _ in 0..2 {
+        let mut out = Vec::with_capacity(512);
+        deflate
+            .compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        out.truncate(out.len() - SYNC_MARKER.len());
+        let header = FrameHeader {
+            rsv1: true,
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        Frame::from_payload(header, Bytes::from(out))
+            .format(&mut wire)
+            .unwrap();
+    }
+    let mut input = BytesMut::from(&wire[..]);
+    let mut output = BytesMut::new();
+    Inflater::keeping_context(4096)
+        .process(&mut input, &mut output)
+        .unwrap();
+    let mut cursor = Cursor::new(&output[..]);
+    for _ in 0..2 {
+        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        assert!(!header.rsv1);
+        let start = cursor.position() as usize;
+        assert_eq!(&output[start..start + len as usize], text);
+        cursor.set_position(start as u64 + len);
+    }
+    // Read message by message, the second refers back into the first: refused, not misread.
+    let mut input = BytesMut::from(&wire[..]);
+    assert_eq!(
+        Inflater::new(4096).process(&mut input, &mut BytesMut::new()),
+        Err(Refused::Corrupt)
+    );
+}

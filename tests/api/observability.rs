@@ -14,6 +14,7 @@ use danmaku::readiness::CpuSample;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::raw::RawClient;
 
 /// Labels a Prometheus scrape adds to every series (Kubernetes service discovery or a
 /// ServiceMonitor), and the label the recording rules add: queries may use them although
@@ -361,6 +362,15 @@ async fn exposition_after_traffic() -> Exposition {
     assert_eq!(got.len(), 2, "{got:?}");
     let (status, _) = app.refused(stream, "access_token=not-a-token", &[]).await;
     assert_eq!(status, 401);
+    // A viewer that negotiated compression, sent a frame long enough to compress.
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    let (mut compressed, _) = RawClient::handshake(&app, stream, None, offer).await;
+    compressed.read_frame().await.expect("init");
+    app.post_system(stream, &"z".repeat(200)).await;
+    let compressed_frame = async { while !compressed.read_frame().await.expect("open").rsv1 {} };
+    tokio::time::timeout(WAIT, compressed_frame)
+        .await
+        .expect("the comment, compressed");
 
     eventually("the traffic to be counted", || async {
         app.metric("danmaku_comments_delivered_total").await >= 4.0
@@ -378,6 +388,7 @@ async fn exposition_after_traffic() -> Exposition {
                 .await
                 >= 1.0
             && app.metric("danmaku_ws_handshakes_refused_total").await >= 1.0
+            && app.metric("danmaku_ws_frames_compressed_total").await >= 1.0
     })
     .await;
     let mut exposition = Exposition::default();

@@ -150,7 +150,11 @@ function attach(httpServer) {
   const io = new Server(httpServer, {
     transports: ["websocket"],
     serveClient: false,
-    perMessageDeflate: false,
+    // PER_MESSAGE_DEFLATE=<threshold bytes>: permessage-deflate as Socket.IO offers it (ws's,
+    // one compressor per socket, run on libuv's thread pool); unset: off, Socket.IO's default.
+    perMessageDeflate: process.env.PER_MESSAGE_DEFLATE
+      ? { threshold: Number(process.env.PER_MESSAGE_DEFLATE) }
+      : false,
     adapter: createShardedAdapter(pub, sub, { subscriptionMode: "dynamic" }),
   });
 

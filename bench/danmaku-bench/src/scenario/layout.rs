@@ -113,9 +113,6 @@ fn check(common: &Common, shape: &Shape) -> anyhow::Result<()> {
         bail!("--shadow-share needs --blocked-terms of at least 1 (the shadow term is one)");
     }
     let danmaku = common.target == Target::Danmaku;
-    if common.deflate && !danmaku {
-        bail!("--deflate is danmaku's (the Socket.IO peer negotiates no compression)");
-    }
     let moderated = shape.blocked_terms > 0;
     if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0 || moderated) {
         bail!(

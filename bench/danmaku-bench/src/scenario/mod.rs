@@ -82,8 +82,9 @@ pub(crate) struct Common {
     #[arg(long)]
     pub no_write: bool,
     /// Viewers offer WebSocket compression (`Sec-WebSocket-Extensions: permessage-deflate;
-    /// client_max_window_bits`) and read compressed frames inflated (danmaku only). The
-    /// bytes viewers read off the wire are counted either way.
+    /// client_max_window_bits`, as browsers do) and read compressed frames inflated: danmaku's
+    /// each on its own, the Socket.IO peer's (started with `PER_MESSAGE_DEFLATE`) with the
+    /// context it keeps. The bytes viewers read off the wire are counted either way.
     #[arg(long)]
     pub deflate: bool,
 }

@@ -19,16 +19,17 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::ipc::{Endpoint, Plan, PosterSpec, PosterTotals};
 use crate::proto::{ENGINE_IO_PONG, Frame, Target};
-use crate::worker::wire::Wire;
+use crate::worker::wire::{INFLATE_LIMIT, Wire};
 use crate::worker::{Phase, Shared, warn};
+use danmaku::deflate::inflate::Inflater;
 
 pub(super) type Ws = WebSocketStream<Wire<TcpStream>>;
 
 /// What a viewer offers in its handshake with `--deflate` (as browsers do).
 const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
-/// How a connection reads: whether its wire bytes are counted (a viewer's, against danmaku)
-/// and whether it offers `permessage-deflate` and inflates what comes compressed.
+/// How a connection reads: whether its wire bytes are counted (a viewer's) and whether it
+/// offers `permessage-deflate` and inflates what comes compressed.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Reading {
     pub counted: bool,
@@ -36,10 +37,10 @@ pub(super) struct Reading {
 }
 
 impl Reading {
-    /// A viewer's reading in this plan: counted against danmaku, deflate as the plan says.
+    /// A viewer's reading in this plan: counted, deflate as the plan says.
     pub(super) fn viewer(plan: &Plan) -> Reading {
         Reading {
-            counted: plan.target == Target::Danmaku,
+            counted: true,
             deflate: plan.deflate,
         }
     }
@@ -89,7 +90,13 @@ async fn connect(
         let tcp = socket.connect(addr).await.context("connect")?;
         tcp.set_nodelay(true)?;
         let tally = reading.counted.then(|| state.borrow().wire.clone());
-        let wire = Wire::new(tcp, tally, reading.deflate);
+        // danmaku compresses each message on its own; the Socket.IO peer (ws's defaults)
+        // keeps its compression context from message to message.
+        let inflater = reading.deflate.then(|| match target {
+            Target::Danmaku => Inflater::new(INFLATE_LIMIT),
+            Target::Socketio => Inflater::keeping_context(INFLATE_LIMIT),
+        });
+        let wire = Wire::new(tcp, tally, inflater);
         let (mut ws, _) =
             tokio_tungstenite::client_async_with_config(request, wire, Some(ws_config()))
                 .await

@@ -67,10 +67,12 @@ struct Inflating {
 }
 
 impl<S> Wire<S> {
-    pub(crate) fn new(inner: S, tally: Option<Rc<WireTally>>, inflate: bool) -> Self {
-        let inflating = inflate.then(|| {
+    /// `inflater`: on a connection that offered `permessage-deflate`, what inflates its
+    /// compressed frames (danmaku's messages each on their own; a peer's may keep a context).
+    pub(crate) fn new(inner: S, tally: Option<Rc<WireTally>>, inflater: Option<Inflater>) -> Self {
+        let inflating = inflater.map(|inflater| {
             Box::new(Inflating {
-                inflater: Inflater::new(INFLATE_LIMIT),
+                inflater,
                 head: 0,
                 input: BytesMut::new(),
                 output: BytesMut::new(),
@@ -212,7 +214,11 @@ mod tests {
         let (mut server, client) = tokio::io::duplex(64);
         let tally = Rc::new(WireTally::default());
         tally.start();
-        let mut reader = Wire::new(client, Some(tally.clone()), true);
+        let mut reader = Wire::new(
+            client,
+            Some(tally.clone()),
+            Some(Inflater::new(INFLATE_LIMIT)),
+        );
         let sent = wire.clone();
         let writer = async move {
             for piece in sent.chunks(7) {
@@ -244,7 +250,7 @@ mod tests {
     async fn without_deflate_reads_pass_through_and_count_only_while_measuring() {
         let (mut server, client) = tokio::io::duplex(64);
         let tally = Rc::new(WireTally::default());
-        let mut reader = Wire::new(client, Some(tally.clone()), false);
+        let mut reader = Wire::new(client, Some(tally.clone()), None);
         server.write_all(b"before").await.unwrap();
         let mut buf = [0u8; 6];
         reader.read_exact(&mut buf).await.unwrap();
