@@ -63,7 +63,7 @@ impl Latencies {
                 "Comment publish time to its frame handed to the last local socket",
             ),
             compression_ratio: meter
-                .f64_histogram("danmaku.ws.compression.ratio")
+                .f64_histogram("danmaku.ws.compression")
                 .with_unit("1")
                 .with_description("A compressed frame's size over its plain size")
                 .with_boundaries(RATIO_BOUNDARIES.to_vec())

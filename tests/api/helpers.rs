@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use danmaku::app::Parts;
 use danmaku::auth::Claims;
+use danmaku::broker::{Broker, NewComment, Route};
+use danmaku::domain::{CommentKind, CommentText, StreamId, User, UserId};
 use danmaku::{App, Config};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -424,4 +426,30 @@ pub async fn spawn_command(
         .expect(&line)
         .to_owned();
     (child, base)
+}
+
+/// Publishes through the app's own broker, as a service or a viewer would (without
+/// HTTP's per-request cost, so a test can keep up 200 comments a second).
+pub async fn publish(broker: &Broker, stream: &str, kind: CommentKind, author: &str, text: &str) {
+    let user = (kind == CommentKind::User).then(|| User {
+        id: UserId::parse(author).unwrap(),
+        name: author.into(),
+    });
+    broker
+        .publish(NewComment {
+            stream: StreamId::parse(stream).unwrap(),
+            kind,
+            user,
+            text: CommentText::parse(text.into(), 200).unwrap(),
+            data: None,
+            media_ts: None,
+            by_moderator: false,
+            dedup: None,
+            rate: None,
+            by_service: true,
+            roles: Vec::new(),
+            route: Route::Public,
+        })
+        .await
+        .unwrap();
 }

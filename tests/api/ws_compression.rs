@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use danmaku::broker::{Broker, NewComment, Route};
-use danmaku::domain::{CommentKind, CommentText, StreamId, User, UserId};
+use danmaku::domain::CommentKind;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, publish, spawn_app, spawn_app_with};
 use crate::raw::{RawClient, RawFrame};
 
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
@@ -79,31 +78,6 @@ async fn compression_is_negotiated_when_offered_in_a_form_frames_can_be_shared_i
     );
 }
 
-/// Publishes through the app's broker, as the thinning tests do (HTTP would be slower).
-async fn publish(broker: &Broker, kind: CommentKind, author: &str, text: &str) {
-    let user = (kind == CommentKind::User).then(|| User {
-        id: UserId::parse(author).unwrap(),
-        name: author.into(),
-    });
-    broker
-        .publish(NewComment {
-            stream: StreamId::parse("z").unwrap(),
-            kind,
-            user,
-            text: CommentText::parse(text.into(), 200).unwrap(),
-            data: None,
-            media_ts: None,
-            by_moderator: false,
-            dedup: None,
-            rate: None,
-            by_service: true,
-            roles: Vec::new(),
-            route: Route::Public,
-        })
-        .await
-        .unwrap();
-}
-
 /// Every frame until `end` is seen in a comments frame (pings skipped).
 async fn until_end(client: &mut RawClient) -> Vec<RawFrame> {
     let mut frames = Vec::new();
@@ -132,7 +106,7 @@ async fn compressed_viewers_are_sent_exactly_what_plain_ones_are() {
     let broker = app.state.broker.clone();
     let history = "h".repeat(150);
     for _ in 0..3 {
-        publish(&broker, CommentKind::System, "", &history).await;
+        publish(&broker, "z", CommentKind::System, "", &history).await;
     }
     let path = "z?max_rate=2";
     let (mut deflated, head) = RawClient::handshake(&app, path, None, OFFER).await;
@@ -150,6 +124,7 @@ async fn compressed_viewers_are_sent_exactly_what_plain_ones_are() {
     for i in 0..60 {
         publish(
             &broker,
+            "z",
             CommentKind::User,
             &format!("u{}", i % 7),
             &format!("{i} {}", "x".repeat(180)),
@@ -158,6 +133,7 @@ async fn compressed_viewers_are_sent_exactly_what_plain_ones_are() {
         if i % 20 == 0 {
             publish(
                 &broker,
+                "z",
                 CommentKind::Gift,
                 "",
                 &format!("gift {i} {}", "g".repeat(180)),
@@ -166,7 +142,7 @@ async fn compressed_viewers_are_sent_exactly_what_plain_ones_are() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    publish(&broker, CommentKind::System, "", "end").await;
+    publish(&broker, "z", CommentKind::System, "", "end").await;
     let compressed_frames = until_end(&mut deflated).await;
     let plain_frames = until_end(&mut plain).await;
     let comments = |frames: &[RawFrame]| -> Vec<String> {

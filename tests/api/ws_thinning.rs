@@ -3,38 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use danmaku::broker::{Broker, NewComment};
-use danmaku::domain::{CommentKind, CommentText, StreamId, User, UserId};
+use danmaku::domain::CommentKind;
 use serde_json::{Value, json};
 
-use crate::helpers::{WsClient, spawn_app_with};
+use crate::helpers::{WsClient, publish, spawn_app_with};
 use crate::raw::RawClient;
-
-/// Publishes through the app's own broker, as a service or a viewer would (without
-/// HTTP's per-request cost, so a test can keep up 200 comments a second).
-async fn publish(broker: &Broker, stream: &str, kind: CommentKind, author: &str, text: &str) {
-    let user = (kind == CommentKind::User).then(|| User {
-        id: UserId::parse(author).unwrap(),
-        name: author.into(),
-    });
-    broker
-        .publish(NewComment {
-            stream: StreamId::parse(stream).unwrap(),
-            kind,
-            user,
-            text: CommentText::parse(text.into(), 200).unwrap(),
-            data: None,
-            media_ts: None,
-            by_moderator: false,
-            dedup: None,
-            rate: None,
-            by_service: true,
-            roles: Vec::new(),
-            route: danmaku::broker::Route::Public,
-        })
-        .await
-        .unwrap();
-}
 
 /// What one viewer saw: every comment (kind, author, text) in arrival order, and the sum
 /// of `skipped`.
