@@ -15,11 +15,11 @@
 //! counted as a slow consumer, and closed with 4001.
 
 use std::io;
-
-use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use super::member::{Delivery, Member, RoomEvent};
 use super::outbox::{Out, Outbox, RawSocket, Wrote};
@@ -274,9 +274,9 @@ impl<S: RawSocket> Peer<S> {
     /// socket), else plain; with `"skipped": skipped` when not 0.
     fn out<'a>(&self, frame: &'a SharedFrame, skipped: u64) -> Out<'a> {
         let text = frame.as_bytes();
-        let Some(_) = self.deflate.filter(|d| text.len() >= d.min_bytes) else {
+        if self.deflate.is_none_or(|d| text.len() < d.min_bytes) {
             return Out::plain(text, skipped);
-        };
+        }
         let compressed = if skipped == 0 {
             frame.deflated(|text| self.compress(text, deflate::compress))
         } else {
