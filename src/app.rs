@@ -299,7 +299,8 @@ fn router(parts: &Parts) -> Router {
         .route("/livez", get(http::health::livez))
         .route("/readyz", get(http::health::readyz))
         .route("/version", get(http::health::version))
-        .route("/metrics", get(http::health::metrics));
+        .route("/metrics", get(http::health::metrics))
+        .route("/openapi.json", get(http::openapi::document));
     if parts.config.dev {
         // Development mode only: outside it the route does not exist (404).
         router = router.route("/dev/token", post(http::dev::token));
@@ -319,6 +320,7 @@ fn router(parts: &Parts) -> Router {
             http::limits::BodyTimeout(parts.config.http_timeout()),
             http::limits::read_body,
         ))
+        .layer(axum::middleware::from_fn(http::trace_context::traced))
         .with_state(AppState {
             ws: parts.ws_state(),
             http: parts.http_state(),

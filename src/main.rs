@@ -92,7 +92,14 @@ fn init_logging(format: LogFormat) {
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(filter)
             .boxed(),
-        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+        // A request's `trace_id` and `span_id` (see `http::trace_context`) under `span`.
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
     };
     tracing_subscriber::registry().with(layer).init();
 }

@@ -143,7 +143,7 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(600);
 pub const REF_TTL: Duration = Duration::from_secs(120);
 
 /// A ban in force.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Ban {
     pub user_id: UserId,
     /// When it ends (epoch ms).
@@ -152,7 +152,9 @@ pub struct Ban {
 }
 
 /// What a ban holds the user back from (the contract's section 9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BanMode {
     /// Posts refused (`banned`), handshakes refused (`403`), open sockets closed (4003).

@@ -5,13 +5,17 @@ use super::{CommentId, StreamId, User};
 
 /// The comment object of the contract (`docs/protocol.md`, section 3). Serialized field
 /// order is the documented one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Comment {
     pub id: CommentId,
     pub stream_id: StreamId,
     pub kind: CommentKind,
+    /// `null` for a system comment about nobody.
+    #[schema(required)]
     pub user: Option<User>,
     pub text: String,
+    /// `null` for a viewer's comment.
+    #[schema(required)]
     pub data: Option<CommentData>,
     /// Publish time (epoch ms) on the instance that accepted the comment.
     pub ts: u64,
@@ -31,7 +35,7 @@ pub struct Comment {
     pub shadow: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommentKind {
     User,

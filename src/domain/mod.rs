@@ -28,6 +28,7 @@ mod idempotency;
 mod media;
 mod position;
 mod rate;
+mod schemas;
 mod settings;
 mod stream_id;
 mod terms;

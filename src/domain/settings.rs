@@ -50,12 +50,13 @@ serde_via_parse!(Role);
 
 /// A stream's settings. The default is everything off: no slow mode, anyone signed in may
 /// post, nothing pinned.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StreamSettings {
     /// `0`: off; else one comment per this many milliseconds per user.
     pub slow_mode_ms: u32,
     /// Empty: any signed-in user; else a user with one of these roles (or a moderator).
     pub post_roles: Vec<Role>,
+    #[schema(required)]
     pub pinned: Option<CommentId>,
 }
 
@@ -67,11 +68,16 @@ impl StreamSettings {
 }
 
 /// A change to some of the settings (the body of `PATCH …/settings`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SettingsPatch {
+    /// `0`: off; else 1,000 to 600,000.
+    #[schema(maximum = 600_000, nullable = false)]
     pub slow_mode_ms: Option<u32>,
+    /// At most 16; empty: any signed-in user.
+    #[schema(max_items = 16, nullable = false)]
     pub post_roles: Option<Vec<Role>>,
-    /// `Some(None)`: unpin.
+    /// A retained comment's id; `null` unpins.
+    #[schema(nullable)]
     pub pinned: Option<Option<CommentId>>,
 }
 

@@ -20,7 +20,19 @@ pub const MAX_TERMS: usize = 1_000;
 pub const MAX_TERM_CHARS: usize = 64;
 
 /// What a matching term does to a comment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TermAction {
     /// Published as a shadow-banned user's comment: its author and moderators see it.
@@ -80,7 +92,7 @@ impl fmt::Debug for Term {
 serde_via_parse!(Term);
 
 /// One entry of a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockedTerm {
     pub term: Term,
     pub action: TermAction,

@@ -45,7 +45,7 @@ impl fmt::Debug for UserId {
 serde_via_parse!(UserId);
 
 /// Who wrote a comment, as it appears in the comment object.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
     pub name: String,

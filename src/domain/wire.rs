@@ -156,7 +156,7 @@ impl ServerFrame<'_> {
 
 /// A comment as a moderator of its stream sees it: one that only its author and moderators
 /// see carries `"shadow": true` (its author sees it as any other).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MarkedComment<'a> {
     #[serde(flatten)]
     pub comment: &'a Comment,
@@ -191,7 +191,7 @@ pub fn encode_seen_by(comments: &[Comment], audience: Audience<'_>) -> Box<RawVa
 }
 
 /// Who answered: the `server` block of `init` and the body of `/version`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerInfo {
     pub pod: String,
     pub slot: String,
@@ -199,7 +199,7 @@ pub struct ServerInfo {
 }
 
 /// The error codes of the contract (section 5).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Invalid,
@@ -239,7 +239,7 @@ impl ErrorCode {
 
 /// Every error body, HTTP or WebSocket: `{"type":"error","code",...}` (serialized with the
 /// `type` tag by [`ServerFrame::Error`] or by [`ErrorBody::to_json`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,

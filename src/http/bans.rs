@@ -16,24 +16,44 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use super::openapi::{Forbidden, Invalid, NotFound, NotJson, TooLarge, Unauthorized, Unavailable};
 use super::{HttpState, json_body, moderated};
 use crate::api_error::ApiError;
 use crate::broker::{Ban, BanMode, MAX_BAN};
-use crate::domain::UserId;
 use crate::domain::wire::ErrorCode;
+use crate::domain::{StreamId, UserId};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BanRequest {
+    #[schema(value_type = UserId)]
     user_id: String,
-    /// Absent: the longest ban, [`MAX_BAN`].
+    /// 1 to 2,592,000 (30 days); absent: 30 days.
+    #[schema(minimum = 1, maximum = 2_592_000, nullable)]
     seconds: Option<u64>,
     /// Absent: `ban`.
+    #[schema(nullable)]
     mode: Option<BanMode>,
     /// Also delete every retained comment of the user.
     #[serde(default)]
     purge: bool,
 }
 
+/// Bans, mutes or shadow-bans a user on the stream.
+#[utoipa::path(
+    post, path = "/v1/streams/{stream_id}/bans", tag = "moderation",
+    params(("stream_id" = StreamId, Path, description = "The stream.")),
+    request_body = BanRequest,
+    responses(
+        (status = 204, description = "In force on every instance."),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 415, response = NotJson),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn create(
     State(http): State<HttpState>,
     Path(stream): Path<String>,
@@ -65,6 +85,18 @@ pub async fn create(
 
 /// The bans in force: `200 {"bans": [{"user_id", "expires_at", "mode"}]}`, soonest to end
 /// first.
+#[utoipa::path(
+    get, path = "/v1/streams/{stream_id}/bans", tag = "moderation",
+    params(("stream_id" = StreamId, Path, description = "The stream.")),
+    responses(
+        (status = 200, description = "The bans in force, soonest to end first.", body = BanList),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn list(
     State(http): State<HttpState>,
     Path(stream): Path<String>,
@@ -75,12 +107,28 @@ pub async fn list(
     Ok(Json(BanList { bans }))
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct BanList {
     bans: Vec<Ban>,
 }
 
 /// Lifts a ban: `204`, or `404` if the user was not banned.
+#[utoipa::path(
+    delete, path = "/v1/streams/{stream_id}/bans/{user_id}", tag = "moderation",
+    params(
+        ("stream_id" = StreamId, Path, description = "The stream."),
+        ("user_id" = UserId, Path, description = "The user."),
+    ),
+    responses(
+        (status = 204, description = "Lifted."),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn remove(
     State(http): State<HttpState>,
     Path((stream, user)): Path<(String, String)>,

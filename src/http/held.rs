@@ -7,29 +7,66 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use super::comments::CommentAnswer;
+use super::openapi::{Forbidden, Invalid, NotFound, Unauthorized, Unavailable};
 use super::{HttpState, moderated};
 use crate::api_error::ApiError;
 use crate::broker::BrokerError;
-use crate::domain::CommentId;
 use crate::domain::wire::ErrorCode;
+use crate::domain::{Comment, CommentId, StreamId};
 
+/// The comments held for review, oldest first; each `id` is its held id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HeldList {
+    pub held: Vec<Comment>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/streams/{stream_id}/held", tag = "moderation",
+    params(("stream_id" = StreamId, Path, description = "The stream.")),
+    responses(
+        (status = 200, description = "Held comments, oldest first.", body = HeldList),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn list(
     State(http): State<HttpState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HeldList>, ApiError> {
     let stream = moderated(&http, &stream, &headers).await?;
     let held = http.broker.held(&stream).await?;
-    Ok(Json(json!({ "held": held })))
+    Ok(Json(HeldList { held }))
 }
 
+/// Publishes a held comment as a new one (a new id and `ts`); its author is told.
+#[utoipa::path(
+    post, path = "/v1/streams/{stream_id}/held/{held_id}/approve", tag = "moderation",
+    params(
+        ("stream_id" = StreamId, Path, description = "The stream."),
+        ("held_id" = CommentId, Path, description = "The held comment."),
+    ),
+    responses(
+        (status = 201, description = "Published.", body = CommentAnswer),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn approve(
     State(http): State<HttpState>,
     Path((stream, held_id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CommentAnswer>), ApiError> {
     let stream = moderated(&http, &stream, &headers).await?;
     let held_id = held_id_of(&held_id)?;
     let comment = http
@@ -38,9 +75,26 @@ pub async fn approve(
         .await
         .map_err(not_held)?;
     tracing::info!(%stream, %held_id, id = %comment.id, "held comment approved");
-    Ok((StatusCode::CREATED, Json(json!({ "comment": comment }))))
+    Ok((StatusCode::CREATED, Json(CommentAnswer { comment })))
 }
 
+/// Drops a held comment; its author is told.
+#[utoipa::path(
+    delete, path = "/v1/streams/{stream_id}/held/{held_id}", tag = "moderation",
+    params(
+        ("stream_id" = StreamId, Path, description = "The stream."),
+        ("held_id" = CommentId, Path, description = "The held comment."),
+    ),
+    responses(
+        (status = 204, description = "Dropped."),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("service" = []), ("viewer" = [])),
+)]
 pub async fn reject(
     State(http): State<HttpState>,
     Path((stream, held_id)): Path<(String, String)>,

@@ -9,10 +9,12 @@ pub mod dev;
 pub mod health;
 pub mod held;
 pub mod limits;
+pub mod openapi;
 pub mod replay;
 pub mod settings;
 pub mod streams;
 pub mod terms;
+pub mod trace_context;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -13,19 +13,46 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::comments::CommentList;
+use super::openapi::{Invalid, NotFound, Unauthorized, Unavailable};
 use super::{HttpState, stream_id};
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
 use crate::broker::BrokerError;
 use crate::domain::wire::{ErrorCode, encode_comments};
-use crate::domain::{MAX_REPLAY_WINDOW_MS, MEDIA_BEHIND_MS, now_ms};
+use crate::domain::{MAX_REPLAY_WINDOW_MS, MEDIA_BEHIND_MS, StreamId, now_ms};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplayQuery {
+    /// The window's start, Unix ms (inclusive).
+    #[param(value_type = u64, required = true)]
     from: Option<String>,
+    /// The window's end, Unix ms (exclusive): after `from`, at most 600,000 ms later.
+    #[param(value_type = u64, required = true)]
     to: Option<String>,
 }
 
+/// The comments whose media time lies in `[from, to)`, by media time then id.
+#[utoipa::path(
+    get, path = "/v1/streams/{stream_id}/replay", tag = "replay",
+    params(("stream_id" = StreamId, Path, description = "The stream."), ReplayQuery),
+    responses(
+        (status = 200, description = "The window's comments. A window that ended over two \
+                                      minutes ago is final: cacheable for an hour, with an \
+                                      `ETag`.", body = CommentList,
+         headers(
+             ("Cache-Control" = String, description = "`public, max-age=3600` when final, else `no-cache`."),
+             ("ETag" = String, description = "Of the body, when final."),
+         )),
+        (status = 304, description = "Final, and `If-None-Match` named its `ETag`."),
+        (status = 400, response = Invalid),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("viewer" = []), ("service" = []), ()),
+)]
 pub async fn window(
     State(http): State<HttpState>,
     Path(stream): Path<String>,
@@ -46,7 +73,10 @@ pub async fn window(
             }
             other => other.into(),
         })?;
-    let body = format!(r#"{{"comments":{}}}"#, encode_comments(&comments).get());
+    let body = serde_json::to_string(&CommentList {
+        comments: encode_comments(&comments),
+    })
+    .expect("comments always serialize");
     let mut response = if to.saturating_add(MEDIA_BEHIND_MS) < now_ms() {
         let etag = format!("\"{}\"", hex(&Sha256::digest(body.as_bytes())[..16]));
         let cached = headers

@@ -114,20 +114,34 @@ impl From<TextError> for PostError {
 
 /// A comment as a service sends it (the body of `POST /v1/streams/{id}/comments`), before
 /// the rules are applied.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ServiceComment {
     pub kind: CommentKind,
+    /// 1 to `DANMAKU_MAX_COMMENT_CHARS` characters (default 200; `too_long` over it), not
+    /// only whitespace, no control characters.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub text: String,
+    /// Whom the comment is about (a gift's sender); absent or `null`: nobody.
+    #[schema(nullable)]
     pub user: Option<ServiceUser>,
+    /// A system comment's free JSON object: at most 2 KiB serialized.
+    #[schema(value_type = Option<Object>, nullable)]
     pub data: Option<Value>,
+    /// The same key again within 10 minutes answers `200` with the first comment.
+    #[schema(min_length = 1, max_length = 128, nullable)]
     pub idempotency_key: Option<String>,
-    /// The media moment the comment is about (the contract's section 10).
+    /// The media moment (epoch ms) the comment is about (the contract's section 10): at
+    /// most 120 s behind and 2 s ahead of now.
+    #[schema(nullable)]
     pub media_ts: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ServiceUser {
+    #[schema(value_type = crate::domain::UserId)]
     pub id: String,
+    /// 1 to 128 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub name: String,
 }
 

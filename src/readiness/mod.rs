@@ -31,7 +31,8 @@ pub use cpu::{
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// A reason not to be ready, in the order `/readyz` reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum NotReady {
     Draining,
     Broker,

@@ -269,10 +269,12 @@ async fn tokens_never_reach_the_logs_even_at_trace() {
 
 /// The binary's log through a pipe, as a collector reads it: text without colour codes by
 /// default; with `DANMAKU_LOG_FORMAT=json` one JSON object per line, with its time, level,
-/// target and message.
+/// target and message; a request in a caller's trace (`traceparent`) logs its trace and span ids.
 #[tokio::test]
 async fn logs_to_a_pipe_carry_no_colour_and_json_is_one_object_per_line() {
     use tokio::io::AsyncReadExt;
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN_ID: &str = "00f067aa0ba902b7";
 
     for format in ["text", "json"] {
         let mut command = danmaku_command();
@@ -280,6 +282,7 @@ async fn logs_to_a_pipe_carry_no_colour_and_json_is_one_object_per_line() {
             .env("DANMAKU_LOG_FORMAT", format)
             .env("RUST_LOG", "info")
             .env("DANMAKU_DRAIN_MS", "100")
+            .env("DANMAKU_SERVICE_TOKENS", "svc")
             .stderr(std::process::Stdio::piped());
         let (mut child, base) = spawn_command(command, &[]).await;
         let mut stderr = child.stderr.take().unwrap();
@@ -288,6 +291,17 @@ async fn logs_to_a_pipe_carry_no_colour_and_json_is_one_object_per_line() {
             .unwrap()
             .status();
         assert_eq!(status, 200);
+        // A request in a caller's trace (W3C `traceparent`) logs a line ("user banned") that
+        // names the trace and the caller's span.
+        let banned = reqwest::Client::new()
+            .post(format!("{base}/v1/streams/logs/bans"))
+            .bearer_auth("svc")
+            .header("traceparent", format!("00-{TRACE_ID}-{SPAN_ID}-01"))
+            .json(&serde_json::json!({"user_id": "troll", "seconds": 60}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(banned.status(), 204);
         let pid = child.id().unwrap() as i32;
         // SIGTERM: the instance logs its drain and exits, closing the pipe.
         std::process::Command::new("kill")
@@ -311,8 +325,22 @@ async fn logs_to_a_pipe_carry_no_colour_and_json_is_one_object_per_line() {
                 }
             }
             assert!(log.contains(r#""message":"listening""#), "{log}");
+            let banned = log
+                .lines()
+                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                .find(|entry| entry["message"] == "user banned")
+                .unwrap_or_else(|| panic!("no ban logged:\n{log}"));
+            assert_eq!(banned["span"]["trace_id"], TRACE_ID, "{banned}");
+            assert_eq!(banned["span"]["span_id"], SPAN_ID, "{banned}");
+            let listening = log.lines().find(|l| l.contains("listening")).unwrap();
+            assert!(
+                !listening.contains("trace_id"),
+                "outside a request: {listening}"
+            );
         } else {
             assert!(log.contains("INFO") && log.contains("listening"), "{log}");
+            let banned = log.lines().find(|l| l.contains("user banned")).unwrap();
+            assert!(banned.contains(&format!("trace_id={TRACE_ID}")), "{banned}");
         }
     }
 }

@@ -18,6 +18,7 @@ mod http_api;
 mod identity;
 mod media;
 mod observability;
+mod openapi;
 mod otlp;
 mod redis_broker;
 mod redis_media;
