@@ -2,13 +2,16 @@
 // Socket.IO 4 benchmark peer for danmaku: the same scenario semantics (join a stream,
 // get recent history in `init`, post comments that fan out to every viewer of the
 // stream on every instance) on Socket.IO + the sharded Redis adapter + a Redis Cluster.
+// ADAPTER=classic swaps in Socket.IO's classic Redis adapter instead (PUBLISH to the
+// cluster, every instance PSUBSCRIBEd to every room: each instance receives every stream's
+// comments, viewers or not), the "before" of the fleet benchmark.
 // See README.md for the wire format the load generator relies on.
 "use strict";
 
 const http = require("node:http");
 const { Server } = require("socket.io");
-const { createShardedAdapter } = require("@socket.io/redis-adapter");
-const { createCluster } = require("redis");
+const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+const { createClient, createCluster } = require("redis");
 
 // ---------------------------------------------------------------------------- config
 
@@ -26,6 +29,8 @@ function intEnv(name, fallback, min) {
 }
 
 const HOST = process.env.HOST || "127.0.0.1";
+const ADAPTER = process.env.ADAPTER || "sharded";
+if (!["sharded", "classic"].includes(ADAPTER)) fail(`ADAPTER must be sharded or classic, got ${JSON.stringify(ADAPTER)}`, 2);
 if (!process.env.PORT) fail("PORT is required", 2);
 const PORT = intEnv("PORT", 0, 1);
 if (PORT > 65535) fail(`PORT out of range: ${PORT}`, 2);
@@ -84,6 +89,15 @@ const pub = createCluster({
 const sub = pub.duplicate();
 pub.on("error", (err) => logError("redis pub client", err));
 sub.on("error", (err) => logError("redis sub client", err));
+
+// The classic adapter's own pair: plain connections to the first seed node. Classic Pub/Sub
+// in a cluster reaches every node over the cluster bus, so one node is enough; publishing
+// through the cluster client instead spreads one stream's PUBLISHes over the masters, whose
+// forwarding reorders them.
+const classicPub = ADAPTER === "classic" ? createClient({ url: rootNodes[0].url }) : null;
+const classicSub = classicPub ? classicPub.duplicate() : null;
+classicPub?.on("error", (err) => logError("redis classic pub client", err));
+classicSub?.on("error", (err) => logError("redis classic sub client", err));
 
 // The sharded adapter subscribes to a room's channel (SSUBSCRIBE) when the room is first
 // created on this instance, but it fires the command and forgets the promise. Record the
@@ -155,7 +169,10 @@ function attach(httpServer) {
     perMessageDeflate: process.env.PER_MESSAGE_DEFLATE
       ? { threshold: Number(process.env.PER_MESSAGE_DEFLATE) }
       : false,
-    adapter: createShardedAdapter(pub, sub, { subscriptionMode: "dynamic" }),
+    adapter:
+      ADAPTER === "classic"
+        ? createAdapter(classicPub, classicSub)
+        : createShardedAdapter(pub, sub, { subscriptionMode: "dynamic" }),
   });
 
   io.use((socket, next) => {
@@ -239,7 +256,8 @@ async function onComment(io, socket, payload) {
 
 async function main() {
   try {
-    await withTimeout(Promise.all([pub.connect(), sub.connect()]), REDIS_CONNECT_TIMEOUT_MS, "connecting");
+    const clients = [pub, sub, classicPub, classicSub].filter(Boolean);
+    await withTimeout(Promise.all(clients.map((c) => c.connect())), REDIS_CONNECT_TIMEOUT_MS, "connecting");
   } catch (err) {
     fail(`cannot reach the Redis Cluster at ${REDIS_CLUSTER}: ${err && err.message ? err.message : err}`);
   }
@@ -266,7 +284,7 @@ async function main() {
     } catch (err) {
       logError("closing socket.io", err);
     }
-    await Promise.allSettled([pub.quit(), sub.quit()]);
+    await Promise.allSettled([pub, sub, classicPub, classicSub].filter(Boolean).map((c) => c.quit()));
     process.exit(0);
   };
   process.on("SIGTERM", stop);
