@@ -44,6 +44,8 @@ pub(crate) struct Layout {
     pub end_markers: bool,
     /// Viewers offer `permessage-deflate` (danmaku only).
     pub deflate: bool,
+    /// Viewers arrive in random order across streams (see `--shuffled-arrival`).
+    pub shuffled_arrival: bool,
 }
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
@@ -162,16 +164,26 @@ impl Layout {
         if self.prefill > 0 {
             self.deal_history(&mut plans[..count], &mut n, &token);
         }
-        for stream in 0..self.streams.len() {
-            for _ in 0..self.viewers[stream] {
-                plans[n % count].viewers.push(self.endpoint(stream, n));
-                n += 1;
-            }
+        for stream in self.arrivals() {
+            plans[n % count].viewers.push(self.endpoint(stream, n));
+            n += 1;
         }
         if self.scenario.churns() {
             self.deal_churn(&mut plans);
         }
         plans
+    }
+
+    /// The stream of each viewer, in the order they connect: stream by stream, or shuffled.
+    fn arrivals(&self) -> Vec<usize> {
+        let mut arrivals: Vec<usize> = (0..self.streams.len())
+            .flat_map(|stream| std::iter::repeat_n(stream, self.viewers[stream] as usize))
+            .collect();
+        if self.shuffled_arrival {
+            use rand::seq::SliceRandom;
+            arrivals.shuffle(&mut rand::rng());
+        }
+        arrivals
     }
 
     /// The posters, and each stream's end marker's moderator, to the posters' plan (the
@@ -302,6 +314,7 @@ mod tests {
             shadow_share: 0.0,
             end_markers: true,
             deflate: true,
+            shuffled_arrival: false,
         };
         assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);
         assert_eq!(
@@ -366,5 +379,20 @@ mod tests {
                 .flat_map(|p| &p.viewers)
                 .all(|e| e.max_rate == Some(7))
         );
+        // Arriving shuffled: the same viewers of each stream, still dealt to the instances
+        // in turn.
+        let shuffled = Layout {
+            shuffled_arrival: true,
+            viewers: vec![600, 200],
+            ..layout.clone()
+        };
+        let plans = shuffled.split(2, |_, _| None);
+        let viewers: Vec<&Endpoint> = plans.iter().flat_map(|p| &p.viewers).collect();
+        assert_eq!(viewers.iter().filter(|e| e.stream == "a").count(), 600);
+        assert_eq!(viewers.iter().filter(|e| e.stream == "b").count(), 200);
+        let on_first = viewers.iter().filter(|e| e.base.ends_with(":1")).count();
+        assert_eq!(on_first, 400, "round robin over the arrivals");
+        let arrivals = shuffled.arrivals();
+        assert!(!arrivals.is_sorted(), "shuffled, not stream by stream");
     }
 }

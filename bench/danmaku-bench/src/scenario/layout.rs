@@ -81,6 +81,7 @@ pub(super) fn layout(
         churn_slots: slots,
         churn_hold_ms: (hold_min, hold_max),
         concurrency: common.concurrency,
+        shuffled_arrival: common.shuffled_arrival,
         max_rate: (shape.max_rate > 0).then_some(shape.max_rate),
         system_share: shape.system_share,
         service_token,
@@ -145,6 +146,7 @@ fn params(common: &Common, shape: &Shape, layout: &Layout) -> serde_json::Value 
         "sources": common.sources,
         "concurrency": common.concurrency,
         "deflate": common.deflate,
+        "shuffled_arrival": common.shuffled_arrival,
         "offered_deliveries_per_s": layout.offered_deliveries_per_s(),
     })
 }

@@ -56,6 +56,12 @@ pub(crate) struct Common {
     /// arrives meanwhile is in the per-viewer books (losses) but not in the measures.
     #[arg(long, default_value_t = 0.0)]
     pub lead_in: f64,
+    /// Viewers arrive in random order across streams, each at the next instance in turn (a
+    /// load balancer's round robin), so a stream with few viewers is on fewer instances than
+    /// it has viewers. Default: a stream's viewers arrive together, each at the next
+    /// instance, so every stream is on as many instances as it has viewers (up to all).
+    #[arg(long)]
+    pub shuffled_arrival: bool,
     /// Comments posted to every stream before viewers connect (they arrive in `init`).
     #[arg(long, default_value_t = 0)]
     pub history: u32,
