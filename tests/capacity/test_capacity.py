@@ -1,12 +1,11 @@
 """bench/capacity's arithmetic, checked on a recorded bench/compare result.
 
-Runs the model (bench/capacity_model.py, imported by path) and the command (bench/capacity)
+Runs the model (bench/capacity_inputs.py, capacity_model.py and capacity_report.py) and the command (bench/capacity)
 on bench/results/compare-2026-12-01-e1f64f7 and checks the plans against figures computed
 here from the recorded runs' raw numbers (CPU seconds, deliveries, Redis CPU seconds).
 
   /usr/bin/python3 -m unittest discover -s tests/capacity
 """
-import importlib.util
 import json
 import math
 import pathlib
@@ -21,9 +20,12 @@ sys.dont_write_bytecode = True
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULT = ROOT / "bench" / "results" / "compare-2026-12-01-e1f64f7"
 CLI = ROOT / "bench" / "capacity"
-_spec = importlib.util.spec_from_file_location("capacity_model", ROOT / "bench" / "capacity_model.py")
-model = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model)
+sys.path.insert(0, str(ROOT / "bench"))
+import capacity_inputs  # noqa: E402  (bench/capacity's modules)
+import capacity_model  # noqa: E402
+import capacity_report  # noqa: E402
+
+model = capacity_model
 GIB = 1024**3
 
 
@@ -33,7 +35,7 @@ def recorded(case):
 
 
 def build(*extra):
-    args = model.parse_args([str(RESULT), "--bytes-per-delivery", "181", *extra])
+    args = capacity_report.parse_args([str(RESULT), "--bytes-per-delivery", "181", *extra])
     return model.build(str(RESULT), args)
 
 
@@ -166,10 +168,10 @@ class Recorded(unittest.TestCase):
         a = self.result["assumptions"]
         self.assertAlmostEqual(a["cpu_target"], gate - 0.1)
         self.assertEqual(a["max_connections"], 1048576 - 1048576 // 20)
-        parsed = model.parse_values("a:\n  b:\n    cpu: \"1\"  # one\n    memory: 2Gi\n  c: 3\nd: x\n")
+        parsed = capacity_inputs.parse_values("a:\n  b:\n    cpu: \"1\"  # one\n    memory: 2Gi\n  c: 3\nd: x\n")
         self.assertEqual(parsed, {"a.b.cpu": "1", "a.b.memory": "2Gi", "a.c": "3", "d": "x"})
-        self.assertEqual(model.quantity("500m", "cpu"), 0.5)
-        self.assertEqual(model.quantity("2Gi", "memory"), 2 * GIB)
+        self.assertEqual(capacity_inputs.quantity("500m", "cpu"), 0.5)
+        self.assertEqual(capacity_inputs.quantity("2Gi", "memory"), 2 * GIB)
 
 
 class CommandLine(unittest.TestCase):
