@@ -5,7 +5,8 @@
 //! a ban as `b <user id>`, a new epoch as `e <epoch>`, new settings as `s <settings>`, a
 //! comment held for review as `h <held id> <body>`, its approval as `r <user> <held id> <id>`
 //! and its rejection as `x <user> <held id>` (a user as `<bytes>:<id>`: ids may hold spaces),
-//! a liveness probe as `p`. The same `<id> <body>` is what the publish script returns and
+//! a stream's new viewer count across instances as `v <sum> <version>`, a liveness probe as
+//! `p`. The same `<id> <body>` is what the publish script returns and
 //! keeps under an idempotency key (`h <held id> <body>` for a held one).
 
 use fred::prelude::*;
@@ -62,6 +63,11 @@ pub(super) enum Inbound {
     },
     /// The stream's blocked terms changed: read them anew.
     Terms,
+    /// The stream's viewer count across instances, summed at `version` (Redis time, µs).
+    Viewers {
+        sum: u64,
+        version: u64,
+    },
 }
 
 /// `c <id> <body>`, `d <id> [<id> …]`, `b <user id>`, `e <epoch>`, `s <settings>`,
@@ -81,6 +87,13 @@ pub(super) fn parse_message(payload: &str) -> Option<Inbound> {
         "s" => serde_json::from_str(rest).ok().map(Inbound::Settings),
         "h" => parse_entry_message(rest).map(Inbound::Held),
         "t" => Some(Inbound::Terms),
+        "v" => {
+            let (sum, version) = rest.split_once(' ')?;
+            Some(Inbound::Viewers {
+                sum: sum.parse().ok()?,
+                version: version.parse().ok()?,
+            })
+        }
         "r" => {
             let (user, rest) = split_user(rest)?;
             let (held_id, id) = rest.split_once(' ')?;
@@ -244,5 +257,14 @@ mod tests {
         ));
         assert!(parse_message("x 9:short 3-0").is_none());
         assert!(matches!(parse_message("t"), Some(Inbound::Terms)));
+        assert!(matches!(
+            parse_message("v 12 1796577000000123"),
+            Some(Inbound::Viewers {
+                sum: 12,
+                version: 1796577000000123
+            })
+        ));
+        assert!(parse_message("v 12").is_none());
+        assert!(parse_message("v -1 5").is_none());
     }
 }

@@ -21,6 +21,7 @@ mod keys;
 mod moderation;
 mod reach;
 mod replay;
+mod reports;
 mod scripts;
 mod subscriber;
 mod subscriptions;
@@ -47,6 +48,7 @@ use codec::{CommentBody, parse_entry_message};
 use kept_terms::KeptTerms;
 use keys::StreamKeys;
 use reach::{Prober, Reach};
+use reports::Reports;
 use subscriber::Control;
 use subscriptions::Subscriptions;
 
@@ -67,10 +69,11 @@ pub struct RedisBroker {
     history_len: usize,
     /// History grows to `history_len + trim_slack` before it is trimmed back.
     trim_slack: usize,
-    /// This instance's viewers per stream, reported every second.
+    /// This instance's viewers per stream, reported when they change (and every
+    /// [`reports::REFRESH`] when they do not).
     local_viewers: DashMap<StreamId, i64>,
-    /// The last report per stream: (sum across instances, our count in that sum).
-    reported: DashMap<StreamId, (u64, i64)>,
+    /// Each stream's count across instances as last known, and our count in it.
+    reports: Reports,
     /// The subscription owner's mailbox.
     control: mpsc::UnboundedSender<Control>,
     /// Whether some primary answers (`/readyz`).
@@ -108,6 +111,7 @@ impl RedisBroker {
         let (control, control_rx) = mpsc::unbounded_channel();
         let reach = Arc::new(Reach::default());
         let kept_terms = KeptTerms::default();
+        let reports = Reports::default();
         let mut prober = Prober::new(settings, tls, subscriber.clone(), reach.clone())?;
         // One round before serving, so `/readyz` is right from the first request.
         prober.probe().await;
@@ -120,7 +124,7 @@ impl RedisBroker {
             replay: config.replay(),
             trim_slack: (history_len / 10).max(10),
             local_viewers: DashMap::new(),
-            reported: DashMap::new(),
+            reports: reports.clone(),
             control: control.clone(),
             reach,
             kept_terms: kept_terms.clone(),
@@ -134,6 +138,7 @@ impl RedisBroker {
                 metrics,
                 config.unsubscribe_linger(),
                 kept_terms,
+                reports,
             ),
             control,
             control_rx,

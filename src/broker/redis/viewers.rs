@@ -1,6 +1,10 @@
-//! Viewer counts across instances: each instance reports its local count per stream every
-//! second into a hash of the stream (instance → count and expiry); the sum over unexpired
-//! reports is the stream's count, and its peak is kept beside it.
+//! Viewer counts across instances: each instance reports its local count per stream into a
+//! hash of the stream (instance → count and expiry) when it changed, checked every second,
+//! and every [`REFRESH`](super::reports::REFRESH) when it did not; the sum over unexpired
+//! reports is the stream's count, and its peak is kept beside it. A report that changes the sum announces it on the
+//! stream's channel, so the other instances with viewers of it learn it at once (see
+//! [`Reports`](super::reports::Reports)): the Redis work follows the changes, not the
+//! streams times the instances.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +25,7 @@ const VIEWER_REPORT_TTL: Duration = Duration::from_secs(30);
 /// future): all of an instance's streams at once, every second, were ~7 KiB per stream of
 /// peak heap that the allocator then kept (RSS) with 1,000 streams on an instance.
 const REPORTS_IN_FLIGHT: usize = 32;
-/// How often local viewer counts are reported.
+/// How often local viewer counts are checked for a report.
 const VIEWER_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisBroker {
@@ -33,15 +37,16 @@ impl RedisBroker {
         self.local_viewers.get(stream).map_or(0, |c| *c)
     }
 
-    /// The viewer counts across instances: the last report's sum, corrected by how this
-    /// instance's own count changed since; a stream never reported yet is reported now.
+    /// The viewer counts across instances: the last known sum, corrected by how this
+    /// instance's own count changed since its report; a stream never reported yet is
+    /// reported now.
     pub(in crate::broker) async fn viewer_counts(
         &self,
         streams: &[StreamId],
     ) -> Result<Vec<u64>, BrokerError> {
         let mut counts = Vec::with_capacity(streams.len());
         for stream in streams {
-            let cached = self.reported.get(stream).map(|r| *r);
+            let cached = self.reports.get(stream);
             let count = match cached {
                 Some((sum, ours)) => sum.saturating_add_signed(self.local_count(stream) - ours),
                 None => self.report(stream).await?.viewer_count,
@@ -58,24 +63,25 @@ impl RedisBroker {
         let local = self.local_viewers.get(stream).map(|c| *c);
         match local {
             Some(_) => self.report(stream).await,
-            None => self.viewers_script(stream, -1).await,
+            None => Ok(self.viewers_script(stream, -1).await?.0),
         }
     }
 
     /// Reports this instance's local count of `stream` and remembers the answer.
     async fn report(&self, stream: &StreamId) -> Result<StreamStats, BrokerError> {
         let ours = self.local_count(stream).max(0);
-        let stats = self.viewers_script(stream, ours).await?;
-        self.reported
-            .insert(stream.clone(), (stats.viewer_count, ours));
+        let (stats, version) = self.viewers_script(stream, ours).await?;
+        self.reports
+            .reported(stream, stats.viewer_count, ours, version);
         Ok(stats)
     }
 
+    /// The script's answer, and the Redis time (µs) of its sum.
     async fn viewers_script(
         &self,
         stream: &StreamId,
         ours: i64,
-    ) -> Result<StreamStats, BrokerError> {
+    ) -> Result<(StreamStats, u64), BrokerError> {
         let keys = StreamKeys::new(stream);
         let args = vec![
             self.pod.clone(),
@@ -84,25 +90,32 @@ impl RedisBroker {
             VIEWER_REPORT_TTL.as_millis().to_string(),
             super::STATE_TTL.as_millis().to_string(),
         ];
-        let reply: Vec<i64> = run(
+        let reply: Vec<String> = run(
             &self.client,
             &scripts::VIEWERS,
-            vec![keys.viewers, keys.peak, keys.count],
+            vec![keys.viewers, keys.peak, keys.count, keys.channel],
             args,
         )
         .await?;
-        let get = |i: usize| reply.get(i).copied().unwrap_or(0).max(0) as u64;
-        Ok(StreamStats {
+        let get = |i: usize| reply.get(i).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let stats = StreamStats {
             viewer_count: get(0),
             peak_viewer_count: get(1),
             comment_count: get(2),
-        })
+        };
+        Ok((stats, get(3)))
     }
 
-    /// Reports every stream with local viewers (and, once, those whose count fell to 0),
+    /// Reports every stream whose local count is due (changed, or unreported for
+    /// [`REFRESH`](super::reports::REFRESH); a count that fell to 0 once more),
     /// [`REPORTS_IN_FLIGHT`] at a time.
     async fn report_all(&self) {
-        let streams: Vec<StreamId> = self.local_viewers.iter().map(|e| e.key().clone()).collect();
+        let streams: Vec<StreamId> = self
+            .local_viewers
+            .iter()
+            .filter(|e| self.reports.due(e.key(), *e.value()))
+            .map(|e| e.key().clone())
+            .collect();
         let mut reports = futures_util::stream::iter(streams)
             .map(|stream| async move {
                 let result = self.report(&stream).await;
@@ -118,7 +131,7 @@ impl RedisBroker {
                         .remove_if(stream, |_, count| *count <= 0)
                         .is_some();
                     if gone {
-                        self.reported.remove(stream);
+                        self.reports.forget(stream);
                     }
                 }
                 Err(error) => tracing::debug!(%stream, %error, "viewer report failed"),

@@ -5,14 +5,23 @@ use std::sync::LazyLock;
 use fred::types::scripts::Script;
 
 /// Viewer counts: report this instance's local count (unless it is -1), forget expired
-/// reports, and answer {sum over live instances, peak, comments ever}.
-/// KEYS: viewers hash, peak, count. ARGV: instance, local count, now ms, report ttl ms,
-/// state ttl ms.
+/// reports, and answer {sum over live instances, peak, comments ever, version} (all as
+/// strings; the version is the Redis time of the sum in µs). When the sum changed (this
+/// instance's count did, or an expired report was forgotten), announce it on the stream's
+/// channel as `v <sum> <version>`.
+/// KEYS: viewers hash, peak, count, channel. ARGV: instance, local count, now ms, report ttl
+/// ms, state ttl ms.
 pub(in crate::broker::redis) static VIEWERS: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
 local mine = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local changed = false
+if mine >= 0 then
+  local old = redis.call('HGET', KEYS[1], ARGV[1])
+  local was = old and tonumber(string.match(old, '^(%d+):')) or 0
+  changed = was ~= mine
+end
 if mine > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], mine .. ':' .. (now + tonumber(ARGV[4])))
 elseif mine == 0 then
@@ -24,6 +33,7 @@ for i = 1, #all, 2 do
   local count, expires = string.match(all[i + 1], '^(%d+):(%d+)$')
   if count == nil or tonumber(expires) < now then
     redis.call('HDEL', KEYS[1], all[i])
+    changed = true
   else
     sum = sum + tonumber(count)
   end
@@ -41,7 +51,10 @@ elseif mine > 0 then
   redis.call('PEXPIRE', KEYS[2], peak_ttl)
 end
 local comments = tonumber(redis.call('GET', KEYS[3]) or '0')
-return {sum, peak, comments}
+local time = redis.call('TIME')
+local version = time[1] .. string.format('%06d', tonumber(time[2]))
+if changed then redis.call('SPUBLISH', KEYS[4], 'v ' .. sum .. ' ' .. version) end
+return {tostring(sum), tostring(peak), tostring(comments), version}
 "#,
     )
 });

@@ -99,6 +99,10 @@ impl Subscriptions {
                 self.kept_terms.forget(stream);
                 return;
             }
+            Inbound::Viewers { sum, version } => {
+                self.reports.heard(stream, sum, version);
+                return;
+            }
             Inbound::Epoch(epoch) => {
                 // Published by the instance that found the history short of what it had
                 // delivered: what this one delivered says nothing about the history now.

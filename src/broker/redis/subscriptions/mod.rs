@@ -40,6 +40,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::codec::Inbound;
 use super::kept_terms::KeptTerms;
+use super::reports::Reports;
 use crate::broker::{BrokerError, EventSink};
 use crate::domain::{CommentId, Position, StreamId, now_ms};
 use crate::metrics::Metrics;
@@ -76,6 +77,8 @@ pub(super) struct Subscriptions {
     /// The broker's blocked terms per stream: a stream's are forgotten when its channel
     /// announces a new list.
     kept_terms: KeptTerms,
+    /// Viewer sums other instances announce on a stream's channel land here.
+    reports: Reports,
 }
 
 enum Phase {
@@ -161,6 +164,7 @@ impl Subscriptions {
         metrics: Arc<Metrics>,
         linger: Duration,
         kept_terms: KeptTerms,
+        reports: Reports,
     ) -> Self {
         Self {
             streams: HashMap::new(),
@@ -170,6 +174,7 @@ impl Subscriptions {
             lingers: DelayQueue::new(),
             effects: Vec::new(),
             kept_terms,
+            reports,
         }
     }
 

@@ -32,7 +32,7 @@ fn harness_keeping(kept: KeptTerms) -> Harness {
     let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
     let metrics = Arc::new(Metrics::new(Latencies::noop()));
     Harness {
-        subs: Subscriptions::new(sink, metrics.clone(), LINGER, kept),
+        subs: Subscriptions::new(sink, metrics.clone(), LINGER, kept, Reports::default()),
         events,
         metrics,
     }
