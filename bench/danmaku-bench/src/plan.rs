@@ -44,6 +44,8 @@ pub(crate) struct Layout {
     pub end_markers: bool,
     /// Viewers offer `permessage-deflate` (danmaku only).
     pub deflate: bool,
+    /// The Pusher app (`--target pusher` only).
+    pub pusher: Option<crate::proto::pusher::App>,
 }
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
@@ -152,6 +154,7 @@ impl Layout {
                 expect_end: self.end_markers && has_posters,
                 service_token: self.service_token.clone(),
                 deflate: self.deflate,
+                pusher: self.pusher.clone(),
             })
             .collect();
         let count = workers as usize;
@@ -302,6 +305,7 @@ mod tests {
             shadow_share: 0.0,
             end_markers: true,
             deflate: true,
+            pusher: None,
         };
         assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);
         assert_eq!(
