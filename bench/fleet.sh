@@ -13,9 +13,9 @@
 # system's danmaku-bench result carries its instances' CPU and RSS, deliveries and latency.
 # `bench/fleet-report` puts them side by side in fleet.md, with the seed's ratios.
 #
-# Needs from bench/compare: OUT, WORK, BENCH, SECRET, QUICK, REDIS_PORTS, SEEDS,
-# REDIS_SAMPLED, start_danmaku, start_peer (ADAPTER in its environment), and start_sockudo
-# and SOCKUDO when Sockudo is there.
+# Needs from bench/compare: OUT, WORK, BENCH, SECRET, QUICK, OFF, REDIS_PORTS, SEEDS,
+# REDIS_SAMPLED, start_danmaku, start_peer (its adapter the third argument), and SOCKUDO=1 with
+# start_sockudo when Sockudo is built.
 
 FLEET_SIZE=8
 
@@ -137,13 +137,16 @@ fleet_case() {
     stop "${FLEET_STARTED[@]}"
   done
 
-  if declare -F start_sockudo >/dev/null && [ -x "${SOCKUDO:-}" ]; then
+  if [ "${SOCKUDO:-0}" = 1 ]; then
     fleet_start start_sockudo "$base" fs
-    for i in $(seq 1 "$FLEET_SIZE"); do wait_for_line "$WORK/fs$i.log" "${SOCKUDO_READY:-listening}"; done
-    fleet_run sockudo sockudo "$FLEET_URLS" "$FLEET_PIDS"
+    for i in $(seq 1 "$FLEET_SIZE"); do
+      # The exact address: a config Sockudo could not read would leave it on its defaults.
+      wait_for_line "$WORK/fs$i.log" "http server listening.*127.0.0.1:$((base + i - 1))"
+    done
+    fleet_run sockudo pusher "$FLEET_URLS" "$FLEET_PIDS"
     stop "${FLEET_STARTED[@]}"
   else
-    log "fleet-$FLEET_SIZE: Sockudo is not built (bench/peers/sockudo/install): left out"
+    log "fleet-$FLEET_SIZE: Sockudo left out (built only for the full run: bench/peers/sockudo/install)"
   fi
   "$BENCH_FLEET_REPORT" "$OUT" >"$OUT/fleet.md"
   cat "$OUT/fleet.md"

@@ -40,6 +40,10 @@ pub(crate) struct Plan {
     /// compressed.
     #[serde(default)]
     pub deflate: bool,
+    /// The Pusher app (`--target pusher`): its key in the viewers' URL, its id and secret in
+    /// the posters' signed triggers.
+    #[serde(default)]
+    pub pusher: Option<crate::proto::pusher::App>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -46,6 +46,8 @@ pub(crate) struct Layout {
     pub deflate: bool,
     /// Viewers arrive in random order across streams (see `--shuffled-arrival`).
     pub shuffled_arrival: bool,
+    /// The Pusher app (`--target pusher` only).
+    pub pusher: Option<crate::proto::pusher::App>,
 }
 
 /// Splits `total` into parts proportional to `weights` (largest remainder; the parts sum to
@@ -154,6 +156,7 @@ impl Layout {
                 expect_end: self.end_markers && has_posters,
                 service_token: self.service_token.clone(),
                 deflate: self.deflate,
+                pusher: self.pusher.clone(),
             })
             .collect();
         let count = workers as usize;
@@ -315,6 +318,7 @@ mod tests {
             end_markers: true,
             deflate: true,
             shuffled_arrival: false,
+            pusher: None,
         };
         assert_eq!(layout.stream_rates(), vec![(7.5, 2.5), (3.75, 1.25)]);
         assert_eq!(

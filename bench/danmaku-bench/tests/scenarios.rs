@@ -461,3 +461,42 @@ fn soak_moderates_samples_and_finds_no_leak() {
     assert_eq!(soak["after"]["instances"][0]["subscribed"], 0.0);
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// Runs danmaku-bench with `args` expecting it to refuse them; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_danmaku-bench"))
+        .args(args)
+        .output()
+        .expect("danmaku-bench runs");
+    assert!(!output.status.success(), "accepted: {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_pusher_run_refuses_what_it_cannot_measure_before_connecting() {
+    // No server listens there: each is refused before a connection is tried.
+    let url = ["--url", "ws://127.0.0.1:9", "--no-write"];
+    let fanout = |more: &[&str]| {
+        let mut args = vec![
+            "fanout",
+            "--target",
+            "pusher",
+            "--viewers",
+            "2",
+            "--streams",
+            "1",
+        ];
+        args.extend(url);
+        args.extend(more);
+        refused(&args)
+    };
+    let deflate = fanout(&["--deflate"]);
+    assert!(
+        deflate.contains("--deflate is not measured against a Pusher server"),
+        "{deflate}"
+    );
+    let app = fanout(&["--pusher-app", "only-an-id"]);
+    assert!(app.contains("<id>:<key>:<secret>"), "{app}");
+    let budget = fanout(&["--max-rate", "5"]);
+    assert!(budget.contains("--max-rate"), "{budget}");
+}

@@ -1,7 +1,7 @@
-//! The side-by-side table: for each case run against both danmaku and the Socket.IO peer, the
-//! headline figures of each and their ratio; and where the case also ran against the floor
-//! (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU per delivery as a multiple
-//! of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
+//! The side-by-side table: for each case run against both danmaku and the Socket.IO peer (and
+//! Sockudo, target `pusher`), the headline figures of each and their ratios; and where the case
+//! also ran against the floor (`danmaku-bench floor`, a run labelled `floor`), danmaku's CPU
+//! per delivery as a multiple of the floor's. Runs labelled `redis-plain` and `redis-tls` (danmaku on plain Redis and on
 //! Redis over TLS, the same load, interleaved) get a section of their own, [`tls`]: TLS /
 //! plain; so do runs labelled `ws-plain` and `ws-deflate` (viewers offering WebSocket
 //! compression or not, `bench/compression`), [`deflate`]: compressed / plain. It reads
@@ -115,6 +115,7 @@ pub(super) fn format_value(v: Option<f64>) -> String {
 struct Sides<'a> {
     danmaku: Option<&'a RunResult>,
     peer: Option<&'a RunResult>,
+    sockudo: Option<&'a RunResult>,
     floor: Option<&'a RunResult>,
 }
 
@@ -123,8 +124,9 @@ pub(crate) const REDIS_PLAIN: &str = "redis-plain";
 /// The label of a run of danmaku on Redis over TLS in a TLS case.
 pub(crate) const REDIS_TLS: &str = "redis-tls";
 
-/// A markdown table of danmaku/peer ratios, one block of rows per case. With several runs of
-/// the same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
+/// A markdown table of danmaku/peer ratios, one block of rows per case, and danmaku/Sockudo
+/// ratios beside them when any run is Sockudo's (target `pusher`). With several runs of the
+/// same case and side, the last one given counts. Runs labelled [`REDIS_PLAIN`] and
 /// [`REDIS_TLS`] go to a second table, [`tls_table`], where every run counts; runs labelled
 /// [`WS_PLAIN`] and [`WS_DEFLATE`] to a third, [`deflate_table`] (means over runs).
 pub(crate) fn table(runs: &[RunResult]) -> String {
@@ -143,21 +145,27 @@ pub(crate) fn table(runs: &[RunResult]) -> String {
                 match (run.label.as_str(), run.target.as_str()) {
                     ("floor", _) => entry.floor = Some(run),
                     (_, "danmaku") => entry.danmaku = Some(run),
+                    (_, "pusher") => entry.sockudo = Some(run),
                     _ => entry.peer = Some(run),
                 }
             }
         }
     }
+    let three = cases.values().any(|s| s.sockudo.is_some());
     // A run of TLS or compression cases only has no danmaku/peer table.
     let mut out = if cases.is_empty() && !(tls_cases.is_empty() && deflate_cases.is_empty()) {
         String::new()
+    } else if three {
+        String::from(
+            "| case | measure | danmaku | socket.io peer | danmaku / peer | sockudo | danmaku / sockudo | best |\n|---|---|---:|---:|---:|---:|---:|---|\n",
+        )
     } else {
         String::from(
             "| case | measure | danmaku | socket.io peer | danmaku / peer | better |\n|---|---|---:|---:|---:|---|\n",
         )
     };
     for ((case, scenario), sides) in &cases {
-        case_rows(&mut out, case, scenario, sides);
+        case_rows(&mut out, case, scenario, sides, three);
     }
     if !tls_cases.is_empty() {
         if !out.is_empty() {
@@ -174,54 +182,138 @@ pub(crate) fn table(runs: &[RunResult]) -> String {
     out
 }
 
-/// The rows of one case: each measure of its scenario for danmaku and the peer, danmaku's CPU
-/// per delivery against the floor's, and each run's limit.
-fn case_rows(out: &mut String, case: &str, scenario: &str, sides: &Sides<'_>) {
-    let (ours, peer) = (sides.danmaku, sides.peer);
+/// One row: case, measure, danmaku, peer, danmaku / peer, Sockudo, danmaku / Sockudo, and the
+/// last cell (which side is better, or why); the Sockudo cells only in a `three`-side table.
+fn row(out: &mut String, cells: [&str; 8], three: bool) {
+    let kept = cells
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| three || !(5..=6).contains(&i))
+        .map(|(_, c)| *c);
+    let _ = writeln!(out, "| {} |", kept.collect::<Vec<_>>().join(" | "));
+}
+
+/// `a / b`, or a dash.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    }
+}
+
+/// Which of the sides that have a value is better ("equal" when they all tie); nothing with
+/// fewer than two values.
+fn best(values: &[(&str, Option<f64>)], higher_is_better: bool) -> String {
+    let have: Vec<(&str, f64)> = values.iter().filter_map(|&(n, v)| Some((n, v?))).collect();
+    if have.len() < 2 {
+        return String::new();
+    }
+    let top = have
+        .iter()
+        .map(|&(_, v)| v)
+        .reduce(|a, b| if (b > a) == higher_is_better { b } else { a })
+        .expect("two values");
+    let winners: Vec<&str> = have
+        .iter()
+        .filter(|&&(_, v)| v == top)
+        .map(|&(n, _)| n)
+        .collect();
+    if winners.len() == have.len() {
+        "equal".to_owned()
+    } else {
+        winners.join(" = ")
+    }
+}
+
+/// The rows of one case: each measure of its scenario for danmaku, the peer and (in a
+/// `three`-side table) Sockudo, danmaku's CPU per delivery against the floor's, what Sockudo's
+/// run lacked, and each run's limit.
+fn case_rows(out: &mut String, case: &str, scenario: &str, sides: &Sides<'_>, three: bool) {
+    let (ours, peer, sockudo) = (sides.danmaku, sides.peer, sides.sockudo);
     for m in measures(scenario) {
-        let a = ours.and_then(|r| (m.read)(r));
-        let b = peer.and_then(|r| (m.read)(r));
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}×", a / b),
-            _ => "–".to_owned(),
-        };
-        let better = match (a, b) {
-            (Some(a), Some(b)) if a == b => "equal",
-            (Some(a), Some(b)) if (a > b) == m.higher_is_better => "danmaku",
-            (Some(_), Some(_)) => "peer",
-            _ => "",
-        };
-        let _ = writeln!(
+        let read = |r: Option<&RunResult>| r.and_then(|r| (m.read)(r));
+        let (a, b, c) = (read(ours), read(peer), read(sockudo));
+        let mut named = vec![("danmaku", a), ("peer", b)];
+        if three {
+            named.push(("sockudo", c));
+        }
+        let cells = [&format_value(a), &format_value(b), &ratio(a, b)];
+        let more = [
+            &format_value(c),
+            &ratio(a, c),
+            &best(&named, m.higher_is_better),
+        ];
+        row(
             out,
-            "| {case} | {} | {} | {} | {ratio} | {better} |",
-            m.name,
-            format_value(a),
-            format_value(b)
+            [
+                case, m.name, cells[0], cells[1], cells[2], more[0], more[1], more[2],
+            ],
+            three,
         );
     }
     if let Some(floor) = sides.floor {
         let cpu = |r: &RunResult| r.summary.server_cpu_ms_per_1k_deliveries;
         let (a, f) = (ours.and_then(cpu), cpu(floor));
-        let ratio = match (a, f) {
+        let times = match (a, f) {
             (Some(a), Some(f)) if f != 0.0 => format!("{:.2}× the floor", a / f),
             _ => "–".to_owned(),
         };
-        let _ = writeln!(
+        let floor = format!("{} (floor)", format_value(f));
+        let measure = "CPU per 1k deliveries, floor (ms)";
+        row(
             out,
-            "| {case} | CPU per 1k deliveries, floor (ms) | {} | {} (floor) | {ratio} | |",
-            format_value(a),
-            format_value(f)
+            [case, measure, &format_value(a), &floor, &times, "", "", ""],
+            three,
         );
     }
-    for (who, run) in [("danmaku", ours), ("peer", peer), ("floor", sides.floor)] {
+    if three {
+        sockudo_notes(out, case, ours, sockudo);
+    }
+    let named = [
+        ("danmaku", ours),
+        ("peer", peer),
+        ("sockudo", sockudo),
+        ("floor", sides.floor),
+    ];
+    for (who, run) in named {
         if let Some(run) = run {
-            let _ = writeln!(
+            let reason = run.limit.reason.replace('|', "/");
+            let measure = format!("limit ({who})");
+            row(
                 out,
-                "| {case} | limit ({who}) | {} | | | {} |",
-                run.limit.verdict,
-                run.limit.reason.replace('|', "/")
+                [case, &measure, &run.limit.verdict, "", "", "", "", &reason],
+                three,
             );
         }
+    }
+}
+
+/// What a case's Sockudo side lacked: its run (not run, or failed), or the history danmaku's
+/// viewers got in their `init` (a Pusher subscription carries none).
+fn sockudo_notes(
+    out: &mut String,
+    case: &str,
+    ours: Option<&RunResult>,
+    sockudo: Option<&RunResult>,
+) {
+    let history = |r: &RunResult| r.params["history"].as_u64().unwrap_or(0);
+    match (ours, sockudo) {
+        (_, None) => {
+            let why = "no run of this case against Sockudo (not run, or it failed: see the log)";
+            row(out, [case, "sockudo", "", "", "", "–", "", why], true);
+        }
+        (Some(ours), Some(s)) if history(ours) > history(s) => {
+            let why = format!(
+                "Sockudo's init carried no history (a Pusher subscription sends none), danmaku's {} comments",
+                history(ours)
+            );
+            row(
+                out,
+                [case, "note (sockudo)", "", "", "", "", "", &why],
+                true,
+            );
+        }
+        _ => {}
     }
 }
 
@@ -430,7 +522,7 @@ mod tests {
         floor.summary.server_cpu_ms_per_1k_deliveries = Some(10.0);
         let t = table(&[ours, floor]);
         assert!(
-            t.contains("| hot | CPU per 1k deliveries, floor (ms) | 12.00 | 10.00 (floor) | 1.20× the floor | |"),
+            t.contains("| hot | CPU per 1k deliveries, floor (ms) | 12.00 | 10.00 (floor) | 1.20× the floor |  |"),
             "{t}"
         );
         assert!(t.contains("limit (floor)"), "{t}");
@@ -438,5 +530,73 @@ mod tests {
             t.contains("| hot | deliveries/s | 50000 | – | – |  |"),
             "the floor is not the peer: {t}"
         );
+    }
+
+    #[test]
+    fn sockudo_runs_get_columns_of_their_own_with_danmaku_s_ratio_to_them() {
+        let mut sockudo = labelled("pusher", "sockudo", 100_000.0, 8.0);
+        sockudo.limit.reason = "a Sockudo instance (one runtime worker) was CPU-bound".into();
+        let storm = |target: &str, history: u64| {
+            let mut r = labelled(target, target, 0.0, 0.0);
+            r.scenario = "storm".into();
+            r.params = serde_json::json!({"case": "storm-2k", "history": history});
+            r.summary.upgrades_per_s = Some(if target == "danmaku" { 4000.0 } else { 2000.0 });
+            r
+        };
+        let mut lone = run("danmaku", 1_000.0, 1.0);
+        lone.params = serde_json::json!({"case": "idle-only"});
+        let t = table(&[
+            run("danmaku", 200_000.0, 4.0),
+            run("socketio", 20_000.0, 40.0),
+            sockudo,
+            storm("danmaku", 20),
+            storm("socketio", 20),
+            storm("pusher", 0),
+            lone,
+        ]);
+        assert!(
+            t.starts_with("| case | measure | danmaku | socket.io peer | danmaku / peer | sockudo | danmaku / sockudo | best |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| hot | deliveries/s | 200000 | 20000 | 10.00× | 100000 | 2.00× | danmaku |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| hot | p99 latency (ms) | 4.00 | 40.00 | 0.10× | 8.00 | 0.50× | danmaku |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| hot | limit (sockudo) | server |  |  |  |  | a Sockudo instance (one runtime worker) was CPU-bound |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| storm-2k | upgrades/s | 4000 | 2000 | 2.00× | 2000 | 2.00× | danmaku |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| storm-2k | note (sockudo) |  |  |  |  |  | Sockudo's init carried no history (a Pusher subscription sends none), danmaku's 20 comments |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| idle-only | sockudo |  |  |  | – |  | no run of this case against Sockudo"
+            ),
+            "a case Sockudo did not run says so: {t}"
+        );
+    }
+
+    #[test]
+    fn the_best_side_is_named_and_ties_are_told() {
+        assert_eq!(best(&[("a", Some(1.0)), ("b", Some(2.0))], true), "b");
+        assert_eq!(best(&[("a", Some(1.0)), ("b", Some(2.0))], false), "a");
+        assert_eq!(best(&[("a", Some(1.0)), ("b", Some(1.0))], true), "equal");
+        let three = [("a", Some(3.0)), ("b", Some(1.0)), ("c", Some(3.0))];
+        assert_eq!(best(&three, true), "a = c");
+        assert_eq!(best(&[("a", Some(1.0)), ("b", None)], true), "");
     }
 }

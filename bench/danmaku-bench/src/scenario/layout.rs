@@ -54,6 +54,18 @@ pub(super) fn layout(
     if shape.blocked_terms > 0 && service_token.is_none() {
         bail!("--blocked-terms needs --service-token (or DANMAKU_SERVICE_TOKENS)");
     }
+    let pusher = match common.target {
+        Target::Pusher => Some(crate::proto::pusher::App::parse(&common.pusher_app)?),
+        _ => None,
+    };
+    // A Pusher subscription carries no history (Sockudo keeps one only in a database).
+    let prefill = match common.target {
+        Target::Pusher => 0,
+        _ => common.history,
+    };
+    if prefill < common.history {
+        eprintln!("--history ignored: a Pusher subscription carries no history");
+    }
     let run_id: u32 = rand::random::<u32>() & 0xff_ffff;
     let weights = popularity(shape.streams, common.zipf, shape.hot);
     let (slots, hold_min, hold_max) = shape.churn.unwrap_or((0, 0, 0));
@@ -77,7 +89,7 @@ pub(super) fn layout(
         } else {
             0.0
         },
-        prefill: common.history,
+        prefill,
         churn_slots: slots,
         churn_hold_ms: (hold_min, hold_max),
         concurrency: common.concurrency,
@@ -91,6 +103,7 @@ pub(super) fn layout(
         // a last comment per stream that no server thins (a moderator's) carries the rest.
         end_markers: scenario.fans_out() && common.target == Target::Danmaku,
         deflate: common.deflate,
+        pusher,
     };
     let params = params(common, &shape, &layout);
     Ok((layout, params))
@@ -117,8 +130,11 @@ fn check(common: &Common, shape: &Shape) -> anyhow::Result<()> {
     let moderated = shape.blocked_terms > 0;
     if !danmaku && (shape.max_rate > 0 || shape.system_share > 0.0 || moderated) {
         bail!(
-            "--max-rate, --system-share and --blocked-terms are danmaku's (the Socket.IO peer neither thins nor has a service API or blocked terms)"
+            "--max-rate, --system-share and --blocked-terms are danmaku's (the peers neither thin nor have its service API or blocked terms)"
         );
+    }
+    if common.target == Target::Pusher && common.deflate {
+        bail!("--deflate is not measured against a Pusher server (danmaku and Socket.IO only)");
     }
     Ok(())
 }
@@ -137,7 +153,8 @@ fn params(common: &Common, shape: &Shape, layout: &Layout) -> serde_json::Value 
         "blocked_terms": shape.blocked_terms,
         "shadow_share": shape.shadow_share,
         "zipf": common.zipf,
-        "history": common.history,
+        // What the viewers' `init` carried: none against a Pusher server.
+        "history": layout.prefill,
         "duration_s": common.duration,
         "settle_s": common.settle,
         "lead_in_s": common.lead_in,

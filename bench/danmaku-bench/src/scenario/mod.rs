@@ -93,6 +93,14 @@ pub(crate) struct Common {
     /// context it keeps. The bytes viewers read off the wire are counted either way.
     #[arg(long)]
     pub deflate: bool,
+    /// The Pusher app of `--target pusher`, `<id>:<key>:<secret>` (as the server's config has
+    /// it: `bench/peers/sockudo/config.json`).
+    #[arg(
+        long,
+        env = "BENCH_PUSHER_APP",
+        default_value = "danmaku-bench:danmaku-bench-key:danmaku-bench-secret"
+    )]
+    pub pusher_app: String,
 }
 
 /// What the soak watches besides the load.
@@ -146,7 +154,7 @@ pub(crate) fn run(
     let target = common.target;
     let token = move |user: &str, moderated: Option<&str>| match target {
         Target::Danmaku => Some(sign(&secret, user, moderated)),
-        Target::Socketio => None,
+        Target::Socketio | Target::Pusher => None,
     };
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     eprintln!(

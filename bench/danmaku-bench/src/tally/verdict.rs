@@ -44,11 +44,17 @@ pub(super) fn verdict(
     let short_of_offer =
         layout.scenario.fans_out() && handled_per_s.is_some_and(|d| d < 0.95 * offered);
     let late = summary.latency_ms.as_ref().is_some_and(|p| p.p99 > 50.0);
-    let single_threaded = layout.target == Target::Socketio;
+    // A peer instance runs on one core: Node.js's one thread, Sockudo's one runtime worker
+    // (as `bench/compare` starts it).
+    let one_core = match layout.target {
+        Target::Danmaku => None,
+        Target::Socketio => Some("a single-threaded peer instance (Node.js) was CPU-bound"),
+        Target::Pusher => Some("a Sockudo instance (one runtime worker) was CPU-bound"),
+    };
     let (verdict, why) = if tool.max_worker_cores >= 0.9 {
         ("tool", "a worker process was CPU-bound")
-    } else if single_threaded && busiest_instance >= 0.9 {
-        ("server", "a single-threaded peer instance was CPU-bound")
+    } else if let Some(why) = one_core.filter(|_| busiest_instance >= 0.9) {
+        ("server", why)
     } else if machine_cores.is_some_and(|m| m >= 0.9 * cores)
         || server_cores.is_some_and(|s| s + tool_cores + other_cores >= 0.9 * cores)
     {

@@ -1,5 +1,6 @@
 //! Opening a worker's connections: a WebSocket from a given source address up to `init`
-//! (answering Engine.IO pings), counted or not, and the posters' and end markers' setup before
+//! (answering pings; against a Pusher server, subscribing once the connection is established),
+//! counted or not, and the posters' and end markers' setup before
 //! any viewer connects (a poster posts its stream's history then). A viewer's socket is a
 //! [`Wire`]: its wire bytes are counted, and with `--deflate` it offers `permessage-deflate`
 //! and reads the compressed frames inflated.
@@ -18,7 +19,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::ipc::{Endpoint, Plan, PosterSpec, PosterTotals};
-use crate::proto::{ENGINE_IO_PONG, Frame, Target};
+use crate::proto::{Frame, Target, pusher};
 use crate::worker::wire::{INFLATE_LIMIT, Wire};
 use crate::worker::{Phase, Shared, warn};
 use danmaku::deflate::inflate::Inflater;
@@ -67,6 +68,12 @@ async fn connect(
     state: &Shared,
 ) -> anyhow::Result<(Ws, Duration)> {
     let started = Instant::now();
+    // Pusher's "token" is the app key, in the path.
+    let app = state.borrow().pusher.clone();
+    let token = match (target, &app) {
+        (Target::Pusher, Some(app)) => Some(app.key.as_str()),
+        _ => token,
+    };
     let attempt = async {
         let url = target.url(&endpoint.base, &endpoint.stream, token, endpoint.max_rate);
         let mut request = url.into_client_request().context("request")?;
@@ -94,7 +101,7 @@ async fn connect(
         // keeps its compression context from message to message.
         let inflater = reading.deflate.then(|| match target {
             Target::Danmaku => Inflater::new(INFLATE_LIMIT),
-            Target::Socketio => Inflater::keeping_context(INFLATE_LIMIT),
+            Target::Socketio | Target::Pusher => Inflater::keeping_context(INFLATE_LIMIT),
         });
         let wire = Wire::new(tcp, tally, inflater);
         let (mut ws, _) =
@@ -108,7 +115,11 @@ async fn connect(
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => match target.decode(text.as_str())? {
                     Frame::Init => return Ok(ws),
-                    Frame::Ping => ws.send(Message::text(ENGINE_IO_PONG)).await?,
+                    Frame::Ping => ws.send(Message::text(target.pong())).await?,
+                    Frame::Established => {
+                        ws.send(Message::text(pusher::subscribe(&endpoint.stream)))
+                            .await?;
+                    }
                     Frame::Refused(why) => bail!("refused: {why}"),
                     _ => {}
                 },
@@ -188,7 +199,7 @@ async fn prefill(target: Target, ws: &mut Ws, count: u32) -> anyhow::Result<()> 
                 Some(Ok(Message::Text(text))) => match target.decode(text.as_str())? {
                     Frame::Ack { error: Some(e), .. } => bail!("history comment refused: {e}"),
                     Frame::Ack { .. } => break,
-                    Frame::Ping => ws.send(Message::text(ENGINE_IO_PONG)).await?,
+                    Frame::Ping => ws.send(Message::text(target.pong())).await?,
                     _ => {}
                 },
                 Some(Ok(_)) => {}
@@ -231,7 +242,7 @@ pub(super) async fn open(
     }
 }
 
-/// Reads (answering Engine.IO pings) until the phase reaches `until`; `Err` if the connection
+/// Reads (answering pings) until the phase reaches `until`; `Err` if the connection
 /// closed first.
 pub(super) async fn wait_for(
     phase: &mut watch::Receiver<Phase>,
@@ -245,7 +256,7 @@ pub(super) async fn wait_for(
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     if matches!(target.decode(text.as_str()), Ok(Frame::Ping)) {
-                        let _ = ws.send(Message::text(ENGINE_IO_PONG)).await;
+                        let _ = ws.send(Message::text(target.pong())).await;
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {

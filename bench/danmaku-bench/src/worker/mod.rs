@@ -8,10 +8,12 @@
 //! Its parts: [`connect`] opens connections (and posts a poster's history), [`viewer`] reads
 //! (viewers and connect-and-leave loops), [`poster`] writes (comments at a rate, system
 //! comments, the streams' end markers), [`wire`] counts (and with `--deflate` inflates) what a
-//! viewer's socket reads. It uses `ipc`, `proto`, `stats`, `procfs` and `http`.
+//! viewer's socket reads, [`trigger`] posts a Pusher poster's comments over the HTTP events API.
+//! It uses `ipc`, `proto`, `stats`, `procfs` and `http`.
 
 mod connect;
 mod poster;
+mod trigger;
 mod viewer;
 mod wire;
 
@@ -28,6 +30,7 @@ use tokio::task::LocalSet;
 
 use crate::ipc::{Command, Event, Plan, PosterTotals, Scenario, StreamTotals, TickCounts, Totals};
 use crate::procfs;
+use crate::proto::pusher::App;
 use crate::stats::Latency;
 
 use connect::{setup_closers, setup_posters};
@@ -78,6 +81,10 @@ struct State {
     awaiting_end: u64,
     /// Streams whose end marker was acknowledged.
     ends_accepted: Vec<u32>,
+    /// The Pusher app (`--target pusher`).
+    pusher: Option<Rc<App>>,
+    /// Pusher: each stream's trigger lock and the number of its last comment ([`trigger`]).
+    stream_seqs: HashMap<u32, Rc<tokio::sync::Mutex<u64>>>,
 }
 
 #[derive(Default)]
@@ -129,6 +136,7 @@ async fn main_loop() -> anyhow::Result<()> {
     let handshakes = Rc::new(Semaphore::new(plan.concurrency.max(1)));
 
     state.borrow_mut().expect_end = plan.expect_end;
+    state.borrow_mut().pusher = plan.pusher.clone().map(Rc::new);
     let posters = setup_posters(&plan, &state).await;
     let closers = setup_closers(&plan, &state).await;
     // No viewer connects before every worker's history is posted: comments published after

@@ -1,5 +1,6 @@
 //! The connections that write: posters (comments at their rate, a share of them as system
-//! comments over the service API) and the streams' end markers, posted by a moderator once
+//! comments over the service API; against a Pusher server, every comment over its HTTP events
+//! API, [`trigger`](super::trigger)) and the streams' end markers, posted by a moderator once
 //! every poster heard back about every comment it sent.
 
 use std::collections::HashSet;
@@ -12,8 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::http;
 use crate::ipc::{PosterSpec, PosterTotals};
-use crate::proto::{ENGINE_IO_PONG, Frame, SHADOW_TERM, Target, comment_text, end_text};
+use crate::proto::{Frame, SHADOW_TERM, Target, comment_text, end_text};
 use crate::worker::connect::Ws;
+use crate::worker::trigger;
 use crate::worker::{Phase, Shared, now_unix_us, warn};
 
 /// A poster: waits for the measured phase, posts at its rate until told to stop, and counts
@@ -37,6 +39,7 @@ pub(super) async fn post(
         .expect("poster registered at setup");
     let mut next = Next {
         system: system_poster(&spec, service_token, &state, slot),
+        trigger: trigger::start(&spec, &state, slot),
         // The start is random so that posters do not all pick the same ticks.
         system_credit: rand::rng().random(),
         shadow_credit: rand::rng().random(),
@@ -59,7 +62,7 @@ pub(super) async fn post(
                     Ok(Frame::Ack { error, reference }) => {
                         next.answered(reference.as_deref(), error.is_none(), &state, slot);
                     }
-                    Ok(Frame::Ping) => { let _ = ws.send(Message::text(ENGINE_IO_PONG)).await; }
+                    Ok(Frame::Ping) => { let _ = ws.send(Message::text(target.pong())).await; }
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -100,6 +103,8 @@ pub(super) async fn post(
 struct Next {
     /// The queue of the poster's system comments (`None` when it posts none).
     system: Option<mpsc::UnboundedSender<(u32, String)>>,
+    /// The queue of its comments' triggers, against a Pusher server.
+    trigger: Option<mpsc::UnboundedSender<String>>,
     /// Which ticks post a system comment: each adds the share, and a whole one is spent on a
     /// system comment.
     system_credit: f64,
@@ -129,7 +134,8 @@ impl Next {
     }
 
     /// Posts one comment: a system comment when the credit makes a whole one, else a user
-    /// comment over the WebSocket. `false` when the connection is lost.
+    /// comment over the WebSocket (or its trigger, against a Pusher server). `false` when the
+    /// connection is lost.
     async fn post(
         &mut self,
         target: Target,
@@ -156,6 +162,12 @@ impl Next {
             self.shadow_credit -= 1.0;
             text = format!("{text} {SHADOW_TERM}");
             self.shadowed.insert(self.seq);
+        }
+        if let Some(trigger) = &self.trigger {
+            // The task ends only once this queue is dropped.
+            let _ = trigger.send(text);
+            state.borrow_mut().posters[slot].sent += 1;
+            return true;
         }
         let frame = target.post(&text, &self.seq.to_string());
         if ws.send(Message::text(frame)).await.is_err() {
@@ -290,7 +302,7 @@ pub(super) async fn close_stream(
                         None => state.borrow_mut().ends_accepted.push(stream),
                         Some(e) => warn(&state, format!("end marker of stream {stream} refused: {e}")),
                     },
-                    Ok(Frame::Ping) => { let _ = ws.send(Message::text(ENGINE_IO_PONG)).await; }
+                    Ok(Frame::Ping) => { let _ = ws.send(Message::text(target.pong())).await; }
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::ipc::{Endpoint, Plan, Scenario, StreamTotals};
-use crate::proto::{ENGINE_IO_PONG, Frame, Target, parse_comment_text, parse_end_text};
+use crate::proto::{Frame, Target, parse_comment_text, parse_end_text};
 use crate::worker::connect::{Reading, open, wait_for};
 use crate::worker::{Phase, Shared, State, now_unix_us};
 
@@ -129,7 +129,7 @@ async fn viewer(
                 Some(Ok(Message::Text(text))) => {
                     let pong = on_viewer_frame(target, text.as_str(), &mut seen, &mut state.borrow_mut());
                     if pong {
-                        let _ = ws.send(Message::text(ENGINE_IO_PONG)).await;
+                        let _ = ws.send(Message::text(target.pong())).await;
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break false,
@@ -176,7 +176,7 @@ fn record_viewer_end(state: &Shared, endpoint: &Endpoint, seen: &Seen, stayed: b
     }
 }
 
-/// Counts one frame a viewer read. Returns whether an Engine.IO pong is due.
+/// Counts one frame a viewer read. Returns whether a pong is due.
 fn on_viewer_frame(target: Target, text: &str, seen: &mut Seen, s: &mut State) -> bool {
     if s.measuring {
         s.frames += 1;
@@ -285,7 +285,7 @@ async fn churn(
                 message = ws.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if matches!(target.decode(text.as_str()), Ok(Frame::Ping)) {
-                            let _ = ws.send(Message::text(ENGINE_IO_PONG)).await;
+                            let _ = ws.send(Message::text(target.pong())).await;
                         }
                     }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break true,

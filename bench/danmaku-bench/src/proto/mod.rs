@@ -1,10 +1,13 @@
-//! The two wire protocols the load generator speaks: danmaku's JSON frames, and Socket.IO 5 over
-//! Engine.IO 4 on a plain WebSocket (the peer in `bench/peers/socketio`).
+//! The wire protocols the load generator speaks: danmaku's JSON frames, Socket.IO 5 over
+//! Engine.IO 4 on a plain WebSocket (the peer in `bench/peers/socketio`), and the Pusher channels
+//! protocol ([`pusher`], the Sockudo peer in `bench/peers/sockudo`).
 //!
 //! Only what the scenarios need is decoded: a frame's kind, its comments' `id`, `kind`, `text`
 //! and `ts`, a `comments` frame's `skipped`, and an acknowledgement's `ref`, `id` or error.
 //! Everything else is skipped by serde without being built. The chaos soak's clients read more,
 //! as the client library does ([`ClientFrame`]). It imports nothing of the crate.
+
+pub(crate) mod pusher;
 
 use std::borrow::Cow;
 
@@ -17,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum Target {
     Danmaku,
     Socketio,
+    /// Pusher channels (Sockudo): viewers subscribe over the WebSocket, posters trigger over
+    /// the HTTP events API.
+    Pusher,
 }
 
 impl Target {
@@ -24,11 +30,22 @@ impl Target {
         match self {
             Target::Danmaku => "danmaku",
             Target::Socketio => "socketio",
+            Target::Pusher => "pusher",
+        }
+    }
+
+    /// The answer to a server's ping ([`Frame::Ping`]).
+    pub(crate) fn pong(self) -> &'static str {
+        match self {
+            Target::Pusher => pusher::PONG,
+            Target::Danmaku | Target::Socketio => ENGINE_IO_PONG,
         }
     }
 
     /// The WebSocket URL of `stream` on the instance at `base` (`ws://host:port`), asking
     /// for at most `max_rate` user comments a second when given (danmaku's `max_rate=`).
+    /// `token` is danmaku's access token, and Pusher's app key (the stream is subscribed to
+    /// once connected).
     pub(crate) fn url(
         self,
         base: &str,
@@ -51,6 +68,7 @@ impl Target {
                 }
             }
             Target::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+            Target::Pusher => pusher::url(base, token.unwrap_or_default()),
         }
     }
 
@@ -58,7 +76,7 @@ impl Target {
     /// CONNECT to the default namespace, carrying the stream and user in its auth payload.
     pub(crate) fn hello(self, stream: &str, user: Option<&str>) -> Option<String> {
         match self {
-            Target::Danmaku => None,
+            Target::Danmaku | Target::Pusher => None,
             Target::Socketio => {
                 let auth = match user {
                     Some(user) => serde_json::json!({ "stream": stream, "user": user }),
@@ -69,11 +87,13 @@ impl Target {
         }
     }
 
-    /// The text frame that posts `text` with the acknowledgement reference `reference`.
+    /// The text frame that posts `text` with the acknowledgement reference `reference` (not
+    /// Pusher's: its posters trigger over the HTTP events API).
     pub(crate) fn post(self, text: &str, reference: &str) -> String {
         let body = serde_json::json!({ "type": "comment", "text": text, "ref": reference });
         match self {
             Target::Danmaku => body.to_string(),
+            Target::Pusher => unreachable!("a Pusher poster triggers over HTTP"),
             Target::Socketio => {
                 let body = serde_json::json!({ "text": text, "ref": reference });
                 format!("42{}", serde_json::json!(["comment", body]))
@@ -90,6 +110,7 @@ impl Target {
                 Ok(Frame::from_payload(&kind, payload))
             }
             Target::Socketio => decode_socketio(text),
+            Target::Pusher => pusher::decode(text),
         }
     }
 }
@@ -111,9 +132,12 @@ pub(crate) enum Frame<'a> {
         reference: Option<Cow<'a, str>>,
         error: Option<Cow<'a, str>>,
     },
-    /// Engine.IO ping: answer with [`ENGINE_IO_PONG`].
+    /// A server's ping: answer with [`Target::pong`].
     Ping,
-    /// The Socket.IO CONNECT was refused, or danmaku sent `reconnect`.
+    /// Pusher's `pusher:connection_established`: subscribe now.
+    Established,
+    /// The Socket.IO CONNECT or the Pusher subscription was refused, or danmaku sent
+    /// `reconnect`.
     Refused(String),
     /// Anything the scenarios do not look at (viewers, pong, deleted, Socket.IO's CONNECT ack).
     Other,
