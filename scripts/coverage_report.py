@@ -8,13 +8,15 @@
 The server crate's modules are the top-level entries of src/: src/ws/ and src/ws.rs are one
 module "ws"; lib.rs and main.rs are their own (a module with no coverable line is left out). The total is the server crate (src/). The
 benchmark crate (bench/danmaku-bench) is reported beside it, not in the total. Files compiled
-only for tests (tests.rs, testing.rs, anything under a tests/ folder) are not counted.
+only for tests (tests.rs, testing.rs, anything under a tests/ folder) and generated files
+(target/) are not counted.
 Standard library only (Debian's /usr/bin/python3).
 """
 
 import csv
 import datetime
 import json
+import math
 import os
 import sys
 from xml.sax.saxutils import escape
@@ -43,7 +45,7 @@ def summary(report_path, root, out_path):
     for entry in report["files"]:
         path = os.path.join(*entry["path"])  # components; an absolute path starts with "/"
         rel = os.path.relpath(os.path.realpath(path), root)
-        if rel.startswith("..") or is_test_only(rel):
+        if rel.startswith("..") or rel.startswith("target/") or is_test_only(rel):
             continue
         parts = rel.split("/")
         if parts[0] == "src":
@@ -60,7 +62,7 @@ def summary(report_path, root, out_path):
         "tool": "cargo-tarpaulin --engine llvm (line coverage)",
         "total": figure(covered, coverable),
         "modules": {k: figure(*v) for k, v in sorted(modules.items()) if v[1]},
-        "other_crates": {k: figure(*v) for k, v in sorted(other.items())},
+        "other_crates": {k: figure(*v) for k, v in sorted(other.items()) if v[1]},
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=2)
@@ -97,8 +99,12 @@ def chart(csv_path, svg_path):
     def x(i):
         return left + (pw / 2 if len(values) == 1 else pw * i / (len(values) - 1))
 
+    # The y axis spans from 5 % steps below the lowest run to 100 %, so small moves show.
+    lo = max(0.0, math.floor((min(values) - 1) / 5) * 5)
+    ticks = [lo + (100 - lo) * i / 4 for i in range(5)]
+
     def y(v):
-        return top + ph * (1 - v / 100.0)
+        return top + ph * (1 - (v - lo) / (100 - lo))
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
@@ -107,9 +113,9 @@ def chart(csv_path, svg_path):
         f'<text x="{left}" y="16" font-size="13" font-weight="bold">'
         f"Line coverage of src/ (cargo-tarpaulin): {values[-1]:.1f}%</text>",
     ]
-    for tick in (0, 25, 50, 75, 100):
+    for tick in ticks:
         out.append(f'<line x1="{left}" x2="{w - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" fill="#555">{tick}%</text>')
+        out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" fill="#555">{tick:g}%</text>')
     points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
     if len(values) > 1:
         out.append(f'<polyline points="{points}" fill="none" stroke="#1f6feb" stroke-width="2"/>')
