@@ -315,27 +315,4 @@ async fn connection(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_plan_keeps_headroom_below_the_limit() {
-        let plan = SocketPlan::new(256, 0);
-        assert_eq!(
-            plan,
-            SocketPlan {
-                sockets: 224,
-                websockets: 192
-            }
-        );
-        let plan = SocketPlan::new(100_000, 0);
-        assert_eq!(plan.websockets, 95_000);
-        assert_eq!(plan.sockets, 97_500);
-        assert_eq!(SocketPlan::new(256, 10).websockets, 10);
-        assert_eq!(SocketPlan::new(16, 0).websockets, 0);
-        assert_eq!(
-            SocketPlan::new(u64::MAX, 0).websockets,
-            usize::MAX - usize::MAX / 20
-        );
-    }
-}
+mod tests;
