@@ -28,6 +28,7 @@ const page = {
   countdown: null,
   rateTimer: null,
   rateUntil: 0,
+  noticeUntil: 0, // a moderator's notice (approved, rejected) stays this long over a countdown
   settings: null, // the stream's settings last heard
 };
 
@@ -364,8 +365,12 @@ function showPostError(text) {
   $("post-error").classList.remove("ok");
 }
 
+/** How long a notice stays before a running countdown shows again. */
+const NOTICE_MS = 5000;
+
 /** A line under the comment box: `ok` shows it as good news. */
 function notify(text, ok) {
+  page.noticeUntil = Date.now() + NOTICE_MS;
   showPostError(text);
   $("post-error").classList.toggle("ok", !!ok);
 }
@@ -384,17 +389,21 @@ function updateCount() {
 // Counts down until the next comment may go (`why`: rate limit or slow mode).
 function startRateLimit(ms, why = "Slow down") {
   page.rateUntil = Date.now() + ms;
+  page.noticeUntil = 0; // the viewer's own post answers first
   clearInterval(page.rateTimer);
   const tick = () => {
     const left = page.rateUntil - Date.now();
     if (left <= 0) {
       clearInterval(page.rateTimer);
       page.rateTimer = null;
-      showPostError("");
+      if (Date.now() >= page.noticeUntil) showPostError("");
       setPosting();
       return;
     }
-    showPostError(`${why}: you can post again in ${(left / 1000).toFixed(1)} s.`);
+    // A moderator's notice is not overwritten at once by the countdown's next tick.
+    if (Date.now() >= page.noticeUntil) {
+      showPostError(`${why}: you can post again in ${(left / 1000).toFixed(1)} s.`);
+    }
     $("send").disabled = true;
   };
   tick();
