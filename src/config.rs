@@ -277,6 +277,17 @@ pub struct Config {
     )]
     pub ready_ramp_ms: u64,
 
+    /// Advanced: an instance whose lease in Redis is not renewed for this long is taken as
+    /// gone and its viewers leave the counts (see `docs/redis.md`).
+    #[arg(
+        long,
+        env = "DANMAKU_INSTANCE_LEASE_MS",
+        value_name = "DANMAKU_INSTANCE_LEASE_MS",
+        default_value_t = 30_000,
+        hide = true
+    )]
+    pub instance_lease_ms: u64,
+
     /// How long a stream's broker subscription outlives its last local viewer.
     #[arg(
         long,
@@ -410,6 +421,12 @@ impl Config {
                 "must be between 1000 and 600000",
             ));
         }
+        if !(1_000..=120_000).contains(&self.instance_lease_ms) {
+            return Err(bad(
+                "DANMAKU_INSTANCE_LEASE_MS",
+                "must be between 1000 and 120000",
+            ));
+        }
         if self.pod_name.is_empty() || self.pod_name.len() > 253 {
             return Err(bad("DANMAKU_POD_NAME", "must be 1 to 253 characters"));
         }
@@ -436,6 +453,10 @@ impl Config {
 
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
+    }
+
+    pub fn instance_lease(&self) -> Duration {
+        Duration::from_millis(self.instance_lease_ms)
     }
 
     pub fn unsubscribe_linger(&self) -> Duration {
@@ -473,7 +494,22 @@ mod tests {
             (60_000, 10_000, 2_000)
         );
         assert!(c.allow_anonymous && !c.dev && c.redis_url.is_none());
+        assert_eq!(c.instance_lease(), Duration::from_secs(30));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_instance_lease_is_between_1_s_and_2_min() {
+        let mut c = Config::defaults();
+        for (ms, ok) in [
+            (999, false),
+            (1_000, true),
+            (120_000, true),
+            (120_001, false),
+        ] {
+            c.instance_lease_ms = ms;
+            assert_eq!(c.validate().is_ok(), ok, "{ms} ms");
+        }
     }
 
     /// Re-runs this test in a child process with `DANMAKU_*` variables exported (a test must

@@ -49,6 +49,7 @@ impl fmt::Debug for Config {
             .field("cpu_dwell_ms", &self.cpu_dwell_ms)
             .field("cpu_dwell_jitter_ms", &self.cpu_dwell_jitter_ms)
             .field("ready_ramp_ms", &self.ready_ramp_ms)
+            .field("instance_lease_ms", &self.instance_lease_ms)
             .field("unsubscribe_linger_ms", &self.unsubscribe_linger_ms)
             .field("coalesce_ms", &self.coalesce_ms)
             .field("viewer_max_rate", &self.viewer_max_rate)

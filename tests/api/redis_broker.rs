@@ -286,6 +286,87 @@ async fn viewer_counts_sum_across_instances() {
     );
 }
 
+/// The next `viewers` push whose count is `count`, within `limit`.
+async fn viewers_push(watcher: &mut WsClient, count: u64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let frame = watcher.next_of("viewers").await;
+        if frame["count"] == count {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "last push {frame}");
+    }
+}
+
+/// An instance killed without a goodbye (SIGKILL) leaves the viewer counts within its lease
+/// and a few seconds, pushed to the viewers of the other instances; its reports themselves
+/// would stay in the sums for 10 minutes.
+#[tokio::test]
+async fn a_killed_instances_viewers_leave_the_counts_within_its_lease() {
+    let redis = RedisStandalone::start().await;
+    let a = instance_with(&redis.url(), "pod-a", |c| c.instance_lease_ms = 1_500).await;
+    let (mut b, base) = spawn_binary(&[
+        ("DANMAKU_REDIS_URL", redis.url().as_str()),
+        ("DANMAKU_POD_NAME", "pod-b"),
+        ("DANMAKU_INSTANCE_LEASE_MS", "1500"),
+    ])
+    .await;
+    let (mut watcher, _) = a.viewer("lease").await;
+    let on_b_url = format!("{}/v1/streams/lease/ws", base.replacen("http", "ws", 1));
+    let mut on_b = Vec::new();
+    for _ in 0..3 {
+        on_b.push(tokio_tungstenite::connect_async(&on_b_url).await.unwrap().0);
+    }
+    viewers_push(&mut watcher, 4, WAIT).await;
+    b.start_kill().unwrap();
+    b.wait().await.unwrap();
+    let took = viewers_push(&mut watcher, 1, Duration::from_secs(10)).await;
+    assert_eq!(a.get_json("/v1/streams/lease").await.1["viewer_count"], 1);
+    println!("B's viewers left A's count {took:?} after the kill");
+}
+
+/// A handshake to a stream nobody comments on leaves nothing behind for long: once its
+/// viewers have left, its viewer reports are gone and its peak expires within 30 s. And the
+/// instance holds a lease in the one key of all instances.
+#[tokio::test]
+async fn a_made_up_streams_keys_expire_soon_after_its_viewers_leave() {
+    let redis = RedisStandalone::start().await;
+    let a = instance(&redis.url(), "pod-a").await;
+    let (viewer, _) = a.viewer("made-up").await;
+    let mut redis_client = redis.client().await;
+    let pttl = |key: &'static str| {
+        let mut client = redis_client.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut client)
+                .await
+                .unwrap()
+        }
+    };
+    eventually_async("the viewer's report", || async {
+        pttl("danmaku:{made-up}:peak").await > 60_000
+    })
+    .await;
+    drop(viewer);
+    eventually_async("the empty stream's peak to expire soon", || async {
+        (1..=30_000).contains(&pttl("danmaku:{made-up}:peak").await)
+    })
+    .await;
+    assert_eq!(
+        pttl("danmaku:{made-up}:viewers").await,
+        -2,
+        "no report left"
+    );
+    let lease: Option<f64> = redis::cmd("ZSCORE")
+        .arg("danmaku:instances")
+        .arg("pod-a")
+        .query_async(&mut redis_client)
+        .await
+        .unwrap();
+    assert!(lease.is_some(), "pod-a holds a lease");
+}
+
 #[tokio::test]
 async fn moderation_on_one_instance_reaches_sockets_on_another() {
     let redis = RedisStandalone::start().await;

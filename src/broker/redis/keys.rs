@@ -1,5 +1,6 @@
 //! The Redis layout of the contract (section 6): one hash tag per stream, so its channel and
-//! every key of it live in one cluster slot (and one Lua script may touch them all).
+//! every key of it live in one cluster slot (and one Lua script may touch them all); beside
+//! them one key of all instances' leases.
 
 use crate::broker::Dedup;
 use crate::domain::StreamId;
@@ -8,6 +9,10 @@ use crate::domain::StreamId;
 pub(super) fn key(stream: &StreamId, suffix: &str) -> String {
     format!("danmaku:{{{stream}}}:{suffix}")
 }
+
+/// The instances' leases (instance → lease end, ms), for the viewer counts: the one key
+/// that belongs to no stream.
+pub(super) const INSTANCES: &str = "danmaku:instances";
 
 /// The sharded Pub/Sub channel.
 pub(super) fn channel(stream: &StreamId) -> String {

@@ -7,7 +7,8 @@
 //! - Subscriptions have one owner, [`subscriptions`]: a state machine that knows which
 //!   streams are held, repairs and backfills them when Redis drops them silently, and
 //!   delivers in id order. [`subscriber`] is the task that runs it against Redis.
-//! - [`viewers`]: viewer counts summed across instances.
+//! - [`viewers`]: viewer counts summed across instances, over the instances whose
+//!   [`leases`] have not run out.
 //! - [`reach`]: whether any primary answers, for `/readyz`.
 //! - Connections ([`client`]): one command client and one subscriber client, each with one
 //!   connection per Redis node, however many streams; over TLS ([`tls`]) for `rediss://`,
@@ -18,6 +19,7 @@ mod codec;
 mod history;
 mod kept_terms;
 mod keys;
+mod leases;
 mod moderation;
 mod reach;
 mod replay;
@@ -47,6 +49,7 @@ use client::{is_auth_error, run, unexpected};
 use codec::{CommentBody, parse_entry_message};
 use kept_terms::KeptTerms;
 use keys::StreamKeys;
+use leases::Leases;
 use reach::{Prober, Reach};
 use reports::Reports;
 use subscriber::Control;
@@ -74,6 +77,8 @@ pub struct RedisBroker {
     local_viewers: DashMap<StreamId, i64>,
     /// Each stream's count across instances as last known, and our count in it.
     reports: Reports,
+    /// This instance's lease, and the instances gone.
+    leases: Leases,
     /// The subscription owner's mailbox.
     control: mpsc::UnboundedSender<Control>,
     /// Whether some primary answers (`/readyz`).
@@ -125,6 +130,7 @@ impl RedisBroker {
             trim_slack: (history_len / 10).max(10),
             local_viewers: DashMap::new(),
             reports: reports.clone(),
+            leases: Leases::new(config.instance_lease()),
             control: control.clone(),
             reach,
             kept_terms: kept_terms.clone(),
@@ -144,6 +150,7 @@ impl RedisBroker {
             control_rx,
             background: background.clone(),
         });
+        leases::spawn_renewal(broker.clone(), background);
         viewers::spawn_reporter(broker.clone(), background);
         Ok(broker)
     }

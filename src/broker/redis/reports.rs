@@ -16,8 +16,10 @@ use dashmap::DashMap;
 use crate::domain::StreamId;
 
 /// An unchanged local count is reported again after this long, so its report (which expires
-/// after 30 s) stays, and reports of instances gone are swept from the sum.
-pub(super) const REFRESH: Duration = Duration::from_secs(10);
+/// after 10 minutes) stays. Reports of instances gone leave the sums through the leases
+/// (see `leases`), not through this refresh, so it can be rare: it is Redis work for every
+/// (instance, stream) pair.
+pub(super) const REFRESH: Duration = Duration::from_secs(200);
 
 #[derive(Clone, Default)]
 pub(super) struct Reports(Arc<DashMap<StreamId, Report>>);
@@ -32,6 +34,9 @@ struct Report {
     version: u64,
     /// When this instance last reported.
     at: Instant,
+    /// To be reported at the next round whatever its count: an instance is gone whose
+    /// report may be in the sum, or this instance's own lease ran out.
+    recheck: bool,
 }
 
 impl Reports {
@@ -50,13 +55,14 @@ impl Reports {
                 if version >= r.version {
                     (r.sum, r.version) = (sum, version);
                 }
-                (r.ours, r.at) = (ours, at);
+                (r.ours, r.at, r.recheck) = (ours, at, false);
             })
             .or_insert(Report {
                 sum,
                 ours,
                 version,
                 at,
+                recheck: false,
             });
     }
 
@@ -70,12 +76,17 @@ impl Reports {
         }
     }
 
-    /// Whether the local count `local` is to be reported: never reported, changed since, or
-    /// reported [`REFRESH`] ago.
+    /// Whether the local count `local` is to be reported: never reported, changed since,
+    /// reported [`REFRESH`] ago, or to be rechecked.
     pub(super) fn due(&self, stream: &StreamId, local: i64) -> bool {
         self.0
             .get(stream)
-            .is_none_or(|r| r.ours != local.max(0) || r.at.elapsed() >= REFRESH)
+            .is_none_or(|r| r.recheck || r.ours != local.max(0) || r.at.elapsed() >= REFRESH)
+    }
+
+    /// Every stream is to be reported at the next round.
+    pub(super) fn recheck_all(&self) {
+        self.0.iter_mut().for_each(|mut r| r.recheck = true);
     }
 
     pub(super) fn forget(&self, stream: &StreamId) {
@@ -126,5 +137,9 @@ mod tests {
         assert!(reports.due(&s, 4), "changed");
         reports.reported(&s, 0, 0, 2);
         assert!(!reports.due(&s, -1), "a count below 0 is reported as 0");
+        reports.recheck_all();
+        assert!(reports.due(&s, 0), "rechecked");
+        reports.reported(&s, 0, 0, 3);
+        assert!(!reports.due(&s, 0), "reported since");
     }
 }

@@ -1,10 +1,11 @@
 //! Viewer counts across instances: each instance reports its local count per stream into a
 //! hash of the stream (instance → count and expiry) when it changed, checked every second,
-//! and every [`REFRESH`](super::reports::REFRESH) when it did not; the sum over unexpired
-//! reports is the stream's count, and its peak is kept beside it. A report that changes the sum announces it on the
+//! and every [`REFRESH`](super::reports::REFRESH) when it did not; the sum over the reports
+//! of live instances (see [`leases`](super::leases)) that have not expired is the stream's
+//! count, and its peak is kept beside it. A report that changes the sum announces it on the
 //! stream's channel, so the other instances with viewers of it learn it at once (see
-//! [`Reports`](super::reports::Reports)): the Redis work follows the changes, not the
-//! streams times the instances.
+//! [`Reports`](super::reports::Reports)): the Redis work follows the viewers who come and go,
+//! not the streams times the instances.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,11 @@ use crate::background::Background;
 use crate::broker::{BrokerError, StreamStats};
 use crate::domain::{StreamId, now_ms};
 
-/// An instance's viewer report expires unless refreshed within this long.
-const VIEWER_REPORT_TTL: Duration = Duration::from_secs(30);
+/// An instance's viewer report expires unless refreshed within this long (a gone instance's
+/// reports leave the sums sooner, through the leases).
+pub(super) const VIEWER_REPORT_TTL: Duration = Duration::from_secs(600);
+/// The peak of a stream with no viewers and no comments expires after this long.
+const EMPTY_PEAK_TTL: Duration = Duration::from_secs(30);
 /// Viewer reports sent at once. A report in flight holds a few KiB (the client's command
 /// future): all of an instance's streams at once, every second, were ~7 KiB per stream of
 /// peak heap that the allocator then kept (RSS) with 1,000 streams on an instance.
@@ -83,13 +87,15 @@ impl RedisBroker {
         ours: i64,
     ) -> Result<(StreamStats, u64), BrokerError> {
         let keys = StreamKeys::new(stream);
-        let args = vec![
+        let mut args = vec![
             self.pod.clone(),
             ours.to_string(),
             now_ms().to_string(),
             VIEWER_REPORT_TTL.as_millis().to_string(),
             super::STATE_TTL.as_millis().to_string(),
+            EMPTY_PEAK_TTL.as_millis().to_string(),
         ];
+        args.extend(self.leases.gone().iter().cloned());
         let reply: Vec<String> = run(
             &self.client,
             &scripts::VIEWERS,
@@ -106,8 +112,9 @@ impl RedisBroker {
         Ok((stats, get(3)))
     }
 
-    /// Reports every stream whose local count is due (changed, or unreported for
-    /// [`REFRESH`](super::reports::REFRESH); a count that fell to 0 once more),
+    /// Reports every stream whose local count is due (changed, unreported for
+    /// [`REFRESH`](super::reports::REFRESH), or to be rechecked; a count that fell to 0
+    /// once more),
     /// [`REPORTS_IN_FLIGHT`] at a time.
     async fn report_all(&self) {
         let streams: Vec<StreamId> = self

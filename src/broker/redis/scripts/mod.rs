@@ -14,7 +14,7 @@ pub(super) use moderation::{BAN, BANS, DELETE, HELD, REJECT, SETTINGS, TERMS, UN
 pub(super) use publish::{APPROVE, HISTORY, PUBLISH};
 pub(super) use replay::{REPLAY, SEGMENT_MS};
 use replay::{REPLAY_ADD, REPLAY_REMOVE};
-pub(super) use viewers::VIEWERS;
+pub(super) use viewers::{LEASE, VIEWERS};
 
 /// `new_epoch(tag)`: a new epoch `<ms>.<tag>`, made on Redis's clock (the one that stamps
 /// comment ids), so an id older than the epoch is known to be of an earlier one.

@@ -4,6 +4,7 @@
 
 use tokio::time::Instant;
 
+use super::probes::{PROBE_QUIET, PROBE_QUIET_MAX};
 use super::{MAX_PENDING, Phase, Probe, Repair, Subscriptions};
 use crate::broker::BrokerEvent;
 use crate::broker::redis::codec::Inbound;
@@ -25,8 +26,10 @@ impl Subscriptions {
         entry.last_message_ms = now_ms();
         entry.probe = Probe::Idle;
         let Some(inbound) = inbound else {
+            entry.quiet = (entry.quiet * 2).min(PROBE_QUIET_MAX);
             return;
         };
+        entry.quiet = PROBE_QUIET;
         match entry.phase {
             Phase::Live => self.deliver(stream, inbound),
             Phase::Subscribing { .. } | Phase::Repairing => {

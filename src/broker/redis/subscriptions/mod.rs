@@ -123,6 +123,9 @@ struct Stream {
     /// Wall-clock time of the last message, for the moderation replay.
     last_message_ms: u64,
     probe: Probe,
+    /// How long the stream may be quiet before it is probed: longer while it hears only
+    /// probes (see [`probes`]).
+    quiet: Duration,
     /// The Redis node serving the stream's slot, once the topology is known.
     owner: Option<String>,
     /// The stream's epoch as this instance knows it (from the last repair or a published
@@ -148,6 +151,7 @@ impl Stream {
             position: Position::default(),
             last_message_ms: now_ms(),
             probe: Probe::Idle,
+            quiet: probes::PROBE_QUIET,
             owner,
         }
     }

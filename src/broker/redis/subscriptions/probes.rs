@@ -2,7 +2,15 @@
 //!
 //! - A live stream quiet for [`PROBE_QUIET`] gets a probe message published into its
 //!   channel; if nothing arrives within [`PROBE_TIMEOUT`] of the publish, the subscription
-//!   is rebuilt.
+//!   is rebuilt. Every instance subscribed to the stream hears the probe, so one probe
+//!   answers for all of them. While a stream hears nothing but probes, its quiet time
+//!   doubles after each, up to [`PROBE_QUIET_MAX`]; any other message (or a repair) brings it
+//!   back to [`PROBE_QUIET`]. The probes are the backstop for a subscription lost without a
+//!   sign: the causes known (a node's slot moving, a failover, a dropped connection) are
+//!   noticed within a second by the checks below. So a stream that has been quiet for long
+//!   costs Redis one probe every [`PROBE_QUIET_MAX`], not every few seconds, and a comment
+//!   into a subscription lost without a sign arrives late (backfilled) by at most that much
+//!   plus [`PROBE_TIMEOUT`].
 //! - A change of the node that owns a stream's slot (the subscriber task polls the cluster
 //!   topology every second) rebuilds the stream's subscription at once.
 //! - The subscriber client's connection to a node dropping rebuilds the subscriptions it
@@ -21,6 +29,8 @@ use crate::domain::StreamId;
 
 /// A subscribed stream with no message for this long gets a liveness probe.
 pub(in crate::broker::redis) const PROBE_QUIET: Duration = Duration::from_secs(3);
+/// The longest a stream that hears only probes waits for its next one.
+pub(in crate::broker::redis) const PROBE_QUIET_MAX: Duration = Duration::from_secs(30);
 /// A probe not answered (by any message on the channel) within this long of its publish
 /// means the subscription is deaf.
 pub(in crate::broker::redis) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,7 +48,7 @@ impl Subscriptions {
                 Probe::Sent(sent) if now.duration_since(sent) > PROBE_TIMEOUT => {
                     deaf.push(stream.clone())
                 }
-                Probe::Idle if now.duration_since(entry.last_message) > PROBE_QUIET => {
+                Probe::Idle if now.duration_since(entry.last_message) > entry.quiet => {
                     entry.probe = Probe::InFlight;
                     self.effects.push(Effect::Probe(stream.clone()));
                 }

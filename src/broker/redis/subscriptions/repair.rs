@@ -98,6 +98,7 @@ impl Subscriptions {
         };
         entry.generation += 1;
         entry.probe = super::Probe::Idle;
+        entry.quiet = super::probes::PROBE_QUIET;
         let job = RepairJob {
             repair,
             generation: entry.generation,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::probes::{PROBE_QUIET, PROBE_TIMEOUT};
+use super::probes::{PROBE_QUIET, PROBE_QUIET_MAX, PROBE_TIMEOUT};
 use super::*;
 use crate::broker::BrokerEvent;
 use crate::domain::{Comment, CommentKind, Epoch};
@@ -357,6 +357,50 @@ async fn a_quiet_stream_is_probed_and_rebuilt_when_the_probe_is_lost() {
     let job = h.repair_job();
     assert_eq!(job.repair, Repair::Resubscribe);
     assert_eq!(h.metrics.subscriptions_rebuilt(), 1);
+}
+
+/// How long after the last message the next probe goes out, ticking every 500 ms as the
+/// subscriber task does.
+async fn next_probe_after(h: &mut Harness) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::advance(Duration::from_millis(500)).await;
+        h.subs.on_tick();
+        if let [Effect::Probe(_)] = h.effects().as_slice() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no probe");
+    }
+}
+
+/// A stream that hears only probes is probed less and less often, never less than every
+/// PROBE_QUIET_MAX; a comment brings it back to PROBE_QUIET.
+#[tokio::test(start_paused = true)]
+async fn a_stream_hearing_only_probes_is_probed_less_often() {
+    let mut h = harness();
+    let _held = h.live();
+    let mut gaps = Vec::new();
+    for _ in 0..7 {
+        gaps.push(next_probe_after(&mut h).await);
+        h.subs.probe_sent(&s());
+        h.subs.on_message(&s(), None); // the probe came back
+    }
+    let secs: Vec<u64> = gaps
+        .iter()
+        .map(|g| g.as_millis().div_ceil(1000) as u64)
+        .collect();
+    assert_eq!(secs, [4, 7, 13, 25, 31, 31, 31], "{gaps:?}");
+    assert!(
+        gaps.iter()
+            .all(|g| *g <= PROBE_QUIET_MAX + Duration::from_secs(1))
+    );
+    h.subs.on_message(&s(), Some(Inbound::Comment(comment(1))));
+    let after_comment = next_probe_after(&mut h).await;
+    assert!(
+        after_comment <= PROBE_QUIET + Duration::from_secs(1),
+        "{after_comment:?}"
+    );
+    assert_eq!(h.metrics.subscriptions_rebuilt(), 0);
 }
 
 /// A repair that finds the stream in another epoch (its history was lost) tells the local
