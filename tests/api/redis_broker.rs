@@ -325,6 +325,48 @@ async fn a_killed_instances_viewers_leave_the_counts_within_its_lease() {
     println!("B's viewers left A's count {took:?} after the kill");
 }
 
+/// Redis losing its data (here FLUSHALL) takes the viewer reports with it; the instance
+/// finds its lease gone at the next renewal and reports its viewers again at once, instead
+/// of at its next refresh minutes later.
+#[tokio::test]
+async fn viewer_reports_lost_with_redis_data_are_made_again() {
+    let redis = RedisStandalone::start().await;
+    let a = instance_with(&redis.url(), "pod-a", |c| c.instance_lease_ms = 1_500).await;
+    let _viewers = (a.viewer("lost").await, a.viewer("lost").await);
+    let mut client = redis.client().await;
+    let report = |mut client: redis::aio::MultiplexedConnection| async move {
+        redis::cmd("HGET")
+            .arg("danmaku:{lost}:viewers")
+            .arg("pod-a")
+            .query_async::<Option<String>>(&mut client)
+            .await
+            .unwrap()
+    };
+    eventually_async("pod-a's report of its two viewers", || async {
+        report(client.clone())
+            .await
+            .is_some_and(|r| r.starts_with("2:"))
+    })
+    .await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut client)
+        .await
+        .unwrap();
+    assert_eq!(report(client.clone()).await, None);
+    let lost = Instant::now();
+    eventually_async("pod-a's report made again", || async {
+        report(client.clone())
+            .await
+            .is_some_and(|r| r.starts_with("2:"))
+    })
+    .await;
+    assert!(
+        lost.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        lost.elapsed()
+    );
+}
+
 /// A handshake to a stream nobody comments on leaves nothing behind for long: once its
 /// viewers have left, its viewer reports are gone and its peak expires within 30 s. And the
 /// instance holds a lease in the one key of all instances.

@@ -9,9 +9,12 @@
 //! after 10 minutes, for instances of an older version and a lease set that was lost).
 //!
 //! An instance whose own lease ran out (it could not reach the lease's node for that long)
-//! may have been dropped from the sums meanwhile: it reports all its streams again at once.
+//! may have been dropped from the sums meanwhile, and one whose lease is gone altogether
+//! (Redis lost its data: the reports went with it) counts for nothing until it reports: both
+//! report all their streams again at once.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,6 +29,8 @@ use crate::background::Background;
 pub(super) struct Leases {
     lease: Duration,
     gone: RwLock<Arc<[String]>>,
+    /// Whether a renewal went through: a lease absent after that was lost.
+    held: AtomicBool,
 }
 
 impl Leases {
@@ -33,6 +38,18 @@ impl Leases {
         Self {
             lease,
             gone: RwLock::new(Arc::from([])),
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes how this instance's lease stood before a renewal (the script's first answer):
+    /// true when its reports may be missing from the sums.
+    fn renewed(&self, before: Option<&str>) -> bool {
+        let held_before = self.held.swap(true, Ordering::AcqRel);
+        match before {
+            Some("1") => true,
+            Some("2") => held_before,
+            _ => false,
         }
     }
 
@@ -74,10 +91,12 @@ impl RedisBroker {
                 return;
             }
         };
-        let lapsed = answer.next().as_deref() == Some("1");
+        let lapsed = self.leases.renewed(answer.next().as_deref());
         let newly_gone = self.leases.learned(answer.collect());
         if lapsed {
-            tracing::warn!("this instance's lease had run out; reporting its viewers again");
+            tracing::warn!(
+                "this instance's lease had run out or was lost; reporting its viewers again"
+            );
         }
         if lapsed || newly_gone {
             self.reports.recheck_all();
@@ -105,5 +124,18 @@ mod tests {
         assert!(!leases.learned(vec![]), "a forgotten one is no news");
         assert!(leases.learned(vec!["b".into(), "a".into()]));
         assert_eq!(&*leases.gone(), ["b".to_owned(), "a".to_owned()]);
+    }
+
+    #[test]
+    fn a_lease_run_out_or_lost_after_the_first_renewal_calls_for_reports() {
+        let leases = Leases::new(Duration::from_secs(30));
+        assert!(
+            !leases.renewed(Some("2")),
+            "the first renewal takes the lease"
+        );
+        assert!(!leases.renewed(Some("0")));
+        assert!(leases.renewed(Some("1")), "run out");
+        assert!(leases.renewed(Some("2")), "lost (Redis lost its data)");
+        assert!(!leases.renewed(None), "no answer says nothing");
     }
 }

@@ -70,9 +70,9 @@ return {tostring(sum), tostring(peak), tostring(comments), version}
 });
 
 /// An instance's lease: renew this instance's (ARGV[1]) to the Redis time plus ARGV[2] ms,
-/// forget leases that ran out more than ARGV[3] ms ago, and answer whether this instance's
-/// own had run out before this renewal (`1` or `0`) followed by the instances whose leases
-/// have run out.
+/// forget leases that ran out more than ARGV[3] ms ago, and answer how this instance's own
+/// stood before this renewal (`0` held, `1` run out, `2` absent: never taken, or Redis lost
+/// it) followed by the instances whose leases have run out.
 /// KEYS: the lease set.
 pub(in crate::broker::redis) static LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
@@ -84,7 +84,7 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 local lapsed = '0'
-if old > 0 and old < now then lapsed = '1' end
+if old == 0 then lapsed = '2' elseif old < now then lapsed = '1' end
 local answer = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
 table.insert(answer, 1, lapsed)
 return answer
