@@ -7,8 +7,9 @@
 # Sockudo when it is built, and the Socket.IO peer with its classic adapter (every instance
 # receives every stream's comments): the "before".
 #
-# Around each run it reads every master's INFO (CPU, network bytes out) and CLUSTER INFO (the
-# Pub/Sub messages the cluster bus carried), and halfway through the run the Pub/Sub
+# Around each run, and at the start and end of its measured phase, it reads every master's INFO
+# (CPU, network bytes out, each command's calls and time) and CLUSTER INFO (the Pub/Sub
+# messages the cluster bus carried), and halfway through the measured phase the Pub/Sub
 # subscriptions (shard channels with their subscriber counts, channels, patterns); each
 # system's danmaku-bench result carries its instances' CPU and RSS, deliveries and latency.
 # `bench/fleet-report` puts them side by side in fleet.md, with the seed's ratios.
@@ -80,12 +81,16 @@ fleet_run() {
   local redis="$OUT/fleet-redis" said="$WORK/fleet-$label.out"
   mkdir -p "$redis"
   fleet_redis_snapshot >"$redis/$label-before.json"
-  # Halfway through the measured phase (its start is the tool's `ready:` line), the
-  # subscriptions.
+  # The measured phase (its start is the tool's `ready:` line): Redis's figures at its start
+  # and end (the whole run's also count the viewers' arrival and departure), and halfway
+  # through, the subscriptions.
   (
     for _ in $(seq 1200); do grep -q '^ready:' "$said" 2>/dev/null && break; sleep 0.1; done
+    fleet_redis_snapshot >"$redis/$label-ready.json"
     sleep $((duration / 2))
     fleet_subscriptions >"$redis/$label-subscriptions.json"
+    sleep $((duration - duration / 2))
+    fleet_redis_snapshot >"$redis/$label-end.json"
   ) &
   local sampler=$!
   if ! "$BENCH" fanout --target "$target" --label "$label" --url "$urls" --pid "$pids" \
