@@ -55,7 +55,7 @@ impl Reports {
                 if version >= r.version {
                     (r.sum, r.version) = (sum, version);
                 }
-                (r.ours, r.at, r.recheck) = (ours, at, false);
+                (r.ours, r.at) = (ours, at);
             })
             .or_insert(Report {
                 sum,
@@ -76,17 +76,29 @@ impl Reports {
         }
     }
 
-    /// Whether the local count `local` is to be reported: never reported, changed since,
-    /// reported [`REFRESH`] ago, or to be rechecked.
-    pub(super) fn due(&self, stream: &StreamId, local: i64) -> bool {
-        self.0
-            .get(stream)
-            .is_none_or(|r| r.recheck || r.ours != local.max(0) || r.at.elapsed() >= REFRESH)
+    /// Whether the local count `local` is to be reported now: never reported, changed since,
+    /// reported [`REFRESH`] ago, or to be rechecked. The report about to start takes the
+    /// recheck, so one asked for while that report is in flight (it may have been sent with
+    /// the gone instances as they were before) asks for another.
+    pub(super) fn take_due(&self, stream: &StreamId, local: i64) -> bool {
+        let Some(mut r) = self.0.get_mut(stream) else {
+            return true;
+        };
+        let due = r.recheck || r.ours != local.max(0) || r.at.elapsed() >= REFRESH;
+        r.recheck = false;
+        due
     }
 
     /// Every stream is to be reported at the next round.
     pub(super) fn recheck_all(&self) {
         self.0.iter_mut().for_each(|mut r| r.recheck = true);
+    }
+
+    /// `stream` is to be reported at the next round (its report failed).
+    pub(super) fn recheck(&self, stream: &StreamId) {
+        if let Some(mut r) = self.0.get_mut(stream) {
+            r.recheck = true;
+        }
     }
 
     pub(super) fn forget(&self, stream: &StreamId) {
@@ -131,15 +143,30 @@ mod tests {
     fn a_count_is_due_when_new_or_changed() {
         let reports = Reports::default();
         let s = stream();
-        assert!(reports.due(&s, 3), "never reported");
+        assert!(reports.take_due(&s, 3), "never reported");
         reports.reported(&s, 3, 3, 1);
-        assert!(!reports.due(&s, 3), "unchanged, just reported");
-        assert!(reports.due(&s, 4), "changed");
+        assert!(!reports.take_due(&s, 3), "unchanged, just reported");
+        assert!(reports.take_due(&s, 4), "changed");
         reports.reported(&s, 0, 0, 2);
-        assert!(!reports.due(&s, -1), "a count below 0 is reported as 0");
+        assert!(
+            !reports.take_due(&s, -1),
+            "a count below 0 is reported as 0"
+        );
         reports.recheck_all();
-        assert!(reports.due(&s, 0), "rechecked");
+        assert!(reports.take_due(&s, 0), "rechecked");
+        assert!(
+            !reports.take_due(&s, 0),
+            "the report in flight took the recheck"
+        );
+        reports.recheck_all(); // while that report is in flight
         reports.reported(&s, 0, 0, 3);
-        assert!(!reports.due(&s, 0), "reported since");
+        assert!(
+            reports.take_due(&s, 0),
+            "a recheck asked for in flight asks for another"
+        );
+        reports.reported(&s, 0, 0, 4);
+        assert!(!reports.take_due(&s, 0), "reported since");
+        reports.recheck(&s); // the report failed
+        assert!(reports.take_due(&s, 0), "a failed report is tried again");
     }
 }

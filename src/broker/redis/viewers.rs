@@ -120,7 +120,7 @@ impl RedisBroker {
         let streams: Vec<StreamId> = self
             .local_viewers
             .iter()
-            .filter(|e| self.reports.due(e.key(), *e.value()))
+            .filter(|e| self.reports.take_due(e.key(), *e.value()))
             .map(|e| e.key().clone())
             .collect();
         let mut reports = futures_util::stream::iter(streams)
@@ -141,7 +141,10 @@ impl RedisBroker {
                         self.reports.forget(stream);
                     }
                 }
-                Err(error) => tracing::debug!(%stream, %error, "viewer report failed"),
+                Err(error) => {
+                    tracing::debug!(%stream, %error, "viewer report failed");
+                    self.reports.recheck(stream);
+                }
             }
         }
     }
